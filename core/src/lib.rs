@@ -1,0 +1,20 @@
+//! `nightscape-core`: the pure heart of Nightscape.
+//!
+//! Everything here is a function of its arguments: no async, no sockets, no files, no clock.
+//! The edges (the CLI, and later the server, gateway and simulator) read bytes and time and
+//! hand them in as plain values.
+//!
+//! - [`addr`]: the address newtypes (DMX slot, sACN universe, Art-Net port-address, Modbus
+//!   register) and the notations engineers write them in.
+//! - [`model`]: the checked domain model — sites, gateways, controllers, fixtures, groups,
+//!   controller profiles, the zone table — and the channel layouts derived from it.
+//! - [`show`]: show files (TOML) in, [`model::ShowLibrary`] and located diagnostics out.
+//! - [`diag`]: diagnostics with stable codes, field paths and line/column locations.
+//! - [`schema`]: JSON Schemas of the show files, generated from their types.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod addr;
+pub mod diag;
+pub mod model;
+pub mod schema;
+pub mod show;

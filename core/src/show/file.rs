@@ -1,0 +1,434 @@
+//! The show files as written by people: serde types that mirror the TOML one to one.
+//!
+//! These types are only the edge. Numbers stay wide (`i64`, `f64`) and references stay
+//! strings, so that range and reference problems are reported by the lowering step with a
+//! field path and a clear message instead of stopping the parse. The JSON Schemas in
+//! `scenes/schema/` are generated from these types for editor completion.
+//!
+//! Unknown keys are not rejected by serde (that would stop at the first); the loader collects
+//! every one of them and reports each as `unknown-key`. The schemas still forbid them.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// `{ ko = "계백교", en = "Gyebaek Bridge" }`: Korean first, English for visitors and logs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct NameFile {
+    pub ko: String,
+    pub en: Option<String>,
+}
+
+/// `sites/<site-id>/site.toml`: one site, its gateways, controllers, fixtures and groups.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape site")]
+pub struct SiteFile {
+    pub name: NameFile,
+    pub kind: SiteKindFile,
+    pub location: LocationFile,
+    /// IANA time zone the site's schedule runs in, e.g. `Asia/Seoul`.
+    pub time_zone: String,
+    /// Korean lighting-environment management zone, 1 (darkest) to 4 (commercial).
+    pub zone: i64,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub tariff: Option<TariffFile>,
+    #[serde(default)]
+    pub gateways: Vec<GatewayFile>,
+    #[serde(default)]
+    pub controllers: Vec<ControllerFile>,
+    #[serde(default)]
+    pub fixtures: Vec<FixtureFile>,
+    #[serde(default)]
+    pub groups: Vec<GroupFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteKindFile {
+    Building,
+    Bridge,
+    Heritage,
+    Park,
+    RoadStructure,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LocationFile {
+    /// Degrees north, WGS 84.
+    pub lat: f64,
+    /// Degrees east, WGS 84.
+    pub lon: f64,
+}
+
+/// What the site may show. Missing values come from the site's zone and kind.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Highest output any channel may reach, in percent of full.
+    pub max_output_pct: Option<f64>,
+    /// Allowed white range `[lowest, highest]` in kelvin; the site then shows whites only.
+    pub cct_k: Option<[f64; 2]>,
+    /// Highest colour saturation, 0 (white only) to 1 (any colour).
+    pub saturation_max: Option<f64>,
+    /// Colours that must not be shown, e.g. traffic-signal look-alikes near roads.
+    pub forbidden_colours: Option<Vec<ForbiddenColourFile>>,
+    /// Fastest allowed change of brightness (flash, strobe, chase) in hertz.
+    pub max_flash_hz: Option<f64>,
+    /// Local time after which the site goes to its curfew level: `"23:00"`, or `"none"`.
+    pub curfew: Option<String>,
+    /// Output during curfew, in percent of full (default 0).
+    pub curfew_level_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForbiddenColourFile {
+    SignalRed,
+    SignalAmber,
+    SignalGreen,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TariffFile {
+    /// ISO 4217 code; `KRW` when left out.
+    pub currency: Option<String>,
+    /// Energy price per kWh outside any band.
+    pub per_kwh: f64,
+    /// Time-of-use bands, local time; a band may run over midnight.
+    #[serde(default)]
+    pub bands: Vec<TariffBandFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TariffBandFile {
+    pub from: String,
+    pub to: String,
+    pub per_kwh: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GatewayFile {
+    pub id: String,
+    pub name: Option<NameFile>,
+}
+
+/// A field controller. Exactly one of `modbus`, `artnet`, `sacn`, `dmx_mqtt` says how the
+/// gateway reaches it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ControllerFile {
+    pub id: String,
+    pub gateway: String,
+    pub name: Option<String>,
+    pub modbus: Option<ModbusFile>,
+    pub artnet: Option<ArtNetFile>,
+    pub sacn: Option<SacnFile>,
+    pub dmx_mqtt: Option<DmxMqttFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ModbusFile {
+    /// IP address or host name of the device (or of its Modbus-to-serial bridge).
+    pub host: String,
+    /// TCP port; 502 when left out.
+    pub port: Option<i64>,
+    /// Unit (slave) id, 1–247; 1 when left out.
+    pub unit: Option<i64>,
+    /// Controller profile id (a file in `profiles/`).
+    pub profile: String,
+    /// Who fades between cues: `gateway` (default) or the device's own fade register.
+    pub fade_by: Option<FadeByFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FadeByFile {
+    Gateway,
+    Controller,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ArtNetFile {
+    /// The node's IP address (unicast, as Art-Net 4 asks).
+    pub ip: String,
+    /// First port-address, `net:subnet:universe` or a number 0–32767.
+    pub port_address: UniverseFile,
+    /// How many consecutive port-addresses the node takes; 1 when left out.
+    pub universes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SacnFile {
+    /// First universe, 1–63999.
+    pub universe: i64,
+    /// How many consecutive universes the controller takes; 1 when left out.
+    pub universes: Option<i64>,
+    /// Source priority 0–200; 100 when left out.
+    pub priority: Option<i64>,
+    /// Send to this IP address instead of the universe's multicast group.
+    pub unicast: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DmxMqttFile {
+    /// First universe number in the topic `nightscape/v1/dmx/{controller}/{universe}`, 1–64.
+    pub universe: Option<i64>,
+    /// How many universes; 1 when left out.
+    pub universes: Option<i64>,
+}
+
+/// A universe as written in a file: a number, or `"net:subnet:universe"` for Art-Net.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum UniverseFile {
+    Number(i64),
+    Text(String),
+}
+
+/// A Modbus register as written in a file: a 0-based number, or text such as `"0x2000"`
+/// or `"40001"` (1-based holding-register notation).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RegisterFile {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixtureTypeFile {
+    Dimmer,
+    Cct,
+    Rgb,
+    Rgbw,
+    Rgba,
+    PixelStrip,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PixelFile {
+    Rgb,
+    Rgbw,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FixtureFile {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: FixtureTypeFile,
+    /// Colour of each pixel of a `pixel-strip`: `rgb` (default) or `rgbw`.
+    pub pixel: Option<PixelFile>,
+    /// Channel order as letters: `r g b w a` for colour, `w c` (warm, cool) for `cct`.
+    pub order: Option<String>,
+    /// 8 (default) or 16 bits per colour; 16-bit takes a coarse and a fine channel.
+    pub bits: Option<i64>,
+    /// Exponent from linear light to channel value; 2.2 when left out, 1 if the controller
+    /// applies its own curve.
+    pub gamma: Option<f64>,
+    pub controller: String,
+    /// DMX universe (sACN number, Art-Net `net:subnet:universe`, DMX-over-MQTT number).
+    pub universe: Option<UniverseFile>,
+    /// First DMX slot, 1–512.
+    pub address: Option<i64>,
+    /// First channel on a Modbus controller, 1-based, mapped to registers by its profile.
+    pub channel: Option<i64>,
+    /// Number of pixels of a `pixel-strip`.
+    pub pixels: Option<i64>,
+    /// Pixels the controller puts in each universe, when it is configured to a fixed number.
+    pub pixels_per_universe: Option<i64>,
+    /// Position of a point fixture `[x, y]` in metres in the site's drawing plane.
+    pub at: Option<[f64; 2]>,
+    /// Polyline `[[x, y], …]` in metres along which a strip's pixels are spread evenly.
+    pub line: Option<Vec<[f64; 2]>>,
+    /// Rated electrical power at full output, in watts.
+    pub power_w: f64,
+    /// Measured luminance of the lit surface at full output (commissioning), in cd/m².
+    pub luminance_cd_m2: Option<f64>,
+    /// `cct`: warm and cool white `[warm, cool]` in kelvin. `dimmer`/`rgbw` W channel: one
+    /// value `[k, k]`.
+    pub white_k: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GroupFile {
+    pub id: String,
+    /// What the group is on the site (`facade`, `railing`, `accent`, …), so that one scene
+    /// can serve several sites.
+    pub role: Option<String>,
+    pub name: Option<NameFile>,
+    pub fixtures: Vec<String>,
+}
+
+/// `profiles/<profile-id>.toml`: how a Modbus device maps channels to registers.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape Modbus controller profile")]
+pub struct ProfileFile {
+    pub name: String,
+    pub vendor: Option<String>,
+    /// Where the figures come from (manual, measurement) and what is still unverified.
+    pub source: Option<String>,
+    pub levels: LevelsFile,
+    pub write: WriteFile,
+    /// Word order of 32-bit values: `big` (high word first, default) or `little`.
+    pub word_order: Option<WordOrderFile>,
+    pub enable: Option<EnableFile>,
+    pub master: Option<MasterFile>,
+    pub fade: Option<FadeFile>,
+    pub status: Option<InputFile>,
+    pub power: Option<PowerFile>,
+    pub uptime: Option<UptimeFile>,
+    /// Where the device shows what it outputs (read back for checks).
+    pub readback: Option<ReadbackFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LevelsFile {
+    /// Holding register of channel 1.
+    pub start: RegisterFile,
+    /// Channels the device has.
+    pub channels: i64,
+    /// 8 or 16: the width of one channel's value.
+    pub bits: i64,
+    /// Register value at full output; 255 (8-bit) or 65535 (16-bit) when left out.
+    pub max: Option<i64>,
+    /// Two 8-bit channels in one register: `high-first` (odd channel in the high byte) or
+    /// `low-first`. One channel per register when left out.
+    pub pack: Option<PackFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackFile {
+    HighFirst,
+    LowFirst,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct WriteFile {
+    /// Most registers in one write request (Modbus allows 123; many devices take fewer).
+    pub max_registers: i64,
+    /// Whether Write Multiple Registers (FC16) works; otherwise one FC06 per register.
+    pub fc16: bool,
+    /// Shortest time between two requests to the device, in milliseconds.
+    pub min_interval_ms: Option<i64>,
+    /// Full rewrite period even without changes, in seconds (0 = never).
+    pub refresh_s: Option<i64>,
+    /// One connection per host:port shared by every unit (Modbus-to-serial bridges).
+    pub serialize_host: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WordOrderFile {
+    Big,
+    Little,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EnableFile {
+    pub register: RegisterFile,
+    /// Value that switches the output on.
+    pub on: i64,
+    /// Value that switches it off; 0 when left out.
+    pub off: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct MasterFile {
+    pub register: RegisterFile,
+    /// Value for full output.
+    pub max: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FadeFile {
+    pub register: RegisterFile,
+    /// Milliseconds per step of the register's value.
+    pub unit_ms: i64,
+    /// Largest value the register takes.
+    pub max: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct InputFile {
+    pub register: RegisterFile,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PowerFile {
+    pub register: RegisterFile,
+    /// 1 or 2 registers.
+    pub words: Option<i64>,
+    /// Watts per unit of the raw value.
+    pub watts_per_unit: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct UptimeFile {
+    pub register: RegisterFile,
+    /// 1 or 2 registers; 2 when left out.
+    pub words: Option<i64>,
+    /// Seconds per unit of the raw value; 1 when left out.
+    pub seconds_per_unit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableFile {
+    Holding,
+    Input,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ReadbackFile {
+    pub start: RegisterFile,
+    pub table: TableFile,
+}
+
+/// `zones.toml`: the lighting-environment zones and what each allows.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape light-pollution zone table")]
+pub struct ZonesFile {
+    /// Where the figures come from.
+    pub source: String,
+    /// Limits apply from this many minutes after sunset …
+    pub applies_after_sunset_min: i64,
+    /// … to this many minutes before sunrise.
+    pub applies_before_sunrise_min: i64,
+    pub zones: Vec<ZoneFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ZoneFile {
+    pub zone: i64,
+    pub name: NameFile,
+    /// Decorative lighting: highest average luminance of a lit surface, cd/m².
+    pub decorative_avg_cd_m2: f64,
+    /// Decorative lighting: highest luminance anywhere on a lit surface, cd/m².
+    pub decorative_max_cd_m2: f64,
+    /// Default curfew for sites in this zone: `"23:00"` or `"none"`.
+    pub curfew: String,
+}

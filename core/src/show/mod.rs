@@ -1,0 +1,287 @@
+//! Show files: reading a show library from text, in memory.
+//!
+//! The edges read files and hand them over as [`SourceFile`]s; [`check`] parses each one,
+//! reports every unknown key, lowers the serde types of [`file`] into the domain model of
+//! [`crate::model`] and runs the cross-checks (references, addressing, limits). It returns the
+//! library it could build and every diagnostic, each located at its file, line and column.
+//!
+//! A library is laid out as:
+//! - `zones.toml`: the lighting-environment zone table;
+//! - `profiles/<profile-id>.toml`: Modbus controller profiles;
+//! - `sites/<site-id>/site.toml`: a site with its gateways, controllers, fixtures, groups.
+
+pub mod file;
+mod locate;
+mod lower;
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{Code, Diagnostic, FieldPath, LineIndex, Location, Severity};
+use crate::model::{ProfileId, ShowLibrary, SiteId};
+use locate::SourceMap;
+
+/// One file of a show library: its path relative to the library root, with `/` separators.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// A checked library: what could be built, and every problem found.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub library: ShowLibrary,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn error_count(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    }
+}
+
+/// A problem not yet placed in its file.
+#[derive(Debug)]
+struct Pending {
+    severity: Severity,
+    code: Code,
+    path: FieldPath,
+    at_key: bool,
+    span: Option<std::ops::Range<usize>>,
+    message: String,
+}
+
+/// Collects the problems of one file while it is lowered.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    pending: Vec<Pending>,
+}
+
+impl Problems {
+    pub(crate) fn error(&mut self, code: Code, path: &FieldPath, message: impl Into<String>) {
+        self.push(Severity::Error, code, path, message.into());
+    }
+
+    pub(crate) fn warning(&mut self, code: Code, path: &FieldPath, message: impl Into<String>) {
+        self.push(Severity::Warning, code, path, message.into());
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.pending.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    fn push(&mut self, severity: Severity, code: Code, path: &FieldPath, message: String) {
+        self.pending.push(Pending {
+            severity,
+            code,
+            path: path.clone(),
+            at_key: false,
+            span: None,
+            message,
+        });
+    }
+
+    /// Places every pending problem in `file` and moves it to `out`.
+    fn place(&mut self, file: &SourceFile, out: &mut Vec<Diagnostic>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let map = SourceMap::new(&file.text);
+        let lines = LineIndex::new(&file.text);
+        for p in self.pending.drain(..) {
+            let span = p.span.or_else(|| map.span(&p.path, p.at_key));
+            let line_col = span.as_ref().map(|s| lines.line_col(&file.text, s.start));
+            out.push(Diagnostic {
+                severity: p.severity,
+                code: p.code,
+                path: p.path,
+                location: Location {
+                    file: file.path.clone(),
+                    span,
+                    line_col,
+                },
+                message: p.message,
+            });
+        }
+    }
+}
+
+/// Parses one file into its serde type, reporting a syntax or type error (which stops this
+/// file) and every unknown key (which does not).
+fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Option<T> {
+    let deserializer = match toml::de::Deserializer::parse(&file.text) {
+        Ok(d) => d,
+        Err(e) => {
+            syntax(problems, &e);
+            return None;
+        }
+    };
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(field_path(&path)));
+    for path in unknown {
+        let key = path.to_string();
+        problems.pending.push(Pending {
+            severity: Severity::Error,
+            code: Code::UnknownKey,
+            path,
+            at_key: true,
+            span: None,
+            message: format!("unknown key `{key}`; the format does not have it (a typo?)"),
+        });
+    }
+    match parsed {
+        Ok(value) => Some(value),
+        Err(e) => {
+            syntax(problems, &e);
+            None
+        }
+    }
+}
+
+fn syntax(problems: &mut Problems, error: &toml::de::Error) {
+    problems.pending.push(Pending {
+        severity: Severity::Error,
+        code: Code::Syntax,
+        path: FieldPath::root(),
+        at_key: false,
+        span: error.span(),
+        message: error.message().trim().replace('\n', " "),
+    });
+}
+
+fn field_path(path: &serde_ignored::Path<'_>) -> FieldPath {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => FieldPath::root(),
+        Path::Seq { parent, index } => field_path(parent).index(*index),
+        Path::Map { parent, key } => field_path(parent).key(key.as_str()),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Which part of a library a file is.
+enum Role<'a> {
+    Zones,
+    Profile(&'a str),
+    Site(&'a str),
+    Other,
+    Stray,
+}
+
+fn role(path: &str) -> Role<'_> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["zones.toml"] => Role::Zones,
+        ["profiles", name] => name
+            .strip_suffix(".toml")
+            .map_or(Role::Other, Role::Profile),
+        ["sites", site, "site.toml"] => Role::Site(site),
+        _ if path.ends_with(".toml") => Role::Stray,
+        _ => Role::Other,
+    }
+}
+
+/// Checks a whole show library given as files in memory.
+pub fn check(sources: &[SourceFile]) -> Checked {
+    let mut checked = Checked::default();
+    let mut problems = Problems::default();
+    let out = &mut checked.diagnostics;
+
+    let mut zones_seen = false;
+    for file in sources {
+        if let Role::Zones = role(&file.path) {
+            zones_seen = true;
+            if let Some(parsed) = parse(file, &mut problems) {
+                checked.library.zones = lower::zones(parsed, &mut problems);
+            }
+            problems.place(file, out);
+        }
+    }
+    if !zones_seen {
+        out.push(Diagnostic {
+            severity: Severity::Error,
+            code: Code::Missing,
+            path: FieldPath::root(),
+            location: Location {
+                file: "zones.toml".to_owned(),
+                span: None,
+                line_col: None,
+            },
+            message: "the library has no zones.toml; every site's limits and curfew depend on it"
+                .to_owned(),
+        });
+    }
+
+    for file in sources {
+        if let Role::Profile(name) = role(&file.path) {
+            match ProfileId::new(name) {
+                None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
+                Some(id) => {
+                    if let Some(parsed) = parse(file, &mut problems)
+                        && let Some(profile) = lower::profile(id.clone(), parsed, &mut problems)
+                    {
+                        checked.library.profiles.insert(id, profile);
+                    }
+                }
+            }
+            problems.place(file, out);
+        }
+    }
+
+    for file in sources {
+        match role(&file.path) {
+            Role::Site(name) => {
+                match SiteId::new(name) {
+                    None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
+                    Some(id) => {
+                        if let Some(parsed) = parse(file, &mut problems) {
+                            let context = lower::SiteContext {
+                                zones: checked.library.zones.as_ref(),
+                                profiles: &checked.library.profiles,
+                            };
+                            if let Some(site) =
+                                lower::site(id.clone(), parsed, &context, &mut problems)
+                            {
+                                checked.library.sites.insert(id, site);
+                            }
+                        }
+                    }
+                }
+                problems.place(file, out);
+            }
+            Role::Stray => {
+                problems.warning(
+                    Code::StrayFile,
+                    &FieldPath::root(),
+                    "this file is not part of the library: zones.toml, profiles/<id>.toml and sites/<id>/site.toml are read",
+                );
+                problems.place(file, out);
+            }
+            Role::Zones | Role::Profile(_) | Role::Other => {}
+        }
+    }
+
+    out.sort_by(|a, b| {
+        (&a.location.file, a.location.line_col).cmp(&(&b.location.file, b.location.line_col))
+    });
+    checked
+}
+
+pub(crate) fn bad_id_message(text: &str) -> String {
+    format!(
+        "`{text}` is not a valid id: use lowercase letters, digits and single inner `-` (at most 64)"
+    )
+}

@@ -1,0 +1,8 @@
+//! The `nightscape` program: one command for every part of the system.
+//!
+//! [`cli`] holds the command-line surface; each subcommand is a thin layer that reads files,
+//! calls the pure core and prints. The server, gateway and simulator arrive as their own
+//! crates and are started from here.
+
+pub mod cli;
+pub mod library;
