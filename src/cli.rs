@@ -58,6 +58,7 @@ fn scene_check(dir: PathBuf) -> Result<ExitCode> {
     for d in &checked.diagnostics {
         writeln!(stdout, "{d}")?;
     }
+    stdout.flush()?;
     let (errors, warnings) = (checked.error_count(), checked.warning_count());
     let lib = &checked.library;
     eprintln!(

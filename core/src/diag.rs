@@ -78,6 +78,8 @@ codes! {
     RegisterRange = "register-range",
     /// A fixture can emit nothing its site's limits allow.
     LimitBroken = "limit-broken",
+    /// The site allows whites only and the fixture can only mix white from colour.
+    WhiteApproximate = "white-approximate",
     /// A fixture's full output is above what the site's zone allows; it will be clamped.
     LimitClamped = "limit-clamped",
     /// A definition nothing uses (a gateway without controllers, a group without fixtures).

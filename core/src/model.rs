@@ -399,8 +399,12 @@ impl FixtureKind {
         }
     }
 
-    pub fn has_colour(self) -> bool {
-        !matches!(self, FixtureKind::Dimmer | FixtureKind::Cct)
+    /// Whether the fixture has an emitter of its own for white (a dimmer's lamp, CCT's two
+    /// whites, the W of RGBW); the others mix white from colour.
+    pub fn has_white(self) -> bool {
+        self.default_order()
+            .iter()
+            .any(|e| matches!(e, Emitter::Intensity | Emitter::White | Emitter::Warm))
     }
 }
 

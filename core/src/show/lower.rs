@@ -578,9 +578,12 @@ pub(crate) fn site(
 
     let gateways = gateways(file.gateways, p);
     let controllers = controllers(file.controllers, &gateways, context, p);
+    // Groups are checked against every declared fixture, also those with errors of their
+    // own, so that one mistake is not reported again as a missing reference.
+    let declared: HashSet<String> = file.fixtures.iter().map(|f| f.id.clone()).collect();
     let fixtures = fixtures(file.fixtures, &controllers, p);
     let patched = patch_check(&fixtures, &controllers, context, p);
-    let groups = groups(file.groups, &fixtures, p);
+    let groups = groups(file.groups, &declared, p);
     if let Some(limits) = &limits {
         limit_check(&fixtures, limits, zone_rule, p);
     }
@@ -1480,6 +1483,11 @@ fn white(
     }
 }
 
+/// DMX slots one fixture takes in one universe: `(slots, fixture index in the file, id)`.
+type SlotUse<'a> = (std::ops::Range<u16>, usize, &'a FixtureId);
+/// The part of one register a fixture writes: `(part, fixture index in the file, id)`.
+type RegisterUse<'a> = (RegisterPart, usize, &'a FixtureId);
+
 /// Lays out every fixture's channels and reports overruns, split pixels and overlaps.
 /// Returns false when a fixture cannot be laid out.
 fn patch_check(
@@ -1489,16 +1497,9 @@ fn patch_check(
     p: &mut Problems,
 ) -> bool {
     let mut ok = true;
-    // (controller, universe) → (slots, fixture index)
-    let mut dmx: BTreeMap<
-        (&ControllerId, Universe),
-        Vec<(std::ops::Range<u16>, usize, &FixtureId)>,
-    > = BTreeMap::new();
-    // (controller, register) → (part, fixture index)
-    let mut registers: BTreeMap<
-        (&ControllerId, RegisterAddr),
-        Vec<(RegisterPart, usize, &FixtureId)>,
-    > = BTreeMap::new();
+    let mut dmx: BTreeMap<(&ControllerId, Universe), Vec<SlotUse<'_>>> = BTreeMap::new();
+    let mut registers: BTreeMap<(&ControllerId, RegisterAddr), Vec<RegisterUse<'_>>> =
+        BTreeMap::new();
     for (i, f) in fixtures {
         let path = root().key("fixtures").index(*i);
         let Some((_, controller)) = controllers.iter().find(|(_, c)| c.id == f.controller) else {
@@ -1643,7 +1644,7 @@ fn patch_check(
     ok
 }
 
-fn groups(files: Vec<GroupFile>, fixtures: &Indexed<Fixture>, p: &mut Problems) -> Indexed<Group> {
+fn groups(files: Vec<GroupFile>, declared: &HashSet<String>, p: &mut Problems) -> Indexed<Group> {
     let mut ids = IdSet::new("group");
     let mut out = Vec::new();
     for (i, g) in files.into_iter().enumerate() {
@@ -1663,7 +1664,7 @@ fn groups(files: Vec<GroupFile>, fixtures: &Indexed<Fixture>, p: &mut Problems) 
         let mut members = Vec::new();
         for (k, text) in g.fixtures.iter().enumerate() {
             let fp = path.key("fixtures").index(k);
-            match FixtureId::new(text).filter(|id| fixtures.iter().any(|(_, f)| &f.id == id)) {
+            match FixtureId::new(text).filter(|_| declared.contains(text)) {
                 None => p.error(
                     Code::UnknownRef,
                     &fp,
@@ -1722,13 +1723,9 @@ fn limit_check(
                 format!("the site allows whites of {lo}–{hi} K only, but {what}: it can show nothing allowed"),
             );
         }
-        if limits.cct_k.is_some()
-            && f.kind.has_colour()
-            && f.white_k.is_none()
-            && f.kind != FixtureKind::Rgba
-        {
+        if limits.cct_k.is_some() && !f.kind.has_white() {
             p.warning(
-                Code::LimitClamped,
+                Code::WhiteApproximate,
                 &path.key("type"),
                 "the site allows whites only, and this fixture mixes white from colour: its whites will be approximate",
             );

@@ -130,7 +130,15 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
     let mut unknown = Vec::new();
     let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(field_path(&path)));
     for path in unknown {
-        let key = path.to_string();
+        let key = match path.segments().last() {
+            Some(crate::diag::Segment::Key(key)) => key.clone(),
+            _ => path.to_string(),
+        };
+        let key = if path.segments().len() > 1 {
+            format!("{key}` in `{}", parent_text(&path))
+        } else {
+            key
+        };
         problems.pending.push(Pending {
             severity: Severity::Error,
             code: Code::UnknownKey,
@@ -149,6 +157,31 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
     }
 }
 
+fn parent_text(path: &FieldPath) -> String {
+    let mut parent = FieldPath::root();
+    for segment in &path.segments()[..path.segments().len().saturating_sub(1)] {
+        parent = match segment {
+            crate::diag::Segment::Key(k) => parent.key(k.as_str()),
+            crate::diag::Segment::Index(i) => parent.index(*i),
+        };
+    }
+    parent.to_string()
+}
+
+/// serde names Rust types in its messages; people writing TOML think in TOML's types.
+fn plain_types(message: &str) -> String {
+    let mut text = message.trim().replace('\n', " ");
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected u8", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        text = text.replace(rust, toml);
+    }
+    text
+}
+
 fn syntax(problems: &mut Problems, error: &toml::de::Error) {
     problems.pending.push(Pending {
         severity: Severity::Error,
@@ -156,7 +189,7 @@ fn syntax(problems: &mut Problems, error: &toml::de::Error) {
         path: FieldPath::root(),
         at_key: false,
         span: error.span(),
-        message: error.message().trim().replace('\n', " "),
+        message: plain_types(error.message()),
     });
 }
 
