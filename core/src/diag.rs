@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(index.line_col(text, 0), LineCol { line: 1, col: 1 });
         assert_eq!(index.line_col(text, 6), LineCol { line: 2, col: 1 });
         let x = text.find(" x").unwrap() + 1;
-        assert_eq!(index.line_col(text, x), LineCol { line: 2, col: 15 });
+        assert_eq!(index.line_col(text, x), LineCol { line: 2, col: 14 });
         assert_eq!(index.line_col(text, 10_000).line, 3);
     }
 
