@@ -97,7 +97,11 @@ fn found(checked: &Checked) -> Vec<String> {
 
 fn relevant(checked: &Checked) -> Vec<&Diagnostic> {
     let unused = nightscape_core::diag::Code::Unused;
-    checked.diagnostics.iter().filter(|d| d.code != unused).collect()
+    checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.code != unused)
+        .collect()
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
