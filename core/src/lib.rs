@@ -14,7 +14,11 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod addr;
+pub mod colour;
 pub mod diag;
+pub mod limits;
 pub mod model;
+pub mod render;
+pub mod scene;
 pub mod schema;
 pub mod show;

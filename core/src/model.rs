@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::addr::{ArtNetPortAddress, DmxAddress, RegisterAddr, SacnUniverse};
 
+/// Declares string id newtypes that accept lowercase slugs only.
 macro_rules! ids {
     ($($(#[$doc:meta])* $name:ident,)*) => {$(
         $(#[$doc])*
@@ -19,7 +20,7 @@ macro_rules! ids {
         impl $name {
             /// Accepts a lowercase slug: `a-z`, `0-9` and inner `-`, at most 64 characters.
             pub fn new(text: &str) -> Option<Self> {
-                is_slug(text).then(|| $name(text.to_owned()))
+                $crate::model::is_slug(text).then(|| $name(text.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -27,13 +28,15 @@ macro_rules! ids {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
     )*};
 }
+
+pub(crate) use ids;
 
 ids! {
     SiteId,
@@ -186,7 +189,7 @@ impl ForbiddenColour {
     pub fn hue_band(self) -> ((f64, f64), f64) {
         match self {
             ForbiddenColour::SignalRed => ((345.0, 15.0), 0.5),
-            ForbiddenColour::SignalAmber => ((25.0, 50.0), 0.5),
+            ForbiddenColour::SignalAmber => ((20.0, 50.0), 0.5),
             ForbiddenColour::SignalGreen => ((120.0, 190.0), 0.5),
         }
     }
@@ -757,4 +760,20 @@ pub struct ShowLibrary {
     pub zones: Option<ZoneTable>,
     pub profiles: BTreeMap<ProfileId, Profile>,
     pub sites: BTreeMap<SiteId, Site>,
+    pub scenes: BTreeMap<crate::scene::SceneId, crate::scene::Scene>,
+}
+
+impl ShowLibrary {
+    /// The zone rule of a site, when the zone table is there.
+    pub fn zone_rule(&self, site: &Site) -> Option<&ZoneRule> {
+        self.zones.as_ref().and_then(|z| z.rule(site.zone))
+    }
+
+    /// The scenes of one site, by id.
+    pub fn scenes_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+    ) -> impl Iterator<Item = &'a crate::scene::Scene> + 'a {
+        self.scenes.values().filter(move |s| &s.site == site)
+    }
 }

@@ -4,7 +4,7 @@
 
 use schemars::schema_for;
 
-use crate::show::file::{ProfileFile, SiteFile, ZonesFile};
+use crate::show::file::{ProfileFile, SceneFile, SiteFile, ZonesFile};
 
 /// Every schema as `(file name, pretty JSON)`.
 pub fn all() -> Vec<(&'static str, String)> {
@@ -17,5 +17,6 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("site.schema.json", pretty(schema_for!(SiteFile))),
         ("profile.schema.json", pretty(schema_for!(ProfileFile))),
         ("zones.schema.json", pretty(schema_for!(ZonesFile))),
+        ("scene.schema.json", pretty(schema_for!(SceneFile))),
     ]
 }

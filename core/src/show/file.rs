@@ -234,8 +234,8 @@ pub struct FixtureFile {
     pub order: Option<String>,
     /// 8 (default) or 16 bits per colour; 16-bit takes a coarse and a fine channel.
     pub bits: Option<i64>,
-    /// Exponent from linear light to channel value; 2.2 when left out, 1 if the controller
-    /// applies its own curve.
+    /// How the fixture turns a channel value into light: light ∝ value^gamma. 2.2 when left
+    /// out (fixtures with a perceptual dimming curve); 1 for drivers that are linear.
     pub gamma: Option<f64>,
     pub controller: String,
     /// DMX universe (sACN number, Art-Net `net:subnet:universe`, DMX-over-MQTT number).
@@ -431,4 +431,87 @@ pub struct ZoneFile {
     pub decorative_max_cd_m2: f64,
     /// Default curfew for sites in this zone: `"23:00"` or `"none"`.
     pub curfew: String,
+}
+
+/// `sites/<site-id>/scenes/<scene-id>.toml`: a look, as layers of effects on groups.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape scene")]
+pub struct SceneFile {
+    pub name: NameFile,
+    /// Cross-fade into this scene, in milliseconds; 3000 when left out.
+    pub fade_ms: Option<i64>,
+    pub layers: Vec<LayerFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EffectFile {
+    Static,
+    Kelvin,
+    Gradient,
+    Cycle,
+    Breathe,
+    Chase,
+    Wave,
+    Rainbow,
+    Twinkle,
+    Sky,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlendFile {
+    Over,
+    Add,
+    Max,
+    Multiply,
+}
+
+/// One layer. Which keys apply depends on `effect`; the checker says when one does nothing.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LayerFile {
+    /// The group this layer lights …
+    pub group: Option<String>,
+    /// … or every group of this role on the site.
+    pub role: Option<String>,
+    pub effect: EffectFile,
+    /// `"#rrggbb"` or a white such as `"2700K"`.
+    pub colour: Option<String>,
+    pub colours: Option<Vec<String>>,
+    /// Colour between pulses (chase, twinkle); black when left out.
+    pub background: Option<String>,
+    /// `kelvin`: the white, e.g. 2700.
+    pub kelvin: Option<f64>,
+    /// Layer brightness in percent; 100 when left out.
+    pub brightness_pct: Option<f64>,
+    /// How the layer combines with those under it: `over` (default), `add`, `max`, `multiply`.
+    pub blend: Option<BlendFile>,
+    /// Time for one full cycle (cycle, breathe, twinkle), seconds.
+    pub period_s: Option<f64>,
+    /// Travel speed (chase, wave, rainbow), metres per second.
+    pub speed_mps: Option<f64>,
+    /// Length of one wave or rainbow, metres.
+    pub wavelength_m: Option<f64>,
+    /// Length of a chase pulse, metres.
+    pub width_m: Option<f64>,
+    /// Distance between chase pulses, metres.
+    pub spacing_m: Option<f64>,
+    /// Direction of travel or of the gradient in the drawing plane; 0 = +x, 90 = +y.
+    pub direction_deg: Option<f64>,
+    /// How far a breath dims, percent of its brightness.
+    pub depth_pct: Option<f64>,
+    /// Share of pixels that twinkle in a period, percent.
+    pub density_pct: Option<f64>,
+    /// Rainbow saturation, percent; 100 when left out.
+    pub saturation_pct: Option<f64>,
+    /// Sky: colours at local clock times, blended in between (wrapping at midnight).
+    pub stops: Option<Vec<SkyStopFile>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SkyStopFile {
+    pub at: String,
+    pub colour: String,
 }

@@ -25,7 +25,7 @@ fn root() -> FieldPath {
     FieldPath::root()
 }
 
-fn name(file: NameFile, path: &FieldPath, p: &mut Problems) -> Name {
+pub(crate) fn name(file: NameFile, path: &FieldPath, p: &mut Problems) -> Name {
     if file.ko.trim().is_empty() {
         p.error(
             Code::Missing,
@@ -70,7 +70,7 @@ fn int_in<T: TryFrom<i64>>(
     T::try_from(value).ok()
 }
 
-fn time_of_day(text: &str, path: &FieldPath, p: &mut Problems) -> Option<TimeOfDay> {
+pub(crate) fn time_of_day(text: &str, path: &FieldPath, p: &mut Problems) -> Option<TimeOfDay> {
     let parsed = TimeOfDay::parse(text);
     if parsed.is_none() {
         p.error(

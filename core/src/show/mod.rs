@@ -13,11 +13,13 @@
 pub mod file;
 mod locate;
 mod lower;
+mod scene;
 
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic, FieldPath, LineIndex, Location, Severity};
 use crate::model::{ProfileId, ShowLibrary, SiteId};
+use crate::scene::SceneId;
 use locate::SourceMap;
 
 /// One file of a show library: its path relative to the library root, with `/` separators.
@@ -210,6 +212,7 @@ enum Role<'a> {
     Zones,
     Profile(&'a str),
     Site(&'a str),
+    Scene(&'a str, &'a str),
     Other,
     Stray,
 }
@@ -222,6 +225,9 @@ fn role(path: &str) -> Role<'_> {
             .strip_suffix(".toml")
             .map_or(Role::Other, Role::Profile),
         ["sites", site, "site.toml"] => Role::Site(site),
+        ["sites", site, "scenes", name] => name
+            .strip_suffix(".toml")
+            .map_or(Role::Other, |name| Role::Scene(site, name)),
         _ if path.ends_with(".toml") => Role::Stray,
         _ => Role::Other,
     }
@@ -303,7 +309,40 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 );
                 problems.place(file, out);
             }
-            Role::Zones | Role::Profile(_) | Role::Other => {}
+            Role::Zones | Role::Profile(_) | Role::Scene(..) | Role::Other => {}
+        }
+    }
+
+    for file in sources {
+        if let Role::Scene(site, name) = role(&file.path) {
+            let site_file = format!("sites/{site}/site.toml");
+            match SceneId::new(name) {
+                None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
+                Some(id) if checked.library.scenes.contains_key(&id) => problems.error(
+                    Code::DuplicateId,
+                    &FieldPath::root(),
+                    format!("scene `{id}` is defined by another site too; scene ids are unique in a library"),
+                ),
+                Some(id) => {
+                    let parsed = parse(file, &mut problems);
+                    let site = SiteId::new(site).and_then(|s| checked.library.sites.get(&s));
+                    match (parsed, site) {
+                        (Some(parsed), Some(site)) => {
+                            if let Some(scene) = scene::scene(id.clone(), site, parsed, &mut problems) {
+                                checked.library.scenes.insert(id, scene);
+                            }
+                        }
+                        (_, None) if !sources.iter().any(|f| f.path == site_file) => problems.error(
+                            Code::Missing,
+                            &FieldPath::root(),
+                            format!("this scene's site has no {site_file}"),
+                        ),
+                        // The site has errors of its own; they are reported there.
+                        _ => {}
+                    }
+                }
+            }
+            problems.place(file, out);
         }
     }
 

@@ -1,0 +1,257 @@
+//! The colour side of a site's limits, applied to every pixel of every frame: whites only
+//! within a CCT range, a saturation cap, and no traffic-signal look-alikes. Output level caps
+//! are applied per emitter when channels are encoded ([`crate::render`]); flash limits slow
+//! effects down when a scene is compiled ([`crate::scene::Effect::slowed_to`]).
+
+use crate::colour::{self, Rgb};
+use crate::model::{ForbiddenColour, Limits};
+
+/// Pixels whose saturation is within this of a limit count as within it (float noise).
+const SATURATION_SLACK: f32 = 0.005;
+/// A forbidden band is left this far below its saturation floor.
+const BAND_MARGIN: f32 = 0.95;
+
+/// What a colour broke, for validation messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Breach {
+    NotWhite {
+        saturation: f32,
+    },
+    Kelvin {
+        kelvin: f64,
+        range: (f64, f64),
+    },
+    Saturation {
+        saturation: f32,
+        max: f32,
+    },
+    Forbidden {
+        colour: ForbiddenColour,
+        hue: f32,
+        saturation: f32,
+    },
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Breach::NotWhite { saturation } => write!(
+                f,
+                "is a colour (saturation {saturation:.2} from white); the site allows whites only"
+            ),
+            Breach::Kelvin { kelvin, range } => write!(
+                f,
+                "is a {kelvin:.0} K white; the site allows {:.0}–{:.0} K",
+                range.0, range.1
+            ),
+            Breach::Saturation { saturation, max } => write!(
+                f,
+                "has saturation {saturation:.2}; the site's limit is {max:.2}"
+            ),
+            Breach::Forbidden {
+                colour,
+                hue,
+                saturation,
+            } => write!(
+                f,
+                "looks like a traffic signal ({}: hue {hue:.0}°, saturation {saturation:.2}); the site forbids it",
+                match colour {
+                    ForbiddenColour::SignalRed => "signal-red",
+                    ForbiddenColour::SignalAmber => "signal-amber",
+                    ForbiddenColour::SignalGreen => "signal-green",
+                }
+            ),
+        }
+    }
+}
+
+/// A site's colour limits, ready to apply per pixel.
+#[derive(Debug, Clone)]
+pub struct ColourLimits {
+    cct: Option<(f64, f64)>,
+    saturation_max: f32,
+    bands: Vec<(ForbiddenColour, f32, f32, f32)>,
+}
+
+/// Whites that may be allowed: a whites-only site's colours are mapped to the nearest
+/// allowed temperature; this tolerance absorbs the approximation in CCT estimation.
+const KELVIN_SLACK: f64 = 25.0;
+const WHITE_SATURATION: f32 = 0.05;
+
+impl ColourLimits {
+    pub fn new(limits: &Limits) -> Self {
+        ColourLimits {
+            cct: limits.cct_k,
+            saturation_max: limits.saturation_max as f32,
+            bands: limits
+                .forbidden
+                .iter()
+                .map(|&c| {
+                    let ((from, to), floor) = c.hue_band();
+                    (c, from as f32, to as f32, floor as f32)
+                })
+                .collect(),
+        }
+    }
+
+    /// Limits that change nothing.
+    pub fn none() -> Self {
+        ColourLimits {
+            cct: None,
+            saturation_max: 1.0,
+            bands: Vec::new(),
+        }
+    }
+
+    /// Whether [`clamp`](Self::clamp) can change anything.
+    pub fn is_noop(&self) -> bool {
+        self.cct.is_none() && self.saturation_max >= 1.0 && self.bands.is_empty()
+    }
+
+    /// The first limit `c` breaks, if any.
+    pub fn breach(&self, c: Rgb) -> Option<Breach> {
+        if c.max_component() <= 0.0 {
+            return None;
+        }
+        if let Some(range) = self.cct {
+            // Whites-only sites measure from the white at the colour's own temperature,
+            // however warm: 2200 K is a white there.
+            let own = colour::kelvin_to_rgb(colour::cct_of(c)?);
+            let saturation = colour::white_saturation(c, own);
+            if saturation > WHITE_SATURATION {
+                return Some(Breach::NotWhite { saturation });
+            }
+            let kelvin = colour::cct_of(c)?;
+            if kelvin < range.0 - KELVIN_SLACK || kelvin > range.1 + KELVIN_SLACK {
+                return Some(Breach::Kelvin { kelvin, range });
+            }
+            return None;
+        }
+        let white = colour::nearest_white(c)?;
+        let saturation = colour::white_saturation(c, white);
+        if saturation > self.saturation_max + SATURATION_SLACK {
+            return Some(Breach::Saturation {
+                saturation,
+                max: self.saturation_max,
+            });
+        }
+        let hue = colour::perceptual_hue(c)?;
+        self.bands
+            .iter()
+            .find(|&&(_, from, to, floor)| in_band(hue, from, to) && saturation >= floor)
+            .map(|&(colour, ..)| Breach::Forbidden {
+                colour,
+                hue,
+                saturation,
+            })
+    }
+
+    /// The nearest colour that breaks no limit: whites are moved into the allowed range
+    /// at the same luminance, colours are desaturated towards their nearest white.
+    pub fn clamp(&self, c: Rgb) -> Rgb {
+        if self.is_noop() || c.max_component() <= 0.0 {
+            return c;
+        }
+        if let Some((lo, hi)) = self.cct {
+            let y = c.luminance();
+            let Some(kelvin) = colour::cct_of(c) else {
+                return Rgb::BLACK;
+            };
+            let white = colour::kelvin_to_rgb(kelvin.clamp(lo, hi));
+            let out = white.scale(y / white.luminance());
+            let max = out.max_component();
+            return if max > 1.0 { out.scale(1.0 / max) } else { out };
+        }
+        // Desaturating moves a colour's nearest white a little, so a second pass settles
+        // what the first one left on the edge.
+        let mut out = c;
+        for _ in 0..3 {
+            let Some(white) = colour::nearest_white(out) else {
+                return out;
+            };
+            let mut changed = false;
+            if colour::white_saturation(out, white) > self.saturation_max {
+                out = colour::desaturate_from_white(out, white, self.saturation_max);
+                changed = true;
+            }
+            if let Some(hue) = colour::perceptual_hue(out) {
+                for &(_, from, to, floor) in &self.bands {
+                    if in_band(hue, from, to) && colour::white_saturation(out, white) >= floor {
+                        out = colour::desaturate_from_white(out, white, floor * BAND_MARGIN);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        out
+    }
+}
+
+fn in_band(hue: f32, from: f32, to: f32) -> bool {
+    if from <= to {
+        hue >= from && hue <= to
+    } else {
+        hue >= from || hue <= to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Curfew, Level};
+
+    fn limits(cct: Option<(f64, f64)>, saturation: f64, forbidden: Vec<ForbiddenColour>) -> Limits {
+        Limits {
+            max_output: Level::FULL,
+            cct_k: cct,
+            saturation_max: saturation,
+            forbidden,
+            max_flash_hz: 3.0,
+            curfew: Curfew::None,
+            curfew_level: Level::ZERO,
+        }
+    }
+
+    #[test]
+    fn signal_colours_are_desaturated_but_warm_whites_pass() {
+        let l = ColourLimits::new(&limits(None, 1.0, ForbiddenColour::ALL.to_vec()));
+        let red = Rgb::parse("#ff0000").unwrap();
+        assert!(matches!(
+            l.breach(red),
+            Some(Breach::Forbidden {
+                colour: ForbiddenColour::SignalRed,
+                ..
+            })
+        ));
+        let clamped = l.clamp(red);
+        assert_eq!(l.breach(clamped), None, "{clamped:?}");
+        for white in ["2200K", "2700K", "4000K", "6500K"] {
+            let c = Rgb::parse(white).unwrap();
+            assert_eq!(l.breach(c), None, "{white}");
+            assert_eq!(l.clamp(c), c, "{white}");
+        }
+        let blue = Rgb::parse("#1040ff").unwrap();
+        assert_eq!(l.clamp(blue), blue);
+    }
+
+    #[test]
+    fn whites_only_sites_get_whites_in_range() {
+        let l = ColourLimits::new(&limits(Some((2200.0, 3000.0)), 0.1, vec![]));
+        assert!(matches!(
+            l.breach(Rgb::parse("#2060ff").unwrap()),
+            Some(Breach::NotWhite { .. })
+        ));
+        assert!(matches!(
+            l.breach(Rgb::parse("5000K").unwrap()),
+            Some(Breach::Kelvin { .. })
+        ));
+        assert_eq!(l.breach(Rgb::parse("2700K").unwrap().scale(0.5)), None);
+        let cool = l.clamp(Rgb::parse("5000K").unwrap().scale(0.4));
+        let k = colour::cct_of(cool).unwrap();
+        assert!((k - 3000.0).abs() < 60.0, "{k}");
+        assert_eq!(l.breach(cool), None);
+    }
+}

@@ -1,0 +1,736 @@
+//! The renderer: scene + layout + time → channel values.
+//!
+//! [`Layout`] is a site compiled for output: every pixel's position, every fixture's slice
+//! of the channel buffer and how colour becomes its channels. [`CompiledScene`] is a scene
+//! bound to a layout, with each layer's pixels and projected coordinates precomputed and
+//! its effects slowed to the site's flash limit. [`render`] fills a [`Frame`] of linear
+//! colours for an instant; [`encode`] applies the site's limits and writes channel values.
+//! Everything is a pure function of its arguments: time is integer milliseconds since the
+//! Unix epoch, and phases are taken as exact remainders in `f64` before any `f32` maths, so a
+//! wave has the same phase in 2040 as a hand computation says.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::colour::{self, Rgb};
+use crate::limits::ColourLimits;
+use crate::model::{
+    Bits, Emitter, FixtureId, FixtureKind, GroupId, Level, Role, Shape, Site, SiteId, ZoneRule,
+};
+use crate::scene::{Blend, Effect, Layer, Scene, SceneId, Target};
+
+/// The linear RGB of an amber emitter at full.
+const AMBER: Rgb = Rgb::new(1.0, 0.45, 0.0);
+/// The white of a dimmer or W emitter whose file gives none.
+const DEFAULT_WHITE_K: f64 = 4000.0;
+/// Resolution of the output curve, in steps of √level.
+const CURVE_STEPS: usize = 1024;
+
+/// How a fixture turns light into channel values: emitters, order, bit depth, curve, cap.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    mix: Mix,
+    /// For each emitter of `mix` (in its canonical order), its position in the pixel's slots.
+    position: [u8; 4],
+    emitters: u8,
+    sixteen: bool,
+    curve: Arc<Curve>,
+    gamma: f32,
+    /// Highest emitter level, 0–1: the site's maximum output and the zone's luminance cap.
+    cap: f32,
+}
+
+/// The emitters of a pixel, in canonical order, with what each emits at full.
+#[derive(Debug, Clone)]
+enum Mix {
+    Dimmer {
+        white: Rgb,
+        luminance: f32,
+    },
+    Cct {
+        warm: Rgb,
+        cool: Rgb,
+        warm_mired: f64,
+        cool_mired: f64,
+    },
+    Rgb,
+    Rgbw {
+        white: Rgb,
+    },
+    Rgba,
+}
+
+impl Mix {
+    fn canonical(&self) -> &'static [Emitter] {
+        use Emitter::*;
+        match self {
+            Mix::Dimmer { .. } => &[Intensity],
+            Mix::Cct { .. } => &[Warm, Cool],
+            Mix::Rgb => &[Red, Green, Blue],
+            Mix::Rgbw { .. } => &[Red, Green, Blue, White],
+            Mix::Rgba => &[Red, Green, Blue, Amber],
+        }
+    }
+
+    /// Emitter levels (linear, 0–1 before capping) that show `c`.
+    #[inline]
+    fn levels(&self, c: Rgb) -> [f32; 4] {
+        match self {
+            Mix::Rgb => [c.r, c.g, c.b, 0.0],
+            Mix::Rgbw { white } => {
+                let w = (c.r / white.r)
+                    .min(c.g / white.g)
+                    .min(c.b / white.b)
+                    .clamp(0.0, 1.0);
+                [c.r - w * white.r, c.g - w * white.g, c.b - w * white.b, w]
+            }
+            Mix::Rgba => {
+                let a = c.r.min(c.g / AMBER.g).clamp(0.0, 1.0);
+                [c.r - a, c.g - a * AMBER.g, c.b, a]
+            }
+            Mix::Dimmer { luminance, .. } => [c.luminance() / luminance, 0.0, 0.0, 0.0],
+            Mix::Cct {
+                warm,
+                cool,
+                warm_mired,
+                cool_mired,
+            } => {
+                let y = c.luminance();
+                if y <= 0.0 {
+                    return [0.0; 4];
+                }
+                let mired = colour::cct_of(c).map_or(*warm_mired, |k| 1e6 / k);
+                let f = ((warm_mired - mired) / (warm_mired - cool_mired)).clamp(0.0, 1.0) as f32;
+                let mix = warm.lerp(*cool, f);
+                let level = y / mix.luminance();
+                let (w, k) = (level * (1.0 - f), level * f);
+                let top = w.max(k);
+                if top > 1.0 {
+                    [w / top, k / top, 0.0, 0.0]
+                } else {
+                    [w, k, 0.0, 0.0]
+                }
+            }
+        }
+    }
+
+    /// What the emitters at `levels` show together.
+    fn emitted(&self, levels: [f32; 4]) -> Rgb {
+        let add = |a: Rgb, b: Rgb, k: f32| Rgb::new(a.r + b.r * k, a.g + b.g * k, a.b + b.b * k);
+        match self {
+            Mix::Rgb => Rgb::new(levels[0], levels[1], levels[2]),
+            Mix::Rgbw { white } => {
+                add(Rgb::new(levels[0], levels[1], levels[2]), *white, levels[3])
+            }
+            Mix::Rgba => add(Rgb::new(levels[0], levels[1], levels[2]), AMBER, levels[3]),
+            Mix::Dimmer { white, .. } => white.scale(levels[0]),
+            Mix::Cct { warm, cool, .. } => add(warm.scale(levels[0]), *cool, levels[1]),
+        }
+    }
+}
+
+/// Channel value (0–65535) as a function of √level, sampled; interpolated between samples.
+#[derive(Debug)]
+struct Curve {
+    gamma_bits: u32,
+    samples: Vec<f32>,
+}
+
+impl Curve {
+    fn new(gamma: f64) -> Self {
+        let samples = (0..=CURVE_STEPS)
+            .map(|i| {
+                let s = i as f64 / CURVE_STEPS as f64;
+                (65535.0 * colour::powf_pos(s, 2.0 / gamma)) as f32
+            })
+            .collect();
+        Curve {
+            gamma_bits: (gamma as f32).to_bits(),
+            samples,
+        }
+    }
+
+    #[inline]
+    fn value(&self, level: f32) -> u16 {
+        let x = level.clamp(0.0, 1.0).sqrt() * CURVE_STEPS as f32;
+        let i = (x as usize).min(CURVE_STEPS - 1);
+        let f = x - i as f32;
+        let v = self.samples[i] + (self.samples[i + 1] - self.samples[i]) * f;
+        (v + 0.5) as u16
+    }
+}
+
+impl Encoder {
+    /// Channels one pixel takes.
+    pub fn slots(&self) -> usize {
+        usize::from(self.emitters) * if self.sixteen { 2 } else { 1 }
+    }
+
+    /// Writes the channels of one pixel showing `c` (already within the colour limits).
+    #[inline]
+    pub fn write(&self, c: Rgb, out: &mut [u8]) {
+        let levels = self.mix.levels(c);
+        for (e, level) in levels.iter().enumerate().take(usize::from(self.emitters)) {
+            let v = self.curve.value(level.min(self.cap));
+            let p = usize::from(self.position[e]);
+            if self.sixteen {
+                out[2 * p] = (v >> 8) as u8;
+                out[2 * p + 1] = v as u8;
+            } else {
+                out[p] = ((u32::from(v) * 255 + 32767) / 65535) as u8;
+            }
+        }
+    }
+
+    /// What one pixel shows for its channel values: the inverse of [`write`](Self::write).
+    pub fn read(&self, channels: &[u8]) -> Rgb {
+        let mut levels = [0.0f32; 4];
+        for (e, level) in levels
+            .iter_mut()
+            .enumerate()
+            .take(usize::from(self.emitters))
+        {
+            let p = usize::from(self.position[e]);
+            let fraction = if self.sixteen {
+                f64::from(u16::from_be_bytes([channels[2 * p], channels[2 * p + 1]])) / 65535.0
+            } else {
+                f64::from(channels[p]) / 255.0
+            };
+            *level = colour::powf_pos(fraction, f64::from(self.gamma)) as f32;
+        }
+        self.mix.emitted(levels)
+    }
+}
+
+/// One fixture's share of the pixel list and the channel buffer.
+#[derive(Debug, Clone)]
+pub struct FixtureOut {
+    pub id: FixtureId,
+    pub pixels: Range<usize>,
+    pub channels: Range<usize>,
+    pub encoder: Encoder,
+}
+
+#[derive(Debug, Clone)]
+struct GroupOut {
+    id: GroupId,
+    role: Option<Role>,
+    fixtures: Vec<usize>,
+}
+
+/// A site compiled for output.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub site: SiteId,
+    pub time_zone: jiff::tz::TimeZone,
+    pub fixtures: Vec<FixtureOut>,
+    /// Position of every pixel in metres, in fixture order.
+    pub positions: Vec<[f32; 2]>,
+    pub channel_count: usize,
+    pub limits: ColourLimits,
+    pub max_flash_hz: f64,
+    groups: Vec<GroupOut>,
+}
+
+impl Layout {
+    /// Compiles `site` for output. `zone` (the site's zone rule) caps fixtures whose
+    /// commissioning luminance would exceed the zone's maximum.
+    pub fn new(site: &Site, zone: Option<&ZoneRule>) -> Layout {
+        let mut curves: Vec<Arc<Curve>> = Vec::new();
+        let mut fixtures = Vec::new();
+        let mut positions = Vec::new();
+        let mut channel = 0;
+        let site_cap = site.limits.max_output.get();
+        for f in &site.fixtures {
+            let white =
+                |k: Option<(f64, f64)>| colour::kelvin_to_rgb(k.map_or(DEFAULT_WHITE_K, |w| w.0));
+            let mix = match f.kind {
+                FixtureKind::Dimmer => {
+                    let white = white(f.white_k);
+                    Mix::Dimmer {
+                        white,
+                        luminance: white.luminance(),
+                    }
+                }
+                FixtureKind::Cct => {
+                    let (warm_k, cool_k) = f.white_k.unwrap_or((2700.0, 6500.0));
+                    Mix::Cct {
+                        warm: colour::kelvin_to_rgb(warm_k),
+                        cool: colour::kelvin_to_rgb(cool_k),
+                        warm_mired: 1e6 / warm_k,
+                        cool_mired: 1e6 / cool_k,
+                    }
+                }
+                FixtureKind::Rgb => Mix::Rgb,
+                FixtureKind::Rgbw => Mix::Rgbw {
+                    white: white(f.white_k),
+                },
+                FixtureKind::Rgba => Mix::Rgba,
+                FixtureKind::PixelStrip { .. } => {
+                    if f.kind.default_order().len() == 4 {
+                        Mix::Rgbw {
+                            white: white(f.white_k),
+                        }
+                    } else {
+                        Mix::Rgb
+                    }
+                }
+            };
+            let mut position = [0u8; 4];
+            for (e, emitter) in mix.canonical().iter().enumerate() {
+                position[e] = f.order.iter().position(|o| o == emitter).unwrap_or(e) as u8;
+            }
+            let gamma_bits = (f.gamma as f32).to_bits();
+            let curve = match curves.iter().find(|c| c.gamma_bits == gamma_bits) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(Curve::new(f.gamma));
+                    curves.push(c.clone());
+                    c
+                }
+            };
+            let zone_cap = match (zone, f.luminance_cd_m2) {
+                (Some(z), Some(l)) if l > 0.0 => (z.max_cd_m2 / l).min(1.0),
+                _ => 1.0,
+            };
+            let encoder = Encoder {
+                emitters: mix.canonical().len() as u8,
+                mix,
+                position,
+                sixteen: f.bits == Bits::Sixteen,
+                curve,
+                gamma: f.gamma as f32,
+                cap: (site_cap * zone_cap) as f32,
+            };
+            let first_pixel = positions.len();
+            let count = f.kind.pixels() as usize;
+            match &f.shape {
+                Shape::Point(p) => positions.extend((0..count).map(|_| [p[0] as f32, p[1] as f32])),
+                Shape::Line(points) => positions.extend(spread(points, count)),
+            }
+            let slots = encoder.slots() * count;
+            fixtures.push(FixtureOut {
+                id: f.id.clone(),
+                pixels: first_pixel..positions.len(),
+                channels: channel..channel + slots,
+                encoder,
+            });
+            channel += slots;
+        }
+        let groups = site
+            .groups
+            .iter()
+            .map(|g| GroupOut {
+                id: g.id.clone(),
+                role: g.role.clone(),
+                fixtures: g
+                    .fixtures
+                    .iter()
+                    .filter_map(|id| site.fixtures.iter().position(|f| &f.id == id))
+                    .collect(),
+            })
+            .collect();
+        Layout {
+            site: site.id.clone(),
+            time_zone: site.time_zone.clone(),
+            fixtures,
+            positions,
+            channel_count: channel,
+            limits: ColourLimits::new(&site.limits),
+            max_flash_hz: site.limits.max_flash_hz,
+            groups,
+        }
+    }
+
+    pub fn pixel_count(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Fixture indices a target reaches, in layout order, each once.
+    fn targets(&self, target: &Target) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .groups
+            .iter()
+            .filter(|g| match target {
+                Target::Group(id) => &g.id == id,
+                Target::Role(role) => g.role.as_ref() == Some(role),
+            })
+            .flat_map(|g| g.fixtures.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// `count` points spread evenly along a polyline, each at the middle of its share.
+fn spread(points: &[[f64; 2]], count: usize) -> Vec<[f32; 2]> {
+    let lengths: Vec<f64> = points
+        .windows(2)
+        .map(|w| ((w[1][0] - w[0][0]).powi(2) + (w[1][1] - w[0][1]).powi(2)).sqrt())
+        .collect();
+    let total: f64 = lengths.iter().sum();
+    let mut out = Vec::with_capacity(count);
+    let mut segment = 0;
+    let mut before = 0.0;
+    for i in 0..count {
+        let at = total * (i as f64 + 0.5) / count as f64;
+        while segment + 1 < lengths.len() && at > before + lengths[segment] {
+            before += lengths[segment];
+            segment += 1;
+        }
+        let t = if lengths[segment] > 0.0 {
+            (at - before) / lengths[segment]
+        } else {
+            0.0
+        };
+        let (a, b) = (points[segment], points[segment + 1]);
+        out.push([
+            (a[0] + (b[0] - a[0]) * t) as f32,
+            (a[1] + (b[1] - a[1]) * t) as f32,
+        ]);
+    }
+    out
+}
+
+/// Linear colour of every pixel of a layout at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub pixels: Vec<Rgb>,
+}
+
+impl Frame {
+    pub fn new(layout: &Layout) -> Frame {
+        Frame {
+            pixels: vec![Rgb::BLACK; layout.pixel_count()],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledLayer {
+    /// Layout pixel ranges the layer lights.
+    ranges: Vec<Range<usize>>,
+    /// Each of those pixels' coordinate along the effect's direction, in order.
+    u: Vec<f32>,
+    u_min: f32,
+    u_max: f32,
+    effect: Effect,
+    brightness: f32,
+    blend: Blend,
+}
+
+/// A scene bound to a layout, ready to render many frames.
+#[derive(Debug, Clone)]
+pub struct CompiledScene {
+    pub id: SceneId,
+    pub name: crate::model::Name,
+    layers: Vec<CompiledLayer>,
+    local_time: bool,
+}
+
+impl CompiledScene {
+    pub fn new(scene: &Scene, layout: &Layout) -> CompiledScene {
+        let layers = scene
+            .layers
+            .iter()
+            .map(|layer| compile_layer(layer, layout))
+            .collect();
+        CompiledScene {
+            id: scene.id.clone(),
+            name: scene.name.clone(),
+            layers,
+            local_time: scene
+                .layers
+                .iter()
+                .any(|l| matches!(l.effect, Effect::Sky { .. })),
+        }
+    }
+}
+
+fn compile_layer(layer: &Layer, layout: &Layout) -> CompiledLayer {
+    let direction = match &layer.effect {
+        Effect::Gradient { direction_deg, .. } | Effect::Chase { direction_deg, .. } => {
+            *direction_deg
+        }
+        Effect::Wave { travel, .. } | Effect::Rainbow { travel, .. } => travel.direction_deg,
+        _ => 0.0,
+    };
+    let (sin, cos) = direction.to_radians().sin_cos();
+    let ranges: Vec<Range<usize>> = layout
+        .targets(&layer.target)
+        .into_iter()
+        .map(|f| layout.fixtures[f].pixels.clone())
+        .collect();
+    let u: Vec<f32> = ranges
+        .iter()
+        .flat_map(|r| layout.positions[r.clone()].iter())
+        .map(|p| (f64::from(p[0]) * cos + f64::from(p[1]) * sin) as f32)
+        .collect();
+    let u_min = u.iter().copied().fold(f32::INFINITY, f32::min);
+    let u_max = u.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    CompiledLayer {
+        ranges,
+        u,
+        u_min,
+        u_max,
+        effect: layer.effect.slowed_to(layout.max_flash_hz),
+        brightness: layer.brightness,
+        blend: layer.blend,
+    }
+}
+
+/// Where `t_ms` falls in a cycle of `period_ms`, 0–1, taken as an exact remainder.
+#[inline]
+fn phase(t_ms: i64, period_ms: f64) -> f32 {
+    if !period_ms.is_finite() || period_ms <= 0.0 {
+        return 0.0;
+    }
+    ((t_ms as f64).rem_euclid(period_ms) / period_ms) as f32
+}
+
+/// 32-bit mix (splitmix-style) for reproducible randomness from pixel and time.
+#[inline]
+fn hash(mut x: u64) -> u32 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) as u32
+}
+
+fn palette(colours: &[Rgb], s: f32) -> Rgb {
+    match colours.len() {
+        0 => Rgb::BLACK,
+        1 => colours[0],
+        n => {
+            let x = s.clamp(0.0, 1.0) * (n - 1) as f32;
+            let i = (x as usize).min(n - 2);
+            colours[i].lerp(colours[i + 1], x - i as f32)
+        }
+    }
+}
+
+/// Local minute of the day (with fraction) at `t_ms` in `tz`.
+fn local_minute(t_ms: i64, tz: &jiff::tz::TimeZone) -> f64 {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(t_ms) else {
+        return 0.0;
+    };
+    let dt = tz.to_datetime(ts);
+    f64::from(dt.hour()) * 60.0
+        + f64::from(dt.minute())
+        + (f64::from(dt.second()) + f64::from(dt.subsec_nanosecond()) / 1e9) / 60.0
+}
+
+fn sky(stops: &[(f64, Rgb)], minute: f64) -> Rgb {
+    match stops {
+        [] => Rgb::BLACK,
+        [only] => only.1,
+        _ => {
+            // Stops are sorted; find the pair around `minute`, wrapping over midnight.
+            let next = stops.iter().position(|s| s.0 > minute).unwrap_or(0);
+            let prev = if next == 0 { stops.len() - 1 } else { next - 1 };
+            let (a, b) = (stops[prev], stops[next]);
+            let span = (b.0 - a.0).rem_euclid(1440.0);
+            let into = (minute - a.0).rem_euclid(1440.0);
+            let t = if span > 0.0 {
+                (into / span) as f32
+            } else {
+                0.0
+            };
+            a.1.lerp(b.1, t)
+        }
+    }
+}
+
+/// Fills `frame` with what `scene` shows at `t_ms` (milliseconds since the Unix epoch).
+/// Pixels no layer lights are black.
+pub fn render(scene: &CompiledScene, layout: &Layout, t_ms: i64, frame: &mut Frame) {
+    frame.pixels.clear();
+    frame.pixels.resize(layout.pixel_count(), Rgb::BLACK);
+    let minute = if scene.local_time {
+        local_minute(t_ms, &layout.time_zone)
+    } else {
+        0.0
+    };
+    for layer in &scene.layers {
+        render_layer(layer, t_ms, minute, &mut frame.pixels);
+    }
+}
+
+#[inline]
+fn put(pixels: &mut [Rgb], p: usize, c: Rgb, blend: Blend) {
+    let old = pixels[p];
+    pixels[p] = match blend {
+        Blend::Over => c,
+        Blend::Add => Rgb::new(old.r + c.r, old.g + c.g, old.b + c.b),
+        Blend::Max => Rgb::new(old.r.max(c.r), old.g.max(c.g), old.b.max(c.b)),
+        Blend::Multiply => Rgb::new(old.r * c.r, old.g * c.g, old.b * c.b),
+    };
+}
+
+fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb]) {
+    let b = layer.brightness;
+    let blend = layer.blend;
+    // Calls `f(pixel, u)` for every pixel of the layer.
+    let each = |pixels: &mut [Rgb], f: &mut dyn FnMut(usize, f32) -> Rgb| {
+        let mut k = 0;
+        for range in &layer.ranges {
+            for p in range.clone() {
+                let c = f(p, layer.u[k]);
+                put(pixels, p, c, blend);
+                k += 1;
+            }
+        }
+    };
+    match &layer.effect {
+        Effect::Static { colour } => {
+            let c = colour.scale(b);
+            each(pixels, &mut |_, _| c);
+        }
+        Effect::Kelvin { kelvin } => {
+            let c = colour::kelvin_to_rgb(*kelvin).scale(b);
+            each(pixels, &mut |_, _| c);
+        }
+        Effect::Gradient { colours, .. } => {
+            let span = layer.u_max - layer.u_min;
+            let inv = if span > 0.0 { 1.0 / span } else { 0.0 };
+            each(pixels, &mut |_, u| {
+                palette(colours, (u - layer.u_min) * inv).scale(b)
+            });
+        }
+        Effect::Cycle { colours, period_ms } => {
+            let n = colours.len().max(1);
+            let x = phase(t_ms, *period_ms) * n as f32;
+            let i = (x as usize).min(n - 1);
+            let c = colours[i].lerp(colours[(i + 1) % n], x - i as f32).scale(b);
+            each(pixels, &mut |_, _| c);
+        }
+        Effect::Breathe {
+            colour,
+            period_ms,
+            depth,
+        } => {
+            let p = phase(t_ms, *period_ms);
+            // Full at phase 0, dimmest at half a period.
+            let level = 1.0 - depth * (0.5 - 0.5 * colour::sin_turns(p + 0.25));
+            let c = colour.scale(b * level);
+            each(pixels, &mut |_, _| c);
+        }
+        Effect::Chase {
+            colour,
+            background,
+            speed_mps,
+            width_m,
+            spacing_m,
+            ..
+        } => {
+            let period = 1000.0 * spacing_m / speed_mps.abs();
+            let shift = phase(t_ms, period) * *spacing_m as f32 * speed_mps.signum() as f32;
+            let spacing = *spacing_m as f32;
+            let half = (*width_m as f32 / 2.0).max(1e-3);
+            let (fg, bg) = (colour.scale(b), background.scale(b));
+            each(pixels, &mut |_, u| {
+                let d = (u - shift).rem_euclid(spacing);
+                let d = d.min(spacing - d);
+                bg.lerp(fg, (1.0 - d / half).max(0.0))
+            });
+        }
+        Effect::Wave { colours, travel } => {
+            let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
+            let inv = 1.0 / travel.wavelength_m as f32;
+            let (a, c) = (colours[0].scale(b), colours[1].scale(b));
+            each(pixels, &mut |_, u| {
+                let v = 0.5 + 0.5 * colour::sin_turns(u * inv - tp);
+                a.lerp(c, v)
+            });
+        }
+        Effect::Rainbow { travel, saturation } => {
+            let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
+            let inv = 1.0 / travel.wavelength_m as f32;
+            let s = *saturation;
+            each(pixels, &mut |_, u| {
+                let hue = (u * inv - tp) * 360.0;
+                Rgb::from_hue(hue).desaturate_to(s).scale(b)
+            });
+        }
+        Effect::Twinkle {
+            colour,
+            background,
+            density,
+            period_ms,
+        } => {
+            let period = period_ms.round().max(1.0) as i64;
+            let (fg, bg) = (colour.scale(b), background.scale(b));
+            let threshold = (*density as f64 * f64::from(u32::MAX)) as u32;
+            each(pixels, &mut |p, _| {
+                let offset = i64::from(hash(p as u64)) % period;
+                let local = t_ms + offset;
+                let slot = local.div_euclid(period);
+                if hash((p as u64) << 32 ^ slot as u64) > threshold {
+                    return bg;
+                }
+                let f = local.rem_euclid(period) as f32 / period as f32;
+                bg.lerp(fg, colour::sin_turns(f * 0.5))
+            });
+        }
+        Effect::Sky { stops } => {
+            let c = sky(stops, minute).scale(b);
+            each(pixels, &mut |_, _| c);
+        }
+    }
+}
+
+/// Applies `master` (0–1) and the site's limits to `frame` and writes every fixture's
+/// channels into `out` (`layout.channel_count` bytes, 16-bit values big-endian).
+pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
+    let master = master.get() as f32;
+    let clamp = !layout.limits.is_noop();
+    for f in &layout.fixtures {
+        let slots = f.encoder.slots();
+        let out = &mut out[f.channels.clone()];
+        // Neighbouring pixels are often the same colour: clamp once for a run of them.
+        let mut last_in = Rgb::new(-1.0, -1.0, -1.0);
+        let mut last_out = Rgb::BLACK;
+        for (k, p) in f.pixels.clone().enumerate() {
+            let c = frame.pixels[p].scale(master);
+            let c = if !clamp {
+                c
+            } else if c == last_in {
+                last_out
+            } else {
+                last_in = c;
+                last_out = layout.limits.clamp(c);
+                last_out
+            };
+            f.encoder.write(c, &mut out[k * slots..(k + 1) * slots]);
+        }
+    }
+}
+
+/// What each pixel emits for the channel values `channels`: the inverse of [`encode`], for
+/// the simulator and previews.
+pub fn decode(layout: &Layout, channels: &[u8]) -> Vec<Rgb> {
+    let mut out = Vec::with_capacity(layout.pixel_count());
+    for f in &layout.fixtures {
+        let slots = f.encoder.slots();
+        let ch = &channels[f.channels.clone()];
+        for k in 0..f.pixels.len() {
+            out.push(f.encoder.read(&ch[k * slots..(k + 1) * slots]));
+        }
+    }
+    out
+}
+
+/// Renders and encodes one instant: the convenience form of [`render`] + [`encode`].
+pub fn render_channels(
+    scene: &CompiledScene,
+    layout: &Layout,
+    t_ms: i64,
+    master: Level,
+) -> Vec<u8> {
+    let mut frame = Frame::new(layout);
+    render(scene, layout, t_ms, &mut frame);
+    let mut out = vec![0; layout.channel_count];
+    encode(layout, &frame, master, &mut out);
+    out
+}
