@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightscape_core::schema;
 
-use crate::library;
+use crate::{library, render};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +37,30 @@ pub enum SceneCommand {
         #[arg(default_value = "scenes")]
         dir: PathBuf,
     },
+    /// Draw a scene as its fixtures would show it: a PNG at one instant, or a GIF over time.
+    Render {
+        /// The scene id.
+        #[arg(long)]
+        scene: String,
+        /// When: `2026-12-24T19:30` (site time) or `2026-12-24T19:30:00+09:00`.
+        #[arg(long)]
+        at: String,
+        /// Animate for this long (`10s`, `2m`); needs a .gif output.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Frames per second of an animation.
+        #[arg(long, default_value_t = 10)]
+        fps: u32,
+        /// Picture width in pixels.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Output file, .png or .gif.
+        #[arg(long)]
+        out: PathBuf,
+        /// The show library.
+        #[arg(long, default_value = "scenes")]
+        library: PathBuf,
+    },
     /// Write the JSON Schemas of the show files (for editor completion).
     Schema {
         /// Where to write them.
@@ -49,6 +73,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Scene(SceneCommand::Check { dir }) => scene_check(dir),
         Command::Scene(SceneCommand::Schema { out }) => scene_schema(out),
+        Command::Scene(SceneCommand::Render {
+            scene,
+            at,
+            duration,
+            fps,
+            width,
+            out,
+            library,
+        }) => {
+            let checked = checked_library(&library)?;
+            let duration = duration.as_deref().map(render::parse_duration).transpose()?;
+            let width = width.clamp(320, 4096);
+            let request = render::Request { scene: &scene, at: &at, duration, fps, width, out: &out };
+            let summary = render::run(&checked.library, &request)?;
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -74,6 +115,23 @@ fn scene_check(dir: PathBuf) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Loads a library that must be free of errors (warnings are printed and allowed).
+fn checked_library(dir: &std::path::Path) -> Result<nightscape_core::show::Checked> {
+    let checked = library::check_dir(dir)?;
+    for d in &checked.diagnostics {
+        eprintln!("{d}");
+    }
+    if checked.error_count() > 0 {
+        anyhow::bail!(
+            "{} has {} errors; fix them first (`nightscape scene check {}`)",
+            dir.display(),
+            checked.error_count(),
+            dir.display()
+        );
+    }
+    Ok(checked)
 }
 
 fn scene_schema(out: PathBuf) -> Result<ExitCode> {
