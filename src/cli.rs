@@ -83,9 +83,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             library,
         }) => {
             let checked = checked_library(&library)?;
-            let duration = duration.as_deref().map(render::parse_duration).transpose()?;
+            let duration = duration
+                .as_deref()
+                .map(render::parse_duration)
+                .transpose()?;
             let width = width.clamp(320, 4096);
-            let request = render::Request { scene: &scene, at: &at, duration, fps, width, out: &out };
+            let request = render::Request {
+                scene: &scene,
+                at: &at,
+                duration,
+                fps,
+                width,
+                out: &out,
+            };
             let summary = render::run(&checked.library, &request)?;
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)

@@ -38,8 +38,13 @@ pub fn parse_at(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp> 
 /// Parses `10s`, `500ms`, `2m`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().with_context(|| format!("`{text}` is not a duration such as 10s"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("`{text}` is not a duration such as 10s"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
@@ -53,17 +58,28 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 }
 
 pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
-    let id = SceneId::new(request.scene).with_context(|| format!("`{}` is not a scene id", request.scene))?;
+    let id = SceneId::new(request.scene)
+        .with_context(|| format!("`{}` is not a scene id", request.scene))?;
     let Some(scene) = library.scenes.get(&id) else {
         let known: Vec<&str> = library.scenes.keys().map(|k| k.as_str()).collect();
-        bail!("no scene `{id}` in the library (it has: {})", known.join(", "));
+        bail!(
+            "no scene `{id}` in the library (it has: {})",
+            known.join(", ")
+        );
     };
-    let site = library.sites.get(&scene.site).context("the scene's site is missing")?;
+    let site = library
+        .sites
+        .get(&scene.site)
+        .context("the scene's site is missing")?;
     let layout = Layout::new(site, library.zone_rule(site));
     let compiled = CompiledScene::new(scene, &layout);
     let start = parse_at(request.at, &site.time_zone)?;
     let view = View::fit(&layout, request.width);
-    let title = format!("{} - {}", site.name.en.as_deref().unwrap_or(site.id.as_str()), scene.name.en.as_deref().unwrap_or(id.as_str()));
+    let title = format!(
+        "{} - {}",
+        site.name.en.as_deref().unwrap_or(site.id.as_str()),
+        scene.name.en.as_deref().unwrap_or(id.as_str())
+    );
     let draw = |t: jiff::Timestamp| -> Image {
         let channels = render_channels(&compiled, &layout, t.as_millisecond(), Level::FULL);
         let colours = decode(&layout, &channels);
@@ -79,8 +95,13 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
         );
         preview::draw(&layout, &view, &colours, &title, &caption)
     };
-    let extension = request.out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let file = File::create(request.out).with_context(|| format!("creating {}", request.out.display()))?;
+    let extension = request
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    let file =
+        File::create(request.out).with_context(|| format!("creating {}", request.out.display()))?;
     let mut writer = BufWriter::new(file);
     match (extension, request.duration) {
         ("png", None) => {
@@ -90,22 +111,35 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
             encoder.set_depth(png::BitDepth::Eight);
             let mut png = encoder.write_header().context("writing PNG")?;
             png.write_image_data(&image.rgb).context("writing PNG")?;
-            Ok(format!("wrote {} ({}x{}) of {id} at {}", request.out.display(), image.width, image.height, start))
+            Ok(format!(
+                "wrote {} ({}x{}) of {id} at {}",
+                request.out.display(),
+                image.width,
+                image.height,
+                start
+            ))
         }
         ("gif", Some(duration)) => {
             let fps = request.fps.clamp(1, 50);
             let frames = ((duration.as_secs_f64() * f64::from(fps)).round() as u64).max(1);
             let (w, h) = (u16::try_from(view.width)?, u16::try_from(view.height)?);
             let mut encoder = gif::Encoder::new(&mut writer, w, h, &[]).context("writing GIF")?;
-            encoder.set_repeat(gif::Repeat::Infinite).context("writing GIF")?;
+            encoder
+                .set_repeat(gif::Repeat::Infinite)
+                .context("writing GIF")?;
             for k in 0..frames {
-                let t = start + jiff::SignedDuration::from_millis((k * 1000 / u64::from(fps)) as i64);
+                let t =
+                    start + jiff::SignedDuration::from_millis((k * 1000 / u64::from(fps)) as i64);
                 let image = draw(t);
                 let mut frame = gif::Frame::from_rgb_speed(w, h, &image.rgb, 10);
                 frame.delay = (100 / fps) as u16;
                 encoder.write_frame(&frame).context("writing GIF")?;
             }
-            Ok(format!("wrote {} ({frames} frames at {fps} fps) of {id} from {}", request.out.display(), start))
+            Ok(format!(
+                "wrote {} ({frames} frames at {fps} fps) of {id} from {}",
+                request.out.display(),
+                start
+            ))
         }
         ("png", Some(_)) => bail!("--duration makes an animation: write to a .gif file"),
         ("gif", None) => bail!("a .gif needs --duration, e.g. --duration 10s"),

@@ -305,10 +305,119 @@ pub fn sin_turns(turns: f32) -> f32 {
 /// infinitely saturated; such warm whites count as slightly saturated instead.
 pub const NEUTRAL_KELVIN: (f64, f64) = (2700.0, 10000.0);
 
-/// The neutral white nearest to `c` (at its correlated colour temperature, kept within
-/// [`NEUTRAL_KELVIN`]), as linear RGB with largest component 1, or `None` for black.
-pub fn nearest_white(c: Rgb) -> Option<Rgb> {
-    cct_of(c).map(|k| kelvin_to_rgb(k.clamp(NEUTRAL_KELVIN.0, NEUTRAL_KELVIN.1)))
+/// How far (in CIE 1960 uv) from the white locus a colour still takes the nearest white
+/// as its reference.
+const LOCUS_REACH: f32 = 0.03;
+/// The reference white of colours far from the locus.
+const FAR_WHITE_K: f64 = 5000.0;
+
+/// CIE 1960 (u, v) chromaticity of a linear RGB colour, or `None` for black.
+pub fn uv(c: Rgb) -> Option<(f32, f32)> {
+    let x = 0.412_456_4 * c.r + 0.357_576_1 * c.g + 0.180_437_5 * c.b;
+    let y = 0.212_672_9 * c.r + 0.715_152_2 * c.g + 0.072_175 * c.b;
+    let z = 0.019_333_9 * c.r + 0.119_192 * c.g + 0.950_304_1 * c.b;
+    let d = x + 15.0 * y + 3.0 * z;
+    (d > 1e-9).then(|| (4.0 * x / d, 6.0 * y / d))
+}
+
+/// The white locus sampled every 10 mireds, for finding the white nearest a colour by
+/// chromaticity. This stays well defined for colours far from white, where a CCT formula
+/// such as McCamy's is not.
+#[derive(Debug, Clone)]
+pub struct WhiteLocus {
+    /// `(mired, u, v)`, from warm to cool.
+    points: Vec<(f32, f32, f32)>,
+}
+
+impl WhiteLocus {
+    pub fn new() -> Self {
+        let points = (4..=60)
+            .rev()
+            .map(|step| {
+                let mired = step as f64 * 10.0;
+                let (u, v) = uv(kelvin_to_rgb(1e6 / mired)).unwrap_or((0.0, 0.0));
+                (mired as f32, u, v)
+            })
+            .collect();
+        WhiteLocus { points }
+    }
+
+    /// The colour temperature of the white nearest `c` in chromaticity, within `range`
+    /// (kelvin), or `None` for black.
+    pub fn nearest_kelvin(&self, c: Rgb, range: (f64, f64)) -> Option<f64> {
+        let (u, v) = uv(c)?;
+        let d = |i: usize| {
+            let p = self.points[i];
+            (p.1 - u) * (p.1 - u) + (p.2 - v) * (p.2 - v)
+        };
+        let n = self.points.len();
+        let best = (0..n).min_by(|&a, &b| d(a).total_cmp(&d(b)))?;
+        // Refine between samples with the parabola through the best one and its neighbours.
+        let offset = if best > 0 && best + 1 < n {
+            let (a, b, c) = (d(best - 1), d(best), d(best + 1));
+            let curve = a - 2.0 * b + c;
+            if curve > 0.0 {
+                (0.5 * (a - c) / curve).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        let mired = f64::from(self.points[best].0 - 10.0 * offset);
+        Some((1e6 / mired).clamp(range.0, range.1))
+    }
+
+    /// Distance in uv from the locus: to the segments on either side of the nearest sample.
+    fn distance(&self, u: f32, v: f32) -> f32 {
+        let d2 = |p: &(f32, f32, f32)| (p.1 - u) * (p.1 - u) + (p.2 - v) * (p.2 - v);
+        let n = self.points.len();
+        let best = (0..n)
+            .min_by(|&a, &b| d2(&self.points[a]).total_cmp(&d2(&self.points[b])))
+            .unwrap_or(0);
+        let segment = |i: usize, j: usize| {
+            let (a, b) = (self.points[i], self.points[j]);
+            let (du, dv) = (b.1 - a.1, b.2 - a.2);
+            let len = du * du + dv * dv;
+            let t = if len > 0.0 {
+                (((u - a.1) * du + (v - a.2) * dv) / len).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let (pu, pv) = (a.1 + t * du, a.2 + t * dv);
+            (pu - u) * (pu - u) + (pv - v) * (pv - v)
+        };
+        let mut best_d2 = d2(&self.points[best]);
+        if best > 0 {
+            best_d2 = best_d2.min(segment(best - 1, best));
+        }
+        if best + 1 < n {
+            best_d2 = best_d2.min(segment(best, best + 1));
+        }
+        best_d2.sqrt()
+    }
+
+    /// The white a colour's saturation is measured from, as linear RGB with largest
+    /// component 1, or `None` for black. Near the white locus it is the nearest neutral
+    /// white (kept within [`NEUTRAL_KELVIN`]), so tinted whites count as barely saturated;
+    /// further away it blends into a fixed 5000 K white. The blend keeps the measure
+    /// continuous: far from the locus the nearest point can jump from one end to the other
+    /// (magentas are about as far from warm as from cool white), and a measure that jumped
+    /// with it would let one output step turn an allowed colour into a forbidden one.
+    pub fn nearest_white(&self, c: Rgb) -> Option<Rgb> {
+        let (u, v) = uv(c)?;
+        let near = kelvin_to_rgb(self.nearest_kelvin(c, NEUTRAL_KELVIN)?);
+        let distance = self.distance(u, v);
+        let t = (1.0 - distance / LOCUS_REACH).clamp(0.0, 1.0);
+        let white = kelvin_to_rgb(FAR_WHITE_K).lerp(near, t);
+        Some(white.scale(1.0 / white.max_component()))
+    }
+}
+
+impl Default for WhiteLocus {
+    fn default() -> Self {
+        WhiteLocus::new()
+    }
 }
 
 /// Saturation measured from the nearest white rather than from equal RGB, on the square

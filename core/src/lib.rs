@@ -18,6 +18,7 @@ pub mod colour;
 pub mod diag;
 pub mod limits;
 pub mod model;
+pub mod playback;
 pub mod preview;
 pub mod render;
 pub mod scene;

@@ -8,8 +8,11 @@ use crate::model::{ForbiddenColour, Limits};
 
 /// Pixels whose saturation is within this of a limit count as within it (float noise).
 const SATURATION_SLACK: f32 = 0.005;
+/// The clamp treats forbidden hue bands as this much wider (degrees), so that output steps
+/// cannot carry a colour from just outside a band to just inside it.
+const HUE_MARGIN: f32 = 3.0;
 /// A forbidden band is left this far below its saturation floor.
-const BAND_MARGIN: f32 = 0.95;
+const BAND_MARGIN: f32 = 0.9;
 
 /// What a colour broke, for validation messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,12 +74,16 @@ pub struct ColourLimits {
     cct: Option<(f64, f64)>,
     saturation_max: f32,
     bands: Vec<(ForbiddenColour, f32, f32, f32)>,
+    locus: colour::WhiteLocus,
 }
 
-/// Whites that may be allowed: a whites-only site's colours are mapped to the nearest
-/// allowed temperature; this tolerance absorbs the approximation in CCT estimation.
-const KELVIN_SLACK: f64 = 25.0;
-const WHITE_SATURATION: f32 = 0.05;
+/// A white this close outside a site's range still counts as inside: CCT estimation and
+/// 8-bit steps move a white by a few tens of kelvin, far below what an eye can tell.
+const KELVIN_SLACK: f64 = 75.0;
+/// Whites outside the range are moved this far inside it, so quantization keeps them there.
+const KELVIN_MARGIN: f64 = 25.0;
+/// Two-channel tunable whites mix along a chord below the white locus; that is still white.
+const WHITE_SATURATION: f32 = 0.15;
 
 impl ColourLimits {
     pub fn new(limits: &Limits) -> Self {
@@ -91,6 +98,7 @@ impl ColourLimits {
                     (c, from as f32, to as f32, floor as f32)
                 })
                 .collect(),
+            locus: colour::WhiteLocus::new(),
         }
     }
 
@@ -100,6 +108,7 @@ impl ColourLimits {
             cct: None,
             saturation_max: 1.0,
             bands: Vec::new(),
+            locus: colour::WhiteLocus::new(),
         }
     }
 
@@ -110,6 +119,13 @@ impl ColourLimits {
 
     /// The first limit `c` breaks, if any.
     pub fn breach(&self, c: Rgb) -> Option<Breach> {
+        self.breach_by(c, 0.0)
+    }
+
+    /// The first limit `c` breaks by more than `slack` (in saturation; ten thousand times
+    /// that in kelvin). Output quantization and emitter mixing move colours a little; this
+    /// is how far a check of emitted light should allow.
+    pub fn breach_by(&self, c: Rgb, slack: f32) -> Option<Breach> {
         if c.max_component() <= 0.0 {
             return None;
         }
@@ -118,18 +134,19 @@ impl ColourLimits {
             // however warm: 2200 K is a white there.
             let own = colour::kelvin_to_rgb(colour::cct_of(c)?);
             let saturation = colour::white_saturation(c, own);
-            if saturation > WHITE_SATURATION {
+            if saturation > WHITE_SATURATION + slack {
                 return Some(Breach::NotWhite { saturation });
             }
             let kelvin = colour::cct_of(c)?;
-            if kelvin < range.0 - KELVIN_SLACK || kelvin > range.1 + KELVIN_SLACK {
+            let kelvin_slack = KELVIN_SLACK + 10_000.0 * f64::from(slack);
+            if kelvin < range.0 - kelvin_slack || kelvin > range.1 + kelvin_slack {
                 return Some(Breach::Kelvin { kelvin, range });
             }
             return None;
         }
-        let white = colour::nearest_white(c)?;
+        let white = self.locus.nearest_white(c)?;
         let saturation = colour::white_saturation(c, white);
-        if saturation > self.saturation_max + SATURATION_SLACK {
+        if saturation > self.saturation_max + SATURATION_SLACK + slack {
             return Some(Breach::Saturation {
                 saturation,
                 max: self.saturation_max,
@@ -138,7 +155,7 @@ impl ColourLimits {
         let hue = colour::perceptual_hue(c)?;
         self.bands
             .iter()
-            .find(|&&(_, from, to, floor)| in_band(hue, from, to) && saturation >= floor)
+            .find(|&&(_, from, to, floor)| in_band(hue, from, to) && saturation >= floor + slack)
             .map(|&(colour, ..)| Breach::Forbidden {
                 colour,
                 hue,
@@ -154,10 +171,20 @@ impl ColourLimits {
         }
         if let Some((lo, hi)) = self.cct {
             let y = c.luminance();
-            let Some(kelvin) = colour::cct_of(c) else {
+            let Some(kelvin) = self
+                .locus
+                .nearest_kelvin(c, (colour::KELVIN_MIN, colour::KELVIN_MAX))
+            else {
                 return Rgb::BLACK;
             };
-            let white = colour::kelvin_to_rgb(kelvin.clamp(lo, hi));
+            let inside = if kelvin < lo {
+                (lo + KELVIN_MARGIN).min(hi)
+            } else if kelvin > hi {
+                (hi - KELVIN_MARGIN).max(lo)
+            } else {
+                kelvin
+            };
+            let white = colour::kelvin_to_rgb(inside);
             let out = white.scale(y / white.luminance());
             let max = out.max_component();
             return if max > 1.0 { out.scale(1.0 / max) } else { out };
@@ -166,7 +193,7 @@ impl ColourLimits {
         // what the first one left on the edge.
         let mut out = c;
         for _ in 0..3 {
-            let Some(white) = colour::nearest_white(out) else {
+            let Some(white) = self.locus.nearest_white(out) else {
                 return out;
             };
             let mut changed = false;
@@ -176,6 +203,7 @@ impl ColourLimits {
             }
             if let Some(hue) = colour::perceptual_hue(out) {
                 for &(_, from, to, floor) in &self.bands {
+                    let (from, to) = (from - HUE_MARGIN, to + HUE_MARGIN);
                     if in_band(hue, from, to) && colour::white_saturation(out, white) >= floor {
                         out = colour::desaturate_from_white(out, white, floor * BAND_MARGIN);
                         changed = true;
@@ -191,6 +219,7 @@ impl ColourLimits {
 }
 
 fn in_band(hue: f32, from: f32, to: f32) -> bool {
+    let (from, to) = (from.rem_euclid(360.0), to.rem_euclid(360.0));
     if from <= to {
         hue >= from && hue <= to
     } else {

@@ -62,10 +62,13 @@ impl View {
         }
     }
 
-    fn to_px(&self, p: [f32; 2]) -> (f32, f32) {
+    fn project(self, p: [f32; 2]) -> (f32, f32) {
         let x = MARGIN + (p[0] - self.min[0]) * self.scale;
         // y grows upwards on site, downwards in the picture.
-        let y = self.height as f32 - FOOTER as f32 - (self.top - CAPTION as f32) - (p[1] - self.min[1]) * self.scale;
+        let y = self.height as f32
+            - FOOTER as f32
+            - (self.top - CAPTION as f32)
+            - (p[1] - self.min[1]) * self.scale;
         (x, y)
     }
 }
@@ -74,68 +77,91 @@ impl View {
 /// `caption` above and a scale bar below.
 pub fn draw(layout: &Layout, view: &View, colours: &[Rgb], title: &str, caption: &str) -> Image {
     let (w, h) = (view.width as usize, view.height as usize);
-    let mut light = vec![BACKGROUND; w * h];
+    let mut canvas = Canvas {
+        light: vec![BACKGROUND; w * h],
+        w,
+        h,
+    };
     for f in &layout.fixtures {
         let n = f.pixels.len();
         // Strips are rows of small dots; single fixtures are floods with a wide glow.
         let (core, glow) = if n > 1 { (1.6, 5.0) } else { (4.0, 26.0) };
         for p in f.pixels.clone() {
-            let (x, y) = view.to_px(layout.positions[p]);
+            let (x, y) = view.project(layout.positions[p]);
             let c = colours.get(p).copied().unwrap_or(Rgb::BLACK);
             if c.max_component() < 0.002 {
-                ring(&mut light, w, h, x, y, core + 1.5, Rgb::new(0.03, 0.03, 0.035));
+                canvas.ring(x, y, core + 1.5, Rgb::new(0.03, 0.03, 0.035));
             }
-            splat(&mut light, w, h, x, y, core, glow, c);
+            canvas.splat(x, y, (core, glow), c);
         }
     }
     let mut rgb = Vec::with_capacity(w * h * 3);
-    for c in &light {
+    for c in &canvas.light {
         // Soft shoulder so overlapping glows saturate gracefully instead of clipping.
         let t = |v: f32| 1.0 - (-1.6 * v).exp();
         rgb.extend_from_slice(&Rgb::new(t(c.r), t(c.g), t(c.b)).to_srgb8());
     }
-    let mut image = Image { width: view.width, height: view.height, rgb };
+    let mut image = Image {
+        width: view.width,
+        height: view.height,
+        rgb,
+    };
     text(&mut image, 16, 14, 2, title, [235, 235, 240]);
     text(&mut image, 16, 40, 1, caption, [150, 155, 170]);
     scale_bar(&mut image, view);
     image
 }
 
-fn splat(light: &mut [Rgb], w: usize, h: usize, x: f32, y: f32, core: f32, glow: f32, c: Rgb) {
-    if c.max_component() <= 0.0 {
-        return;
-    }
-    let r = glow.ceil() as i32;
-    let (cx, cy) = (x.round() as i32, y.round() as i32);
-    for dy in -r..=r {
-        for dx in -r..=r {
-            let (px, py) = (cx + dx, cy + dy);
-            if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
-                continue;
-            }
-            let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
-            let k = if d <= core { 1.6 } else { 0.35 * (1.0 - (d - core) / (glow - core)).max(0.0).powi(2) };
-            if k > 0.0 {
-                let o = &mut light[py as usize * w + px as usize];
-                *o = Rgb::new(o.r + c.r * k, o.g + c.g * k, o.b + c.b * k);
+/// Linear light being accumulated for a picture.
+struct Canvas {
+    light: Vec<Rgb>,
+    w: usize,
+    h: usize,
+}
+
+impl Canvas {
+    fn splat(&mut self, x: f32, y: f32, (core, glow): (f32, f32), c: Rgb) {
+        let (w, h) = (self.w, self.h);
+        if c.max_component() <= 0.0 {
+            return;
+        }
+        let r = glow.ceil() as i32;
+        let (cx, cy) = (x.round() as i32, y.round() as i32);
+        for dy in -r..=r {
+            for dx in -r..=r {
+                let (px, py) = (cx + dx, cy + dy);
+                if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
+                    continue;
+                }
+                let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
+                let k = if d <= core {
+                    1.6
+                } else {
+                    0.35 * (1.0 - (d - core) / (glow - core)).max(0.0).powi(2)
+                };
+                if k > 0.0 {
+                    let o = &mut self.light[py as usize * w + px as usize];
+                    *o = Rgb::new(o.r + c.r * k, o.g + c.g * k, o.b + c.b * k);
+                }
             }
         }
     }
-}
 
-fn ring(light: &mut [Rgb], w: usize, h: usize, x: f32, y: f32, radius: f32, c: Rgb) {
-    let r = radius.ceil() as i32 + 1;
-    let (cx, cy) = (x.round() as i32, y.round() as i32);
-    for dy in -r..=r {
-        for dx in -r..=r {
-            let (px, py) = (cx + dx, cy + dy);
-            if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
-                continue;
-            }
-            let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
-            if (d - radius).abs() < 0.7 {
-                let o = &mut light[py as usize * w + px as usize];
-                *o = Rgb::new(o.r + c.r, o.g + c.g, o.b + c.b);
+    fn ring(&mut self, x: f32, y: f32, radius: f32, c: Rgb) {
+        let (w, h) = (self.w, self.h);
+        let r = radius.ceil() as i32 + 1;
+        let (cx, cy) = (x.round() as i32, y.round() as i32);
+        for dy in -r..=r {
+            for dx in -r..=r {
+                let (px, py) = (cx + dx, cy + dy);
+                if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
+                    continue;
+                }
+                let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
+                if (d - radius).abs() < 0.7 {
+                    let o = &mut self.light[py as usize * w + px as usize];
+                    *o = Rgb::new(o.r + c.r, o.g + c.g, o.b + c.b);
+                }
             }
         }
     }
@@ -152,7 +178,11 @@ fn set(image: &mut Image, x: i64, y: i64, c: [u8; 3]) {
 /// Writes ASCII `s` with the 8×8 font at `scale`; other characters show as `?`.
 pub fn text(image: &mut Image, x: i64, y: i64, scale: i64, s: &str, c: [u8; 3]) {
     for (i, ch) in s.chars().enumerate() {
-        let code = if ch.is_ascii() { ch as usize } else { b'?' as usize };
+        let code = if ch.is_ascii() {
+            ch as usize
+        } else {
+            b'?' as usize
+        };
         let glyph = font8x8::legacy::BASIC_LEGACY[code];
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
@@ -186,5 +216,12 @@ fn scale_bar(image: &mut Image, view: &View) {
         set(image, x0, y, grey);
         set(image, x0 + len, y, grey);
     }
-    text(image, x0 + len + 10, y0 - 7, 1, &format!("{metres} m"), grey);
+    text(
+        image,
+        x0 + len + 10,
+        y0 - 7,
+        1,
+        &format!("{metres} m"),
+        grey,
+    );
 }

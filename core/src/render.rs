@@ -47,11 +47,12 @@ enum Mix {
         white: Rgb,
         luminance: f32,
     },
+    /// `mireds[k]` is the colour temperature (in mireds) that the fixture shows with a
+    /// share `k / CCT_STEPS` of cool white; mixing is linear in light, not in mireds.
     Cct {
         warm: Rgb,
         cool: Rgb,
-        warm_mired: f64,
-        cool_mired: f64,
+        mireds: Arc<[f64]>,
     },
     Rgb,
     Rgbw {
@@ -89,18 +90,13 @@ impl Mix {
                 [c.r - a, c.g - a * AMBER.g, c.b, a]
             }
             Mix::Dimmer { luminance, .. } => [c.luminance() / luminance, 0.0, 0.0, 0.0],
-            Mix::Cct {
-                warm,
-                cool,
-                warm_mired,
-                cool_mired,
-            } => {
+            Mix::Cct { warm, cool, mireds } => {
                 let y = c.luminance();
                 if y <= 0.0 {
                     return [0.0; 4];
                 }
-                let mired = colour::cct_of(c).map_or(*warm_mired, |k| 1e6 / k);
-                let f = ((warm_mired - mired) / (warm_mired - cool_mired)).clamp(0.0, 1.0) as f32;
+                let mired = colour::cct_of(c).map_or(mireds[0], |k| 1e6 / k);
+                let f = cool_share(mireds, mired);
                 let mix = warm.lerp(*cool, f);
                 let level = y / mix.luminance();
                 let (w, k) = (level * (1.0 - f), level * f);
@@ -127,6 +123,34 @@ impl Mix {
             Mix::Cct { warm, cool, .. } => add(warm.scale(levels[0]), *cool, levels[1]),
         }
     }
+}
+
+const CCT_STEPS: usize = 64;
+
+/// The colour temperature, in mireds, of each mix of a warm and a cool white.
+fn cct_table(warm: Rgb, cool: Rgb) -> Arc<[f64]> {
+    (0..=CCT_STEPS)
+        .map(|k| {
+            let mix = warm.lerp(cool, k as f32 / CCT_STEPS as f32);
+            colour::cct_of(mix).map_or(0.0, |kelvin| 1e6 / kelvin)
+        })
+        .collect()
+}
+
+/// The share of cool white that shows `mired`, interpolated in the table (which falls from
+/// the warm end to the cool end); targets beyond the fixture's range clamp to its ends.
+fn cool_share(mireds: &[f64], mired: f64) -> f32 {
+    let n = mireds.len() - 1;
+    if mired >= mireds[0] {
+        return 0.0;
+    }
+    if mired <= mireds[n] {
+        return 1.0;
+    }
+    let k = mireds.partition_point(|&m| m > mired).clamp(1, n);
+    let (a, b) = (mireds[k - 1], mireds[k]);
+    let within = if a > b { (a - mired) / (a - b) } else { 0.0 };
+    ((k - 1) as f64 + within) as f32 / n as f32
 }
 
 /// Channel value (0–65535) as a function of √level, sampled; interpolated between samples.
@@ -170,8 +194,12 @@ impl Encoder {
     #[inline]
     pub fn write(&self, c: Rgb, out: &mut [u8]) {
         let levels = self.mix.levels(c);
-        for (e, level) in levels.iter().enumerate().take(usize::from(self.emitters)) {
-            let v = self.curve.value(level.min(self.cap));
+        let n = usize::from(self.emitters);
+        // Over the cap, all emitters dim together so the colour stays what it was.
+        let top = levels[..n].iter().copied().fold(0.0f32, f32::max);
+        let k = if top > self.cap { self.cap / top } else { 1.0 };
+        for (e, level) in levels.iter().enumerate().take(n) {
+            let v = self.curve.value(level * k);
             let p = usize::from(self.position[e]);
             if self.sixteen {
                 out[2 * p] = (v >> 8) as u8;
@@ -254,11 +282,12 @@ impl Layout {
                 }
                 FixtureKind::Cct => {
                     let (warm_k, cool_k) = f.white_k.unwrap_or((2700.0, 6500.0));
+                    let warm = colour::kelvin_to_rgb(warm_k);
+                    let cool = colour::kelvin_to_rgb(cool_k);
                     Mix::Cct {
-                        warm: colour::kelvin_to_rgb(warm_k),
-                        cool: colour::kelvin_to_rgb(cool_k),
-                        warm_mired: 1e6 / warm_k,
-                        cool_mired: 1e6 / cool_k,
+                        warm,
+                        cool,
+                        mireds: cct_table(warm, cool),
                     }
                 }
                 FixtureKind::Rgb => Mix::Rgb,
@@ -300,7 +329,7 @@ impl Layout {
                 sixteen: f.bits == Bits::Sixteen,
                 curve,
                 gamma: f.gamma as f32,
-                cap: (site_cap * zone_cap) as f32,
+                cap: site_cap.min(zone_cap) as f32,
             };
             let first_pixel = positions.len();
             let count = f.kind.pixels() as usize;
@@ -462,10 +491,16 @@ fn compile_layer(layer: &Layer, layout: &Layout) -> CompiledLayer {
         .into_iter()
         .map(|f| layout.fixtures[f].pixels.clone())
         .collect();
+    // Waves and rainbows measure position in wavelengths, divided once here in f64 so that
+    // pixels a whole number of quarter-waves apart land on exact phases.
+    let unit = match &layer.effect {
+        Effect::Wave { travel, .. } | Effect::Rainbow { travel, .. } => travel.wavelength_m,
+        _ => 1.0,
+    };
     let u: Vec<f32> = ranges
         .iter()
         .flat_map(|r| layout.positions[r.clone()].iter())
-        .map(|p| (f64::from(p[0]) * cos + f64::from(p[1]) * sin) as f32)
+        .map(|p| ((f64::from(p[0]) * cos + f64::from(p[1]) * sin) / unit) as f32)
         .collect();
     let u_min = u.iter().copied().fold(f32::INFINITY, f32::min);
     let u_max = u.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -637,19 +672,17 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
         }
         Effect::Wave { colours, travel } => {
             let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
-            let inv = 1.0 / travel.wavelength_m as f32;
             let (a, c) = (colours[0].scale(b), colours[1].scale(b));
             each(pixels, &mut |_, u| {
-                let v = 0.5 + 0.5 * colour::sin_turns(u * inv - tp);
+                let v = 0.5 + 0.5 * colour::sin_turns(u - tp);
                 a.lerp(c, v)
             });
         }
         Effect::Rainbow { travel, saturation } => {
             let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
-            let inv = 1.0 / travel.wavelength_m as f32;
             let s = *saturation;
             each(pixels, &mut |_, u| {
-                let hue = (u * inv - tp) * 360.0;
+                let hue = (u - tp) * 360.0;
                 Rgb::from_hue(hue).desaturate_to(s).scale(b)
             });
         }
@@ -692,7 +725,11 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
         let mut last_in = Rgb::new(-1.0, -1.0, -1.0);
         let mut last_out = Rgb::BLACK;
         for (k, p) in f.pixels.clone().enumerate() {
-            let c = frame.pixels[p].scale(master);
+            // Light beyond full cannot be emitted; dim it as a whole rather than clip each
+            // channel, which would shift its hue.
+            let c = frame.pixels[p];
+            let top = c.max_component();
+            let c = c.scale(if top > 1.0 { master / top } else { master });
             let c = if !clamp {
                 c
             } else if c == last_in {
