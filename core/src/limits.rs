@@ -75,6 +75,72 @@ pub struct ColourLimits {
     saturation_max: f32,
     bands: Vec<(ForbiddenColour, f32, f32, f32)>,
     locus: colour::WhiteLocus,
+    map: Option<std::sync::Arc<ClampMap>>,
+}
+
+/// Cells per side of each face of the clamp map.
+const MAP_STEPS: usize = 64;
+
+/// Where on the RGB cube the clamp changes nothing. The clamp does not care how bright a
+/// colour is (hue, saturation and colour temperature are the same at any level), so every
+/// colour is a point on one of the three faces where its largest component is 1, times
+/// that component. Each face is cut into cells, evenly in √light where hue and saturation
+/// are measured; a cell is free when the clamp changes neither its corners nor its centre.
+/// Colours in free cells — nearly all of a checked scene's — pass untouched; the others get
+/// the exact clamp.
+#[derive(Debug)]
+struct ClampMap {
+    free: [Vec<bool>; 3],
+}
+
+impl ClampMap {
+    fn new(limits: &ColourLimits) -> Self {
+        let n = MAP_STEPS;
+        let point = |k: usize, x: f32, y: f32| {
+            let (a, b) = ((x / n as f32).powi(2), (y / n as f32).powi(2));
+            match k {
+                0 => Rgb::new(1.0, a, b),
+                1 => Rgb::new(a, 1.0, b),
+                _ => Rgb::new(a, b, 1.0),
+            }
+        };
+        let unchanged = |c: Rgb| limits.clamp_unit(c) == c;
+        let free = std::array::from_fn(|k| {
+            let corners: Vec<bool> = (0..(n + 1) * (n + 1))
+                .map(|index| {
+                    unchanged(point(k, (index / (n + 1)) as f32, (index % (n + 1)) as f32))
+                })
+                .collect();
+            let mut cells = Vec::with_capacity(n * n);
+            for i in 0..n {
+                for j in 0..n {
+                    let corners_free = [(i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)]
+                        .iter()
+                        .all(|&(i, j)| corners[i * (n + 1) + j]);
+                    cells.push(corners_free && unchanged(point(k, i as f32 + 0.5, j as f32 + 0.5)));
+                }
+            }
+            cells
+        });
+        ClampMap { free }
+    }
+
+    /// Whether the clamp leaves `c` as it is (`c` not black).
+    #[inline]
+    fn is_free(&self, c: Rgb) -> bool {
+        let m = c.max_component();
+        let (k, a, b) = if m == c.r {
+            (0, c.g, c.b)
+        } else if m == c.g {
+            (1, c.r, c.b)
+        } else {
+            (2, c.r, c.g)
+        };
+        let n = MAP_STEPS;
+        let i = (((a / m).clamp(0.0, 1.0).sqrt() * n as f32) as usize).min(n - 1);
+        let j = (((b / m).clamp(0.0, 1.0).sqrt() * n as f32) as usize).min(n - 1);
+        self.free[k][i * n + j]
+    }
 }
 
 /// A white this close outside a site's range still counts as inside: CCT estimation and
@@ -87,7 +153,7 @@ const WHITE_SATURATION: f32 = 0.15;
 
 impl ColourLimits {
     pub fn new(limits: &Limits) -> Self {
-        ColourLimits {
+        let mut limits = ColourLimits {
             cct: limits.cct_k,
             saturation_max: limits.saturation_max as f32,
             bands: limits
@@ -99,7 +165,12 @@ impl ColourLimits {
                 })
                 .collect(),
             locus: colour::WhiteLocus::new(),
+            map: None,
+        };
+        if !limits.is_noop() {
+            limits.map = Some(std::sync::Arc::new(ClampMap::new(&limits)));
         }
+        limits
     }
 
     /// Limits that change nothing.
@@ -109,6 +180,7 @@ impl ColourLimits {
             saturation_max: 1.0,
             bands: Vec::new(),
             locus: colour::WhiteLocus::new(),
+            map: None,
         }
     }
 
@@ -166,10 +238,33 @@ impl ColourLimits {
     /// The nearest colour that breaks no limit: whites are moved into the allowed range
     /// at the same luminance, colours are desaturated towards their nearest white.
     pub fn clamp(&self, c: Rgb) -> Rgb {
+        fit(self.clamp_unit(c))
+    }
+
+    /// [`clamp`](Self::clamp) for every pixel of a frame: colours the limits cannot touch
+    /// are recognised from a map built with the limits and pass at once.
+    #[inline]
+    pub fn apply(&self, c: Rgb) -> Rgb {
+        match &self.map {
+            Some(map) if c.max_component() > 0.0 && map.is_free(c) => c,
+            Some(_) => self.clamp(c),
+            None => c,
+        }
+    }
+
+    /// The clamp before bright whites are brought back under full: exactly proportional to
+    /// the colour's level, which is what lets [`ClampMap`] sample it on one level.
+    fn clamp_unit(&self, c: Rgb) -> Rgb {
         if self.is_noop() || c.max_component() <= 0.0 {
             return c;
         }
         if let Some((lo, hi)) = self.cct {
+            // An allowed white stays exactly as it is.
+            if self.breach_by(c, 0.0).is_none()
+                && colour::cct_of(c).is_some_and(|k| (lo..=hi).contains(&k))
+            {
+                return c;
+            }
             let y = c.luminance();
             let Some(kelvin) = self
                 .locus
@@ -185,9 +280,7 @@ impl ColourLimits {
                 kelvin
             };
             let white = colour::kelvin_to_rgb(inside);
-            let out = white.scale(y / white.luminance());
-            let max = out.max_component();
-            return if max > 1.0 { out.scale(1.0 / max) } else { out };
+            return white.scale(y / white.luminance());
         }
         // Desaturating moves a colour's nearest white a little, so a second pass settles
         // what the first one left on the edge.
@@ -216,6 +309,13 @@ impl ColourLimits {
         }
         out
     }
+}
+
+/// Brings light above full back under it, keeping its colour.
+#[inline]
+fn fit(c: Rgb) -> Rgb {
+    let max = c.max_component();
+    if max > 1.0 { c.scale(1.0 / max) } else { c }
 }
 
 fn in_band(hue: f32, from: f32, to: f32) -> bool {

@@ -158,7 +158,12 @@ fn cool_share(mireds: &[f64], mired: f64) -> f32 {
 struct Curve {
     gamma_bits: u32,
     samples: Vec<f32>,
+    /// 8-bit values directly, on a grid fine enough that its steps are a small fraction of
+    /// one output step (the curve is nearly straight in √level).
+    bytes: Vec<u8>,
 }
+
+const BYTE_STEPS: usize = 4096;
 
 impl Curve {
     fn new(gamma: f64) -> Self {
@@ -168,10 +173,23 @@ impl Curve {
                 (65535.0 * colour::powf_pos(s, 2.0 / gamma)) as f32
             })
             .collect();
+        let bytes = (0..=BYTE_STEPS)
+            .map(|i| {
+                let s = i as f64 / BYTE_STEPS as f64;
+                (255.0 * colour::powf_pos(s, 2.0 / gamma) + 0.5) as u8
+            })
+            .collect();
         Curve {
             gamma_bits: (gamma as f32).to_bits(),
             samples,
+            bytes,
         }
+    }
+
+    #[inline]
+    fn byte(&self, level: f32) -> u8 {
+        let i = (level.clamp(0.0, 1.0).sqrt() * BYTE_STEPS as f32 + 0.5) as usize;
+        self.bytes[i.min(BYTE_STEPS)]
     }
 
     #[inline]
@@ -199,13 +217,13 @@ impl Encoder {
         let top = levels[..n].iter().copied().fold(0.0f32, f32::max);
         let k = if top > self.cap { self.cap / top } else { 1.0 };
         for (e, level) in levels.iter().enumerate().take(n) {
-            let v = self.curve.value(level * k);
             let p = usize::from(self.position[e]);
             if self.sixteen {
+                let v = self.curve.value(level * k);
                 out[2 * p] = (v >> 8) as u8;
                 out[2 * p + 1] = v as u8;
             } else {
-                out[p] = ((u32::from(v) * 255 + 32767) / 65535) as u8;
+                out[p] = self.curve.byte(level * k);
             }
         }
     }
@@ -603,33 +621,35 @@ fn put(pixels: &mut [Rgb], p: usize, c: Rgb, blend: Blend) {
     };
 }
 
+/// Calls `f(pixel, u)` for every pixel of the layer and blends what it returns. Generic, so
+/// each effect's pixel function is inlined into its own loop.
+#[inline]
+fn each(layer: &CompiledLayer, pixels: &mut [Rgb], mut f: impl FnMut(usize, f32) -> Rgb) {
+    let mut k = 0;
+    for range in &layer.ranges {
+        for p in range.clone() {
+            let c = f(p, layer.u[k]);
+            put(pixels, p, c, layer.blend);
+            k += 1;
+        }
+    }
+}
+
 fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb]) {
     let b = layer.brightness;
-    let blend = layer.blend;
-    // Calls `f(pixel, u)` for every pixel of the layer.
-    let each = |pixels: &mut [Rgb], f: &mut dyn FnMut(usize, f32) -> Rgb| {
-        let mut k = 0;
-        for range in &layer.ranges {
-            for p in range.clone() {
-                let c = f(p, layer.u[k]);
-                put(pixels, p, c, blend);
-                k += 1;
-            }
-        }
-    };
     match &layer.effect {
         Effect::Static { colour } => {
             let c = colour.scale(b);
-            each(pixels, &mut |_, _| c);
+            each(layer, pixels, |_, _| c);
         }
         Effect::Kelvin { kelvin } => {
             let c = colour::kelvin_to_rgb(*kelvin).scale(b);
-            each(pixels, &mut |_, _| c);
+            each(layer, pixels, |_, _| c);
         }
         Effect::Gradient { colours, .. } => {
             let span = layer.u_max - layer.u_min;
             let inv = if span > 0.0 { 1.0 / span } else { 0.0 };
-            each(pixels, &mut |_, u| {
+            each(layer, pixels, |_, u| {
                 palette(colours, (u - layer.u_min) * inv).scale(b)
             });
         }
@@ -638,7 +658,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
             let x = phase(t_ms, *period_ms) * n as f32;
             let i = (x as usize).min(n - 1);
             let c = colours[i].lerp(colours[(i + 1) % n], x - i as f32).scale(b);
-            each(pixels, &mut |_, _| c);
+            each(layer, pixels, |_, _| c);
         }
         Effect::Breathe {
             colour,
@@ -649,7 +669,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
             // Full at phase 0, dimmest at half a period.
             let level = 1.0 - depth * (0.5 - 0.5 * colour::sin_turns(p + 0.25));
             let c = colour.scale(b * level);
-            each(pixels, &mut |_, _| c);
+            each(layer, pixels, |_, _| c);
         }
         Effect::Chase {
             colour,
@@ -664,7 +684,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
             let spacing = *spacing_m as f32;
             let half = (*width_m as f32 / 2.0).max(1e-3);
             let (fg, bg) = (colour.scale(b), background.scale(b));
-            each(pixels, &mut |_, u| {
+            each(layer, pixels, |_, u| {
                 let d = (u - shift).rem_euclid(spacing);
                 let d = d.min(spacing - d);
                 bg.lerp(fg, (1.0 - d / half).max(0.0))
@@ -673,7 +693,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
         Effect::Wave { colours, travel } => {
             let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
             let (a, c) = (colours[0].scale(b), colours[1].scale(b));
-            each(pixels, &mut |_, u| {
+            each(layer, pixels, |_, u| {
                 let v = 0.5 + 0.5 * colour::sin_turns(u - tp);
                 a.lerp(c, v)
             });
@@ -681,7 +701,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
         Effect::Rainbow { travel, saturation } => {
             let tp = phase(t_ms, travel.period_ms()) * travel.speed_mps.signum() as f32;
             let s = *saturation;
-            each(pixels, &mut |_, u| {
+            each(layer, pixels, |_, u| {
                 let hue = (u - tp) * 360.0;
                 Rgb::from_hue(hue).desaturate_to(s).scale(b)
             });
@@ -695,7 +715,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
             let period = period_ms.round().max(1.0) as i64;
             let (fg, bg) = (colour.scale(b), background.scale(b));
             let threshold = (*density as f64 * f64::from(u32::MAX)) as u32;
-            each(pixels, &mut |p, _| {
+            each(layer, pixels, |p, _| {
                 let offset = i64::from(hash(p as u64)) % period;
                 let local = t_ms + offset;
                 let slot = local.div_euclid(period);
@@ -708,7 +728,7 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
         }
         Effect::Sky { stops } => {
             let c = sky(stops, minute).scale(b);
-            each(pixels, &mut |_, _| c);
+            each(layer, pixels, |_, _| c);
         }
     }
 }
@@ -724,7 +744,7 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
         // Neighbouring pixels are often the same colour: clamp once for a run of them.
         let mut last_in = Rgb::new(-1.0, -1.0, -1.0);
         let mut last_out = Rgb::BLACK;
-        for (k, p) in f.pixels.clone().enumerate() {
+        for (p, out) in f.pixels.clone().zip(out.chunks_exact_mut(slots)) {
             // Light beyond full cannot be emitted; dim it as a whole rather than clip each
             // channel, which would shift its hue.
             let c = frame.pixels[p];
@@ -736,10 +756,10 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
                 last_out
             } else {
                 last_in = c;
-                last_out = layout.limits.clamp(c);
+                last_out = layout.limits.apply(c);
                 last_out
             };
-            f.encoder.write(c, &mut out[k * slots..(k + 1) * slots]);
+            f.encoder.write(c, out);
         }
     }
 }

@@ -61,12 +61,13 @@ sacn = {{ universe = 1, universes = 8 }}
     checked.library
 }
 
-/// Four RGB point fixtures at x = 0, 7.5, 15, 22.5 m with a linear curve, in group `row`.
+/// Four RGB point fixtures at x = 0, 7.5, 15, 22.5 m with the default curve (light ∝
+/// value^2.2, so half the light is 186 of 255), in group `row`.
 fn row(kind: &str, extra: &str) -> String {
     let mut out = String::new();
     for (i, x) in [0.0, 7.5, 15.0, 22.5].iter().enumerate() {
         out += &format!(
-            "[[fixtures]]\nid = \"f{i}\"\ntype = \"{kind}\"\ngamma = 1.0\ncontroller = \"px\"\nuniverse = 1\naddress = {}\nat = [{x}, 0.0]\npower_w = 10.0\n{extra}\n",
+            "[[fixtures]]\nid = \"f{i}\"\ntype = \"{kind}\"\ncontroller = \"px\"\nuniverse = 1\naddress = {}\nat = [{x}, 0.0]\npower_w = 10.0\n{extra}\n",
             1 + 16 * i
         );
     }
@@ -104,7 +105,7 @@ fn reds(lib: &ShowLibrary, id: &str, t: i64) -> Vec<u8> {
 fn wave_phase_in_2040_matches_a_hand_computation() {
     // λ = 30 m at 2 m/s: one period is 15 s. 2040-01-01T00:00:00Z is 2 208 988 800 000 ms
     // since the epoch = 147 265 920 whole periods, so the phase there is exactly 0 and
-    // v(x) = ½ + ½·sin(2π·x/30): x = 0, 7.5, 15, 22.5 → ½, 1, ½, 0 → 128, 255, 128, 0.
+    // v(x) = ½ + ½·sin(2π·x/30): x = 0, 7.5, 15, 22.5 → ½, 1, ½, 0 → 186, 255, 186, 0.
     let lib = library(
         "",
         &row("rgb", ""),
@@ -117,13 +118,13 @@ fn wave_phase_in_2040_matches_a_hand_computation() {
     );
     let t = at("2040-01-01T00:00:00Z");
     assert_eq!(t, 2_208_988_800_000);
-    assert_eq!(reds(&lib, "w", t), vec![128, 255, 128, 0]);
+    assert_eq!(reds(&lib, "w", t), vec![186, 255, 186, 0]);
     // A quarter period later the wave has moved 7.5 m east.
-    assert_eq!(reds(&lib, "w", t + 3750), vec![0, 128, 255, 128]);
+    assert_eq!(reds(&lib, "w", t + 3750), vec![0, 186, 255, 186]);
     // And it is the same at the same phase 15 years earlier: nothing drifts.
     let earlier = at("2025-01-01T00:00:00Z");
     assert_eq!((t - earlier) % 15_000, 0);
-    assert_eq!(reds(&lib, "w", earlier + 3750), vec![0, 128, 255, 128]);
+    assert_eq!(reds(&lib, "w", earlier + 3750), vec![0, 186, 255, 186]);
 }
 
 #[test]
@@ -163,13 +164,14 @@ fn each_effect_does_what_it_says() {
     let lib = library("", &row("rgb", ""), &refs);
     let t0 = at("2026-12-24T09:00:00Z"); // 18:00 in Seoul; a whole number of 2 s periods
     assert_eq!(t0 % 2000, 0);
-    assert_eq!(reds(&lib, "st", t0), vec![128; 4]);
-    // Gradient: from black at the west end to red at the east end, linearly in light.
-    assert_eq!(reds(&lib, "gr", t0), vec![0, 85, 170, 255]);
+    assert_eq!(reds(&lib, "st", t0), vec![186; 4]);
+    // Gradient: from black at the west end to red at the east end, linearly in light
+    // (0, ⅓, ⅔, 1 of the light).
+    assert_eq!(reds(&lib, "gr", t0), vec![0, 155, 212, 255]);
     // Cycle: red at the start of a period, black half way, red again at the end.
     assert_eq!(reds(&lib, "cy", t0), vec![255; 4]);
     assert_eq!(reds(&lib, "cy", t0 + 1000), vec![0; 4]);
-    assert_eq!(reds(&lib, "cy", t0 + 500), vec![128; 4]);
+    assert_eq!(reds(&lib, "cy", t0 + 500), vec![186; 4]);
     // Breathe: full, then dark at half a period with full depth.
     assert_eq!(reds(&lib, "br", t0), vec![255; 4]);
     assert_eq!(reds(&lib, "br", t0 + 1000), vec![0; 4]);
@@ -180,7 +182,7 @@ fn each_effect_does_what_it_says() {
     assert_eq!(reds(&lib, "tw", t0 + 123), reds(&lib, "tw", t0 + 123));
     // Sky: at a stop its colour; half way between stops, half way in light.
     assert_eq!(reds(&lib, "sk", t0), vec![255; 4]);
-    assert_eq!(reds(&lib, "sk", t0 + 3_600_000), vec![128; 4]);
+    assert_eq!(reds(&lib, "sk", t0 + 3_600_000), vec![186; 4]);
     assert_eq!(reds(&lib, "sk", t0 + 7_200_000), vec![0; 4]);
     // … and it wraps over midnight back to the first stop (at 18:00 next day = red).
     assert_eq!(reds(&lib, "sk", t0 + 86_400_000), vec![255; 4]);
@@ -300,8 +302,8 @@ fixtures = ["grb", "wide", "rgbw", "rgba", "cct", "curve"]
     );
     // RGBW: the W emitter's own white comes out of W alone.
     assert_eq!(
-        encode(2, kelvin_to_rgb(4000.0).scale(0.5)),
-        vec![0, 0, 0, 128]
+        encode(2, kelvin_to_rgb(4000.0).scale(0.25)),
+        vec![0, 0, 0, 64]
     );
     // RGBA: amber comes out of A alone.
     assert_eq!(encode(3, Rgb::new(1.0, 0.45, 0.0)), vec![0, 0, 0, 255]);
@@ -394,13 +396,13 @@ fn zone_luminance_and_site_maximum_cap_every_emitter() {
         &row("rgb", "luminance_cd_m2 = 600.0"),
         &[("white", &scene("effect = \"static\"\ncolour = \"#ffffff\""))],
     );
-    assert_eq!(reds(&lib, "white", 0), vec![128; 4]);
+    assert_eq!(reds(&lib, "white", 0), vec![186; 4]);
     let lib = library(
         "max_output_pct = 80",
         &row("rgb", ""),
         &[("white", &scene("effect = \"static\"\ncolour = \"#ffffff\""))],
     );
-    assert_eq!(reds(&lib, "white", 0), vec![204; 4]);
+    assert_eq!(reds(&lib, "white", 0), vec![230; 4]);
 }
 
 #[test]
