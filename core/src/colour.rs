@@ -346,15 +346,28 @@ impl WhiteLocus {
     /// (kelvin), or `None` for black.
     pub fn nearest_kelvin(&self, c: Rgb, range: (f64, f64)) -> Option<f64> {
         let (u, v) = uv(c)?;
-        let d = |i: usize| {
+        Some(self.project(u, v).0.clamp(range.0, range.1))
+    }
+
+    /// The nearest white's temperature in kelvin and the distance in uv to the locus (to
+    /// the segments on either side of the nearest sample), in one pass over the samples.
+    fn project(&self, u: f32, v: f32) -> (f64, f32) {
+        let d2 = |i: usize| {
             let p = self.points[i];
             (p.1 - u) * (p.1 - u) + (p.2 - v) * (p.2 - v)
         };
         let n = self.points.len();
-        let best = (0..n).min_by(|&a, &b| d(a).total_cmp(&d(b)))?;
+        let mut best = 0;
+        let mut best_d2 = f32::INFINITY;
+        for i in 0..n {
+            let d = d2(i);
+            if d < best_d2 {
+                (best, best_d2) = (i, d);
+            }
+        }
         // Refine between samples with the parabola through the best one and its neighbours.
         let offset = if best > 0 && best + 1 < n {
-            let (a, b, c) = (d(best - 1), d(best), d(best + 1));
+            let (a, b, c) = (d2(best - 1), best_d2, d2(best + 1));
             let curve = a - 2.0 * b + c;
             if curve > 0.0 {
                 (0.5 * (a - c) / curve).clamp(-0.5, 0.5)
@@ -365,16 +378,6 @@ impl WhiteLocus {
             0.0
         };
         let mired = f64::from(self.points[best].0 - 10.0 * offset);
-        Some((1e6 / mired).clamp(range.0, range.1))
-    }
-
-    /// Distance in uv from the locus: to the segments on either side of the nearest sample.
-    fn distance(&self, u: f32, v: f32) -> f32 {
-        let d2 = |p: &(f32, f32, f32)| (p.1 - u) * (p.1 - u) + (p.2 - v) * (p.2 - v);
-        let n = self.points.len();
-        let best = (0..n)
-            .min_by(|&a, &b| d2(&self.points[a]).total_cmp(&d2(&self.points[b])))
-            .unwrap_or(0);
         let segment = |i: usize, j: usize| {
             let (a, b) = (self.points[i], self.points[j]);
             let (du, dv) = (b.1 - a.1, b.2 - a.2);
@@ -387,14 +390,14 @@ impl WhiteLocus {
             let (pu, pv) = (a.1 + t * du, a.2 + t * dv);
             (pu - u) * (pu - u) + (pv - v) * (pv - v)
         };
-        let mut best_d2 = d2(&self.points[best]);
+        let mut nearest = best_d2;
         if best > 0 {
-            best_d2 = best_d2.min(segment(best - 1, best));
+            nearest = nearest.min(segment(best - 1, best));
         }
         if best + 1 < n {
-            best_d2 = best_d2.min(segment(best, best + 1));
+            nearest = nearest.min(segment(best, best + 1));
         }
-        best_d2.sqrt()
+        (1e6 / mired, nearest.sqrt())
     }
 
     /// The white a colour's saturation is measured from, as linear RGB with largest
@@ -406,8 +409,8 @@ impl WhiteLocus {
     /// with it would let one output step turn an allowed colour into a forbidden one.
     pub fn nearest_white(&self, c: Rgb) -> Option<Rgb> {
         let (u, v) = uv(c)?;
-        let near = kelvin_to_rgb(self.nearest_kelvin(c, NEUTRAL_KELVIN)?);
-        let distance = self.distance(u, v);
+        let (kelvin, distance) = self.project(u, v);
+        let near = kelvin_to_rgb(kelvin.clamp(NEUTRAL_KELVIN.0, NEUTRAL_KELVIN.1));
         let t = (1.0 - distance / LOCUS_REACH).clamp(0.0, 1.0);
         let white = kelvin_to_rgb(FAR_WHITE_K).lerp(near, t);
         Some(white.scale(1.0 / white.max_component()))
