@@ -8,8 +8,14 @@
 //!   register) and the notations engineers write them in.
 //! - [`model`]: the checked domain model — sites, gateways, controllers, fixtures, groups,
 //!   controller profiles, the zone table — and the channel layouts derived from it.
+//! - [`scene`]: scenes as layers of effects on groups or roles.
 //! - [`show`]: show files (TOML) in, [`model::ShowLibrary`] and located diagnostics out.
 //! - [`diag`]: diagnostics with stable codes, field paths and line/column locations.
+//! - [`colour`]: linear RGB, whites by temperature, perceptual hue and saturation.
+//! - [`limits`]: a site's colour limits, per pixel.
+//! - [`render`]: scene + layout + time → frame → channel values, and back to emitted light.
+//! - [`playback`]: cross-fades between cues.
+//! - [`preview`]: pictures of a site's light.
 //! - [`schema`]: JSON Schemas of the show files, generated from their types.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
