@@ -229,15 +229,15 @@ proptest! {
                 fade: Duration::ZERO,
                 layers: layers.clone(),
             };
-            let compiled = CompiledScene::new(&scene, &layout);
-            let channels = render_channels(&compiled, &layout, t_ms, Level::from_pct(master * 100.0).unwrap());
+            let compiled = CompiledScene::new(&scene, layout);
+            let channels = render_channels(&compiled, layout, t_ms, Level::from_pct(master * 100.0).unwrap());
             let max = site.limits.max_output.get();
             for f in &layout.fixtures {
                 // Every emitter's light (channel fraction through the fixture's curve) stays
                 // under the cap: the site's maximum, and the zone's for the 100 cd/m² fixture
                 // (zone 2 allows 60 cd/m²).
                 let cap = if f.id.as_str() == "rgb" { max.min(0.6) } else { max };
-                let one = decode(&layout, &{
+                let one = decode(layout, &{
                     let mut c = vec![0u8; layout.channel_count];
                     c[f.channels.clone()].copy_from_slice(&channels[f.channels.clone()]);
                     c
@@ -251,7 +251,7 @@ proptest! {
                     prop_assert!(light <= cap as f32 + 0.01, "{} slot {k}: {light} > {cap} ({one:?})", f.id);
                 }
             }
-            let shown = decode(&layout, &channels);
+            let shown = decode(layout, &channels);
             for (p, c) in shown.into_iter().enumerate() {
                 let f = layout.fixtures.iter().find(|f| f.pixels.contains(&p)).unwrap();
                 // Near the bottom of the range one 8-bit step moves a colour by more than the
