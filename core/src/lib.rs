@@ -20,6 +20,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod addr;
+pub mod calendar;
 pub mod colour;
 pub mod diag;
 pub mod limits;
@@ -30,3 +31,4 @@ pub mod render;
 pub mod scene;
 pub mod schema;
 pub mod show;
+pub mod sun;
