@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightscape_core::schema;
 
-use crate::{library, render};
+use crate::{library, render, schedule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +27,31 @@ pub enum Command {
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
     Scene(SceneCommand),
+    /// Look at schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Sun times and every transition with its cause, day by day, in the site's time zone.
+    Preview {
+        /// The site id.
+        #[arg(long)]
+        site: String,
+        /// The first day, e.g. 2026-12-24.
+        #[arg(long)]
+        from: String,
+        /// How many days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// The show library.
+        #[arg(long, default_value = "scenes")]
+        library: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +61,9 @@ pub enum SceneCommand {
         /// The library directory.
         #[arg(default_value = "scenes")]
         dir: PathBuf,
+        /// The date calendars must reach 60 days beyond (default: today, UTC).
+        #[arg(long)]
+        today: Option<String>,
     },
     /// Draw a scene as its fixtures would show it: a PNG at one instant, or a GIF over time.
     Render {
@@ -71,7 +99,24 @@ pub enum SceneCommand {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Scene(SceneCommand::Check { dir }) => scene_check(dir),
+        Command::Scene(SceneCommand::Check { dir, today }) => scene_check(dir, today.as_deref()),
+        Command::Schedule(ScheduleCommand::Preview {
+            site,
+            from,
+            days,
+            format,
+            library,
+        }) => {
+            let format = match format.as_str() {
+                "text" => schedule::Format::Text,
+                "json" => schedule::Format::Json,
+                other => anyhow::bail!("--format {other}: use text or json"),
+            };
+            let checked = checked_library(&library)?;
+            let text = schedule::preview(&checked.library, &site, &from, days, format)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scene(SceneCommand::Schema { out }) => scene_schema(out),
         Command::Scene(SceneCommand::Render {
             scene,
@@ -103,8 +148,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn scene_check(dir: PathBuf) -> Result<ExitCode> {
-    let checked = library::check_dir(&dir)?;
+fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
+    let mut checked = library::check_dir(&dir)?;
+    let today: jiff::civil::Date = match today {
+        Some(text) => text
+            .parse()
+            .with_context(|| format!("--today `{text}` is not a date such as 2026-12-24"))?,
+        None => jiff::Timestamp::now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date(),
+    };
+    let files = library::read_dir(&dir)?;
+    let path_of = |id: &nightscape_core::calendar::CalendarId| {
+        let ics = format!("calendars/{id}.ics");
+        let name = if files.iter().any(|f| f.path == ics) {
+            ics
+        } else {
+            format!("calendars/{id}.toml")
+        };
+        dir.join(name).display().to_string()
+    };
+    let expiring = nightscape_core::show::expiring_calendars(&checked.library, today, path_of);
+    checked.diagnostics.extend(expiring);
     let mut stdout = std::io::stdout().lock();
     for d in &checked.diagnostics {
         writeln!(stdout, "{d}")?;

@@ -7,3 +7,4 @@
 pub mod cli;
 pub mod library;
 pub mod render;
+pub mod schedule;

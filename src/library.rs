@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use nightscape_core::show::{self, Checked, SourceFile};
 
-/// Reads every `.toml` file under `dir` (skipping hidden entries) with its path relative to
+/// Reads every `.toml` and `.ics` file under `dir` (skipping hidden entries) with its path relative to
 /// `dir`, in a stable order.
 pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
@@ -29,7 +29,7 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> Result<()> {
             .with_context(|| format!("reading {}", path.display()))?;
         if kind.is_dir() {
             walk(root, &path, files)?;
-        } else if path.extension().is_some_and(|e| e == "toml") {
+        } else if path.extension().is_some_and(|e| e == "toml" || e == "ics") {
             let text =
                 fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let relative: PathBuf = path.strip_prefix(root).unwrap_or(&path).to_path_buf();

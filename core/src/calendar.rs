@@ -31,7 +31,10 @@ impl Calendar {
 
     /// What the calendar calls `date`, if it has it.
     pub fn name_of(&self, date: Date) -> Option<&str> {
-        self.names.iter().find(|(d, _)| *d == date).map(|(_, n)| n.as_str())
+        self.names
+            .iter()
+            .find(|(d, _)| *d == date)
+            .map(|(_, n)| n.as_str())
     }
 }
 
@@ -75,18 +78,26 @@ pub fn parse_ics(text: &str) -> (Option<String>, Vec<IcsEvent>, Vec<IcsError>) {
     let mut errors = Vec::new();
     let mut current: Option<Partial> = None;
     for (line, content) in lines {
-        let Some((key, value)) = content.split_once(':') else { continue };
+        let Some((key, value)) = content.split_once(':') else {
+            continue;
+        };
         let (prop, params) = key.split_once(';').unwrap_or((key, ""));
         match (prop.to_ascii_uppercase().as_str(), current.as_mut()) {
             ("X-WR-CALNAME", None) => name = Some(unescape(value)),
             ("BEGIN", None) if value.eq_ignore_ascii_case("VEVENT") => {
-                current = Some(Partial { line, ..Partial::default() })
+                current = Some(Partial {
+                    line,
+                    ..Partial::default()
+                })
             }
             ("END", Some(_)) if value.eq_ignore_ascii_case("VEVENT") => {
                 if let Some(p) = current.take() {
                     match p.finish() {
                         Ok(mut list) => events.append(&mut list),
-                        Err(message) => errors.push(IcsError { line: p.line, message }),
+                        Err(message) => errors.push(IcsError {
+                            line: p.line,
+                            message,
+                        }),
                     }
                 }
             }
@@ -99,7 +110,10 @@ pub fn parse_ics(text: &str) -> (Option<String>, Vec<IcsEvent>, Vec<IcsError>) {
         }
     }
     if let Some(p) = current {
-        errors.push(IcsError { line: p.line, message: "this VEVENT has no END:VEVENT".into() });
+        errors.push(IcsError {
+            line: p.line,
+            message: "this VEVENT has no END:VEVENT".into(),
+        });
     }
     (name, events, errors)
 }
@@ -141,25 +155,49 @@ impl Partial {
         if last < first {
             return Err("DTEND is before DTSTART".into());
         }
-        let mut out = vec![IcsEvent { summary: self.summary.clone(), first, last, line: self.line }];
+        let mut out = vec![IcsEvent {
+            summary: self.summary.clone(),
+            first,
+            last,
+            line: self.line,
+        }];
         if let Some((_, rule)) = &self.rrule {
-            let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
-            let get = |k: &str| parts.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| *v);
+            let parts: Vec<(&str, &str)> =
+                rule.split(';').filter_map(|p| p.split_once('=')).collect();
+            let get = |k: &str| {
+                parts
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| *v)
+            };
             if get("FREQ").is_none_or(|f| !f.eq_ignore_ascii_case("YEARLY")) {
                 return Err(format!("RRULE `{rule}`: only FREQ=YEARLY repeats are read"));
             }
             let count: i64 = match (get("COUNT"), get("UNTIL")) {
-                (Some(c), _) => c.parse().map_err(|_| format!("RRULE COUNT `{c}` is not a number"))?,
+                (Some(c), _) => c
+                    .parse()
+                    .map_err(|_| format!("RRULE COUNT `{c}` is not a number"))?,
                 (None, Some(u)) => {
                     let until = ics_date(u, "", 0)?;
                     i64::from(until.year() - first.year()) + 1
                 }
-                (None, None) => return Err(format!("RRULE `{rule}` has no COUNT or UNTIL: an endless repeat cannot be imported")),
+                (None, None) => {
+                    return Err(format!(
+                        "RRULE `{rule}` has no COUNT or UNTIL: an endless repeat cannot be imported"
+                    ));
+                }
             };
             for k in 1..count.clamp(1, 100) {
                 let shift = jiff::Span::new().years(k);
-                let (Ok(f), Ok(l)) = (first.checked_add(shift), last.checked_add(shift)) else { break };
-                out.push(IcsEvent { summary: self.summary.clone(), first: f, last: l, line: self.line });
+                let (Ok(f), Ok(l)) = (first.checked_add(shift), last.checked_add(shift)) else {
+                    break;
+                };
+                out.push(IcsEvent {
+                    summary: self.summary.clone(),
+                    first: f,
+                    last: l,
+                    line: self.line,
+                });
             }
         }
         Ok(out)
@@ -169,16 +207,28 @@ impl Partial {
 fn ics_date(value: &str, _params: &str, _line: usize) -> Result<Date, String> {
     let digits: String = value.chars().take(8).collect();
     if digits.len() != 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("`{value}` is not a date such as 20261224 or 20261224T190000"));
+        return Err(format!(
+            "`{value}` is not a date such as 20261224 or 20261224T190000"
+        ));
     }
-    let y: i16 = digits[0..4].parse().map_err(|_| format!("bad year in `{value}`"))?;
-    let m: i8 = digits[4..6].parse().map_err(|_| format!("bad month in `{value}`"))?;
-    let d: i8 = digits[6..8].parse().map_err(|_| format!("bad day in `{value}`"))?;
+    let y: i16 = digits[0..4]
+        .parse()
+        .map_err(|_| format!("bad year in `{value}`"))?;
+    let m: i8 = digits[4..6]
+        .parse()
+        .map_err(|_| format!("bad month in `{value}`"))?;
+    let d: i8 = digits[6..8]
+        .parse()
+        .map_err(|_| format!("bad day in `{value}`"))?;
     Date::new(y, m, d).map_err(|_| format!("`{value}` is not a date in the calendar"))
 }
 
 fn unescape(value: &str) -> String {
-    value.replace("\\,", ",").replace("\\;", ";").replace("\\n", " ").replace("\\\\", "\\")
+    value
+        .replace("\\,", ",")
+        .replace("\\;", ";")
+        .replace("\\n", " ")
+        .replace("\\\\", "\\")
 }
 
 #[cfg(test)]
@@ -191,9 +241,21 @@ mod tests {
         let (name, events, errors) = parse_ics(ics);
         assert_eq!(name.as_deref(), Some("강경 축제"));
         assert_eq!(events.len(), 3);
-        assert_eq!((events[0].first, events[0].last), (jiff::civil::date(2026, 10, 14), jiff::civil::date(2026, 10, 18)));
+        assert_eq!(
+            (events[0].first, events[0].last),
+            (
+                jiff::civil::date(2026, 10, 14),
+                jiff::civil::date(2026, 10, 18)
+            )
+        );
         assert_eq!(events[1].summary, "Lanternnight");
-        assert_eq!((events[1].first, events[1].last), (jiff::civil::date(2026, 12, 24), jiff::civil::date(2026, 12, 24)));
+        assert_eq!(
+            (events[1].first, events[1].last),
+            (
+                jiff::civil::date(2026, 12, 24),
+                jiff::civil::date(2026, 12, 24)
+            )
+        );
         assert_eq!(events[2].first, jiff::civil::date(2027, 12, 24));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 15);
@@ -201,7 +263,14 @@ mod tests {
 
     #[test]
     fn never_panics_on_junk() {
-        for junk in ["", "BEGIN:VEVENT", "BEGIN:VEVENT\nDTSTART:1\nEND:VEVENT", "RRULE:FREQ=YEARLY", "BEGIN:VEVENT\nDTSTART:20260101\nRRULE:FREQ=DAILY\nEND:VEVENT", "\u{0}\u{1}:::"] {
+        for junk in [
+            "",
+            "BEGIN:VEVENT",
+            "BEGIN:VEVENT\nDTSTART:1\nEND:VEVENT",
+            "RRULE:FREQ=YEARLY",
+            "BEGIN:VEVENT\nDTSTART:20260101\nRRULE:FREQ=DAILY\nEND:VEVENT",
+            "\u{0}\u{1}:::",
+        ] {
             let _ = parse_ics(junk);
         }
     }

@@ -84,6 +84,8 @@ codes! {
     LimitClamped = "limit-clamped",
     /// A definition nothing uses (a gateway without controllers, a group without fixtures).
     Unused = "unused",
+    /// A calendar that a schedule uses runs out of dates soon.
+    CalendarExpiring = "calendar-expiring",
     /// A file in the library that is not part of any known kind.
     StrayFile = "stray-file",
 }

@@ -29,6 +29,7 @@ pub mod playback;
 pub mod preview;
 pub mod render;
 pub mod scene;
+pub mod schedule;
 pub mod schema;
 pub mod show;
 pub mod sun;

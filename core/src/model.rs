@@ -89,6 +89,13 @@ impl Level {
 pub struct TimeOfDay(u16);
 
 impl TimeOfDay {
+    pub const MIDNIGHT: TimeOfDay = TimeOfDay(0);
+
+    /// Minutes after midnight, 0–1439.
+    pub fn from_minutes(minutes: u16) -> Option<Self> {
+        (minutes < 24 * 60).then_some(TimeOfDay(minutes))
+    }
+
     /// Parses `HH:MM` (24-hour clock; `24:00` is not a time of day, write `00:00`).
     pub fn parse(text: &str) -> Option<Self> {
         let (h, m) = text.split_once(':')?;
@@ -761,6 +768,8 @@ pub struct ShowLibrary {
     pub profiles: BTreeMap<ProfileId, Profile>,
     pub sites: BTreeMap<SiteId, Site>,
     pub scenes: BTreeMap<crate::scene::SceneId, crate::scene::Scene>,
+    pub calendars: BTreeMap<crate::calendar::CalendarId, crate::calendar::Calendar>,
+    pub schedules: BTreeMap<SiteId, crate::schedule::Schedule>,
 }
 
 impl ShowLibrary {

@@ -4,7 +4,7 @@
 
 use schemars::schema_for;
 
-use crate::show::file::{ProfileFile, SceneFile, SiteFile, ZonesFile};
+use crate::show::file::{CalendarFile, ProfileFile, SceneFile, ScheduleFile, SiteFile, ZonesFile};
 
 /// Every schema as `(file name, pretty JSON)`.
 pub fn all() -> Vec<(&'static str, String)> {
@@ -18,5 +18,7 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("profile.schema.json", pretty(schema_for!(ProfileFile))),
         ("zones.schema.json", pretty(schema_for!(ZonesFile))),
         ("scene.schema.json", pretty(schema_for!(SceneFile))),
+        ("schedule.schema.json", pretty(schema_for!(ScheduleFile))),
+        ("calendar.schema.json", pretty(schema_for!(CalendarFile))),
     ]
 }

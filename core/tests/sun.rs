@@ -17,15 +17,22 @@ fn ms(jd: f64) -> i64 {
 /// SPA's event nearest to ours (searching ±12 h around it).
 fn oracle(lat: f64, lon: f64, near: i64, which: Event) -> Option<i64> {
     let spa = SolarEvents::new();
-    let location = Location { latitude: lat, longitude: lon };
+    let location = Location {
+        latitude: lat,
+        longitude: lon,
+    };
     let horizon = match which {
         Event::Sunrise | Event::Sunset => Horizon::SunriseSunset,
         Event::CivilDawn | Event::CivilDusk => Horizon::CivilTwilight,
     };
     let (start, end) = (jd(near - DAY_MS / 2), jd(near + DAY_MS / 2));
     let found = match which {
-        Event::Sunrise | Event::CivilDawn => spa.next_rise_from_julian(start, end, location, DELTA_T, horizon),
-        Event::Sunset | Event::CivilDusk => spa.next_set_from_julian(start, end, location, DELTA_T, horizon),
+        Event::Sunrise | Event::CivilDawn => {
+            spa.next_rise_from_julian(start, end, location, DELTA_T, horizon)
+        }
+        Event::Sunset | Event::CivilDusk => {
+            spa.next_set_from_julian(start, end, location, DELTA_T, horizon)
+        }
     };
     found.unwrap().map(ms)
 }
@@ -47,12 +54,21 @@ fn within_a_minute_of_spa_every_day_of_a_year_to_60_degrees() {
     let mut checked = 0;
     for (lat, lon, name) in places {
         for day in first..first + 365 {
-            for which in [Event::Sunrise, Event::Sunset, Event::CivilDawn, Event::CivilDusk] {
+            for which in [
+                Event::Sunrise,
+                Event::Sunset,
+                Event::CivilDawn,
+                Event::CivilDusk,
+            ] {
                 let ours = almanac.event(lat, lon, day, which);
                 let Ok(ours) = ours else { continue };
-                let theirs = oracle(lat, lon, ours, which).unwrap_or_else(|| panic!("{name} day {day} {which:?}: SPA has none"));
+                let theirs = oracle(lat, lon, ours, which)
+                    .unwrap_or_else(|| panic!("{name} day {day} {which:?}: SPA has none"));
                 let error = (ours - theirs).abs();
-                assert!(error <= 60_000, "{name} day {day} {which:?}: {error} ms off SPA");
+                assert!(
+                    error <= 60_000,
+                    "{name} day {day} {which:?}: {error} ms off SPA"
+                );
                 if error > worst.0 {
                     worst = (error, name);
                 }
@@ -70,9 +86,19 @@ fn polar_day_and_night_are_reported_not_panicked() {
     // Tromsø (69.65 N): no sunset at midsummer, no sunrise at midwinter.
     let midsummer = 20_454 + 171;
     let midwinter = 20_454 + 354;
-    assert_eq!(almanac.event(69.65, 18.96, midsummer, Event::Sunset), Err(Polar::AlwaysAbove));
-    assert_eq!(almanac.event(69.65, 18.96, midwinter, Event::Sunrise), Err(Polar::AlwaysBelow));
+    assert_eq!(
+        almanac.event(69.65, 18.96, midsummer, Event::Sunset),
+        Err(Polar::AlwaysAbove)
+    );
+    assert_eq!(
+        almanac.event(69.65, 18.96, midwinter, Event::Sunrise),
+        Err(Polar::AlwaysBelow)
+    );
     // At the poles too.
     assert!(almanac.event(90.0, 0.0, midsummer, Event::Sunset).is_err());
-    assert!(almanac.event(-90.0, 0.0, midsummer, Event::CivilDusk).is_err());
+    assert!(
+        almanac
+            .event(-90.0, 0.0, midsummer, Event::CivilDusk)
+            .is_err()
+    );
 }

@@ -515,3 +515,63 @@ pub struct SkyStopFile {
     pub at: String,
     pub colour: String,
 }
+
+/// `sites/<site-id>/schedule.toml`: when each scene plays.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape schedule")]
+pub struct ScheduleFile {
+    pub rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RuleFile {
+    /// A short name, shown as the cause of what plays.
+    pub name: String,
+    /// The scene (of this site) to play.
+    pub scene: String,
+    /// `"18:30"`, `"sunset"`, `"sunset+15"`, `"civil-dusk-10"`, `"sunrise"`, `"civil-dawn"`.
+    pub start: String,
+    /// As `start`, or `"curfew"`. An end at or before the start is on the next day.
+    pub end: String,
+    /// Higher wins where rules overlap; 0 when left out.
+    pub priority: Option<i64>,
+    /// 100 when left out.
+    pub brightness_pct: Option<f64>,
+    /// `["mon", "tue", …]`; every day when left out.
+    pub days: Option<Vec<String>>,
+    /// A season `{ from = "03-01", to = "11-30" }`, wrapping over the new year if `from` is
+    /// later than `to`.
+    pub season: Option<SeasonFile>,
+    /// Only on the dates of this calendar (`calendars/<id>.toml` or `.ics`).
+    pub calendar: Option<String>,
+    /// Cross-fade into this rule's scene, instead of the scene's own fade.
+    pub fade_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SeasonFile {
+    pub from: String,
+    pub to: String,
+}
+
+/// `calendars/<calendar-id>.toml`: named dates.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Nightscape calendar")]
+pub struct CalendarFile {
+    pub name: NameFile,
+    /// Where the dates come from.
+    pub source: Option<String>,
+    pub dates: Vec<CalendarDateFile>,
+}
+
+/// One date (`date`) or a run of dates (`from`, `to`, inclusive), as `YYYY-MM-DD`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CalendarDateFile {
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub name: String,
+}

@@ -14,6 +14,7 @@ pub mod file;
 mod locate;
 mod lower;
 mod scene;
+mod schedule;
 
 use serde::de::DeserializeOwned;
 
@@ -61,6 +62,8 @@ struct Pending {
     path: FieldPath,
     at_key: bool,
     span: Option<std::ops::Range<usize>>,
+    /// A 1-based line, for problems found outside TOML.
+    line: Option<usize>,
     message: String,
 }
 
@@ -79,6 +82,19 @@ impl Problems {
         self.push(Severity::Warning, code, path, message.into());
     }
 
+    /// An error at the start of a 1-based line (for files that are not TOML).
+    pub(crate) fn error_at_line(&mut self, code: Code, line: usize, message: impl Into<String>) {
+        self.pending.push(Pending {
+            severity: Severity::Error,
+            code,
+            path: FieldPath::root(),
+            at_key: false,
+            span: None,
+            line: Some(line),
+            message: message.into(),
+        });
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         self.pending.iter().any(|p| p.severity == Severity::Error)
     }
@@ -90,6 +106,7 @@ impl Problems {
             path: path.clone(),
             at_key: false,
             span: None,
+            line: None,
             message,
         });
     }
@@ -102,7 +119,19 @@ impl Problems {
         let map = SourceMap::new(&file.text);
         let lines = LineIndex::new(&file.text);
         for p in self.pending.drain(..) {
-            let span = p.span.or_else(|| map.span(&p.path, p.at_key));
+            let line_start = p.line.map(|l| {
+                let start: usize = file
+                    .text
+                    .split_inclusive('\n')
+                    .take(l.saturating_sub(1))
+                    .map(str::len)
+                    .sum();
+                start..start
+            });
+            let span = p
+                .span
+                .or(line_start)
+                .or_else(|| map.span(&p.path, p.at_key));
             let line_col = span.as_ref().map(|s| lines.line_col(&file.text, s.start));
             out.push(Diagnostic {
                 severity: p.severity,
@@ -147,6 +176,7 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
             path,
             at_key: true,
             span: None,
+            line: None,
             message: format!("unknown key `{key}`; the format does not have it (a typo?)"),
         });
     }
@@ -191,6 +221,7 @@ fn syntax(problems: &mut Problems, error: &toml::de::Error) {
         path: FieldPath::root(),
         at_key: false,
         span: error.span(),
+        line: None,
         message: plain_types(error.message()),
     });
 }
@@ -213,6 +244,9 @@ enum Role<'a> {
     Profile(&'a str),
     Site(&'a str),
     Scene(&'a str, &'a str),
+    Schedule(&'a str),
+    Calendar(&'a str),
+    CalendarIcs(&'a str),
     Other,
     Stray,
 }
@@ -225,10 +259,17 @@ fn role(path: &str) -> Role<'_> {
             .strip_suffix(".toml")
             .map_or(Role::Other, Role::Profile),
         ["sites", site, "site.toml"] => Role::Site(site),
+        ["sites", site, "schedule.toml"] => Role::Schedule(site),
+        ["calendars", name] if name.ends_with(".ics") => name
+            .strip_suffix(".ics")
+            .map_or(Role::Other, Role::CalendarIcs),
+        ["calendars", name] => name
+            .strip_suffix(".toml")
+            .map_or(Role::Other, Role::Calendar),
         ["sites", site, "scenes", name] => name
             .strip_suffix(".toml")
             .map_or(Role::Other, |name| Role::Scene(site, name)),
-        _ if path.ends_with(".toml") => Role::Stray,
+        _ if path.ends_with(".toml") || path.ends_with(".ics") => Role::Stray,
         _ => Role::Other,
     }
 }
@@ -281,6 +322,34 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     }
 
     for file in sources {
+        let (name, ics) = match role(&file.path) {
+            Role::Calendar(name) => (name, false),
+            Role::CalendarIcs(name) => (name, true),
+            _ => continue,
+        };
+        match crate::calendar::CalendarId::new(name) {
+            None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
+            Some(id) if checked.library.calendars.contains_key(&id) => problems.error(
+                Code::DuplicateId,
+                &FieldPath::root(),
+                format!("calendar `{id}` is defined twice (a .toml and an .ics?)"),
+            ),
+            Some(id) => {
+                let calendar = if ics {
+                    schedule::calendar_ics(id.clone(), &file.text, &mut problems)
+                } else {
+                    parse(file, &mut problems)
+                        .and_then(|f| schedule::calendar(id.clone(), f, &mut problems))
+                };
+                if let Some(calendar) = calendar {
+                    checked.library.calendars.insert(id, calendar);
+                }
+            }
+        }
+        problems.place(file, out);
+    }
+
+    for file in sources {
         match role(&file.path) {
             Role::Site(name) => {
                 match SiteId::new(name) {
@@ -309,7 +378,13 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 );
                 problems.place(file, out);
             }
-            Role::Zones | Role::Profile(_) | Role::Scene(..) | Role::Other => {}
+            Role::Zones
+            | Role::Profile(_)
+            | Role::Scene(..)
+            | Role::Schedule(_)
+            | Role::Calendar(_)
+            | Role::CalendarIcs(_)
+            | Role::Other => {}
         }
     }
 
@@ -346,6 +421,24 @@ pub fn check(sources: &[SourceFile]) -> Checked {
         }
     }
 
+    for file in sources {
+        if let Role::Schedule(site) = role(&file.path) {
+            let parsed = parse(file, &mut problems);
+            let lib = &checked.library;
+            if let (Some(parsed), Some(site)) =
+                (parsed, SiteId::new(site).and_then(|s| lib.sites.get(&s)))
+            {
+                if let Some(s) =
+                    schedule::schedule(site, &lib.scenes, &lib.calendars, parsed, &mut problems)
+                {
+                    let id = site.id.clone();
+                    checked.library.schedules.insert(id, s);
+                }
+            }
+            problems.place(file, out);
+        }
+    }
+
     out.sort_by(|a, b| {
         (&a.location.file, a.location.line_col).cmp(&(&b.location.file, b.location.line_col))
     });
@@ -356,4 +449,55 @@ pub(crate) fn bad_id_message(text: &str) -> String {
     format!(
         "`{text}` is not a valid id: use lowercase letters, digits and single inner `-` (at most 64)"
     )
+}
+
+/// How far ahead a calendar must still have dates before the checker warns.
+pub const CALENDAR_WARNING_DAYS: i64 = 60;
+
+/// Warnings for calendars, used by a schedule, whose last date is less than
+/// [`CALENDAR_WARNING_DAYS`] after `today` — staff must add next year's dates in time.
+/// `path_of` names each calendar's file.
+pub fn expiring_calendars(
+    library: &ShowLibrary,
+    today: jiff::civil::Date,
+    path_of: impl Fn(&crate::calendar::CalendarId) -> String,
+) -> Vec<Diagnostic> {
+    let used: std::collections::BTreeSet<&crate::calendar::CalendarId> = library
+        .schedules
+        .values()
+        .flat_map(|s| s.rules.iter().filter_map(|r| r.calendar.as_ref()))
+        .collect();
+    let mut out = Vec::new();
+    for id in used {
+        let Some(calendar) = library.calendars.get(id) else {
+            continue;
+        };
+        let days_left = calendar
+            .last()
+            .map(|last| crate::schedule::epoch_day(last) - crate::schedule::epoch_day(today));
+        if days_left.is_none_or(|d| d < CALENDAR_WARNING_DAYS) {
+            let message = match calendar.last() {
+                Some(last) if last >= today => format!(
+                    "calendar `{id}` runs out after {last}, in {} days; add the coming dates so rules that use it keep running",
+                    days_left.unwrap_or(0)
+                ),
+                Some(last) => {
+                    format!("calendar `{id}` ran out on {last}; rules that use it no longer run")
+                }
+                None => format!("calendar `{id}` has no dates; rules that use it never run"),
+            };
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                code: Code::CalendarExpiring,
+                path: FieldPath::root().key("dates"),
+                location: Location {
+                    file: path_of(id),
+                    span: None,
+                    line_col: None,
+                },
+                message,
+            });
+        }
+    }
+    out
 }
