@@ -148,3 +148,69 @@ fn a_missing_directory_is_a_clear_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("reading directory no/such/dir"), "{stderr}");
 }
+
+#[test]
+fn calendars_that_run_out_soon_are_warned_about() {
+    let output = nightscape()
+        .args(["scene", "check", "scenes", "--today", "2027-11-15"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "warnings do not fail the check");
+    assert!(
+        stdout.contains("scenes/calendars/kr-holidays.toml: warning[calendar-expiring]: calendar `kr-holidays` runs out after 2027-12-27, in 42 days"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("scenes/calendars/festival-nights.ics: warning[calendar-expiring]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn schedule_preview_is_the_same_whatever_the_host_time_zone() {
+    let run = |tz: &str, format: &str| {
+        let output = nightscape()
+            .args([
+                "schedule",
+                "preview",
+                "--site",
+                "gyebaek-bridge",
+                "--from",
+                "2026-12-24",
+                "--days",
+                "3",
+                "--format",
+                format,
+            ])
+            .env("TZ", tz)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let seoul = run("Asia/Seoul", "text");
+    assert_eq!(seoul, run("America/Los_Angeles", "text"));
+    assert_eq!(seoul, run("UTC", "text"));
+    assert!(
+        seoul.contains("2026-12-24 Thu  sunrise 07:40  sunset 17:21"),
+        "{seoul}"
+    );
+    assert!(
+        seoul.contains("17:36  gyebaek-festival 100 %       rule festival"),
+        "{seoul}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run("America/New_York", "json")).unwrap();
+    assert_eq!(json["time_zone"], "Asia/Seoul");
+    assert_eq!(
+        json["days"][0]["transitions"][1]["at"],
+        "2026-12-24T17:36:57+09:00"
+    );
+    assert_eq!(json["days"][0]["transitions"][1]["cause"], "rule festival");
+}

@@ -4,36 +4,16 @@
 //! Run: `cargo bench -p nightscape-core --bench render`
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nightscape_core::model::Level;
 use nightscape_core::render::{CompiledScene, Frame, Layout, encode, render};
-use nightscape_core::show::{SourceFile, check};
+use nightscape_core::show::check;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const RUN: Duration = Duration::from_millis(1500);
-
-fn read(root: &Path) -> Vec<SourceFile> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("reading the show library") {
-            let path = entry.expect("reading the show library").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "toml") {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let text = std::fs::read_to_string(&path).expect("reading a show file");
-                out.push(SourceFile { path: rel, text });
-            }
-        }
-    }
-    out
-}
 
 /// Runs `step` for about `RUN`; returns steps per second.
 fn rate(mut step: impl FnMut(i64)) -> f64 {
@@ -50,8 +30,7 @@ fn rate(mut step: impl FnMut(i64)) -> f64 {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes");
-    let checked = check(&read(&root));
+    let checked = check(&common::shipped_library());
     assert_eq!(checked.error_count(), 0, "the shipped library has errors");
     let lib = &checked.library;
     println!("| scene | channels | render + limits + encode | encode only | without limits |");

@@ -2,6 +2,8 @@
 //! snapshots of the shipped scenes, and a property test of the caps.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -407,7 +409,7 @@ fn zone_luminance_and_site_maximum_cap_every_emitter() {
 
 #[test]
 fn shipped_scenes_render_as_recorded() {
-    let sources = read_library();
+    let sources = common::shipped_library();
     let checked = check(&sources);
     assert_eq!(checked.error_count(), 0);
     let lib = &checked.library;
@@ -433,30 +435,4 @@ fn shipped_scenes_render_as_recorded() {
         }
     }
     expect_test::expect_file!["snapshots/shipped-scenes.txt"].assert_eq(&text);
-}
-
-fn read_library() -> Vec<SourceFile> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes");
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "toml") {
-                let rel = path
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push(SourceFile {
-                    path: rel,
-                    text: std::fs::read_to_string(&path).unwrap(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
 }

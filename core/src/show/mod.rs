@@ -425,15 +425,14 @@ pub fn check(sources: &[SourceFile]) -> Checked {
         if let Role::Schedule(site) = role(&file.path) {
             let parsed = parse(file, &mut problems);
             let lib = &checked.library;
+            // A schedule whose site has errors is left out; the site's file says why.
             if let (Some(parsed), Some(site)) =
                 (parsed, SiteId::new(site).and_then(|s| lib.sites.get(&s)))
-            {
-                if let Some(s) =
+                && let Some(s) =
                     schedule::schedule(site, &lib.scenes, &lib.calendars, parsed, &mut problems)
-                {
-                    let id = site.id.clone();
-                    checked.library.schedules.insert(id, s);
-                }
+            {
+                let id = site.id.clone();
+                checked.library.schedules.insert(id, s);
             }
             problems.place(file, out);
         }
