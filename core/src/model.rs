@@ -15,12 +15,13 @@ macro_rules! ids {
     ($($(#[$doc:meta])* $name:ident,)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        // Shared, so that copying an id into every cue and transition costs no allocation.
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Accepts a lowercase slug: `a-z`, `0-9` and inner `-`, at most 64 characters.
             pub fn new(text: &str) -> Option<Self> {
-                $crate::model::is_slug(text).then(|| $name(text.to_owned()))
+                $crate::model::is_slug(text).then(|| $name(std::sync::Arc::from(text)))
             }
 
             pub fn as_str(&self) -> &str {

@@ -23,7 +23,7 @@ use jiff::tz::TimeZone;
 use crate::calendar::{Calendar, CalendarId};
 use crate::model::{Curfew, Level, Site, TimeOfDay};
 use crate::scene::SceneId;
-use crate::sun::{Almanac, DAY_MS, Event};
+use crate::sun::{Almanac, DAY_MS, Event, Place};
 
 /// When a rule starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl MonthDay {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub scene: SceneId,
     pub brightness: Level,
     pub priority: i32,
@@ -125,7 +125,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn applies(&self, date: Date, calendars: &BTreeMap<CalendarId, Calendar>) -> bool {
+    fn applies(&self, date: Date, calendar: Option<&Calendar>) -> bool {
         let weekday = date.weekday().to_monday_zero_offset() as usize;
         if !self.days[weekday] {
             return false;
@@ -141,9 +141,10 @@ impl Rule {
                 return false;
             }
         }
-        match &self.calendar {
-            Some(id) => calendars.get(id).is_some_and(|c| c.contains(date)),
-            None => true,
+        match (&self.calendar, calendar) {
+            (Some(_), Some(c)) => c.contains(date),
+            (Some(_), None) => false,
+            (None, _) => true,
         }
     }
 }
@@ -160,11 +161,11 @@ pub enum Cause {
     Idle,
     Rule {
         index: usize,
-        name: String,
+        name: std::sync::Arc<str>,
     },
     /// A rule's cue, held to the curfew level.
     Curfew {
-        rule: Option<String>,
+        rule: Option<std::sync::Arc<str>>,
     },
     Override,
     Blackout,
@@ -260,13 +261,115 @@ struct Span {
     rule: usize,
 }
 
+/// Spans and curfews last less than this; older ones cannot cover an instant.
+const LONGEST_SPAN_MS: i64 = 3 * DAY_MS;
+
+/// A time zone's offsets over a window, read once: converting local times is then
+/// arithmetic, except across a change of offset.
+#[derive(Debug, Clone)]
+struct LocalClock<'a> {
+    tz: &'a TimeZone,
+    /// `(from_ms, offset seconds)`, in order; the first entry is the offset before the rest.
+    offsets: Vec<(i64, i32)>,
+}
+
+impl<'a> LocalClock<'a> {
+    fn new(tz: &'a TimeZone, from_ms: i64, to_ms: i64) -> Self {
+        let ts =
+            |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let start = ts(from_ms);
+        let mut offsets = vec![(i64::MIN, tz.to_offset(start).seconds())];
+        for t in tz.following(start) {
+            let at = t.timestamp().as_millisecond();
+            if at > to_ms {
+                break;
+            }
+            offsets.push((at, t.offset().seconds()));
+        }
+        LocalClock { tz, offsets }
+    }
+
+    fn offset_at(&self, t: i64) -> i32 {
+        self.offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .map_or(0, |o| o.1)
+    }
+
+    /// As [`local_instant`], without a time-zone lookup when the offset is the same all day.
+    fn instant(&self, day: i64, date: Date, time: TimeOfDay) -> i64 {
+        let local = day * DAY_MS + i64::from(time.minutes()) * 60_000;
+        let (a, b) = (
+            self.offset_at(local - 14 * 3_600_000),
+            self.offset_at(local + 14 * 3_600_000),
+        );
+        if a == b {
+            local - i64::from(a) * 1000
+        } else {
+            local_instant(date, time, self.tz)
+        }
+    }
+}
+
+/// The solar events of one date, computed when first asked for; the same events of the
+/// day before, when known, start the solution close to the answer.
+#[derive(Debug, Clone, Copy)]
+struct SunDay {
+    day: i64,
+    events: [Option<Result<i64, crate::sun::Polar>>; 4],
+    before: [Option<i64>; 4],
+}
+
+impl SunDay {
+    fn new(day: i64) -> Self {
+        SunDay {
+            day,
+            events: [None; 4],
+            before: [None; 4],
+        }
+    }
+
+    /// The next day, seeded with this day's events.
+    fn following(&self) -> Self {
+        let mut before = [None; 4];
+        for (b, e) in before.iter_mut().zip(&self.events) {
+            *b = e.and_then(|r| r.ok()).map(|t| t + DAY_MS);
+        }
+        SunDay {
+            day: self.day + 1,
+            events: [None; 4],
+            before,
+        }
+    }
+
+    fn get(
+        &mut self,
+        almanac: &Almanac,
+        place: Place,
+        event: Event,
+    ) -> Result<i64, crate::sun::Polar> {
+        let k = event as usize;
+        let (day, estimate) = (self.day, self.before[k]);
+        *self.events[k].get_or_insert_with(|| match estimate {
+            Some(e) => almanac.event_near(place, day, event, e),
+            None => almanac.event(place, day, event),
+        })
+    }
+}
+
 /// A site's schedule, ready to answer questions about time.
 #[derive(Debug, Clone)]
 pub struct Evaluator<'a> {
     site: &'a Site,
     schedule: &'a Schedule,
-    calendars: &'a BTreeMap<CalendarId, Calendar>,
     almanac: &'a Almanac,
+    place: Place,
+    /// Per rule, the index of its scene among the schedule's scenes: comparing numbers
+    /// instead of names in the sweep.
+    scene_of: Vec<usize>,
+    /// Per rule, its calendar, looked up once.
+    calendar_of: Vec<Option<&'a Calendar>>,
 }
 
 /// Days since 1970-01-01 of a civil date.
@@ -305,21 +408,19 @@ pub fn local_date(t_ms: i64, tz: &TimeZone) -> Date {
 pub fn local_instant(date: Date, time: TimeOfDay, tz: &TimeZone) -> i64 {
     let minutes = i64::from(time.minutes());
     let dt = date.at((minutes / 60) as i8, (minutes % 60) as i8, 0, 0);
-    // A fixed offset over the whole day (the common case) needs no lookup of the gap/fold.
-    let utc_guess = epoch_day(date) * DAY_MS + minutes * 60_000;
-    if let (Ok(a), Ok(b)) = (
-        jiff::Timestamp::from_millisecond(utc_guess - 14 * 3_600_000),
-        jiff::Timestamp::from_millisecond(utc_guess + 14 * 3_600_000),
-    ) {
-        let (oa, ob) = (tz.to_offset(a), tz.to_offset(b));
-        if oa == ob {
-            return utc_guess - i64::from(oa.seconds()) * 1000;
-        }
-    }
+    let local = epoch_day(date) * DAY_MS + minutes * 60_000;
     tz.to_ambiguous_timestamp(dt)
         .compatible()
         .map(|ts| ts.as_millisecond())
-        .unwrap_or(utc_guess)
+        .unwrap_or(local)
+}
+
+/// Everything that can cover instants in a window: rule spans and curfews, by start.
+#[derive(Debug, Default)]
+struct Window {
+    spans: Vec<Span>,
+    curfews: Vec<(i64, i64)>,
+    notes: Vec<Note>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -329,11 +430,30 @@ impl<'a> Evaluator<'a> {
         calendars: &'a BTreeMap<CalendarId, Calendar>,
         almanac: &'a Almanac,
     ) -> Self {
+        let place = Place::new(site.location.lat, site.location.lon);
+        let scene_of = schedule
+            .rules
+            .iter()
+            .map(|r| {
+                schedule
+                    .rules
+                    .iter()
+                    .position(|o| o.scene == r.scene)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let calendar_of = schedule
+            .rules
+            .iter()
+            .map(|r| r.calendar.as_ref().and_then(|c| calendars.get(c)))
+            .collect();
         Evaluator {
             site,
             schedule,
-            calendars,
             almanac,
+            place,
+            scene_of,
+            calendar_of,
         }
     }
 
@@ -343,87 +463,116 @@ impl<'a> Evaluator<'a> {
 
     /// A solar event on a local date.
     pub fn sun(&self, date: Date, event: Event) -> Result<i64, crate::sun::Polar> {
-        let loc = self.site.location;
-        self.almanac.event(loc.lat, loc.lon, epoch_day(date), event)
+        self.almanac.event(self.place, epoch_day(date), event)
     }
 
-    fn resolve(&self, clock: Clock, date: Date) -> Result<i64, String> {
+    fn resolve(
+        &self,
+        clock: Clock,
+        date: Date,
+        local: &LocalClock<'_>,
+        sun: &mut SunDay,
+    ) -> Result<i64, String> {
         match clock {
-            Clock::At(t) => Ok(local_instant(date, t, self.tz())),
-            Clock::Sun(e, offset) => self
-                .sun(date, e)
+            Clock::At(t) => Ok(local.instant(sun.day, date, t)),
+            Clock::Sun(e, offset) => sun
+                .get(self.almanac, self.place, e)
                 .map(|t| t + i64::from(offset) * 60_000)
                 .map_err(|p| format!("no {} on {date}: {p}", e.name())),
             Clock::Curfew => match self.site.limits.curfew {
-                Curfew::At(t) => Ok(local_instant(date, t, self.tz())),
+                Curfew::At(t) => Ok(local.instant(sun.day, date, t)),
                 Curfew::None => Err("the site has no curfew".into()),
             },
         }
     }
 
-    fn spans(&self, date: Date, out: &mut Vec<Span>, notes: &mut Vec<Note>) {
-        for (index, rule) in self.schedule.rules.iter().enumerate() {
-            if !rule.applies(date, self.calendars) {
-                continue;
-            }
-            let start = match self.resolve(rule.start, date) {
-                Ok(s) => s,
-                Err(why) => {
-                    notes.push(Note {
-                        date,
-                        text: format!("rule {} does not start: {why}", rule.name),
-                    });
+    /// Rule spans and the curfew of the nights that start on `first ..= last`.
+    fn window(&self, first: Date, last: Date) -> Window {
+        let mut w = Window::default();
+        let from = epoch_day(first) * DAY_MS - 2 * DAY_MS;
+        let to = epoch_day(last) * DAY_MS + 3 * DAY_MS;
+        let local = LocalClock::new(self.tz(), from, to);
+        let mut date = first;
+        let mut today = SunDay::new(epoch_day(date));
+        let mut tomorrow = today.following();
+        loop {
+            let batch = w.spans.len();
+            for (index, rule) in self.schedule.rules.iter().enumerate() {
+                if !rule.applies(date, self.calendar_of[index]) {
                     continue;
                 }
-            };
-            let mut end = self.resolve(rule.end, date);
-            if matches!(end, Ok(e) if e <= start) {
-                end = self.resolve(rule.end, next(date));
+                let start = match self.resolve(rule.start, date, &local, &mut today) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        w.notes.push(Note {
+                            date,
+                            text: format!("rule {} does not start: {why}", rule.name),
+                        });
+                        continue;
+                    }
+                };
+                let mut end = self.resolve(rule.end, date, &local, &mut today);
+                if matches!(end, Ok(e) if e <= start) {
+                    end = self.resolve(rule.end, next(date), &local, &mut tomorrow);
+                }
+                match end {
+                    Ok(end) if end > start => w.spans.push(Span {
+                        start,
+                        end,
+                        rule: index,
+                    }),
+                    Ok(_) => w.notes.push(Note {
+                        date,
+                        text: format!("rule {} ends before it starts", rule.name),
+                    }),
+                    Err(why) => w.notes.push(Note {
+                        date,
+                        text: format!("rule {} does not end: {why}", rule.name),
+                    }),
+                }
             }
-            match end {
-                Ok(end) if end > start => out.push(Span {
-                    start,
-                    end,
-                    rule: index,
-                }),
-                Ok(_) => notes.push(Note {
-                    date,
-                    text: format!("rule {} ends before it starts", rule.name),
-                }),
-                Err(why) => notes.push(Note {
-                    date,
-                    text: format!("rule {} does not end: {why}", rule.name),
-                }),
+            w.spans[batch..].sort_unstable_by_key(|s| s.start);
+            // The curfew of the night that starts on `date`: from the curfew time to the next
+            // sunrise (06:00 where the sun does not rise).
+            if let Curfew::At(at) = self.site.limits.curfew {
+                let start = if at.minutes() >= 12 * 60 {
+                    local.instant(today.day, date, at)
+                } else {
+                    local.instant(tomorrow.day, next(date), at)
+                };
+                let end = tomorrow
+                    .get(self.almanac, self.place, Event::Sunrise)
+                    .unwrap_or_else(|_| {
+                        local.instant(
+                            tomorrow.day,
+                            next(date),
+                            TimeOfDay::from_minutes(6 * 60).unwrap_or(at),
+                        )
+                    });
+                if end > start {
+                    w.curfews.push((start, end));
+                }
             }
+            if date >= last || date == Date::MAX {
+                break;
+            }
+            date = next(date);
+            today = tomorrow;
+            tomorrow = today.following();
         }
+        // Spans come out day by day, so they are in order but for the few within a day.
+        if !w.spans.is_sorted_by_key(|s| s.start) {
+            w.spans.sort_by_key(|s| s.start);
+        }
+        if !w.curfews.is_sorted() {
+            w.curfews.sort_unstable();
+        }
+        w
     }
 
-    /// The curfew window of the night that starts on `date`: from the curfew time to the
-    /// next sunrise (06:00 where the sun does not rise).
-    fn curfew(&self, date: Date) -> Option<(i64, i64)> {
-        let Curfew::At(at) = self.site.limits.curfew else {
-            return None;
-        };
-        let night = if at.minutes() >= 12 * 60 {
-            date
-        } else {
-            next(date)
-        };
-        let start = local_instant(night, at, self.tz());
-        let morning = next(date);
-        let end = self.sun(morning, Event::Sunrise).unwrap_or_else(|_| {
-            local_instant(
-                morning,
-                TimeOfDay::from_minutes(6 * 60).unwrap_or(at),
-                self.tz(),
-            )
-        });
-        (end > start).then_some((start, end))
-    }
-
-    fn choose(&self, t: i64, spans: &[Span], curfews: &[(i64, i64)]) -> Cue {
-        let winner = spans
-            .iter()
+    /// The winning rule among `active` at `t`, if any.
+    fn pick(&self, t: i64, active: impl Iterator<Item = Span>) -> Option<usize> {
+        active
             .filter(|s| s.start <= t && t < s.end)
             .max_by(|a, b| {
                 let (ra, rb) = (&self.schedule.rules[a.rule], &self.schedule.rules[b.rule]);
@@ -431,26 +580,51 @@ impl<'a> Evaluator<'a> {
                     .cmp(&rb.priority)
                     .then(a.start.cmp(&b.start))
                     .then(b.rule.cmp(&a.rule))
-            });
-        let cue = match winner {
+            })
+            .map(|s| s.rule)
+    }
+
+    /// What a winning rule (or none) shows, with the curfew level applied: `(rule, level)`,
+    /// where no rule or a zero level is dark. Cheap to compare, so sweeps build cues only
+    /// for real changes.
+    fn output(&self, rule: Option<usize>, in_curfew: bool) -> Option<(usize, f64)> {
+        let rule = rule?;
+        let mut level = self.schedule.rules[rule].brightness.get();
+        if in_curfew {
+            level = level.min(self.site.limits.curfew_level.get());
+        }
+        (level > 0.0).then_some((rule, level))
+    }
+
+    fn same(&self, a: Option<(usize, f64)>, b: Option<(usize, f64)>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some((ra, la)), Some((rb, lb))) => la == lb && self.scene_of[ra] == self.scene_of[rb],
+            _ => false,
+        }
+    }
+
+    fn choose(&self, t: i64, active: impl Iterator<Item = Span>, in_curfew: bool) -> Cue {
+        let cue = match self.pick(t, active) {
             None => Cue::dark(Cause::Idle),
-            Some(s) => {
-                let rule = &self.schedule.rules[s.rule];
+            Some(index) => {
+                let rule = &self.schedule.rules[index];
                 Cue {
                     scene: Some(rule.scene.clone()),
                     brightness: rule.brightness,
                     fade: rule.fade,
                     cause: Cause::Rule {
-                        index: s.rule,
+                        index,
                         name: rule.name.clone(),
                     },
                 }
             }
         };
-        if curfews.iter().any(|&(a, b)| a <= t && t < b) {
-            return self.clamp_curfew(cue);
+        if in_curfew {
+            self.clamp_curfew(cue)
+        } else {
+            cue
         }
-        cue
     }
 
     fn clamp_curfew(&self, cue: Cue) -> Cue {
@@ -474,25 +648,18 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn window(&self, from: Date, to: Date) -> (Vec<Span>, Vec<(i64, i64)>, Vec<Note>) {
-        let (mut spans, mut curfews, mut notes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut d = prev(from);
-        while d <= to {
-            self.spans(d, &mut spans, &mut notes);
-            curfews.extend(self.curfew(d));
-            if d == Date::MAX {
-                break;
-            }
-            d = next(d);
-        }
-        (spans, curfews, notes)
+    /// The rule spans and curfew state at one instant.
+    fn around(&self, t_ms: i64) -> (Window, bool) {
+        let date = local_date(t_ms, self.tz());
+        let w = self.window(prev(date), date);
+        let in_curfew = w.curfews.iter().any(|&(a, b)| a <= t_ms && t_ms < b);
+        (w, in_curfew)
     }
 
     /// What the schedule plays at `t_ms`, curfew applied.
     pub fn cue_at(&self, t_ms: i64) -> Cue {
-        let date = local_date(t_ms, self.tz());
-        let (spans, curfews, _) = self.window(date, date);
-        self.choose(t_ms, &spans, &curfews)
+        let (w, in_curfew) = self.around(t_ms);
+        self.choose(t_ms, w.spans.iter().copied(), in_curfew)
     }
 
     /// What plays at `t_ms` with `overrides` on top: blackout, then overrides, then rules;
@@ -508,9 +675,7 @@ impl<'a> Evaluator<'a> {
         let exception = active
             .iter()
             .any(|o| o.kind == OverrideKind::CurfewException);
-        let date = local_date(t_ms, self.tz());
-        let (spans, curfews, _) = self.window(date, date);
-        let in_curfew = !exception && curfews.iter().any(|&(a, b)| a <= t_ms && t_ms < b);
+        let (w, in_curfew) = self.around(t_ms);
         let manual = active
             .iter()
             .filter_map(|o| match &o.kind {
@@ -525,9 +690,9 @@ impl<'a> Evaluator<'a> {
                 fade: None,
                 cause: Cause::Override,
             },
-            None => self.choose(t_ms, &spans, &[]),
+            None => self.choose(t_ms, w.spans.iter().copied(), false),
         };
-        if in_curfew {
+        if in_curfew && !exception {
             self.clamp_curfew(cue)
         } else {
             cue
@@ -537,28 +702,53 @@ impl<'a> Evaluator<'a> {
     /// Every change of output in `(from_ms, to_ms]`, with its cause, and the notes of dates
     /// on which a rule could not run.
     pub fn transitions(&self, from_ms: i64, to_ms: i64) -> (Vec<Transition>, Vec<Note>) {
-        let (first, last) = (local_date(from_ms, self.tz()), local_date(to_ms, self.tz()));
-        let (spans, curfews, notes) = self.window(first, last);
-        let mut edges: Vec<i64> = spans
-            .iter()
-            .flat_map(|s| [s.start, s.end])
-            .chain(curfews.iter().flat_map(|&(a, b)| [a, b]))
-            .filter(|&e| e > from_ms && e <= to_ms)
-            .collect();
+        let first = prev(local_date(from_ms, self.tz()));
+        let last = local_date(to_ms, self.tz());
+        let w = self.window(first, last);
+        let mut edges: Vec<i64> = Vec::with_capacity(2 * (w.spans.len() + w.curfews.len()));
+        edges.extend(
+            w.spans
+                .iter()
+                .flat_map(|s| [s.start, s.end])
+                .chain(w.curfews.iter().flat_map(|&(a, b)| [a, b]))
+                .filter(|&e| e > from_ms && e <= to_ms),
+        );
         edges.sort_unstable();
         edges.dedup();
-        let mut out = Vec::new();
-        let mut current = self.choose(from_ms, &spans, &curfews);
-        for at in edges {
-            let cue = self.choose(at, &spans, &curfews);
-            if !cue.same_output(&current) {
-                out.push(Transition {
-                    at_ms: at,
-                    cue: cue.clone(),
-                });
+        // Sweep: spans are sorted by start and short, so those that can cover an instant are
+        // a few just before it; both ends of that run only move forward.
+        let (mut lo, mut hi, mut curfew) = (0, 0, 0);
+        let mut step = |t: i64| {
+            while hi < w.spans.len() && w.spans[hi].start <= t {
+                hi += 1;
             }
-            current = cue;
+            while lo < hi && w.spans[lo].start <= t - LONGEST_SPAN_MS {
+                lo += 1;
+            }
+            while curfew < w.curfews.len() && w.curfews[curfew].1 <= t {
+                curfew += 1;
+            }
+            let in_curfew = curfew < w.curfews.len() && w.curfews[curfew].0 <= t;
+            (lo..hi, in_curfew)
+        };
+        let mut out = Vec::new();
+        let (run, in_curfew) = step(from_ms);
+        let mut current = self.output(self.pick(from_ms, w.spans[run].iter().copied()), in_curfew);
+        for at in edges {
+            let (run, in_curfew) = step(at);
+            let active = &w.spans[run];
+            let shown = self.output(self.pick(at, active.iter().copied()), in_curfew);
+            if !self.same(shown, current) {
+                let cue = self.choose(at, active.iter().copied(), in_curfew);
+                out.push(Transition { at_ms: at, cue });
+            }
+            current = shown;
         }
+        let notes = w
+            .notes
+            .into_iter()
+            .filter(|n| n.date >= local_date(from_ms, self.tz()))
+            .collect();
         (out, notes)
     }
 

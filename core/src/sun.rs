@@ -9,11 +9,11 @@
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// The sun's declination (radians) and the equation of time (minutes) at 00:00 UTC of one
-/// day.
+/// The sine of the sun's declination and the equation of time (minutes) at 00:00 UTC of
+/// one day.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Terms {
-    declination: f64,
+    sin_declination: f64,
     equation_of_time: f64,
 }
 
@@ -37,7 +37,7 @@ impl Terms {
         let mean_obliquity =
             23.0 + (26.0 + (21.448 - t * (46.815 + t * (0.000_59 - t * 0.001_813))) / 60.0) / 60.0;
         let obliquity = (mean_obliquity + 0.002_56 * omega.cos()).to_radians();
-        let declination = (obliquity.sin() * apparent.sin()).asin();
+        let sin_declination = obliquity.sin() * apparent.sin();
         let y = (obliquity / 2.0).tan().powi(2);
         let l0r = l0.to_radians();
         let eot = y * (2.0 * l0r).sin() - 2.0 * e * mr.sin()
@@ -45,14 +45,15 @@ impl Terms {
             - 0.5 * y * y * (4.0 * l0r).sin()
             - 1.25 * e * e * (2.0 * mr).sin();
         Terms {
-            declination,
+            sin_declination,
             equation_of_time: 4.0 * eot.to_degrees(),
         }
     }
 
     fn lerp(self, next: Terms, f: f64) -> Terms {
         Terms {
-            declination: self.declination + (next.declination - self.declination) * f,
+            sin_declination: self.sin_declination
+                + (next.sin_declination - self.sin_declination) * f,
             equation_of_time: self.equation_of_time
                 + (next.equation_of_time - self.equation_of_time) * f,
         }
@@ -62,7 +63,7 @@ impl Terms {
 /// The solar events Nightscape schedules by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
-    Sunrise,
+    Sunrise = 0,
     Sunset,
     CivilDawn,
     CivilDusk,
@@ -110,34 +111,86 @@ impl std::fmt::Display for Polar {
     }
 }
 
-/// The time of `event` on `day` (days since 1970-01-01) at a place, in milliseconds since
+/// A place on Earth, with the trigonometry of its latitude done once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    sin_lat: f64,
+    cos_lat: f64,
+    lon: f64,
+}
+
+impl Place {
+    /// `lat` and `lon` in degrees, north and east positive.
+    pub fn new(lat: f64, lon: f64) -> Place {
+        let (sin_lat, cos_lat) = lat.to_radians().sin_cos();
+        Place {
+            sin_lat,
+            cos_lat,
+            lon,
+        }
+    }
+}
+
+/// The time of `event` on `day` (days since 1970-01-01) at `place`, in milliseconds since
 /// the epoch: the occurrence nearest to that day's local solar noon. `today` and `tomorrow`
 /// are the terms of `day` and `day + 1`.
 pub fn event(
-    lat: f64,
-    lon: f64,
+    place: Place,
     day: i64,
     today: Terms,
     tomorrow: Terms,
     event: Event,
 ) -> Result<i64, Polar> {
-    let lat = lat.to_radians();
+    // Start from solar noon, then solve again with the terms at the event's own time.
+    let noon = 720.0 - 4.0 * place.lon - today.equation_of_time;
+    solve(place, day, today, tomorrow, event, noon, 2)
+}
+
+/// As [`event`], starting from an estimate (milliseconds since the epoch) within a few
+/// minutes of the answer — such as the same event the day before, plus a day — which needs
+/// one solution instead of two.
+pub fn event_near(
+    place: Place,
+    day: i64,
+    today: Terms,
+    tomorrow: Terms,
+    event: Event,
+    estimate: i64,
+) -> Result<i64, Polar> {
+    let minutes = (estimate - day * DAY_MS) as f64 / 60_000.0;
+    if !(-1440.0..2880.0).contains(&minutes) {
+        return self::event(place, day, today, tomorrow, event);
+    }
+    solve(place, day, today, tomorrow, event, minutes, 1)
+}
+
+fn solve(
+    place: Place,
+    day: i64,
+    today: Terms,
+    tomorrow: Terms,
+    event: Event,
+    start: f64,
+    rounds: u32,
+) -> Result<i64, Polar> {
     let cos_zenith = event.zenith().to_radians().cos();
     let sign = if event.rising() { -1.0 } else { 1.0 };
-    // Start from solar noon, then solve again with the terms at the event's own time.
-    let mut minutes = 720.0 - 4.0 * lon - today.equation_of_time;
-    for _ in 0..2 {
+    let mut minutes = start;
+    for _ in 0..rounds {
         let terms = today.lerp(tomorrow, minutes / 1440.0);
-        let x = cos_zenith / (lat.cos() * terms.declination.cos())
-            - lat.tan() * terms.declination.tan();
-        if x > 1.0 {
-            return Err(Polar::AlwaysBelow);
-        }
+        let sin_d = terms.sin_declination;
+        let cos_d = (1.0 - sin_d * sin_d).sqrt();
+        // cos(hour angle) = (cos z − sin φ sin δ) / (cos φ cos δ)
+        let x = (cos_zenith - place.sin_lat * sin_d) / (place.cos_lat * cos_d);
+        // (At a pole both sides divide by zero and the comparison decides on infinity.)
         if x < -1.0 {
             return Err(Polar::AlwaysAbove);
         }
+        if x > 1.0 || x.is_nan() {
+            return Err(Polar::AlwaysBelow);
+        }
         let hour_angle = x.acos().to_degrees();
-        let noon = 720.0 - 4.0 * lon - terms.equation_of_time;
+        let noon = 720.0 - 4.0 * place.lon - terms.equation_of_time;
         minutes = noon + sign * 4.0 * hour_angle;
     }
     Ok(day * DAY_MS + (minutes * 60_000.0).round() as i64)
@@ -169,8 +222,20 @@ impl Almanac {
         }
     }
 
-    pub fn event(&self, lat: f64, lon: f64, day: i64, which: Event) -> Result<i64, Polar> {
+    pub fn event(&self, place: Place, day: i64, which: Event) -> Result<i64, Polar> {
         let (today, tomorrow) = self.pair(day);
-        event(lat, lon, day, today, tomorrow, which)
+        event(place, day, today, tomorrow, which)
+    }
+
+    /// [`event`](Self::event) from a close estimate (see [`event_near`]).
+    pub fn event_near(
+        &self,
+        place: Place,
+        day: i64,
+        which: Event,
+        estimate: i64,
+    ) -> Result<i64, Polar> {
+        let (today, tomorrow) = self.pair(day);
+        event_near(place, day, today, tomorrow, which, estimate)
     }
 }

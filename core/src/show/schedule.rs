@@ -293,7 +293,7 @@ pub(crate) fn schedule(
         ) = (scene, start, end, priority, brightness, calendar, fade)
         {
             rules.push(Rule {
-                name: r.name,
+                name: r.name.into(),
                 scene,
                 brightness,
                 priority,
