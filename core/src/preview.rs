@@ -120,50 +120,41 @@ struct Canvas {
 }
 
 impl Canvas {
-    fn splat(&mut self, x: f32, y: f32, (core, glow): (f32, f32), c: Rgb) {
-        let (w, h) = (self.w, self.h);
-        if c.max_component() <= 0.0 {
-            return;
-        }
-        let r = glow.ceil() as i32;
+    /// Adds `c` times `weight(distance)` to every picture pixel within `radius` of (x, y).
+    fn add_around(&mut self, x: f32, y: f32, radius: f32, c: Rgb, weight: impl Fn(f32) -> f32) {
+        let r = radius.ceil() as i32 + 1;
         let (cx, cy) = (x.round() as i32, y.round() as i32);
-        for dy in -r..=r {
-            for dx in -r..=r {
-                let (px, py) = (cx + dx, cy + dy);
-                if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
-                    continue;
-                }
+        for py in (cy - r).max(0)..=(cy + r).min(self.h as i32 - 1) {
+            for px in (cx - r).max(0)..=(cx + r).min(self.w as i32 - 1) {
                 let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
-                let k = if d <= core {
-                    1.6
-                } else {
-                    0.35 * (1.0 - (d - core) / (glow - core)).max(0.0).powi(2)
-                };
+                let k = weight(d);
                 if k > 0.0 {
-                    let o = &mut self.light[py as usize * w + px as usize];
+                    let o = &mut self.light[py as usize * self.w + px as usize];
                     *o = Rgb::new(o.r + c.r * k, o.g + c.g * k, o.b + c.b * k);
                 }
             }
         }
     }
 
-    fn ring(&mut self, x: f32, y: f32, radius: f32, c: Rgb) {
-        let (w, h) = (self.w, self.h);
-        let r = radius.ceil() as i32 + 1;
-        let (cx, cy) = (x.round() as i32, y.round() as i32);
-        for dy in -r..=r {
-            for dx in -r..=r {
-                let (px, py) = (cx + dx, cy + dy);
-                if px < 0 || py < 0 || px as usize >= w || py as usize >= h {
-                    continue;
-                }
-                let d = ((px as f32 - x).powi(2) + (py as f32 - y).powi(2)).sqrt();
-                if (d - radius).abs() < 0.7 {
-                    let o = &mut self.light[py as usize * w + px as usize];
-                    *o = Rgb::new(o.r + c.r, o.g + c.g, o.b + c.b);
-                }
-            }
+    /// A lit fixture: a bright core and a glow that fades to nothing at `glow`.
+    fn splat(&mut self, x: f32, y: f32, (core, glow): (f32, f32), c: Rgb) {
+        if c.max_component() <= 0.0 {
+            return;
         }
+        self.add_around(x, y, glow, c, |d| {
+            if d <= core {
+                1.6
+            } else {
+                0.35 * (1.0 - (d - core) / (glow - core)).max(0.0).powi(2)
+            }
+        });
+    }
+
+    /// A dark fixture: a faint outline, so people see it is there.
+    fn ring(&mut self, x: f32, y: f32, radius: f32, c: Rgb) {
+        self.add_around(x, y, radius, c, |d| {
+            if (d - radius).abs() < 0.7 { 1.0 } else { 0.0 }
+        });
     }
 }
 
