@@ -140,6 +140,11 @@ pub enum RegisterTable {
 pub struct RegisterAddr(u16);
 
 impl RegisterAddr {
+    /// Every 16-bit number is a register address.
+    pub const fn from_u16(value: u16) -> Self {
+        RegisterAddr(value)
+    }
+
     pub fn new(value: i64) -> Result<Self, AddrError> {
         u16::try_from(value)
             .map(RegisterAddr)

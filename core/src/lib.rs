@@ -21,6 +21,8 @@
 
 pub mod addr;
 pub mod calendar;
+pub mod clock;
+pub mod codec;
 pub mod colour;
 pub mod diag;
 pub mod limits;
