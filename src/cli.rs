@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightscape_core::schema;
 
-use crate::{library, render, schedule};
+use crate::{library, plan, render, schedule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +30,53 @@ pub enum Command {
     /// Look at schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Compile, sign and check plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Make an Ed25519 key pair for signing plans: BASE.key (secret) and BASE.pub.
+    Keygen {
+        /// Where to write, without extension.
+        #[arg(long, default_value = "nightscape")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Compile and sign the plan for one gateway of a site.
+    Compile {
+        #[arg(long)]
+        site: String,
+        /// Needed when the site has more than one gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The secret key (from `nightscape keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The plan version (default: the current time in milliseconds).
+        #[arg(long)]
+        version: Option<u64>,
+        /// When gateways switch to it, e.g. 2026-12-24T09:00:00Z (default: now).
+        #[arg(long)]
+        effective_from: Option<String>,
+        #[arg(long, default_value = "scenes")]
+        library: PathBuf,
+    },
+    /// Check a plan as a gateway would: signature, addressee, version and contents.
+    Verify {
+        /// The trusted public key.
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// The gateway that checks it (default: the one the plan names).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The version the gateway plays now; the plan must be newer.
+        #[arg(long)]
+        current: Option<u64>,
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +146,46 @@ pub enum SceneCommand {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Keygen { out } => {
+            eprintln!("{}", plan::keygen(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(PlanCommand::Compile {
+            site,
+            gateway,
+            key,
+            out,
+            version,
+            effective_from,
+            library,
+        }) => {
+            let request = plan::Compile {
+                library: &library,
+                site: &site,
+                gateway: gateway.as_deref(),
+                key: &key,
+                out: &out,
+                version,
+                effective_from: effective_from.as_deref(),
+            };
+            eprintln!("{}", plan::compile(&request)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(PlanCommand::Verify {
+            pubkey,
+            gateway,
+            current,
+            file,
+        }) => match plan::verify(&pubkey, &file, gateway.as_deref(), current)? {
+            Ok(text) => {
+                writeln!(std::io::stdout().lock(), "{text}")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(text) => {
+                writeln!(std::io::stdout().lock(), "{text}")?;
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Scene(SceneCommand::Check { dir, today }) => scene_check(dir, today.as_deref()),
         Command::Schedule(ScheduleCommand::Preview {
             site,

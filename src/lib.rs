@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod library;
+pub mod plan;
 pub mod render;
 pub mod schedule;

@@ -1,0 +1,167 @@
+//! `nightscape keygen`, `plan compile` and `plan verify`: signed plans without a server.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use nightscape_core::model::SiteId;
+use nightscape_core::plan::{self, PLAN_BUDGET_BYTES, Plan};
+
+use crate::library;
+
+/// Writes `BASE.key` (secret, readable by the owner only) and `BASE.pub`.
+pub fn keygen(base: &Path) -> Result<String> {
+    let (secret, public) = (base.with_extension("key"), base.with_extension("pub"));
+    for p in [&secret, &public] {
+        if p.exists() {
+            bail!(
+                "{} exists; keys are never overwritten (move it away first)",
+                p.display()
+            );
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("the system has no randomness to make a key: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    write_private(&secret, &plan::secret_key_text(&key))?;
+    fs::write(&public, plan::public_key_text(&key.verifying_key()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    Ok(format!(
+        "wrote {} (keep it secret) and {} (give it to gateways)",
+        secret.display(),
+        public.display()
+    ))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub struct Compile<'a> {
+    pub library: &'a Path,
+    pub site: &'a str,
+    pub gateway: Option<&'a str>,
+    pub key: &'a Path,
+    pub out: &'a Path,
+    pub version: Option<u64>,
+    pub effective_from: Option<&'a str>,
+}
+
+pub fn compile(c: &Compile<'_>) -> Result<String> {
+    let key_text =
+        fs::read_to_string(c.key).with_context(|| format!("reading {}", c.key.display()))?;
+    let key = plan::parse_secret_key(&key_text).with_context(|| {
+        format!(
+            "{} is not a Nightscape secret key (make one with `nightscape keygen`)",
+            c.key.display()
+        )
+    })?;
+    let sources = library::read_dir(c.library)?;
+    let checked = nightscape_core::show::check(&sources);
+    let site = SiteId::new(c.site).with_context(|| format!("`{}` is not a site id", c.site))?;
+    let site_errors: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == nightscape_core::diag::Severity::Error)
+        .filter(|d| {
+            !d.location.file.starts_with("sites/")
+                || d.location.file.starts_with(&format!("sites/{site}/"))
+        })
+        .map(|d| d.to_string())
+        .collect();
+    if !site_errors.is_empty() {
+        bail!(
+            "the library has errors that concern this site:\n{}",
+            site_errors.join("\n")
+        );
+    }
+    let gateway = plan::pick_gateway(&checked.library, &site, c.gateway)?;
+    let now = jiff::Timestamp::now().as_millisecond();
+    // Without a server's database, versions come from the clock: milliseconds increase.
+    let version = c.version.unwrap_or(u64::try_from(now).unwrap_or(0));
+    let effective_from = match c.effective_from {
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .with_context(|| {
+                format!("--effective-from `{text}` is not an instant such as 2026-12-24T09:00:00Z")
+            })?
+            .as_millisecond(),
+        None => now,
+    };
+    let compiled: Plan = plan::compile(
+        &sources,
+        &checked.library,
+        &site,
+        &gateway,
+        version,
+        now,
+        effective_from,
+    )?;
+    let (files, hash) = (compiled.files.len(), compiled.content_hash.clone());
+    let signed = plan::sign(compiled, &key);
+    let bytes = serde_json::to_vec(&signed)?;
+    fs::write(c.out, &bytes).with_context(|| format!("writing {}", c.out.display()))?;
+    let share = 100.0 * bytes.len() as f64 / PLAN_BUDGET_BYTES as f64;
+    if bytes.len() > PLAN_BUDGET_BYTES {
+        bail!(
+            "the plan is {} bytes, over the {} byte budget; split the site or its scenes",
+            bytes.len(),
+            PLAN_BUDGET_BYTES
+        );
+    }
+    Ok(format!(
+        "wrote {}: plan v{version} for gateway {gateway} of site {site}, {files} files, {} bytes ({share:.1} % of the {} KiB budget), content {}",
+        c.out.display(),
+        bytes.len(),
+        PLAN_BUDGET_BYTES / 1024,
+        &hash[..16]
+    ))
+}
+
+pub fn verify(
+    pubkey: &Path,
+    file: &Path,
+    gateway: Option<&str>,
+    current: Option<u64>,
+) -> Result<std::result::Result<String, String>> {
+    let key_text =
+        fs::read_to_string(pubkey).with_context(|| format!("reading {}", pubkey.display()))?;
+    let key = plan::parse_public_key(&key_text)
+        .with_context(|| format!("{} is not a Nightscape public key", pubkey.display()))?;
+    let bytes = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // Without --gateway, check the plan against the gateway it names.
+    let gateway = match gateway {
+        Some(g) => g.to_owned(),
+        None => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["document"]["gateway"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    };
+    Ok(match plan::open_plan(&bytes, &key, &gateway, current) {
+        Ok((p, lib)) => Ok(format!(
+            "{}: valid plan v{} for gateway {} of site {} ({} files, {} scenes, content {})",
+            file.display(),
+            p.version,
+            p.gateway,
+            p.site,
+            p.files.len(),
+            lib.scenes.len(),
+            &p.content_hash[..16]
+        )),
+        Err(rejection) => Err(format!("{}: rejected: {rejection}", file.display())),
+    })
+}
