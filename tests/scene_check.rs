@@ -119,7 +119,7 @@ fn shipped_library_is_clean() {
     );
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("2 sites, 3 profiles; 0 errors, 0 warnings"),
+        stderr.contains("12 sites, 3 profiles; 0 errors, 0 warnings"),
         "{stderr}"
     );
 }

@@ -278,7 +278,9 @@ fn lower_layer(
         }
     }
     let brightness = pct(l.brightness_pct, 100.0, "brightness_pct", path, p);
+    // Only a brightness someone wrote is worth a warning; the cap applies either way.
     if let Some(b) = brightness
+        && l.brightness_pct.is_some()
         && f64::from(b) > site.limits.max_output.get() + 1e-6
     {
         p.warning(
