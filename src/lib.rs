@@ -5,6 +5,7 @@
 //! crates and are started from here.
 
 pub mod cli;
+pub mod clock;
 pub mod library;
 pub mod plan;
 pub mod render;
