@@ -45,6 +45,7 @@ pub enum Command {
 pub enum PlanCommand {
     /// Compile and sign the plan for one gateway of a site.
     Compile {
+        /// The site id.
         #[arg(long)]
         site: String,
         /// Needed when the site has more than one gateway.
@@ -53,14 +54,16 @@ pub enum PlanCommand {
         /// The secret key (from `nightscape keygen`).
         #[arg(long)]
         key: PathBuf,
+        /// Where to write the signed plan.
         #[arg(long)]
         out: PathBuf,
         /// The plan version (default: the current time in milliseconds).
         #[arg(long)]
         version: Option<u64>,
-        /// When gateways switch to it, e.g. 2026-12-24T09:00:00Z (default: now).
+        /// When gateways switch to it: 2026-12-24T18:00 (site time) or with an offset (default: now).
         #[arg(long)]
         effective_from: Option<String>,
+        /// The show library.
         #[arg(long, default_value = "scenes")]
         library: PathBuf,
     },
@@ -75,6 +78,7 @@ pub enum PlanCommand {
         /// The version the gateway plays now; the plan must be newer.
         #[arg(long)]
         current: Option<u64>,
+        /// The signed plan file.
         file: PathBuf,
     },
 }
@@ -219,7 +223,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .as_deref()
                 .map(render::parse_duration)
                 .transpose()?;
-            let width = width.clamp(320, 4096);
+            if !(320..=4096).contains(&width) {
+                anyhow::bail!("--width {width}: pictures are 320 to 4096 pixels wide");
+            }
+            if !(1..=50).contains(&fps) {
+                anyhow::bail!("--fps {fps}: animations run at 1 to 50 frames a second");
+            }
             let request = render::Request {
                 scene: &scene,
                 at: &at,
@@ -240,7 +249,7 @@ fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
     let today: jiff::civil::Date = match today {
         Some(text) => text
             .parse()
-            .with_context(|| format!("--today `{text}` is not a date such as 2026-12-24"))?,
+            .map_err(|_| anyhow::anyhow!("--today `{text}` is not a date such as 2026-12-24"))?,
         None => jiff::Timestamp::now()
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date(),
@@ -280,14 +289,20 @@ fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
 }
 
 /// Loads a library that must be free of errors (warnings are printed and allowed).
+/// Loads a library and prints its problems. Sites with errors are left out of it, so the
+/// commands that use it still work on every other site and say so for the broken one.
 fn checked_library(dir: &std::path::Path) -> Result<nightscape_core::show::Checked> {
     let checked = library::check_dir(dir)?;
-    for d in &checked.diagnostics {
+    for d in checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == nightscape_core::diag::Severity::Error)
+    {
         eprintln!("{d}");
     }
     if checked.error_count() > 0 {
-        anyhow::bail!(
-            "{} has {} errors; fix them first (`nightscape scene check {}`)",
+        eprintln!(
+            "{}: {} errors; sites with errors are left out until they are fixed (`nightscape scene check {}`)",
             dir.display(),
             checked.error_count(),
             dir.display()

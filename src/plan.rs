@@ -81,7 +81,7 @@ pub fn compile(c: &Compile<'_>) -> Result<String> {
             !d.location.file.starts_with("sites/")
                 || d.location.file.starts_with(&format!("sites/{site}/"))
         })
-        .map(|d| d.to_string())
+        .map(|d| format!("{}/{d}", c.library.display()))
         .collect();
     if !site_errors.is_empty() {
         bail!(
@@ -94,12 +94,15 @@ pub fn compile(c: &Compile<'_>) -> Result<String> {
     // Without a server's database, versions come from the clock: milliseconds increase.
     let version = c.version.unwrap_or(u64::try_from(now).unwrap_or(0));
     let effective_from = match c.effective_from {
-        Some(text) => text
-            .parse::<jiff::Timestamp>()
-            .with_context(|| {
-                format!("--effective-from `{text}` is not an instant such as 2026-12-24T09:00:00Z")
-            })?
-            .as_millisecond(),
+        Some(text) => {
+            let tz = &checked
+                .library
+                .sites
+                .get(&site)
+                .context("the site has errors")?
+                .time_zone;
+            crate::render::parse_at(text, tz)?.as_millisecond()
+        }
         None => now,
     };
     let compiled: Plan = plan::compile(

@@ -1,7 +1,5 @@
 //! `nightscape scene render`: a scene drawn as a PNG at one instant or as a GIF over time.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,8 +25,8 @@ pub fn parse_at(text: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp> 
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Ok(ts);
     }
-    let civil: jiff::civil::DateTime = text.parse().with_context(|| {
-        format!("`{text}` is not a time: write 2026-12-24T19:30 (site time) or 2026-12-24T19:30:00+09:00")
+    let civil: jiff::civil::DateTime = text.parse().map_err(|_| {
+        anyhow::anyhow!("`{text}` is not a time: write 2026-12-24T19:30 (site time) or 2026-12-24T19:30:00+09:00")
     })?;
     tz.to_ambiguous_timestamp(civil)
         .compatible()
@@ -100,49 +98,59 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("");
-    let file =
-        File::create(request.out).with_context(|| format!("creating {}", request.out.display()))?;
-    let mut writer = BufWriter::new(file);
-    match (extension, request.duration) {
+    // Everything is made in memory and written at the end: a mistake never leaves an empty
+    // or half-written file in place of a good one.
+    let mut bytes = Vec::new();
+    let local = site
+        .time_zone
+        .to_datetime(start)
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let summary = match (extension, request.duration) {
         ("png", None) => {
             let image = draw(start);
-            let mut encoder = png::Encoder::new(&mut writer, image.width, image.height);
+            let mut encoder = png::Encoder::new(&mut bytes, image.width, image.height);
             encoder.set_color(png::ColorType::Rgb);
             encoder.set_depth(png::BitDepth::Eight);
-            let mut png = encoder.write_header().context("writing PNG")?;
-            png.write_image_data(&image.rgb).context("writing PNG")?;
-            Ok(format!(
-                "wrote {} ({}x{}) of {id} at {}",
+            let mut png = encoder.write_header().context("encoding PNG")?;
+            png.write_image_data(&image.rgb).context("encoding PNG")?;
+            drop(png);
+            format!(
+                "wrote {} ({}x{}) of {id} at {local} site time",
                 request.out.display(),
                 image.width,
-                image.height,
-                start
-            ))
+                image.height
+            )
         }
         ("gif", Some(duration)) => {
-            let fps = request.fps.clamp(1, 50);
-            let frames = ((duration.as_secs_f64() * f64::from(fps)).round() as u64).max(1);
+            // GIF delays are whole hundredths of a second.
+            let delay = (100.0 / f64::from(request.fps)).round().clamp(2.0, 100.0) as u16;
+            let step_ms = u64::from(delay) * 10;
+            let frames = (duration.as_millis() as u64 / step_ms).max(1);
             let (w, h) = (u16::try_from(view.width)?, u16::try_from(view.height)?);
-            let mut encoder = gif::Encoder::new(&mut writer, w, h, &[]).context("writing GIF")?;
+            let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[]).context("encoding GIF")?;
             encoder
                 .set_repeat(gif::Repeat::Infinite)
-                .context("writing GIF")?;
+                .context("encoding GIF")?;
             for k in 0..frames {
-                let t =
-                    start + jiff::SignedDuration::from_millis((k * 1000 / u64::from(fps)) as i64);
+                let t = start + jiff::SignedDuration::from_millis((k * step_ms) as i64);
                 let image = draw(t);
                 let mut frame = gif::Frame::from_rgb_speed(w, h, &image.rgb, 10);
-                frame.delay = (100 / fps) as u16;
-                encoder.write_frame(&frame).context("writing GIF")?;
+                frame.delay = delay;
+                encoder.write_frame(&frame).context("encoding GIF")?;
             }
-            Ok(format!(
-                "wrote {} ({frames} frames at {fps} fps) of {id} from {}",
+            drop(encoder);
+            format!(
+                "wrote {} ({frames} frames, {:.1} fps) of {id} from {local} site time",
                 request.out.display(),
-                start
-            ))
+                100.0 / f64::from(delay)
+            )
         }
         ("png", Some(_)) => bail!("--duration makes an animation: write to a .gif file"),
         ("gif", None) => bail!("a .gif needs --duration, e.g. --duration 10s"),
         _ => bail!("--out must end in .png (one instant) or .gif (with --duration)"),
-    }
+    };
+    std::fs::write(request.out, &bytes)
+        .with_context(|| format!("writing {}", request.out.display()))?;
+    Ok(summary)
 }

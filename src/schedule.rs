@@ -33,7 +33,7 @@ pub fn preview(
     };
     let first: Date = from
         .parse()
-        .with_context(|| format!("`{from}` is not a date such as 2026-12-24"))?;
+        .map_err(|_| anyhow::anyhow!("--from `{from}` is not a date such as 2026-12-24"))?;
     if !(1..=366).contains(&days) {
         bail!("--days must be 1 to 366");
     }
@@ -47,8 +47,9 @@ pub fn preview(
     let (transitions, notes) = eval.transitions(start_ms, end_ms);
     let opening = eval.cue_at(start_ms);
 
+    // Shown to the minute, rounded (a sunset at 17:21:57 reads 17:22).
     let clock = |ms: i64| -> String {
-        jiff::Timestamp::from_millisecond(ms)
+        jiff::Timestamp::from_millisecond(ms + 30_000)
             .map(|ts| tz.to_datetime(ts).strftime("%H:%M").to_string())
             .unwrap_or_default()
     };
@@ -88,6 +89,26 @@ pub fn preview(
         d = d.tomorrow()?;
     }
 
+    // Rules that depend on a calendar stop when it runs out; say so when the preview does.
+    let mut warnings = Vec::new();
+    let used: std::collections::BTreeSet<_> = schedule
+        .rules
+        .iter()
+        .filter_map(|r| r.calendar.as_ref())
+        .collect();
+    for id in used {
+        if let Some(cal) = library.calendars.get(id)
+            && cal.last().is_none_or(|end| end < last)
+        {
+            let end = cal
+                .last()
+                .map_or("no dates".to_owned(), |d| format!("no dates after {d}"));
+            warnings.push(format!(
+                "calendar `{id}` has {end}: rules that use it do not run after that"
+            ));
+        }
+    }
+
     match format {
         Format::Json => {
             let days: Vec<serde_json::Value> = day_list
@@ -115,6 +136,7 @@ pub fn preview(
                 "time_zone": tz.iana_name().unwrap_or(""),
                 "start": { "scene": opening.scene.as_ref().map(|s| s.to_string()), "brightness_pct": (opening.brightness.get() * 100.0).round(), "cause": opening.cause.to_string() },
                 "days": days,
+                "warnings": warnings,
             });
             Ok(serde_json::to_string_pretty(&doc)? + "\n")
         }
@@ -127,6 +149,9 @@ pub fn preview(
                 name,
                 tz.iana_name().unwrap_or("local")
             )?;
+            for w in &warnings {
+                writeln!(out, "warning: {w}")?;
+            }
             writeln!(
                 out,
                 "at the start: {} ({})",

@@ -199,11 +199,11 @@ fn schedule_preview_is_the_same_whatever_the_host_time_zone() {
     assert_eq!(seoul, run("America/Los_Angeles", "text"));
     assert_eq!(seoul, run("UTC", "text"));
     assert!(
-        seoul.contains("2026-12-24 Thu  sunrise 07:40  sunset 17:21"),
+        seoul.contains("2026-12-24 Thu  sunrise 07:40  sunset 17:22"),
         "{seoul}"
     );
     assert!(
-        seoul.contains("17:36  gyebaek-festival 100 %       rule festival"),
+        seoul.contains("17:37  gyebaek-festival 100 %       rule festival"),
         "{seoul}"
     );
     let json: serde_json::Value = serde_json::from_str(&run("America/New_York", "json")).unwrap();

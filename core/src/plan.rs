@@ -238,12 +238,21 @@ pub fn compile(
         .flat_map(|sch| sch.rules.iter().filter_map(|r| r.calendar.as_ref()))
         .flat_map(|c| [format!("calendars/{c}.toml"), format!("calendars/{c}.ics")])
         .collect();
-    let prefix = format!("sites/{site}/");
+    // Only files the library reads: a stray note beside the site's files stays out.
+    let site_file = format!("sites/{site}/site.toml");
+    let schedule_file = format!("sites/{site}/schedule.toml");
+    let scenes_dir = format!("sites/{site}/scenes/");
+    let is_scene = |path: &str| {
+        path.strip_prefix(&scenes_dir)
+            .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".toml"))
+    };
     let mut files: Vec<PlanFile> = sources
         .iter()
         .filter(|f| {
             f.path == "zones.toml"
-                || (f.path.starts_with(&prefix) && f.path.ends_with(".toml"))
+                || f.path == site_file
+                || f.path == schedule_file
+                || is_scene(&f.path)
                 || profiles.contains(&f.path)
                 || calendars.contains(&f.path)
         })

@@ -173,8 +173,14 @@ power_w = 10.0
     let line = line_of(fixtures, "address = 12");
     assert_eq!(found(&checked), vec![format!("{line}:11 dmx-overlap")]);
     let message = &relevant(&checked)[0].message;
-    assert!(message.contains("slots 12–13 of universe 2"), "{message}");
-    assert!(message.contains("fixture `a`'s (slots 10–12)"), "{message}");
+    assert!(
+        message.contains("slot 12 of universe 2 on `px` is already"),
+        "{message}"
+    );
+    assert!(
+        message.contains("fixture `a`'s (it takes 10–12)"),
+        "{message}"
+    );
 }
 
 #[test]

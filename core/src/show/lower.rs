@@ -521,7 +521,7 @@ pub(crate) fn site(
     file: SiteFile,
     context: &SiteContext<'_>,
     p: &mut Problems,
-) -> Option<Site> {
+) -> Option<(Site, bool)> {
     let site_name = name(file.name, &root().key("name"), p);
     let kind = match file.kind {
         SiteKindFile::Building => SiteKind::Building,
@@ -589,10 +589,10 @@ pub(crate) fn site(
     }
     usage_check(&gateways, &controllers, &fixtures, &groups, p);
 
-    if p.has_errors() || !(lat_ok && lon_ok) || !patched {
-        return None;
-    }
-    Some(Site {
+    // A site with errors is still built from what lowered, so that its scenes and schedule
+    // can be checked in the same run; only a complete one joins the library.
+    let complete = !p.has_errors() && lat_ok && lon_ok && patched;
+    let site = Site {
         id,
         name: site_name,
         kind,
@@ -608,7 +608,8 @@ pub(crate) fn site(
         controllers: controllers.into_iter().map(|(_, c)| c).collect(),
         fixtures: fixtures.into_iter().map(|(_, f)| f).collect(),
         groups: groups.into_iter().map(|(_, g)| g).collect(),
-    })
+    };
+    Some((site, complete))
 }
 
 fn limits(
@@ -1356,6 +1357,15 @@ fn patch(
     })
 }
 
+/// "slot 12" or "slots 12–14".
+fn slot_text(first: u16, last: u16) -> String {
+    if first == last {
+        format!("slot {first}")
+    } else {
+        format!("slots {first}–{last}")
+    }
+}
+
 fn span_text(universes: &[Universe]) -> String {
     match universes {
         [] => "none".to_owned(),
@@ -1605,9 +1615,9 @@ fn patch_check(
                     Code::DmxOverlap,
                     &root().key("fixtures").index(*i).key("address"),
                     format!(
-                        "slots {}–{} of universe {universe} on `{controller}` are also fixture `{other_id}`'s (slots {}–{}); `{id}` must start at {} or later",
-                        slots.start,
-                        slots.end - 1,
+                        "{} of universe {universe} on `{controller}` {} already fixture `{other_id}`'s (it takes {}–{}); `{id}` must start at {} or later",
+                        slot_text(slots.start, (slots.end - 1).min(other.end - 1)),
+                        if (slots.end - 1).min(other.end - 1) > slots.start { "are" } else { "is" },
                         other.start,
                         other.end - 1,
                         other.end

@@ -215,9 +215,18 @@ fn plain_types(message: &str) -> String {
 }
 
 fn syntax(problems: &mut Problems, error: &toml::de::Error) {
+    // serde stops at these too, but they are not syntax: say what they are.
+    let message = error.message();
+    let code = if message.starts_with("missing field") {
+        Code::Missing
+    } else if message.starts_with("unknown variant") {
+        Code::BadValue
+    } else {
+        Code::Syntax
+    };
     problems.pending.push(Pending {
         severity: Severity::Error,
-        code: Code::Syntax,
+        code,
         path: FieldPath::root(),
         at_key: false,
         span: error.span(),
@@ -349,6 +358,9 @@ pub fn check(sources: &[SourceFile]) -> Checked {
         problems.place(file, out);
     }
 
+    // Every site that lowered far enough to check its scenes and schedule against, complete
+    // or not.
+    let mut partial: std::collections::BTreeMap<SiteId, crate::model::Site> = Default::default();
     for file in sources {
         match role(&file.path) {
             Role::Site(name) => {
@@ -360,10 +372,13 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                                 zones: checked.library.zones.as_ref(),
                                 profiles: &checked.library.profiles,
                             };
-                            if let Some(site) =
+                            if let Some((site, complete)) =
                                 lower::site(id.clone(), parsed, &context, &mut problems)
                             {
-                                checked.library.sites.insert(id, site);
+                                if complete {
+                                    checked.library.sites.insert(id.clone(), site.clone());
+                                }
+                                partial.insert(id, site);
                             }
                         }
                     }
@@ -374,7 +389,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 problems.warning(
                     Code::StrayFile,
                     &FieldPath::root(),
-                    "this file is not part of the library: zones.toml, profiles/<id>.toml and sites/<id>/site.toml are read",
+                    "this file is not part of the library, which reads zones.toml, profiles/<id>.toml, calendars/<id>.toml or .ics, sites/<id>/site.toml, sites/<id>/schedule.toml and sites/<id>/scenes/<id>.toml",
                 );
                 problems.place(file, out);
             }
@@ -400,10 +415,12 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 ),
                 Some(id) => {
                     let parsed = parse(file, &mut problems);
-                    let site = SiteId::new(site).and_then(|s| checked.library.sites.get(&s));
+                    let site = SiteId::new(site).and_then(|s| partial.get(&s));
                     match (parsed, site) {
                         (Some(parsed), Some(site)) => {
-                            if let Some(scene) = scene::scene(id.clone(), site, parsed, &mut problems) {
+                            if let Some(scene) = scene::scene(id.clone(), site, parsed, &mut problems)
+                                && checked.library.sites.contains_key(&site.id)
+                            {
                                 checked.library.scenes.insert(id, scene);
                             }
                         }
@@ -425,11 +442,20 @@ pub fn check(sources: &[SourceFile]) -> Checked {
         if let Role::Schedule(site) = role(&file.path) {
             let parsed = parse(file, &mut problems);
             let lib = &checked.library;
-            // A schedule whose site has errors is left out; the site's file says why.
+            // Rules may name any scene that has a file here: one with errors of its own is
+            // reported in its file, not again in every rule that uses it.
+            let declared: std::collections::BTreeSet<String> = sources
+                .iter()
+                .filter_map(|f| match role(&f.path) {
+                    Role::Scene(s, name) if s == site => Some(name.to_owned()),
+                    _ => None,
+                })
+                .collect();
             if let (Some(parsed), Some(site)) =
-                (parsed, SiteId::new(site).and_then(|s| lib.sites.get(&s)))
+                (parsed, SiteId::new(site).and_then(|s| partial.get(&s)))
                 && let Some(s) =
-                    schedule::schedule(site, &lib.scenes, &lib.calendars, parsed, &mut problems)
+                    schedule::schedule(site, &declared, &lib.calendars, parsed, &mut problems)
+                && lib.sites.contains_key(&site.id)
             {
                 let id = site.id.clone();
                 checked.library.schedules.insert(id, s);

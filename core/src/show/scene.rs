@@ -503,7 +503,16 @@ fn lower_layer(
         p.error(
             Code::LimitBroken,
             &path.key(key),
-            format!("the {effect_name} changes the light {hz:.2} times a second; the site allows at most {max} (flash limit)"),
+            format!(
+                "the {effect_name} changes the light {hz:.2} times a second; the site allows at most {max} (flash limit): {}",
+                match l.effect {
+                    EffectFile::Chase | EffectFile::Wave | EffectFile::Rainbow => format!(
+                        "slow it to speed_mps = {:.2} or less",
+                        l.speed_mps.unwrap_or(0.0).abs() * max / hz
+                    ),
+                    _ => format!("make period_s {:.1} or more", l.period_s.unwrap_or(0.0) * hz / max.max(1e-9)),
+                }
+            ),
         );
         return None;
     }

@@ -10,7 +10,7 @@ use super::file::{CalendarFile, ScheduleFile};
 use crate::calendar::{Calendar, CalendarId, parse_ics};
 use crate::diag::{Code, FieldPath};
 use crate::model::{Curfew, Level, Site};
-use crate::scene::{Scene, SceneId};
+use crate::scene::SceneId;
 use crate::schedule::{Clock, MonthDay, Rule, Schedule, weekday_index};
 
 fn date(text: &str, path: &FieldPath, p: &mut Problems) -> Option<Date> {
@@ -133,7 +133,7 @@ pub(crate) fn calendar_ics(id: CalendarId, text: &str, p: &mut Problems) -> Opti
 
 pub(crate) fn schedule(
     site: &Site,
-    scenes: &BTreeMap<SceneId, Scene>,
+    scenes: &BTreeSet<String>,
     calendars: &BTreeMap<CalendarId, Calendar>,
     file: ScheduleFile,
     p: &mut Problems,
@@ -156,14 +156,9 @@ pub(crate) fn schedule(
                 format!("rule `{}` is defined twice", r.name),
             );
         }
-        let scene =
-            SceneId::new(&r.scene).filter(|id| scenes.get(id).is_some_and(|s| s.site == site.id));
+        let scene = SceneId::new(&r.scene).filter(|id| scenes.contains(id.as_str()));
         if scene.is_none() {
-            let known: Vec<&str> = scenes
-                .values()
-                .filter(|s| s.site == site.id)
-                .map(|s| s.id.as_str())
-                .collect();
+            let known: Vec<&str> = scenes.iter().map(String::as_str).collect();
             p.error(
                 Code::UnknownRef,
                 &path.key("scene"),
