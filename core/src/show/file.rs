@@ -224,10 +224,14 @@ pub enum PixelFile {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct FixtureFile {
-    pub id: String,
+    // Required keys are options here so that a missing one is reported with the others
+    // instead of stopping the file; the schema still marks them required.
+    #[schemars(required)]
+    pub id: Option<String>,
     pub name: Option<String>,
     #[serde(rename = "type")]
-    pub kind: FixtureTypeFile,
+    #[schemars(required)]
+    pub kind: Option<FixtureTypeFile>,
     /// Colour of each pixel of a `pixel-strip`: `rgb` (default) or `rgbw`.
     pub pixel: Option<PixelFile>,
     /// Channel order as letters: `r g b w a` for colour, `w c` (warm, cool) for `cct`.
@@ -237,7 +241,8 @@ pub struct FixtureFile {
     /// How the fixture turns a channel value into light: light ∝ value^gamma. 2.2 when left
     /// out (fixtures with a perceptual dimming curve); 1 for drivers that are linear.
     pub gamma: Option<f64>,
-    pub controller: String,
+    #[schemars(required)]
+    pub controller: Option<String>,
     /// DMX universe (sACN number, Art-Net `net:subnet:universe`, DMX-over-MQTT number).
     pub universe: Option<UniverseFile>,
     /// First DMX slot, 1–512.
@@ -253,7 +258,8 @@ pub struct FixtureFile {
     /// Polyline `[[x, y], …]` in metres along which a strip's pixels are spread evenly.
     pub line: Option<Vec<[f64; 2]>>,
     /// Rated electrical power at full output, in watts.
-    pub power_w: f64,
+    #[schemars(required)]
+    pub power_w: Option<f64>,
     /// Measured luminance of the lit surface at full output (commissioning), in cd/m².
     pub luminance_cd_m2: Option<f64>,
     /// `cct`: warm and cool white `[warm, cool]` in kelvin. `dimmer`/`rgbw` W channel: one

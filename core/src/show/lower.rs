@@ -580,7 +580,7 @@ pub(crate) fn site(
     let controllers = controllers(file.controllers, &gateways, context, p);
     // Groups are checked against every declared fixture, also those with errors of their
     // own, so that one mistake is not reported again as a missing reference.
-    let declared: HashSet<String> = file.fixtures.iter().map(|f| f.id.clone()).collect();
+    let declared: HashSet<String> = file.fixtures.iter().filter_map(|f| f.id.clone()).collect();
     let fixtures = fixtures(file.fixtures, &controllers, p);
     let patched = patch_check(&fixtures, &controllers, context, p);
     let groups = groups(file.groups, &declared, p);
@@ -1122,8 +1122,41 @@ fn fixture(
     controllers: &Indexed<Controller>,
     p: &mut Problems,
 ) -> Option<Fixture> {
-    let id = ids.take(&f.id, FixtureId::new, &path.key("id"), p);
-    let is_strip = f.kind == FixtureTypeFile::PixelStrip;
+    let required = |key: &str, what: &str, given: bool, p: &mut Problems| {
+        if !given {
+            p.error(
+                Code::Missing,
+                path,
+                format!("a fixture needs `{key}`, {what}"),
+            );
+        }
+    };
+    required("id", "its name in groups and messages", f.id.is_some(), p);
+    required(
+        "type",
+        "one of dimmer, cct, rgb, rgbw, rgba, pixel-strip",
+        f.kind.is_some(),
+        p,
+    );
+    required(
+        "controller",
+        "the controller that drives it",
+        f.controller.is_some(),
+        p,
+    );
+    required(
+        "power_w",
+        "its rated power at full output in watts",
+        f.power_w.is_some(),
+        p,
+    );
+    let (Some(id_text), Some(kind_file), Some(controller_text), Some(power_w)) =
+        (f.id.clone(), f.kind, f.controller.clone(), f.power_w)
+    else {
+        return None;
+    };
+    let id = ids.take(&id_text, FixtureId::new, &path.key("id"), p);
+    let is_strip = kind_file == FixtureTypeFile::PixelStrip;
     let pixels = match (is_strip, f.pixels) {
         (true, Some(n)) => int_in::<u32>(n, 1, MAX_PIXELS, &path.key("pixels"), "pixels", p),
         (true, None) => {
@@ -1151,7 +1184,7 @@ fn fixture(
             "`pixel` is for pixel-strip fixtures only",
         );
     }
-    let kind = match f.kind {
+    let kind = match kind_file {
         FixtureTypeFile::Dimmer => FixtureKind::Dimmer,
         FixtureTypeFile::Cct => FixtureKind::Cct,
         FixtureTypeFile::Rgb => FixtureKind::Rgb,
@@ -1183,7 +1216,7 @@ fn fixture(
     };
     let gamma = f.gamma.unwrap_or(DEFAULT_GAMMA);
     let gamma_ok = in_range(gamma, 0.5, 4.0, &path.key("gamma"), "gamma", p);
-    let controller = ControllerId::new(&f.controller)
+    let controller = ControllerId::new(&controller_text)
         .and_then(|id| controllers.iter().find(|(_, c)| c.id == id))
         .map(|(_, c)| c);
     if controller.is_none() {
@@ -1192,13 +1225,13 @@ fn fixture(
             &path.key("controller"),
             format!(
                 "controller `{}` is not defined in this site's [[controllers]]",
-                f.controller
+                controller_text
             ),
         );
     }
     let patch = controller.and_then(|c| patch(&f, is_strip, c, path, p));
     let shape = shape(&f, is_strip, path, p);
-    let power_ok = in_range(f.power_w, 0.0, 20_000.0, &path.key("power_w"), "power_w", p);
+    let power_ok = in_range(power_w, 0.0, 20_000.0, &path.key("power_w"), "power_w", p);
     if let Some(l) = f.luminance_cd_m2 {
         in_range(
             l,
@@ -1220,7 +1253,7 @@ fn fixture(
         controller: controller?.id.clone(),
         patch: patch?,
         shape: shape?,
-        power_w: power_ok.then_some(f.power_w)?,
+        power_w: power_ok.then_some(power_w)?,
         luminance_cd_m2: f.luminance_cd_m2,
         white_k: white_k?,
     })
@@ -1771,6 +1804,11 @@ fn usage_check(
             &root(),
             "the site has no [[gateways]]; nothing would play it",
         );
+    }
+    // With errors in the site, things look unused only because their users failed to lower;
+    // those warnings would be noise until the errors are fixed.
+    if p.has_errors() {
+        return;
     }
     for (i, g) in gateways {
         if !controllers.iter().any(|(_, c)| c.gateway == g.id) {
