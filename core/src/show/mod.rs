@@ -150,7 +150,10 @@ impl Problems {
 
 /// Parses one file into its serde type, reporting a syntax or type error (which stops this
 /// file) and every unknown key (which does not).
-fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Option<T> {
+fn parse<T: DeserializeOwned + schemars::JsonSchema>(
+    file: &SourceFile,
+    problems: &mut Problems,
+) -> Option<T> {
     let deserializer = match toml::de::Deserializer::parse(&file.text) {
         Ok(d) => d,
         Err(e) => {
@@ -160,7 +163,15 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
     };
     let mut unknown = Vec::new();
     let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(field_path(&path)));
+    let schema = if unknown.is_empty() {
+        serde_json::Value::Null
+    } else {
+        schemars::schema_for!(T).to_value()
+    };
     for path in unknown {
+        let hint = suggestion(&schema, &path)
+            .map(|k| format!("; did you mean `{k}`?"))
+            .unwrap_or_else(|| "; the format does not have it (a typo?)".to_owned());
         let key = match path.segments().last() {
             Some(crate::diag::Segment::Key(key)) => key.clone(),
             _ => path.to_string(),
@@ -177,7 +188,7 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
             at_key: true,
             span: None,
             line: None,
-            message: format!("unknown key `{key}`; the format does not have it (a typo?)"),
+            message: format!("unknown key `{key}`{hint}"),
         });
     }
     match parsed {
@@ -187,6 +198,63 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, problems: &mut Problems) -> Opt
             None
         }
     }
+}
+
+/// The known key closest to an unknown one, from the file's JSON Schema: the keys of the
+/// table the unknown key sits in, within two edits.
+fn suggestion(schema: &serde_json::Value, path: &FieldPath) -> Option<String> {
+    let segments = path.segments();
+    let (last, parents) = segments.split_last()?;
+    let crate::diag::Segment::Key(unknown) = last else {
+        return None;
+    };
+    // Follows `$ref`s and the one non-null branch of an optional value.
+    fn resolve<'a>(
+        schema: &'a serde_json::Value,
+        mut v: &'a serde_json::Value,
+    ) -> Option<&'a serde_json::Value> {
+        for _ in 0..8 {
+            if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
+                v = schema.pointer(r.trim_start_matches('#'))?;
+            } else if let Some(any) = v.get("anyOf").and_then(|a| a.as_array()) {
+                v = any
+                    .iter()
+                    .find(|b| b.get("type").and_then(|t| t.as_str()) != Some("null"))?;
+            } else {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut node = resolve(schema, schema)?;
+    for segment in parents {
+        let next = match segment {
+            crate::diag::Segment::Key(k) => node.get("properties")?.get(k.as_str())?,
+            crate::diag::Segment::Index(_) => node.get("items")?,
+        };
+        node = resolve(schema, next)?;
+    }
+    let keys = node.get("properties")?.as_object()?;
+    keys.keys()
+        .map(|k| (edit_distance(k, unknown), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let old = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(old + 1);
+            prev = old;
+        }
+    }
+    row[b.len()]
 }
 
 fn parent_text(path: &FieldPath) -> String {
