@@ -261,8 +261,9 @@ struct Span {
     rule: usize,
 }
 
-/// Spans and curfews last less than this; older ones cannot cover an instant.
-const LONGEST_SPAN_MS: i64 = 3 * DAY_MS;
+/// Spans last less than this (they start on one date and end by the next, with sun offsets
+/// of at most 12 hours); older ones cannot cover an instant.
+const LONGEST_SPAN_MS: i64 = 2 * DAY_MS + DAY_MS / 2;
 
 /// A time zone's offsets over a window, read once: converting local times is then
 /// arithmetic, except across a change of offset.
@@ -370,6 +371,25 @@ pub struct Evaluator<'a> {
     scene_of: Vec<usize>,
     /// Per rule, its calendar, looked up once.
     calendar_of: Vec<Option<&'a Calendar>>,
+}
+
+/// Two sorted lists as one, without repeats.
+fn merge(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = if j >= b.len() || (i < a.len() && a[i] <= b[j]) {
+            i += 1;
+            a[i - 1]
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        if out.last() != Some(&next) {
+            out.push(next);
+        }
+    }
+    out
 }
 
 /// Days since 1970-01-01 of a civil date.
@@ -531,7 +551,9 @@ impl<'a> Evaluator<'a> {
                     }),
                 }
             }
-            w.spans[batch..].sort_unstable_by_key(|s| s.start);
+            if !w.spans[batch..].is_sorted_by_key(|s| s.start) {
+                w.spans[batch..].sort_unstable_by_key(|s| s.start);
+            }
             // The curfew of the night that starts on `date`: from the curfew time to the next
             // sunrise (06:00 where the sun does not rise).
             if let Curfew::At(at) = self.site.limits.curfew {
@@ -705,16 +727,20 @@ impl<'a> Evaluator<'a> {
         let first = prev(local_date(from_ms, self.tz()));
         let last = local_date(to_ms, self.tz());
         let w = self.window(first, last);
-        let mut edges: Vec<i64> = Vec::with_capacity(2 * (w.spans.len() + w.curfews.len()));
-        edges.extend(
-            w.spans
-                .iter()
-                .flat_map(|s| [s.start, s.end])
-                .chain(w.curfews.iter().flat_map(|&(a, b)| [a, b]))
-                .filter(|&e| e > from_ms && e <= to_ms),
-        );
-        edges.sort_unstable();
-        edges.dedup();
+        // Every instant something starts or ends, in order. Starts and curfews are in order
+        // already and ends nearly so (spans are short), which the adaptive sort finishes in
+        // one pass; the three runs are then merged.
+        let inside = |e: &i64| *e > from_ms && *e <= to_ms;
+        let starts: Vec<i64> = w.spans.iter().map(|s| s.start).filter(inside).collect();
+        let mut ends: Vec<i64> = w.spans.iter().map(|s| s.end).filter(inside).collect();
+        ends.sort();
+        let curfews: Vec<i64> = w
+            .curfews
+            .iter()
+            .flat_map(|&(a, b)| [a, b])
+            .filter(inside)
+            .collect();
+        let edges = merge(&merge(&starts, &ends), &curfews);
         // Sweep: spans are sorted by start and short, so those that can cover an instant are
         // a few just before it; both ends of that run only move forward.
         let (mut lo, mut hi, mut curfew) = (0, 0, 0);

@@ -79,6 +79,16 @@ impl Event {
         }
     }
 
+    /// cos(zenith), worked out once: the event loop runs for every site and day.
+    fn cos_zenith(self) -> f64 {
+        const RISE_SET: f64 = -0.014_538_080_502_7;
+        const CIVIL: f64 = -0.104_528_463_267_7;
+        match self {
+            Event::Sunrise | Event::Sunset => RISE_SET,
+            Event::CivilDawn | Event::CivilDusk => CIVIL,
+        }
+    }
+
     fn rising(self) -> bool {
         matches!(self, Event::Sunrise | Event::CivilDawn)
     }
@@ -173,7 +183,7 @@ fn solve(
     start: f64,
     rounds: u32,
 ) -> Result<i64, Polar> {
-    let cos_zenith = event.zenith().to_radians().cos();
+    let cos_zenith = event.cos_zenith();
     let sign = if event.rising() { -1.0 } else { 1.0 };
     let mut minutes = start;
     for _ in 0..rounds {
@@ -193,7 +203,14 @@ fn solve(
         let noon = 720.0 - 4.0 * place.lon - terms.equation_of_time;
         minutes = noon + sign * 4.0 * hour_angle;
     }
-    Ok(day * DAY_MS + (minutes * 60_000.0).round() as i64)
+    // Round half away from zero without a call into the maths library.
+    let ms = minutes * 60_000.0;
+    let ms = if ms >= 0.0 {
+        (ms + 0.5) as i64
+    } else {
+        (ms - 0.5) as i64
+    };
+    Ok(day * DAY_MS + ms)
 }
 
 /// Solar terms for a run of days, each computed once.
@@ -237,5 +254,20 @@ impl Almanac {
     ) -> Result<i64, Polar> {
         let (today, tomorrow) = self.pair(day);
         event_near(place, day, today, tomorrow, which, estimate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cosine_constants_are_the_zenith_angles() {
+        for e in [Event::Sunrise, Event::CivilDusk] {
+            assert!(
+                (e.cos_zenith() - e.zenith().to_radians().cos()).abs() < 1e-12,
+                "{e:?}"
+            );
+        }
     }
 }
