@@ -72,7 +72,7 @@ pub enum Event {
 impl Event {
     /// Zenith angle of the sun's centre at the event: 90°50′ for rise and set (refraction
     /// and the sun's radius), 96° for civil twilight.
-    fn zenith(self) -> f64 {
+    pub fn zenith(self) -> f64 {
         match self {
             Event::Sunrise | Event::Sunset => 90.833,
             Event::CivilDawn | Event::CivilDusk => 96.0,
