@@ -2,6 +2,8 @@
 //! exceeds its fixture's cap and no emitted colour breaks the site's colour limits.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,11 +14,7 @@ use nightscape_core::scene::{Blend, Effect, Layer, Scene, SceneId, Target, Trave
 use nightscape_core::show::{SourceFile, check};
 use proptest::prelude::*;
 
-const ZONES: &str = include_str!("../../scenes/zones.toml");
-
 const FIXTURES: &str = r#"
-[[gateways]]
-id = "gw"
 [[controllers]]
 id = "px"
 gateway = "gw"
@@ -86,15 +84,10 @@ fixtures = ["rgb", "rgbw", "rgba", "cct", "dim", "strip"]
 fn sites() -> ShowLibrary {
     let head = |id: &str, kind: &str, limits: &str| SourceFile {
         path: format!("sites/{id}/site.toml"),
-        text: format!(
-            "name = {{ ko = \"시험\" }}\nkind = \"{kind}\"\nlocation = {{ lat = 36.2, lon = 127.1 }}\ntime_zone = \"Asia/Seoul\"\nzone = 2\n[limits]\n{limits}\n{FIXTURES}"
-        ),
+        text: common::site_toml(kind, (36.2, 127.1, "Asia/Seoul"), 2, limits, FIXTURES),
     };
     let checked = check(&[
-        SourceFile {
-            path: "zones.toml".into(),
-            text: ZONES.into(),
-        },
+        common::zones(),
         head(
             "road",
             "bridge",

@@ -14,33 +14,14 @@ use nightscape_core::render::{CompiledScene, Frame, Layout, decode, render, rend
 use nightscape_core::scene::SceneId;
 use nightscape_core::show::{SourceFile, check};
 
-const ZONES: &str = include_str!("../../scenes/zones.toml");
-
 /// A library of one site (`site` is the body after its header) and its `scenes`.
 fn library(limits: &str, fixtures: &str, scenes: &[(&str, &str)]) -> ShowLibrary {
-    let site = format!(
-        r#"
-name = {{ ko = "시험" }}
-kind = "building"
-location = {{ lat = 36.19, lon = 127.1 }}
-time_zone = "Asia/Seoul"
-zone = 4
-[limits]
-{limits}
-[[gateways]]
-id = "gw"
-[[controllers]]
-id = "px"
-gateway = "gw"
-sacn = {{ universe = 1, universes = 8 }}
-{fixtures}
-"#
+    let rest = format!(
+        "[[controllers]]\nid = \"px\"\ngateway = \"gw\"\nsacn = {{ universe = 1, universes = 8 }}\n{fixtures}"
     );
+    let site = common::site_toml("building", (36.19, 127.1, "Asia/Seoul"), 4, limits, &rest);
     let mut sources = vec![
-        SourceFile {
-            path: "zones.toml".into(),
-            text: ZONES.into(),
-        },
+        common::zones(),
         SourceFile {
             path: "sites/test/site.toml".into(),
             text: site,

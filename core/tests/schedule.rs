@@ -12,47 +12,17 @@ use nightscape_core::schedule::{Cause, Evaluator, Override, OverrideKind, epoch_
 use nightscape_core::show::{SourceFile, check};
 use nightscape_core::sun::Almanac;
 
-const ZONES: &str = include_str!("../../scenes/zones.toml");
-
 /// A site at (`lat`, `lon`) in `tz` with scenes `a`, `b`, `c`, the given limits and rules.
 fn library(lat: f64, lon: f64, tz: &str, limits: &str, rules: &str) -> ShowLibrary {
-    let site = format!(
-        r#"
-name = {{ ko = "시험" }}
-kind = "park"
-location = {{ lat = {lat}, lon = {lon} }}
-time_zone = "{tz}"
-zone = 4
-[limits]
-{limits}
-[[gateways]]
-id = "gw"
-[[controllers]]
-id = "px"
-gateway = "gw"
-sacn = {{ universe = 1 }}
-[[fixtures]]
-id = "f"
-type = "rgb"
-controller = "px"
-address = 1
-at = [0.0, 0.0]
-power_w = 10.0
-[[groups]]
-id = "all"
-fixtures = ["f"]
-"#
-    );
+    let rest = "[[controllers]]\nid = \"px\"\ngateway = \"gw\"\nsacn = { universe = 1 }\n[[fixtures]]\nid = \"f\"\ntype = \"rgb\"\ncontroller = \"px\"\naddress = 1\nat = [0.0, 0.0]\npower_w = 10.0\n[[groups]]\nid = \"all\"\nfixtures = [\"f\"]";
+    let site = common::site_toml("park", (lat, lon, tz), 4, limits, rest);
     let scene = |c: &str| {
         format!(
             "name = {{ ko = \"장면\" }}\n[[layers]]\ngroup = \"all\"\neffect = \"static\"\ncolour = \"{c}\"\n"
         )
     };
     let mut sources = vec![
-        SourceFile {
-            path: "zones.toml".into(),
-            text: ZONES.into(),
-        },
+        common::zones(),
         SourceFile {
             path: "sites/t/site.toml".into(),
             text: site,

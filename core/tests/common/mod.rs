@@ -32,3 +32,25 @@ pub fn shipped_library() -> Vec<SourceFile> {
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
+
+/// The shipped zone table, as a library file.
+pub fn zones() -> SourceFile {
+    SourceFile {
+        path: "zones.toml".into(),
+        text: include_str!("../../../scenes/zones.toml").into(),
+    }
+}
+
+/// A test site: its kind, place `(lat, lon, time zone)` and zone, a `[limits]` table, one
+/// gateway `gw`, then `rest` — controllers, fixtures and groups.
+pub fn site_toml(
+    kind: &str,
+    (lat, lon, tz): (f64, f64, &str),
+    zone: u8,
+    limits: &str,
+    rest: &str,
+) -> String {
+    format!(
+        "name = {{ ko = \"시험\" }}\nkind = \"{kind}\"\nlocation = {{ lat = {lat}, lon = {lon} }}\ntime_zone = \"{tz}\"\nzone = {zone}\n[limits]\n{limits}\n[[gateways]]\nid = \"gw\"\n{rest}\n"
+    )
+}
