@@ -230,8 +230,8 @@ pub struct FixtureFile {
     pub id: Option<String>,
     pub name: Option<String>,
     #[serde(rename = "type")]
-    #[schemars(required)]
-    pub kind: Option<FixtureTypeFile>,
+    #[schemars(with = "FixtureTypeFile", required)]
+    pub kind: Option<String>,
     /// Colour of each pixel of a `pixel-strip`: `rgb` (default) or `rgbw`.
     pub pixel: Option<PixelFile>,
     /// Channel order as letters: `r g b w a` for colour, `w c` (warm, cool) for `cct`.
@@ -449,6 +449,17 @@ pub struct SceneFile {
     pub layers: Vec<LayerFile>,
 }
 
+/// Reads a kebab-case name into a unit enum by serde's own rules.
+pub(crate) fn variant<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text)).ok()
+}
+
+pub(crate) const EFFECTS: [&str; 10] = [
+    "static", "kelvin", "gradient", "cycle", "breathe", "chase", "wave", "rainbow", "twinkle",
+    "sky",
+];
+pub(crate) const FIXTURE_TYPES: [&str; 6] = ["dimmer", "cct", "rgb", "rgbw", "rgba", "pixel-strip"];
+
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum EffectFile {
@@ -481,7 +492,10 @@ pub struct LayerFile {
     pub group: Option<String>,
     /// … or every group of this role on the site.
     pub role: Option<String>,
-    pub effect: EffectFile,
+    /// Read as text so that a misspelt effect is reported with the layer's other problems
+    /// instead of stopping the file; the schema lists the effects.
+    #[schemars(with = "EffectFile")]
+    pub effect: String,
     /// `"#rrggbb"` or a white such as `"2700K"`.
     pub colour: Option<String>,
     pub colours: Option<Vec<String>>,

@@ -1150,8 +1150,22 @@ fn fixture(
         f.power_w.is_some(),
         p,
     );
+    let kind_file = match f.kind.as_deref() {
+        Some(text) => {
+            let kind = super::file::variant::<FixtureTypeFile>(text);
+            if kind.is_none() {
+                p.error(
+                    Code::BadValue,
+                    &path.key("type"),
+                    super::not_one_of(text, "a fixture type", &super::file::FIXTURE_TYPES),
+                );
+            }
+            kind
+        }
+        None => None,
+    };
     let (Some(id_text), Some(kind_file), Some(controller_text), Some(power_w)) =
-        (f.id.clone(), f.kind, f.controller.clone(), f.power_w)
+        (f.id.clone(), kind_file, f.controller.clone(), f.power_w)
     else {
         return None;
     };

@@ -242,7 +242,7 @@ fn suggestion(schema: &serde_json::Value, path: &FieldPath) -> Option<String> {
         .map(|(_, k)| k.clone())
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
@@ -536,6 +536,22 @@ pub fn check(sources: &[SourceFile]) -> Checked {
         (&a.location.file, a.location.line_col).cmp(&(&b.location.file, b.location.line_col))
     });
     checked
+}
+
+/// "`kelvn` is not an effect: did you mean `kelvin`? (static, kelvin, …)".
+pub(crate) fn not_one_of(text: &str, what: &str, names: &[&str]) -> String {
+    let near = names
+        .iter()
+        .map(|n| (edit_distance(n, text), *n))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match near {
+        Some((_, n)) => format!(
+            "`{text}` is not {what}: did you mean `{n}`? ({})",
+            names.join(", ")
+        ),
+        None => format!("`{text}` is not {what}; use one of {}", names.join(", ")),
+    }
 }
 
 pub(crate) fn bad_id_message(text: &str) -> String {

@@ -257,8 +257,16 @@ fn lower_layer(
             role.map(Target::Role)
         }
     };
-    let params = parameters(l.effect);
-    let effect_name = format!("{:?}", l.effect).to_lowercase();
+    let Some(effect_kind) = super::file::variant::<EffectFile>(&l.effect) else {
+        p.error(
+            Code::BadValue,
+            &path.key("effect"),
+            super::not_one_of(&l.effect, "an effect", &super::file::EFFECTS),
+        );
+        return None;
+    };
+    let params = parameters(effect_kind);
+    let effect_name = l.effect.clone();
     for key in given(l) {
         if !params.iter().any(|(k, _)| *k == key) {
             p.error(
@@ -360,7 +368,7 @@ fn lower_layer(
             direction_deg: direction,
         })
     };
-    let effect = match l.effect {
+    let effect = match effect_kind {
         EffectFile::Static => one(p).map(|colour| Effect::Static { colour }),
         EffectFile::Kelvin => l.kelvin.and_then(|k| {
             let text = format!("{k}K");
@@ -496,7 +504,7 @@ fn lower_layer(
     let hz = effect.change_hz();
     let max = site.limits.max_flash_hz;
     if hz > max + 1e-9 {
-        let key = match l.effect {
+        let key = match effect_kind {
             EffectFile::Chase | EffectFile::Wave | EffectFile::Rainbow => "speed_mps",
             _ => "period_s",
         };
@@ -505,7 +513,7 @@ fn lower_layer(
             &path.key(key),
             format!(
                 "the {effect_name} changes the light {hz:.2} times a second; the site allows at most {max} (flash limit): {}",
-                match l.effect {
+                match effect_kind {
                     EffectFile::Chase | EffectFile::Wave | EffectFile::Rainbow => format!(
                         "slow it to speed_mps = {:.2} or less",
                         l.speed_mps.unwrap_or(0.0).abs() * max / hz
