@@ -245,7 +245,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
-    let mut checked = library::check_dir(&dir)?;
+    let (files, mut checked) = library::load(&dir)?;
     let today: jiff::civil::Date = match today {
         Some(text) => text
             .parse()
@@ -254,7 +254,6 @@ fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date(),
     };
-    let files = library::read_dir(&dir)?;
     let path_of = |id: &nightscape_core::calendar::CalendarId| {
         let ics = format!("calendars/{id}.ics");
         let name = if files.iter().any(|f| f.path == ics) {

@@ -49,10 +49,15 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> Result<()> {
 
 /// Reads and checks the library in `dir`; diagnostics name files as `dir/relative`.
 pub fn check_dir(dir: &Path) -> Result<Checked> {
+    load(dir).map(|(_, checked)| checked)
+}
+
+/// [`check_dir`], also returning the files read.
+pub fn load(dir: &Path) -> Result<(Vec<SourceFile>, Checked)> {
     let sources = read_dir(dir)?;
     let mut checked = show::check(&sources);
     for d in &mut checked.diagnostics {
         d.location.file = dir.join(&d.location.file).display().to_string();
     }
-    Ok(checked)
+    Ok((sources, checked))
 }
