@@ -23,13 +23,20 @@ pub struct NameFile {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields, title = "Nightscape site")]
 pub struct SiteFile {
-    pub name: NameFile,
-    pub kind: SiteKindFile,
-    pub location: LocationFile,
+    // Required keys are read as options so that a missing one is reported with every other
+    // problem; the schema marks them required.
+    #[schemars(required)]
+    pub name: Option<NameFile>,
+    #[schemars(with = "SiteKindFile", required)]
+    pub kind: Option<String>,
+    #[schemars(required)]
+    pub location: Option<LocationFile>,
     /// IANA time zone the site's schedule runs in, e.g. `Asia/Seoul`.
-    pub time_zone: String,
+    #[schemars(required)]
+    pub time_zone: Option<String>,
     /// Korean lighting-environment management zone, 1 (darkest) to 4 (commercial).
-    pub zone: i64,
+    #[schemars(required)]
+    pub zone: Option<i64>,
     #[serde(default)]
     pub limits: LimitsFile,
     pub tariff: Option<TariffFile>,
@@ -458,6 +465,8 @@ pub(crate) const EFFECTS: [&str; 10] = [
     "static", "kelvin", "gradient", "cycle", "breathe", "chase", "wave", "rainbow", "twinkle",
     "sky",
 ];
+pub(crate) const SITE_KINDS: [&str; 5] =
+    ["building", "bridge", "heritage", "park", "road-structure"];
 pub(crate) const FIXTURE_TYPES: [&str; 6] = ["dimmer", "cct", "rgb", "rgbw", "rgba", "pixel-strip"];
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]

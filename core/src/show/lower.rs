@@ -522,8 +522,46 @@ pub(crate) fn site(
     context: &SiteContext<'_>,
     p: &mut Problems,
 ) -> Option<(Site, bool)> {
-    let site_name = name(file.name, &root().key("name"), p);
-    let kind = match file.kind {
+    let missing = |key: &str, what: &str, p: &mut Problems| {
+        p.error(
+            Code::Missing,
+            &root(),
+            format!("the site needs `{key}`: {what}"),
+        );
+    };
+    let site_name = match file.name {
+        Some(n) => name(n, &root().key("name"), p),
+        None => {
+            missing("name", "name = { ko = \"…\", en = \"…\" }", p);
+            Name {
+                ko: String::new(),
+                en: None,
+            }
+        }
+    };
+    let kind_file = match file.kind.as_deref() {
+        None => {
+            missing(
+                "kind",
+                "one of building, bridge, heritage, park, road-structure",
+                p,
+            );
+            None
+        }
+        Some(text) => {
+            let kind = super::file::variant::<SiteKindFile>(text);
+            if kind.is_none() {
+                p.error(
+                    Code::BadValue,
+                    &root().key("kind"),
+                    super::not_one_of(text, "a kind of site", &super::file::SITE_KINDS),
+                );
+            }
+            kind
+        }
+    };
+    // The checks below still run on a site whose kind is unknown, with a building's defaults.
+    let kind = match kind_file.unwrap_or(SiteKindFile::Building) {
         SiteKindFile::Building => SiteKind::Building,
         SiteKindFile::Bridge => SiteKind::Bridge,
         SiteKindFile::Heritage => SiteKind::Heritage,
@@ -531,47 +569,51 @@ pub(crate) fn site(
         SiteKindFile::RoadStructure => SiteKind::RoadStructure,
     };
     let loc = root().key("location");
-    let lat_ok = in_range(
-        file.location.lat,
-        -90.0,
-        90.0,
-        &loc.key("lat"),
-        "latitude",
-        p,
-    );
-    let lon_ok = in_range(
-        file.location.lon,
-        -180.0,
-        180.0,
-        &loc.key("lon"),
-        "longitude",
-        p,
-    );
-    let time_zone = match jiff::tz::db().get(&file.time_zone) {
-        Ok(tz) => Some(tz),
-        Err(_) => {
+    let (lat, lon) = match &file.location {
+        Some(l) => (l.lat, l.lon),
+        None => {
+            missing("location", "location = { lat = …, lon = … } in degrees", p);
+            (0.0, 0.0)
+        }
+    };
+    let lat_ok = in_range(lat, -90.0, 90.0, &loc.key("lat"), "latitude", p);
+    let lon_ok = in_range(lon, -180.0, 180.0, &loc.key("lon"), "longitude", p);
+    let time_zone = match file
+        .time_zone
+        .as_deref()
+        .map(|t| (t, jiff::tz::db().get(t)))
+    {
+        Some((_, Ok(tz))) => Some(tz),
+        Some((text, Err(_))) => {
             p.error(
                 Code::BadValue,
                 &root().key("time_zone"),
-                format!(
-                    "`{}` is not an IANA time zone; write one such as \"Asia/Seoul\"",
-                    file.time_zone
-                ),
+                format!("`{text}` is not an IANA time zone; write one such as \"Asia/Seoul\""),
             );
             None
         }
+        None => {
+            missing("time_zone", "an IANA time zone such as \"Asia/Seoul\"", p);
+            None
+        }
     };
-    let zone = LightZone::new(file.zone);
-    if zone.is_none() {
-        p.error(
-            Code::OutOfRange,
-            &root().key("zone"),
-            format!(
-                "zone {} does not exist; lighting-environment zones are 1 to 4",
-                file.zone
-            ),
-        );
-    }
+    let zone = match file.zone {
+        Some(z) => {
+            let zone = LightZone::new(z);
+            if zone.is_none() {
+                p.error(
+                    Code::OutOfRange,
+                    &root().key("zone"),
+                    format!("zone {z} does not exist; lighting-environment zones are 1 to 4"),
+                );
+            }
+            zone
+        }
+        None => {
+            missing("zone", "the lighting-environment zone, 1 to 4", p);
+            None
+        }
+    };
     let zone_rule = zone.and_then(|z| context.zones.and_then(|t| t.rule(z)));
     let limits = limits(file.limits, kind, zone_rule, p);
     let tariff = file.tariff.and_then(|t| tariff(t, p));
@@ -596,10 +638,7 @@ pub(crate) fn site(
         id,
         name: site_name,
         kind,
-        location: LatLon {
-            lat: file.location.lat,
-            lon: file.location.lon,
-        },
+        location: LatLon { lat, lon },
         time_zone: time_zone?,
         zone: zone?,
         limits: limits?,
