@@ -81,7 +81,7 @@ pub fn parse_ics(text: &str) -> (Option<String>, Vec<IcsEvent>, Vec<IcsError>) {
         let Some((key, value)) = content.split_once(':') else {
             continue;
         };
-        let (prop, params) = key.split_once(';').unwrap_or((key, ""));
+        let prop = key.split_once(';').map_or(key, |(p, _)| p);
         match (prop.to_ascii_uppercase().as_str(), current.as_mut()) {
             ("X-WR-CALNAME", None) => name = Some(unescape(value)),
             ("BEGIN", None) if value.eq_ignore_ascii_case("VEVENT") => {
@@ -102,8 +102,8 @@ pub fn parse_ics(text: &str) -> (Option<String>, Vec<IcsEvent>, Vec<IcsError>) {
                 }
             }
             ("SUMMARY", Some(p)) => p.summary = unescape(value),
-            ("DTSTART", Some(p)) => p.start = Some(ics_date(value, params, line)),
-            ("DTEND", Some(p)) => p.end = Some(ics_date(value, params, line)),
+            ("DTSTART", Some(p)) => p.start = Some(ics_date(value)),
+            ("DTEND", Some(p)) => p.end = Some(ics_date(value)),
             ("DURATION", Some(p)) => p.duration = Some((line, value.to_owned())),
             ("RRULE", Some(p)) => p.rrule = Some((line, value.to_owned())),
             _ => {}
@@ -178,7 +178,7 @@ impl Partial {
                     .parse()
                     .map_err(|_| format!("RRULE COUNT `{c}` is not a number"))?,
                 (None, Some(u)) => {
-                    let until = ics_date(u, "", 0)?;
+                    let until = ics_date(u)?;
                     i64::from(until.year() - first.year()) + 1
                 }
                 (None, None) => {
@@ -204,7 +204,7 @@ impl Partial {
     }
 }
 
-fn ics_date(value: &str, _params: &str, _line: usize) -> Result<Date, String> {
+fn ics_date(value: &str) -> Result<Date, String> {
     let digits: String = value.chars().take(8).collect();
     if digits.len() != 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(

@@ -151,21 +151,6 @@ impl Effect {
         }
         slowed
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Effect::Static { .. } => "static",
-            Effect::Kelvin { .. } => "kelvin",
-            Effect::Gradient { .. } => "gradient",
-            Effect::Cycle { .. } => "cycle",
-            Effect::Breathe { .. } => "breathe",
-            Effect::Chase { .. } => "chase",
-            Effect::Wave { .. } => "wave",
-            Effect::Rainbow { .. } => "rainbow",
-            Effect::Twinkle { .. } => "twinkle",
-            Effect::Sky { .. } => "sky",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

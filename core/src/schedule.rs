@@ -202,16 +202,6 @@ impl Cue {
             cause,
         }
     }
-
-    /// Whether two cues look the same on site.
-    pub fn same_output(&self, other: &Cue) -> bool {
-        let lit = |c: &Cue| c.scene.is_some() && c.brightness.get() > 0.0;
-        match (lit(self), lit(other)) {
-            (false, false) => true,
-            (true, true) => self.scene == other.scene && self.brightness == other.brightness,
-            _ => false,
-        }
-    }
 }
 
 /// A change of what plays, at an instant.
