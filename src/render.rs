@@ -4,10 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nightscape_core::model::{Level, ShowLibrary};
+use nightscape_core::model::Level;
 use nightscape_core::preview::{self, Image, View};
 use nightscape_core::render::{CompiledScene, Layout, decode, render_channels};
 use nightscape_core::scene::SceneId;
+use nightscape_core::show::ShowLibrary;
 
 /// What to draw.
 pub struct Request<'a> {
@@ -80,16 +81,17 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
     );
     let draw = |t: jiff::Timestamp| -> Image {
         let channels = render_channels(&compiled, &layout, t.as_millisecond(), Level::FULL);
-        let colours = decode(&layout, &channels);
+        // The channels come from this layout, so their count is the layout's.
+        let colours = decode(&layout, &channels).unwrap_or_default();
         let local = site.time_zone.to_datetime(t);
         let caption = format!(
             "scene {}  |  {} {}  |  {} fixtures, {} pixels, {} channels",
             id,
             local.strftime("%Y-%m-%d %H:%M:%S"),
             site.time_zone.iana_name().unwrap_or("local"),
-            layout.fixtures.len(),
+            layout.fixtures().len(),
             layout.pixel_count(),
-            layout.channel_count
+            layout.channel_count()
         );
         preview::draw(&layout, &view, &colours, &title, &caption)
     };

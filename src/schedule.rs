@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
-use nightscape_core::model::{ShowLibrary, SiteId, TimeOfDay};
+use nightscape_core::model::{SiteId, TimeOfDay};
 use nightscape_core::schedule::{Evaluator, epoch_day, local_instant};
+use nightscape_core::show::ShowLibrary;
 use nightscape_core::sun::{Almanac, Event};
 
 pub enum Format {

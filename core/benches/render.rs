@@ -41,9 +41,9 @@ fn main() {
         let layout = Layout::new(site, lib.zone_rule(site));
         let compiled = CompiledScene::new(scene, &layout);
         let mut frame = Frame::new(&layout);
-        let mut out = vec![0u8; layout.channel_count];
+        let mut out = vec![0u8; layout.channel_count()];
         let full = rate(|t| {
-            render(&compiled, &layout, t, &mut frame);
+            render(&compiled, &layout, t, &mut frame).expect("compiled for this layout");
             encode(&layout, &frame, Level::FULL, &mut out);
             black_box(&out);
         });
@@ -51,18 +51,17 @@ fn main() {
             encode(&layout, black_box(&frame), Level::FULL, &mut out);
             black_box(&out);
         });
-        let mut free = layout.clone();
-        free.limits = nightscape_core::limits::ColourLimits::none();
+        let free = layout.without_limits();
         let unlimited = rate(|t| {
-            render(&compiled, &free, t, &mut frame);
+            render(&compiled, &free, t, &mut frame).expect("compiled for this layout");
             encode(&free, &frame, Level::FULL, &mut out);
             black_box(&out);
         });
-        let ch = layout.channel_count as f64;
+        let ch = layout.channel_count() as f64;
         println!(
             "| {} | {} | {:.0} M/s | {:.0} M/s | {:.0} M/s |",
             scene.id,
-            layout.channel_count,
+            layout.channel_count(),
             full * ch / 1e6,
             encode_only * ch / 1e6,
             unlimited * ch / 1e6

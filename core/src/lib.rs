@@ -9,7 +9,7 @@
 //! - [`model`]: the checked domain model — sites, gateways, controllers, fixtures, groups,
 //!   controller profiles, the zone table — and the channel layouts derived from it.
 //! - [`scene`]: scenes as layers of effects on groups or roles.
-//! - [`show`]: show files (TOML) in, [`model::ShowLibrary`] and located diagnostics out.
+//! - [`show`]: show files (TOML) in, [`show::ShowLibrary`] and located diagnostics out.
 //! - [`diag`]: diagnostics with stable codes, field paths and line/column locations.
 //! - [`colour`]: linear RGB, whites by temperature, perceptual hue and saturation.
 //! - [`limits`]: a site's colour limits, per pixel.
@@ -27,6 +27,7 @@ pub mod colour;
 pub mod diag;
 pub mod limits;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod playback;
 pub mod preview;

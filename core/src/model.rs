@@ -2,7 +2,6 @@
 //! the zone table, as the rest of Nightscape uses them. Every value here has been checked;
 //! the show files are lowered into these types by [`crate::show`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
@@ -663,6 +662,36 @@ pub struct Fade {
     pub max: u16,
 }
 
+/// A fault a controller reports in a bit of its status register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusBit {
+    OutputFault,
+    OverTemperature,
+    LampFault,
+    OutputShort,
+    /// A bit the device uses for something Nightscape does not name.
+    Unused,
+}
+
+impl StatusBit {
+    pub fn name(self) -> &'static str {
+        match self {
+            StatusBit::OutputFault => "output-fault",
+            StatusBit::OverTemperature => "over-temperature",
+            StatusBit::LampFault => "lamp-fault",
+            StatusBit::OutputShort => "output-short",
+            StatusBit::Unused => "unused",
+        }
+    }
+}
+
+/// The input register that says how the device is: 0 is healthy; `bits[k]` names bit `k`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRegister {
+    pub register: RegisterAddr,
+    pub bits: Vec<StatusBit>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Power {
     pub register: RegisterAddr,
@@ -696,7 +725,7 @@ pub struct Profile {
     pub enable: Option<Enable>,
     pub master: Option<Master>,
     pub fade: Option<Fade>,
-    pub status: Option<RegisterAddr>,
+    pub status: Option<StatusRegister>,
     pub power: Option<Power>,
     pub uptime: Option<Uptime>,
     pub readback: Option<Readback>,
@@ -759,31 +788,5 @@ pub struct ZoneTable {
 impl ZoneTable {
     pub fn rule(&self, zone: LightZone) -> Option<&ZoneRule> {
         self.zones.iter().find(|z| z.zone == zone)
-    }
-}
-
-/// A whole show library: what `scenes/` holds once it is checked.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ShowLibrary {
-    pub zones: Option<ZoneTable>,
-    pub profiles: BTreeMap<ProfileId, Profile>,
-    pub sites: BTreeMap<SiteId, Site>,
-    pub scenes: BTreeMap<crate::scene::SceneId, crate::scene::Scene>,
-    pub calendars: BTreeMap<crate::calendar::CalendarId, crate::calendar::Calendar>,
-    pub schedules: BTreeMap<SiteId, crate::schedule::Schedule>,
-}
-
-impl ShowLibrary {
-    /// The zone rule of a site, when the zone table is there.
-    pub fn zone_rule(&self, site: &Site) -> Option<&ZoneRule> {
-        self.zones.as_ref().and_then(|z| z.rule(site.zone))
-    }
-
-    /// The scenes of one site, by id.
-    pub fn scenes_of<'a>(
-        &'a self,
-        site: &'a SiteId,
-    ) -> impl Iterator<Item = &'a crate::scene::Scene> + 'a {
-        self.scenes.values().filter(move |s| &s.site == site)
     }
 }

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{GatewayId, ShowLibrary, SiteId};
-use crate::show::SourceFile;
+use crate::model::{GatewayId, SiteId};
+use crate::show::{ShowLibrary, SourceFile};
 
 pub const PLAN_SCHEMA: u32 = 1;
 pub const OVERRIDES_SCHEMA: u32 = 1;

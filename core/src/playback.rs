@@ -5,10 +5,17 @@
 //! oldest cue's frame, faded step by step into each newer one by that cue's progress; when a
 //! cue's fade completes, everything older is invisible and dropped. A new cue therefore
 //! starts from exactly what was shown the instant before it, whatever was going on.
+//!
+//! Scenes are compiled for one layout. When a new plan brings a new layout, the playback
+//! [moves](Playback::change_layout) to it: cues whose scenes the new plan also has keep
+//! running, re-bound to the new layout; otherwise what is on output is held as a still
+//! picture (fixture by fixture, by id) and the next cue fades from it. Nothing is ever
+//! rendered against a layout it was not compiled for.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::colour::Rgb;
 use crate::model::Level;
 use crate::render::{CompiledScene, Frame, Layout, render};
 use crate::scene::SceneId;
@@ -17,9 +24,18 @@ use crate::scene::SceneId;
 /// when cues arrive faster than they fade).
 const MAX_LAYERS: usize = 6;
 
+/// What a cue shows.
+#[derive(Debug, Clone)]
+enum Look {
+    Dark,
+    Scene(Arc<CompiledScene>),
+    /// What was on output when the layout changed, moved to the new layout.
+    Still(Arc<Frame>),
+}
+
 #[derive(Debug, Clone)]
 struct Cue {
-    scene: Option<Arc<CompiledScene>>,
+    look: Look,
     brightness: f32,
     start_ms: i64,
     fade_ms: i64,
@@ -42,6 +58,9 @@ impl Cue {
 pub struct Playback {
     cues: Vec<Cue>,
     scratch: Option<Frame>,
+    /// Cues skipped because their scene was compiled for another layout (a caller's mistake,
+    /// shown dark rather than wrong).
+    mismatches: u64,
 }
 
 impl Playback {
@@ -62,7 +81,7 @@ impl Playback {
             self.cues.remove(0);
         }
         self.cues.push(Cue {
-            scene,
+            look: scene.map_or(Look::Dark, Look::Scene),
             brightness: brightness.get() as f32,
             start_ms: t_ms,
             fade_ms: i64::try_from(fade.as_millis()).unwrap_or(i64::MAX),
@@ -71,10 +90,10 @@ impl Playback {
 
     /// The scene being faded to (or shown), if any.
     pub fn current(&self) -> Option<&SceneId> {
-        self.cues
-            .last()
-            .and_then(|c| c.scene.as_ref())
-            .map(|s| &s.id)
+        match self.cues.last().map(|c| &c.look) {
+            Some(Look::Scene(s)) => Some(&s.id),
+            _ => None,
+        }
     }
 
     /// Whether a fade is still running at `t_ms`.
@@ -82,25 +101,91 @@ impl Playback {
         self.cues.len() > 1 || self.cues.last().is_some_and(|c| c.progress(t_ms) < 1.0)
     }
 
+    /// How many times a cue was shown dark because its scene belongs to another layout.
+    pub fn mismatches(&self) -> u64 {
+        self.mismatches
+    }
+
+    /// Moves the playback from layout `old` to `new` at `t_ms`. `rebind` gives the scene of
+    /// the same id compiled for `new`, if the new plan has it. When every running cue's scene
+    /// is rebound, the cues go on as they were (fades keep their progress); otherwise what
+    /// `old` shows at `t_ms` is held on `new` as a still, fixture by fixture by id (fixtures
+    /// that are new or changed size start dark), and the next cue fades from it.
+    pub fn change_layout(
+        &mut self,
+        old: &Layout,
+        new: &Layout,
+        t_ms: i64,
+        rebind: impl Fn(&SceneId) -> Option<Arc<CompiledScene>>,
+    ) {
+        let rebound: Option<Vec<Look>> = self
+            .cues
+            .iter()
+            .map(|c| match &c.look {
+                Look::Dark => Some(Look::Dark),
+                Look::Scene(s) => rebind(&s.id)
+                    .filter(|n| n.layout() == new.fingerprint())
+                    .map(Look::Scene),
+                Look::Still(_) => None,
+            })
+            .collect();
+        if let Some(looks) = rebound {
+            for (cue, look) in self.cues.iter_mut().zip(looks) {
+                cue.look = look;
+            }
+            self.scratch = None;
+            return;
+        }
+        let mut shown = Frame::new(old);
+        self.render(old, t_ms, &mut shown);
+        let mut still = Frame::new(new);
+        for f in new.fixtures() {
+            let Some(before) = old
+                .fixture_index(&f.id)
+                .map(|i| &old.fixtures()[i])
+                .filter(|o| o.pixels.len() == f.pixels.len())
+            else {
+                continue;
+            };
+            if let (Some(to), Some(from)) = (
+                still.pixels.get_mut(f.pixels.clone()),
+                shown.pixels.get(before.pixels.clone()),
+            ) {
+                to.copy_from_slice(from);
+            }
+        }
+        self.cues = vec![Cue {
+            look: Look::Still(Arc::new(still)),
+            brightness: 1.0,
+            start_ms: t_ms,
+            fade_ms: 0,
+        }];
+        self.scratch = None;
+    }
+
     /// Renders what is on output at `t_ms` into `frame`.
     pub fn render(&mut self, layout: &Layout, t_ms: i64, frame: &mut Frame) {
         if let Some(done) = self.cues.iter().rposition(|c| c.progress(t_ms) >= 1.0) {
             self.cues.drain(..done);
         }
+        let n = layout.pixel_count();
         frame.pixels.clear();
-        frame
-            .pixels
-            .resize(layout.pixel_count(), crate::colour::Rgb::BLACK);
+        frame.pixels.resize(n, Rgb::BLACK);
         let mut scratch = self.scratch.take().unwrap_or_else(|| Frame::new(layout));
         for (i, cue) in self.cues.iter().enumerate() {
             let weight = if i == 0 { 1.0 } else { cue.progress(t_ms) };
-            match &cue.scene {
-                Some(scene) => render(scene, layout, t_ms, &mut scratch),
-                None => {
+            match &cue.look {
+                Look::Scene(scene) => {
+                    if render(scene, layout, t_ms, &mut scratch).is_err() {
+                        self.mismatches += 1;
+                    }
+                }
+                Look::Still(still) if still.pixels.len() == n => {
+                    scratch.pixels.clone_from(&still.pixels);
+                }
+                Look::Still(_) | Look::Dark => {
                     scratch.pixels.clear();
-                    scratch
-                        .pixels
-                        .resize(layout.pixel_count(), crate::colour::Rgb::BLACK);
+                    scratch.pixels.resize(n, Rgb::BLACK);
                 }
             }
             for (out, c) in frame.pixels.iter_mut().zip(&scratch.pixels) {

@@ -33,7 +33,7 @@ impl View {
     /// Fits the layout's pixels into a picture `width` wide, keeping the site's aspect.
     pub fn fit(layout: &Layout, width: u32) -> View {
         let (mut min, mut max) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
-        for p in &layout.positions {
+        for p in layout.positions() {
             for k in 0..2 {
                 min[k] = min[k].min(p[k]);
                 max[k] = max[k].max(p[k]);
@@ -82,12 +82,12 @@ pub fn draw(layout: &Layout, view: &View, colours: &[Rgb], title: &str, caption:
         w,
         h,
     };
-    for f in &layout.fixtures {
+    for f in layout.fixtures() {
         let n = f.pixels.len();
         // Strips are rows of small dots; single fixtures are floods with a wide glow.
         let (core, glow) = if n > 1 { (1.6, 5.0) } else { (4.0, 26.0) };
         for p in f.pixels.clone() {
-            let (x, y) = view.project(layout.positions[p]);
+            let (x, y) = view.project(layout.positions()[p]);
             let c = colours.get(p).copied().unwrap_or(Rgb::BLACK);
             if c.max_component() < 0.002 {
                 canvas.ring(x, y, core + 1.5, Rgb::new(0.03, 0.03, 0.035));

@@ -264,18 +264,56 @@ struct GroupOut {
     fixtures: Vec<usize>,
 }
 
-/// A site compiled for output.
+/// A site compiled for output. Its channel numbering is the [`OutputMap`]'s: fixtures in the
+/// site's order, each fixture's pixels one after another.
+///
+/// [`OutputMap`]: crate::output::OutputMap
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub site: SiteId,
-    pub time_zone: jiff::tz::TimeZone,
-    pub fixtures: Vec<FixtureOut>,
+    site: SiteId,
+    time_zone: jiff::tz::TimeZone,
+    fixtures: Vec<FixtureOut>,
     /// Position of every pixel in metres, in fixture order.
-    pub positions: Vec<[f32; 2]>,
-    pub channel_count: usize,
-    pub limits: ColourLimits,
-    pub max_flash_hz: f64,
+    positions: Vec<[f32; 2]>,
+    channel_count: usize,
+    limits: ColourLimits,
+    max_flash_hz: f64,
     groups: Vec<GroupOut>,
+    fingerprint: u64,
+}
+
+/// A scene compiled for one layout was rendered on another (a plan changed under it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("scene `{0}` was compiled for another layout; compile it again for this one")]
+pub struct LayoutMismatch(pub u64);
+
+/// Channel values that do not fit a layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{got} channel values for a layout of {expected}")]
+pub struct FrameLengthError {
+    pub expected: usize,
+    pub got: usize,
+}
+
+/// FNV-1a, for layout fingerprints: the same layout gives the same number on any machine.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(mut self, bytes: &[u8]) -> Fnv {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+
+    fn num(self, n: u64) -> Fnv {
+        self.bytes(&n.to_le_bytes())
+    }
 }
 
 impl Layout {
@@ -285,9 +323,9 @@ impl Layout {
         let mut curves: Vec<Arc<Curve>> = Vec::new();
         let mut fixtures = Vec::new();
         let mut positions = Vec::new();
-        let mut channel = 0;
+        let channel_ranges = crate::output::fixture_channels(&site.fixtures);
         let site_cap = site.limits.max_output.get();
-        for f in &site.fixtures {
+        for (f, channels) in site.fixtures.iter().zip(channel_ranges) {
             let white =
                 |k: Option<(f64, f64)>| colour::kelvin_to_rgb(k.map_or(DEFAULT_WHITE_K, |w| w.0));
             let mix = match f.kind {
@@ -355,16 +393,16 @@ impl Layout {
                 Shape::Point(p) => positions.extend((0..count).map(|_| [p[0] as f32, p[1] as f32])),
                 Shape::Line(points) => positions.extend(spread(points, count)),
             }
-            let slots = encoder.slots() * count;
+            debug_assert_eq!(encoder.slots() * count, channels.len());
             fixtures.push(FixtureOut {
                 id: f.id.clone(),
                 pixels: first_pixel..positions.len(),
-                channels: channel..channel + slots,
+                channels,
                 encoder,
             });
-            channel += slots;
         }
-        let groups = site
+        let channel_count = fixtures.last().map_or(0, |f| f.channels.end);
+        let groups: Vec<GroupOut> = site
             .groups
             .iter()
             .map(|g| GroupOut {
@@ -377,20 +415,94 @@ impl Layout {
                     .collect(),
             })
             .collect();
+        let mut print = Fnv::new()
+            .bytes(site.id.as_str().as_bytes())
+            .num(positions.len() as u64)
+            .num(channel_count as u64)
+            .num(site.limits.max_flash_hz.to_bits());
+        for f in &fixtures {
+            print = print
+                .bytes(f.id.as_str().as_bytes())
+                .num(f.pixels.start as u64)
+                .num(f.pixels.end as u64)
+                .num(f.channels.start as u64)
+                .num(f.channels.end as u64);
+        }
+        for p in &positions {
+            print = print.num(u64::from(p[0].to_bits()) << 32 | u64::from(p[1].to_bits()));
+        }
+        for g in &groups {
+            print = print.bytes(g.id.as_str().as_bytes());
+            for i in &g.fixtures {
+                print = print.num(*i as u64);
+            }
+        }
         Layout {
             site: site.id.clone(),
             time_zone: site.time_zone.clone(),
             fixtures,
             positions,
-            channel_count: channel,
+            channel_count,
             limits: ColourLimits::new(&site.limits),
             max_flash_hz: site.limits.max_flash_hz,
             groups,
+            fingerprint: print.0,
         }
+    }
+
+    pub fn site(&self) -> &SiteId {
+        &self.site
+    }
+
+    pub fn time_zone(&self) -> &jiff::tz::TimeZone {
+        &self.time_zone
+    }
+
+    /// Every fixture's pixels, channels and encoder, in the site's order.
+    pub fn fixtures(&self) -> &[FixtureOut] {
+        &self.fixtures
+    }
+
+    /// Position of every pixel in metres, in fixture order.
+    pub fn positions(&self) -> &[[f32; 2]] {
+        &self.positions
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channel_count
+    }
+
+    pub fn limits(&self) -> &ColourLimits {
+        &self.limits
+    }
+
+    pub fn max_flash_hz(&self) -> f64 {
+        self.max_flash_hz
+    }
+
+    /// The same layout without the site's colour limits (the fixtures' caps stay): what a
+    /// scene asks for, for comparisons and benchmarks. Scenes compiled for `self` render on it.
+    pub fn without_limits(&self) -> Layout {
+        Layout {
+            limits: ColourLimits::none(),
+            ..self.clone()
+        }
+    }
+
+    /// A number that changes whenever anything a compiled scene depends on changes (fixture
+    /// ranges, positions, groups, the flash limit): scenes carry it and are rendered only on
+    /// a layout with the same one.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn pixel_count(&self) -> usize {
         self.positions.len()
+    }
+
+    /// The fixture (index into [`fixtures`](Self::fixtures)) with this id.
+    pub fn fixture_index(&self, id: &FixtureId) -> Option<usize> {
+        self.fixtures.iter().position(|f| &f.id == id)
     }
 
     /// Fixture indices a target reaches, in layout order, each once.
@@ -474,6 +586,7 @@ pub struct CompiledScene {
     pub name: crate::model::Name,
     layers: Vec<CompiledLayer>,
     local_time: bool,
+    layout: u64,
 }
 
 impl CompiledScene {
@@ -491,7 +604,13 @@ impl CompiledScene {
                 .layers
                 .iter()
                 .any(|l| matches!(l.effect, Effect::Sky { .. })),
+            layout: layout.fingerprint,
         }
+    }
+
+    /// The fingerprint of the layout this scene was compiled for.
+    pub fn layout(&self) -> u64 {
+        self.layout
     }
 }
 
@@ -551,18 +670,6 @@ fn hash(mut x: u64) -> u32 {
     (x ^ (x >> 31)) as u32
 }
 
-fn palette(colours: &[Rgb], s: f32) -> Rgb {
-    match colours.len() {
-        0 => Rgb::BLACK,
-        1 => colours[0],
-        n => {
-            let x = s.clamp(0.0, 1.0) * (n - 1) as f32;
-            let i = (x as usize).min(n - 2);
-            colours[i].lerp(colours[i + 1], x - i as f32)
-        }
-    }
-}
-
 /// Local minute of the day (with fraction) at `t_ms` in `tz`.
 fn local_minute(t_ms: i64, tz: &jiff::tz::TimeZone) -> f64 {
     let Ok(ts) = jiff::Timestamp::from_millisecond(t_ms) else {
@@ -596,10 +703,19 @@ fn sky(stops: &[(f64, Rgb)], minute: f64) -> Rgb {
 }
 
 /// Fills `frame` with what `scene` shows at `t_ms` (milliseconds since the Unix epoch).
-/// Pixels no layer lights are black.
-pub fn render(scene: &CompiledScene, layout: &Layout, t_ms: i64, frame: &mut Frame) {
+/// Pixels no layer lights are black. A scene compiled for another layout leaves the frame
+/// black and says so.
+pub fn render(
+    scene: &CompiledScene,
+    layout: &Layout,
+    t_ms: i64,
+    frame: &mut Frame,
+) -> Result<(), LayoutMismatch> {
     frame.pixels.clear();
     frame.pixels.resize(layout.pixel_count(), Rgb::BLACK);
+    if scene.layout != layout.fingerprint {
+        return Err(LayoutMismatch(scene.layout));
+    }
     let minute = if scene.local_time {
         local_minute(t_ms, &layout.time_zone)
     } else {
@@ -608,6 +724,7 @@ pub fn render(scene: &CompiledScene, layout: &Layout, t_ms: i64, frame: &mut Fra
     for layer in &scene.layers {
         render_layer(layer, t_ms, minute, &mut frame.pixels);
     }
+    Ok(())
 }
 
 #[inline]
@@ -650,14 +767,11 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
             let span = layer.u_max - layer.u_min;
             let inv = if span > 0.0 { 1.0 / span } else { 0.0 };
             each(layer, pixels, |_, u| {
-                palette(colours, (u - layer.u_min) * inv).scale(b)
+                colours.at((u - layer.u_min) * inv).scale(b)
             });
         }
         Effect::Cycle { colours, period_ms } => {
-            let n = colours.len().max(1);
-            let x = phase(t_ms, *period_ms) * n as f32;
-            let i = (x as usize).min(n - 1);
-            let c = colours[i].lerp(colours[(i + 1) % n], x - i as f32).scale(b);
+            let c = colours.around(phase(t_ms, *period_ms)).scale(b);
             each(layer, pixels, |_, _| c);
         }
         Effect::Breathe {
@@ -734,20 +848,23 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
 }
 
 /// Applies `master` (0–1) and the site's limits to `frame` and writes every fixture's
-/// channels into `out` (`layout.channel_count` bytes, 16-bit values big-endian).
+/// channels into `out` (`layout.channel_count()` bytes, 16-bit values big-endian). Pixels
+/// missing from a short frame are dark; fixtures past the end of a short `out` are left out.
 pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
     let master = master.get() as f32;
     let clamp = !layout.limits.is_noop();
     for f in &layout.fixtures {
         let slots = f.encoder.slots();
-        let out = &mut out[f.channels.clone()];
+        let Some(out) = out.get_mut(f.channels.clone()) else {
+            continue;
+        };
         // Neighbouring pixels are often the same colour: clamp once for a run of them.
         let mut last_in = Rgb::new(-1.0, -1.0, -1.0);
         let mut last_out = Rgb::BLACK;
         for (p, out) in f.pixels.clone().zip(out.chunks_exact_mut(slots)) {
             // Light beyond full cannot be emitted; dim it as a whole rather than clip each
             // channel, which would shift its hue.
-            let c = frame.pixels[p];
+            let c = frame.pixels.get(p).copied().unwrap_or(Rgb::BLACK);
             let top = c.max_component();
             let c = c.scale(if top > 1.0 { master / top } else { master });
             let c = if !clamp {
@@ -765,17 +882,32 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
 }
 
 /// What each pixel emits for the channel values `channels`: the inverse of [`encode`], for
-/// the simulator and previews.
-pub fn decode(layout: &Layout, channels: &[u8]) -> Vec<Rgb> {
+/// the simulator and previews. `channels` must be exactly the layout's channels.
+pub fn decode(layout: &Layout, channels: &[u8]) -> Result<Vec<Rgb>, FrameLengthError> {
     let mut out = Vec::with_capacity(layout.pixel_count());
+    decode_into(layout, channels, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`] into a reused buffer.
+pub fn decode_into(
+    layout: &Layout,
+    channels: &[u8],
+    out: &mut Vec<Rgb>,
+) -> Result<(), FrameLengthError> {
+    if channels.len() != layout.channel_count {
+        return Err(FrameLengthError {
+            expected: layout.channel_count,
+            got: channels.len(),
+        });
+    }
+    out.clear();
     for f in &layout.fixtures {
         let slots = f.encoder.slots();
         let ch = &channels[f.channels.clone()];
-        for k in 0..f.pixels.len() {
-            out.push(f.encoder.read(&ch[k * slots..(k + 1) * slots]));
-        }
+        out.extend(ch.chunks_exact(slots).map(|pixel| f.encoder.read(pixel)));
     }
-    out
+    Ok(())
 }
 
 /// Renders and encodes one instant: the convenience form of [`render`] + [`encode`].
@@ -786,7 +918,8 @@ pub fn render_channels(
     master: Level,
 ) -> Vec<u8> {
     let mut frame = Frame::new(layout);
-    render(scene, layout, t_ms, &mut frame);
+    // A scene of another layout renders dark, which is what the channels then say.
+    let _ = render(scene, layout, t_ms, &mut frame);
     let mut out = vec![0; layout.channel_count];
     encode(layout, &frame, master, &mut out);
     out

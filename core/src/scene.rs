@@ -28,6 +28,52 @@ pub enum Blend {
     Multiply,
 }
 
+/// Colours of a gradient or a cycle: never empty, so an effect always has a colour to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Palette(Vec<Rgb>);
+
+impl Palette {
+    /// `None` for an empty list.
+    pub fn new(colours: Vec<Rgb>) -> Option<Palette> {
+        (!colours.is_empty()).then_some(Palette(colours))
+    }
+
+    pub fn colours(&self) -> &[Rgb] {
+        &self.0
+    }
+
+    /// Never 0.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false; here for the convention that goes with `len`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The colour at `s` (0–1) along the palette, blended between neighbours.
+    pub fn at(&self, s: f32) -> Rgb {
+        let c = &self.0;
+        let n = c.len();
+        if n == 1 {
+            return c[0];
+        }
+        let x = s.clamp(0.0, 1.0) * (n - 1) as f32;
+        let i = (x as usize).min(n - 2);
+        c[i].lerp(c[i + 1], x - i as f32)
+    }
+
+    /// The colour at phase `s` (0–1) of a round through the palette and back to its first.
+    pub fn around(&self, s: f32) -> Rgb {
+        let c = &self.0;
+        let n = c.len();
+        let x = s.clamp(0.0, 1.0) * n as f32;
+        let i = (x as usize).min(n - 1);
+        c[i].lerp(c[(i + 1) % n], x - i as f32)
+    }
+}
+
 /// A moving-along-space effect's geometry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Travel {
@@ -58,12 +104,12 @@ pub enum Effect {
     },
     /// Colours spread evenly across the layer's extent along `direction_deg`.
     Gradient {
-        colours: Vec<Rgb>,
+        colours: Palette,
         direction_deg: f64,
     },
     /// Cross-fades through `colours`, one full round per period.
     Cycle {
-        colours: Vec<Rgb>,
+        colours: Palette,
         period_ms: f64,
     },
     /// Dims by `depth` and back once per period.

@@ -8,10 +8,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use nightscape_core::colour::Rgb;
-use nightscape_core::model::{GroupId, Level, ShowLibrary, SiteId};
+use nightscape_core::model::{GroupId, Level, SiteId};
 use nightscape_core::render::{CompiledScene, Layout, decode, render_channels};
-use nightscape_core::scene::{Blend, Effect, Layer, Scene, SceneId, Target, Travel};
-use nightscape_core::show::{SourceFile, check};
+use nightscape_core::scene::{Blend, Effect, Layer, Palette, Scene, SceneId, Target, Travel};
+use nightscape_core::show::{ShowLibrary, SourceFile, check};
 use proptest::prelude::*;
 
 const FIXTURES: &str = r#"
@@ -131,14 +131,18 @@ fn effect() -> impl Strategy<Value = Effect> {
     prop_oneof![
         colour().prop_map(|colour| Effect::Static { colour }),
         (1667.0f64..25_000.0).prop_map(|kelvin| Effect::Kelvin { kelvin }),
-        (prop::collection::vec(colour(), 2..5), -180.0f64..180.0).prop_map(
+        (prop::collection::vec(colour(), 1..5), -180.0f64..180.0).prop_map(
             |(colours, direction_deg)| Effect::Gradient {
-                colours,
+                colours: Palette::new(colours).unwrap(),
                 direction_deg
             }
         ),
-        (prop::collection::vec(colour(), 2..5), period.clone())
-            .prop_map(|(colours, period_ms)| Effect::Cycle { colours, period_ms }),
+        (prop::collection::vec(colour(), 1..5), period.clone()).prop_map(|(colours, period_ms)| {
+            Effect::Cycle {
+                colours: Palette::new(colours).unwrap(),
+                period_ms,
+            }
+        }),
         (colour(), period.clone(), 0.0f32..=1.0).prop_map(|(colour, period_ms, depth)| {
             Effect::Breathe {
                 colour,
@@ -225,16 +229,16 @@ proptest! {
             let compiled = CompiledScene::new(&scene, layout);
             let channels = render_channels(&compiled, layout, t_ms, Level::from_pct(master * 100.0).unwrap());
             let max = site.limits.max_output.get();
-            for f in &layout.fixtures {
+            for f in layout.fixtures() {
                 // Every emitter's light (channel fraction through the fixture's curve) stays
                 // under the cap: the site's maximum, and the zone's for the 100 cd/m² fixture
                 // (zone 2 allows 60 cd/m²).
                 let cap = if f.id.as_str() == "rgb" { max.min(0.6) } else { max };
                 let one = decode(layout, &{
-                    let mut c = vec![0u8; layout.channel_count];
+                    let mut c = vec![0u8; layout.channel_count()];
                     c[f.channels.clone()].copy_from_slice(&channels[f.channels.clone()]);
                     c
-                })[f.pixels.start];
+                }).unwrap()[f.pixels.start];
                 // The brightest emitter alone cannot exceed the cap: check each slot.
                 let slots = f.encoder.slots();
                 for k in 0..slots {
@@ -244,9 +248,9 @@ proptest! {
                     prop_assert!(light <= cap as f32 + 0.01, "{} slot {k}: {light} > {cap} ({one:?})", f.id);
                 }
             }
-            let shown = decode(layout, &channels);
+            let shown = decode(layout, &channels).unwrap();
             for (p, c) in shown.into_iter().enumerate() {
-                let f = layout.fixtures.iter().find(|f| f.pixels.contains(&p)).unwrap();
+                let f = layout.fixtures().iter().find(|f| f.pixels.contains(&p)).unwrap();
                 // Near the bottom of the range one 8-bit step moves a colour by more than the
                 // limits' tolerances; the levels there are checked above.
                 if c.max_component() < 0.2 {
@@ -254,7 +258,7 @@ proptest! {
                 }
                 // Emitted light is checked with the slack that 8-bit steps and emitter mixing need
                 // (the clamp itself is exact: see `clamped_colours_break_no_limit`).
-                let breach = layout.limits.breach_by(c, 0.03);
+                let breach = layout.limits().breach_by(c, 0.03);
                 prop_assert!(breach.is_none(), "{} {}: {c:?} breaks {breach:?}", site.id, f.id);
             }
         }
@@ -274,7 +278,7 @@ proptest! {
         // Inputs may be any light up to full; the renderer scales brighter light down first.
         let (lib, layouts) = &*SITES;
         for (site, layout) in lib.sites.values().zip(layouts) {
-            let limits = &layout.limits;
+            let limits = layout.limits();
             let c = c.scale(k);
             let clamped = limits.clamp(c);
             prop_assert!(limits.breach(clamped).is_none(), "{}: {c:?} → {clamped:?} breaks {:?}", site.id, limits.breach(clamped));

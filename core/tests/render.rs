@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightscape_core::colour::{Rgb, kelvin_to_rgb};
-use nightscape_core::model::{Level, ShowLibrary};
+use nightscape_core::model::Level;
 use nightscape_core::playback::Playback;
 use nightscape_core::render::{CompiledScene, Frame, Layout, decode, render, render_channels};
 use nightscape_core::scene::SceneId;
-use nightscape_core::show::{SourceFile, check};
+use nightscape_core::show::{ShowLibrary, SourceFile, check};
 
 /// A library of one site (`site` is the body after its header) and its `scenes`.
 fn library(limits: &str, fixtures: &str, scenes: &[(&str, &str)]) -> ShowLibrary {
@@ -78,7 +78,7 @@ fn reds(lib: &ShowLibrary, id: &str, t: i64) -> Vec<u8> {
     let (layout, scene) = compiled(lib, id);
     let ch = render_channels(&scene, &layout, t, Level::FULL);
     layout
-        .fixtures
+        .fixtures()
         .iter()
         .map(|f| ch[f.channels.start])
         .collect()
@@ -181,7 +181,7 @@ fn twinkle_lights_about_its_density_and_rainbow_turns_through_hues() {
     let mut frame = Frame::new(&layout);
     let mut lit = 0;
     for k in 0..20 {
-        render(&scene, &layout, 1_000_000 + k * 1000, &mut frame);
+        render(&scene, &layout, 1_000_000 + k * 1000, &mut frame).unwrap();
         lit += frame
             .pixels
             .iter()
@@ -191,7 +191,7 @@ fn twinkle_lights_about_its_density_and_rainbow_turns_through_hues() {
     let share = lit as f64 / 20_000.0;
     assert!((0.25..0.35).contains(&share), "{share}");
     let (layout, scene) = compiled(&lib, "rb");
-    render(&scene, &layout, 0, &mut frame);
+    render(&scene, &layout, 0, &mut frame).unwrap();
     let hue = |i: usize| frame.pixels[i].hue().unwrap();
     assert!(hue(0) < 2.0 && (hue(250) - 90.0).abs() < 2.0 && (hue(500) - 180.0).abs() < 2.0);
 }
@@ -271,7 +271,7 @@ fixtures = ["grb", "wide", "rgbw", "rgba", "cct", "curve"]
     let site = lib.sites.values().next().unwrap();
     let layout = Layout::new(site, None);
     let encode = |fixture: usize, c: Rgb| {
-        let f = &layout.fixtures[fixture];
+        let f = &layout.fixtures()[fixture];
         let mut out = vec![0; f.encoder.slots()];
         f.encoder.write(c, &mut out);
         out
@@ -307,7 +307,7 @@ fixtures = ["grb", "wide", "rgbw", "rgba", "cct", "curve"]
         (3, Rgb::new(0.9, 0.5, 0.1)),
         (5, half),
     ] {
-        let f = &layout.fixtures[i];
+        let f = &layout.fixtures()[i];
         let back = f.encoder.read(&encode(i, c));
         for (a, b) in [(back.r, c.r), (back.g, c.g), (back.b, c.b)] {
             assert!(
@@ -357,14 +357,14 @@ fn cross_fades_start_from_what_is_on_output_even_mid_fade() {
     // Both old scenes keep contributing while the new one fades in …
     let during = sample(&mut playback, 2600);
     let mut alone = Frame::new(&layout);
-    render(&wave, &layout, 2600, &mut alone);
+    render(&wave, &layout, 2600, &mut alone).unwrap();
     for (d, w) in during.iter().zip(&alone.pixels) {
         // black is fully in by now (its fade ended at 2000), so out = ½·black + ½·wave.
         assert!((d.r - 0.5 * w.r).abs() < 1e-6, "{d:?} vs {w:?}");
     }
     // … and when the fade is over only the new one is left, still moving.
     assert_eq!(sample(&mut playback, 3600), {
-        render(&wave, &layout, 3600, &mut alone);
+        render(&wave, &layout, 3600, &mut alone).unwrap();
         alone.pixels.clone()
     });
     assert!(!playback.fading(3600));
@@ -401,9 +401,9 @@ fn shipped_scenes_render_as_recorded() {
         let layout = Layout::new(site, lib.zone_rule(site));
         let compiled = CompiledScene::new(scene, &layout);
         let channels = render_channels(&compiled, &layout, t, Level::FULL);
-        let shown = decode(&layout, &channels);
+        let shown = decode(&layout, &channels).unwrap();
         text += &format!("{id} ({} channels)\n", channels.len());
-        for f in &layout.fixtures {
+        for f in layout.fixtures() {
             let ch = &channels[f.channels.clone()];
             let head: Vec<String> = ch.iter().take(9).map(|v| format!("{v:02x}")).collect();
             let sum: u64 = ch.iter().map(|&v| u64::from(v)).sum();

@@ -6,10 +6,10 @@ mod common;
 
 use jiff::civil::date;
 use nightscape_core::calendar::CalendarId;
-use nightscape_core::model::{Level, ShowLibrary, SiteId};
+use nightscape_core::model::{Level, SiteId};
 use nightscape_core::scene::SceneId;
 use nightscape_core::schedule::{Cause, Evaluator, Override, OverrideKind, epoch_day};
-use nightscape_core::show::{SourceFile, check};
+use nightscape_core::show::{ShowLibrary, SourceFile, check};
 use nightscape_core::sun::Almanac;
 
 /// A site at (`lat`, `lon`) in `tz` with scenes `a`, `b`, `c`, the given limits and rules.

@@ -1,12 +1,16 @@
-//! Modbus for LED controllers: channel levels to holding-register writes under a controller
-//! profile (packing, scaling, batching within the device's limits), the request PDUs, and the
-//! profile's readings (status, power, uptime).
+//! Modbus for LED controllers, under a controller profile: channel levels to holding-register
+//! writes (packing, scaling, batching within the device's request size, FC16 or FC06 only),
+//! the start-up sequence (fade, levels, master, enable), the fade register when the
+//! controller fades, the reads of status, power, uptime and readback with their answers
+//! decoded, and exception codes. Framing (MBAP, transaction ids) is tokio-modbus's: the
+//! gateway is its client, the simulator its server; the PDUs here are for tests and tools.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::{DecodeError, be16, need};
-use crate::addr::RegisterAddr;
-use crate::model::{Pack, Power, Profile, Uptime, WordOrder};
+use crate::addr::{RegisterAddr, RegisterTable};
+use crate::model::{Pack, Power, Profile, StatusBit, Uptime, WordOrder};
 
 /// A write request, as Modbus function 06 (one register) or 16 (several).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +200,423 @@ pub fn rebooted(before: Duration, now: Duration) -> bool {
     now < before
 }
 
+/// A read request, as Modbus function 03 (holding registers) or 04 (input registers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    pub table: RegisterTable,
+    pub start: RegisterAddr,
+    pub count: u16,
+}
+
+/// Most registers one read may ask for (Modbus application protocol, FC03/FC04).
+pub const MAX_READ: u16 = 125;
+
+impl Read {
+    pub fn function(&self) -> u8 {
+        match self.table {
+            RegisterTable::Holding => 0x03,
+            RegisterTable::Input => 0x04,
+        }
+    }
+
+    pub fn pdu(&self) -> Vec<u8> {
+        let mut out = vec![self.function()];
+        out.extend_from_slice(&self.start.get().to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out
+    }
+
+    /// Registers asked for, as 0-based addresses.
+    pub fn registers(&self) -> Range<u32> {
+        let start = u32::from(self.start.get());
+        start..start + u32::from(self.count)
+    }
+
+    /// Reads the register values of this request's answer PDU (function code, byte count,
+    /// values), or the controller's exception.
+    pub fn answer(&self, pdu: &[u8]) -> Result<Vec<u16>, AnswerError> {
+        need(pdu, 2)?;
+        if pdu[0] == self.function() | 0x80 {
+            return Err(AnswerError::Exception(Exception::from_code(pdu[1])));
+        }
+        if pdu[0] != self.function() {
+            return Err(AnswerError::Mismatch(format!(
+                "function {:#04x} answered a read with function {:#04x}",
+                self.function(),
+                pdu[0]
+            )));
+        }
+        let bytes = usize::from(pdu[1]);
+        if bytes != 2 * usize::from(self.count) {
+            return Err(AnswerError::Mismatch(format!(
+                "{} registers asked for, {bytes} bytes answered",
+                self.count
+            )));
+        }
+        need(pdu, 2 + bytes)?;
+        Ok((0..usize::from(self.count))
+            .map(|i| be16(pdu, 2 + 2 * i))
+            .collect())
+    }
+}
+
+/// A Modbus exception code, as a controller answers a request it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exception {
+    /// 01: the device does not implement the function (FC16 on a device without it).
+    IllegalFunction,
+    /// 02: the register is past the device's map.
+    IllegalDataAddress,
+    /// 03: a value or count the device refuses (too many registers in one request).
+    IllegalDataValue,
+    /// 04: the device failed while acting on the request.
+    ServerDeviceFailure,
+    /// 05: accepted, still working.
+    Acknowledge,
+    /// 06: busy with something else.
+    ServerDeviceBusy,
+    /// 0A: a Modbus TCP gateway has no path to the unit.
+    GatewayPathUnavailable,
+    /// 0B: the unit behind a Modbus TCP gateway did not answer.
+    GatewayTargetNoResponse,
+    Other(u8),
+}
+
+impl Exception {
+    pub fn from_code(code: u8) -> Exception {
+        match code {
+            0x01 => Exception::IllegalFunction,
+            0x02 => Exception::IllegalDataAddress,
+            0x03 => Exception::IllegalDataValue,
+            0x04 => Exception::ServerDeviceFailure,
+            0x05 => Exception::Acknowledge,
+            0x06 => Exception::ServerDeviceBusy,
+            0x0a => Exception::GatewayPathUnavailable,
+            0x0b => Exception::GatewayTargetNoResponse,
+            other => Exception::Other(other),
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Exception::IllegalFunction => 0x01,
+            Exception::IllegalDataAddress => 0x02,
+            Exception::IllegalDataValue => 0x03,
+            Exception::ServerDeviceFailure => 0x04,
+            Exception::Acknowledge => 0x05,
+            Exception::ServerDeviceBusy => 0x06,
+            Exception::GatewayPathUnavailable => 0x0a,
+            Exception::GatewayTargetNoResponse => 0x0b,
+            Exception::Other(code) => code,
+        }
+    }
+
+    /// Whether trying the same request again later can succeed. The others mean the profile
+    /// does not match the device: retrying cannot help, the profile must be fixed.
+    pub fn transient(self) -> bool {
+        matches!(
+            self,
+            Exception::ServerDeviceFailure
+                | Exception::Acknowledge
+                | Exception::ServerDeviceBusy
+                | Exception::GatewayPathUnavailable
+                | Exception::GatewayTargetNoResponse
+        )
+    }
+}
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Exception::IllegalFunction => "illegal function: the device lacks this function code",
+            Exception::IllegalDataAddress => {
+                "illegal data address: the register is not in the device's map"
+            }
+            Exception::IllegalDataValue => {
+                "illegal data value: the device refuses the value or register count"
+            }
+            Exception::ServerDeviceFailure => "server device failure",
+            Exception::Acknowledge => "acknowledge: the device is still working on it",
+            Exception::ServerDeviceBusy => "server device busy",
+            Exception::GatewayPathUnavailable => "gateway path unavailable",
+            Exception::GatewayTargetNoResponse => "gateway target device failed to respond",
+            Exception::Other(_) => "unknown exception",
+        };
+        write!(f, "exception {:02x} ({what})", self.code())
+    }
+}
+
+/// Why an answer could not be used. An exception is the controller saying no; the others
+/// mean the answer is not one to this request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the controller answered {0}")]
+    Exception(Exception),
+    #[error("answer does not match the request: {0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Reads a write request's answer PDU: an echo of the function code (and, for FC06 and
+/// FC16, of the address), or the controller's exception.
+pub fn write_answer(request: &Request, pdu: &[u8]) -> Result<(), AnswerError> {
+    let function = request.pdu()[0];
+    need(pdu, 2)?;
+    if pdu[0] == function | 0x80 {
+        return Err(AnswerError::Exception(Exception::from_code(pdu[1])));
+    }
+    need(pdu, 5)?;
+    if pdu[0] != function || be16(pdu, 1) != u16::try_from(request.registers().start).unwrap_or(0) {
+        return Err(AnswerError::Mismatch(format!(
+            "function {function:#04x} at register {} answered with {:#04x} at {}",
+            request.registers().start,
+            pdu[0],
+            be16(pdu, 1)
+        )));
+    }
+    Ok(())
+}
+
+/// What a controller's status register says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub raw: u16,
+    /// The faults the profile names for the set bits; bits it does not name are in
+    /// `unnamed`.
+    pub faults: Vec<StatusBit>,
+    pub unnamed: u16,
+}
+
+impl Status {
+    pub fn ok(&self) -> bool {
+        self.raw == 0
+    }
+}
+
+/// Reads the status register under the profile's bit names.
+pub fn status(bits: &[StatusBit], raw: u16) -> Status {
+    let mut faults = Vec::new();
+    let mut unnamed = 0;
+    for bit in 0..16 {
+        if raw & (1 << bit) == 0 {
+            continue;
+        }
+        match bits.get(bit) {
+            Some(b) => faults.push(*b),
+            None => unnamed |= 1 << bit,
+        }
+    }
+    Status {
+        raw,
+        faults,
+        unnamed,
+    }
+}
+
+/// What one poll of a controller asks for, and which reading each answer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    pub reads: Vec<Read>,
+}
+
+/// The readings of one poll, decoded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Readings {
+    pub status: Option<Status>,
+    pub power_w: Option<f64>,
+    pub uptime: Option<Duration>,
+    /// The levels the device says it outputs, one byte a channel, as the gateway writes them.
+    pub readback: Option<Vec<u8>>,
+}
+
+impl Poll {
+    /// The reads that cover the profile's status, power, uptime and (when `readback`)
+    /// readback registers: input registers that sit together are asked for in one request,
+    /// every request within the device's limit.
+    pub fn new(profile: &Profile, readback: bool) -> Poll {
+        let limit = profile.write.max_registers.clamp(1, MAX_READ);
+        let mut wanted: Vec<(RegisterTable, u32, u32)> = Vec::new();
+        if let Some(s) = &profile.status {
+            wanted.push((RegisterTable::Input, u32::from(s.register.get()), 1));
+        }
+        if let Some(p) = &profile.power {
+            wanted.push((
+                RegisterTable::Input,
+                u32::from(p.register.get()),
+                u32::from(p.words),
+            ));
+        }
+        if let Some(u) = &profile.uptime {
+            wanted.push((
+                RegisterTable::Input,
+                u32::from(u.register.get()),
+                u32::from(u.words),
+            ));
+        }
+        if readback && let Some(r) = &profile.readback {
+            let count = profile.level_registers().len() as u32;
+            wanted.push((r.table, u32::from(r.start.get()), count));
+        }
+        wanted.sort();
+        // Join what touches or overlaps in one table, then split at the limit.
+        let mut joined: Vec<(RegisterTable, u32, u32)> = Vec::new();
+        for (table, start, count) in wanted {
+            match joined.last_mut() {
+                Some((t, s, c)) if *t == table && start <= *s + *c => {
+                    *c = (*c).max(start + count - *s);
+                }
+                _ => joined.push((table, start, count)),
+            }
+        }
+        let mut reads = Vec::new();
+        for (table, start, count) in joined {
+            let mut at = start;
+            while at < start + count && at <= 0xffff {
+                let n = (start + count - at)
+                    .min(u32::from(limit))
+                    .min(0x1_0000 - at);
+                reads.push(Read {
+                    table,
+                    start: RegisterAddr::from_u16(at as u16),
+                    count: n as u16,
+                });
+                at += n;
+            }
+        }
+        Poll { reads }
+    }
+
+    /// Decodes the answers, one per read in order (a read that failed is `None`, and the
+    /// readings it carried stay unknown).
+    pub fn readings(&self, profile: &Profile, answers: &[Option<Vec<u16>>]) -> Readings {
+        let value_at = |table: RegisterTable, register: u16, words: u32| -> Option<Vec<u16>> {
+            let first = u32::from(register);
+            self.reads
+                .iter()
+                .zip(answers)
+                .filter(|(r, _)| r.table == table)
+                .find_map(|(r, a)| {
+                    let regs = r.registers();
+                    let a = a.as_ref()?;
+                    (regs.start <= first && first + words <= regs.end && a.len() == regs.len())
+                        .then(|| {
+                            let at = (first - regs.start) as usize;
+                            a[at..at + words as usize].to_vec()
+                        })
+                })
+        };
+        let status_bits = profile.status.as_ref().map_or(&[][..], |s| &s.bits[..]);
+        let mut readings = Readings {
+            status: profile.status.as_ref().and_then(|s| {
+                value_at(RegisterTable::Input, s.register.get(), 1)
+                    .map(|v| status(status_bits, v[0]))
+            }),
+            power_w: profile.power.as_ref().and_then(|p| {
+                value_at(RegisterTable::Input, p.register.get(), u32::from(p.words))
+                    .and_then(|v| power_watts(p, profile.word_order, &v))
+            }),
+            uptime: profile.uptime.as_ref().and_then(|u| {
+                value_at(RegisterTable::Input, u.register.get(), u32::from(u.words))
+                    .and_then(|v| uptime(u, profile.word_order, &v))
+            }),
+            readback: None,
+        };
+        if let Some(r) = &profile.readback {
+            // The readback may span several reads: gather them in order.
+            let count = profile.level_registers().len() as u32;
+            let first = u32::from(r.start.get());
+            let mut values = Vec::with_capacity(count as usize);
+            for (read, answer) in self.reads.iter().zip(answers) {
+                let regs = read.registers();
+                if read.table != r.table || regs.end <= first || regs.start >= first + count {
+                    continue;
+                }
+                let Some(a) = answer.as_ref().filter(|a| a.len() == regs.len()) else {
+                    values.clear();
+                    break;
+                };
+                let from = first.max(regs.start);
+                let to = (first + count).min(regs.end);
+                values.extend_from_slice(
+                    &a[(from - regs.start) as usize..(to - regs.start) as usize],
+                );
+            }
+            if values.len() == count as usize {
+                readings.readback = Some(channels_from_registers(profile, &values));
+            }
+        }
+        readings
+    }
+}
+
+/// The channel bytes (as the gateway writes them) that level register values stand for: the
+/// inverse of [`level_registers`], for the simulator and for readback.
+pub fn channels_from_registers(profile: &Profile, registers: &[u16]) -> Vec<u8> {
+    let levels = &profile.levels;
+    let max = levels.max.max(1);
+    let unscale = |v: u16| ((u32::from(v).min(max) * 255 + max / 2) / max) as u8;
+    let n = usize::from(levels.channels);
+    let reg = |r: usize| registers.get(r).copied().unwrap_or(0);
+    (0..n)
+        .map(|k| match levels.pack {
+            None => unscale(reg(k)),
+            Some(pack) => {
+                let v = reg(k / 2);
+                let high = matches!(
+                    (pack, k % 2 == 0),
+                    (Pack::HighFirst, true) | (Pack::LowFirst, false)
+                );
+                let byte = if high { v >> 8 } else { v & 0xff };
+                unscale(byte)
+            }
+        })
+        .collect()
+}
+
+/// Who fades on a Modbus controller: the gateway (frames every tick; the controller's fade
+/// register is held at 0) or the controller (the gateway writes the fade time, then the
+/// target levels once).
+pub fn fade_value(profile: &Profile, fade: Duration) -> Option<(RegisterAddr, u16)> {
+    let f = profile.fade?;
+    let units = (fade.as_secs_f64() / f.unit.as_secs_f64()).round();
+    Some((f.register, units.clamp(0.0, f64::from(f.max)) as u16))
+}
+
+/// The writes a gateway sends to a controller it has just connected to (or that rebooted):
+/// the fade time (0 when the gateway fades), every level register, the master dimmer at
+/// full, and the enable switch last, so the controller switches on to the intended look
+/// rather than whatever it held.
+pub fn start_up(
+    profile: &Profile,
+    controller_fade: Option<Duration>,
+    levels: &[u16],
+) -> Vec<Request> {
+    let single = |register: RegisterAddr, value: u16| {
+        if profile.write.fc16 {
+            Request::WriteMultiple {
+                start: register,
+                values: vec![value],
+            }
+        } else {
+            Request::WriteSingle { register, value }
+        }
+    };
+    let mut out = Vec::new();
+    if let Some((register, value)) = fade_value(profile, controller_fade.unwrap_or(Duration::ZERO))
+    {
+        out.push(single(register, value));
+    }
+    out.extend(plan_writes(profile, None, levels));
+    if let Some(m) = profile.master {
+        out.push(single(m.register, m.max));
+    }
+    if let Some(e) = profile.enable {
+        out.push(single(e.register, e.on));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +740,183 @@ mod tests {
         assert!(matches!(
             Request::from_pdu(&[0x06]),
             Err(DecodeError::TooShort { .. })
+        ));
+    }
+
+    /// The bytes of a run of FC16 requests, each as (start register, values).
+    fn fc16(start: u16, values: &[u16]) -> Vec<u8> {
+        let mut out = vec![0x10];
+        out.extend_from_slice(&start.to_be_bytes());
+        out.extend_from_slice(&(values.len() as u16).to_be_bytes());
+        out.push((values.len() * 2) as u8);
+        for v in values {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn ns_led_v1_start_up_bytes() {
+        // Profile: fade at holding 2 (10 ms units), levels from 0x0100 packed high-first,
+        // 512 channels = 256 registers, at most 120 a request; master at 1 (max 255);
+        // enable at 0 (on = 1). The gateway fades, so the controller's fade is set to 0.
+        let p = profile("ns-led-v1");
+        let mut channels = [0u8; 512];
+        channels[..3].copy_from_slice(&[0xff, 0x80, 0x40]);
+        let levels = level_registers(&p, &channels);
+        let pdus: Vec<Vec<u8>> = start_up(&p, None, &levels)
+            .iter()
+            .map(Request::pdu)
+            .collect();
+        assert_eq!(pdus.len(), 6);
+        assert_eq!(pdus[0], [0x10, 0x00, 0x02, 0x00, 0x01, 0x02, 0x00, 0x00]);
+        assert_eq!(
+            &pdus[1][..10],
+            [0x10, 0x01, 0x00, 0x00, 0x78, 0xf0, 0xff, 0x80, 0x40, 0x00]
+        );
+        assert_eq!(pdus[1].len(), 6 + 240);
+        assert_eq!(&pdus[2][..6], [0x10, 0x01, 0x78, 0x00, 0x78, 0xf0]);
+        assert_eq!(pdus[3], fc16(0x01f0, &[0; 16]));
+        assert_eq!(pdus[4], [0x10, 0x00, 0x01, 0x00, 0x01, 0x02, 0x00, 0xff]);
+        assert_eq!(pdus[5], [0x10, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x01]);
+        // When the controller fades, 1.5 s is 150 units of 10 ms.
+        let fading = start_up(&p, Some(Duration::from_millis(1500)), &levels);
+        assert_eq!(
+            fading[0].pdu(),
+            [0x10, 0x00, 0x02, 0x00, 0x01, 0x02, 0x00, 0x96]
+        );
+        // …and past its maximum (6000 units, 60 s) it is held at the maximum.
+        assert_eq!(
+            fade_value(&p, Duration::from_secs(90)),
+            Some((RegisterAddr::new(2).unwrap(), 6000))
+        );
+    }
+
+    #[test]
+    fn pxm_px333_start_up_bytes() {
+        // No fade, master or enable: only the 512 level registers from 0x0000, one channel
+        // each, 0–255, in requests of at most 64.
+        let p = profile("pxm-px333");
+        let mut channels = [0u8; 512];
+        channels[0] = 0xff;
+        channels[511] = 0x11;
+        let writes = start_up(&p, None, &level_registers(&p, &channels));
+        assert_eq!(writes.len(), 8);
+        let first = writes[0].pdu();
+        assert_eq!(
+            &first[..8],
+            [0x10, 0x00, 0x00, 0x00, 0x40, 0x80, 0x00, 0xff]
+        );
+        let last = writes[7].pdu();
+        assert_eq!(&last[..6], [0x10, 0x01, 0xc0, 0x00, 0x40, 0x80]);
+        assert_eq!(&last[last.len() - 2..], [0x00, 0x11]);
+    }
+
+    #[test]
+    fn wb_mrgbw_d_start_up_bytes() {
+        // Fade at holding 13 in 10 ms units (max 255), four levels from holding 0.
+        let p = profile("wb-mrgbw-d");
+        let levels = level_registers(&p, &[0xff, 0x80, 0x00, 0x40]);
+        let pdus: Vec<Vec<u8>> = start_up(&p, Some(Duration::from_secs(2)), &levels)
+            .iter()
+            .map(Request::pdu)
+            .collect();
+        assert_eq!(
+            pdus,
+            [
+                vec![0x10, 0x00, 0x0d, 0x00, 0x01, 0x02, 0x00, 0xc8],
+                vec![
+                    0x10, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0xff, 0x00, 0x80, 0x00, 0x00, 0x00,
+                    0x40
+                ],
+            ]
+        );
+        // Five seconds is past the register's 2.55 s: held at 255.
+        assert_eq!(fade_value(&p, Duration::from_secs(5)).unwrap().1, 255);
+    }
+
+    #[test]
+    fn ns_led_v1_poll_and_its_answers() {
+        let p = profile("ns-led-v1");
+        let poll = Poll::new(&p, false);
+        // Status (input 0), power (input 1) and uptime (input 2–3) in one FC04.
+        assert_eq!(poll.reads.len(), 1);
+        assert_eq!(poll.reads[0].pdu(), [0x04, 0x00, 0x00, 0x00, 0x04]);
+        let answer = [0x04, 0x08, 0x00, 0x05, 0x04, 0xd2, 0x00, 0x01, 0x00, 0x02];
+        let values = poll.reads[0].answer(&answer).unwrap();
+        let r = poll.readings(&p, &[Some(values)]);
+        let status = r.status.unwrap();
+        assert_eq!(
+            status.faults,
+            [StatusBit::OutputFault, StatusBit::LampFault]
+        );
+        assert!(!status.ok());
+        assert_eq!(r.power_w, Some(123.4));
+        assert_eq!(r.uptime, Some(Duration::from_secs(65538)));
+        // A failed read leaves its readings unknown.
+        assert_eq!(poll.readings(&p, &[None]), Readings::default());
+        // Exceptions are told apart from garbage.
+        assert_eq!(
+            poll.reads[0].answer(&[0x84, 0x02]),
+            Err(AnswerError::Exception(Exception::IllegalDataAddress))
+        );
+        assert!(matches!(
+            poll.reads[0].answer(&[0x04, 0x06, 0, 0, 0, 0, 0, 0]),
+            Err(AnswerError::Mismatch(_))
+        ));
+        assert!(matches!(
+            poll.reads[0].answer(&[0x04, 0x08, 0, 0]),
+            Err(AnswerError::Decode(DecodeError::TooShort { .. }))
+        ));
+    }
+
+    #[test]
+    fn readback_spans_reads_and_gives_the_channels_back() {
+        let p = profile("pxm-px333");
+        let poll = Poll::new(&p, true);
+        // 512 holding registers from 0x2000, at most 64 a request.
+        assert_eq!(poll.reads.len(), 8);
+        assert_eq!(poll.reads[1].pdu(), [0x03, 0x20, 0x40, 0x00, 0x40]);
+        let channels: Vec<u8> = (0..512).map(|k| (k * 7 % 256) as u8).collect();
+        let regs = level_registers(&p, &channels);
+        let answers: Vec<Option<Vec<u16>>> = regs.chunks(64).map(|c| Some(c.to_vec())).collect();
+        let r = poll.readings(&p, &answers);
+        assert_eq!(r.readback.as_deref(), Some(&channels[..]));
+        // Packed and scaled profiles invert too.
+        let ns = profile("ns-led-v1");
+        let regs = level_registers(&ns, &channels);
+        assert_eq!(channels_from_registers(&ns, &regs), channels);
+        // The WB's uptime is input 104–105.
+        let wb = profile("wb-mrgbw-d");
+        assert_eq!(
+            Poll::new(&wb, false).reads[0].pdu(),
+            [0x04, 0x00, 0x68, 0x00, 0x02]
+        );
+    }
+
+    #[test]
+    fn exceptions_and_write_answers() {
+        for code in 0..=255u8 {
+            assert_eq!(Exception::from_code(code).code(), code);
+        }
+        assert!(!Exception::IllegalFunction.transient());
+        assert!(Exception::ServerDeviceBusy.transient());
+        assert_eq!(
+            Exception::IllegalDataValue.to_string(),
+            "exception 03 (illegal data value: the device refuses the value or register count)"
+        );
+        let w = Request::WriteSingle {
+            register: RegisterAddr::new(13).unwrap(),
+            value: 200,
+        };
+        assert_eq!(write_answer(&w, &[0x06, 0x00, 0x0d, 0x00, 0xc8]), Ok(()));
+        assert_eq!(
+            write_answer(&w, &[0x86, 0x01]),
+            Err(AnswerError::Exception(Exception::IllegalFunction))
+        );
+        assert!(matches!(
+            write_answer(&w, &[0x06, 0x00, 0x0e, 0x00, 0xc8]),
+            Err(AnswerError::Mismatch(_))
         ));
     }
 }

@@ -300,7 +300,7 @@ pub struct ProfileFile {
     pub enable: Option<EnableFile>,
     pub master: Option<MasterFile>,
     pub fade: Option<FadeFile>,
-    pub status: Option<InputFile>,
+    pub status: Option<StatusFile>,
     pub power: Option<PowerFile>,
     pub uptime: Option<UptimeFile>,
     /// Where the device shows what it outputs (read back for checks).
@@ -382,8 +382,22 @@ pub struct FadeFile {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub struct InputFile {
+pub struct StatusFile {
+    /// Input register; 0 means healthy.
     pub register: RegisterFile,
+    /// What each bit means, from bit 0 up: `output-fault`, `over-temperature`,
+    /// `lamp-fault`, `output-short`, or `unused`.
+    pub bits: Option<Vec<StatusBitFile>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusBitFile {
+    OutputFault,
+    OverTemperature,
+    LampFault,
+    OutputShort,
+    Unused,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -3,7 +3,8 @@
 //! The edges read files and hand them over as [`SourceFile`]s; [`check`] parses each one,
 //! reports every unknown key, lowers the serde types of [`file`] into the domain model of
 //! [`crate::model`] and runs the cross-checks (references, addressing, limits). It returns the
-//! library it could build and every diagnostic, each located at its file, line and column.
+//! [`ShowLibrary`] it could build (the type lives here, beside [`check`] that makes it) and
+//! every diagnostic, each located at its file, line and column.
 //!
 //! A library is laid out as:
 //! - `zones.toml`: the lighting-environment zone table;
@@ -11,6 +12,7 @@
 //! - `sites/<site-id>/site.toml`: a site with its gateways, controllers, fixtures, groups.
 
 pub mod file;
+mod library;
 mod locate;
 mod lower;
 mod scene;
@@ -19,8 +21,9 @@ mod schedule;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic, FieldPath, LineIndex, Location, Severity};
-use crate::model::{ProfileId, ShowLibrary, SiteId};
+use crate::model::{ProfileId, SiteId};
 use crate::scene::SceneId;
+pub use library::ShowLibrary;
 use locate::SourceMap;
 
 /// One file of a show library: its path relative to the library root, with `/` separators.

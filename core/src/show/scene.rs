@@ -9,7 +9,7 @@ use crate::colour::Rgb;
 use crate::diag::{Code, FieldPath};
 use crate::limits::ColourLimits;
 use crate::model::{GroupId, Role, Site};
-use crate::scene::{Blend, Effect, Layer, Scene, SceneId, Target, Travel};
+use crate::scene::{Blend, Effect, Layer, Palette, Scene, SceneId, Target, Travel};
 
 const DEFAULT_FADE_MS: i64 = 3000;
 
@@ -374,12 +374,16 @@ fn lower_layer(
             let text = format!("{k}K");
             colour(&text, limits, &path.key("kelvin"), p).map(|_| Effect::Kelvin { kelvin: k })
         }),
-        EffectFile::Gradient => many(p, 2, 16, false).map(|colours| Effect::Gradient {
-            colours,
-            direction_deg: direction,
-        }),
+        EffectFile::Gradient => {
+            many(p, 2, 16, false)
+                .and_then(Palette::new)
+                .map(|colours| Effect::Gradient {
+                    colours,
+                    direction_deg: direction,
+                })
+        }
         EffectFile::Cycle => {
-            let colours = many(p, 2, 16, true);
+            let colours = many(p, 2, 16, true).and_then(Palette::new);
             let period = period_ms(p);
             Some(Effect::Cycle {
                 colours: colours?,
