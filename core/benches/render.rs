@@ -10,7 +10,7 @@ use nightscape_core::model::Level;
 use nightscape_core::render::{CompiledScene, Frame, Layout, encode, render};
 use nightscape_core::show::check;
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 const RUN: Duration = Duration::from_millis(1500);

@@ -12,7 +12,7 @@ use nightscape_core::schedule::{Evaluator, epoch_day, local_instant};
 use nightscape_core::show::check;
 use nightscape_core::sun::{Almanac, Event, Place};
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 const SITES: usize = 1000;

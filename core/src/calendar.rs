@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 
 use jiff::civil::Date;
 
-crate::model::ids! {
-    CalendarId,
-}
+pub use crate::ids::CalendarId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calendar {

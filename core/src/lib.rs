@@ -25,6 +25,7 @@ pub mod clock;
 pub mod codec;
 pub mod colour;
 pub mod diag;
+pub mod ids;
 pub mod limits;
 pub mod model;
 pub mod output;

@@ -9,56 +9,9 @@ use std::time::Duration;
 
 use crate::addr::{ArtNetPortAddress, DmxAddress, RegisterAddr, SacnUniverse};
 
-/// Declares string id newtypes that accept lowercase slugs only.
-macro_rules! ids {
-    ($($(#[$doc:meta])* $name:ident,)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        // Shared, so that copying an id into every cue and transition costs no allocation.
-        pub struct $name(std::sync::Arc<str>);
-
-        impl $name {
-            /// Accepts a lowercase slug: `a-z`, `0-9` and inner `-`, at most 64 characters.
-            pub fn new(text: &str) -> Option<Self> {
-                $crate::model::is_slug(text).then(|| $name(std::sync::Arc::from(text)))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    )*};
-}
-
-pub(crate) use ids;
-
-ids! {
-    SiteId,
-    GatewayId,
-    ControllerId,
-    FixtureId,
-    GroupId,
-    ProfileId,
-    /// What a group is on its site (`facade`, `railing`, …); scenes may target a role.
-    Role,
-}
-
-pub fn is_slug(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-        && !text.contains("--")
-}
+pub use crate::ids::{
+    ControllerId, FixtureId, GatewayId, GroupId, ProfileId, Role, SiteId, is_slug,
+};
 
 /// A name in Korean, with English where one is given.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,12 +14,13 @@
 //! - the simulator [`scatter`](Sink::scatter)s what a controller received back into layout
 //!   channels and decodes them into light.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::model::{
-    ControllerId, Fixture, GatewayId, LayoutError, Output, Patch, Profile, ProfileId, RegisterSlot,
-    Universe,
+    Controller, ControllerId, Fixture, GatewayId, LayoutError, Output, Patch, Profile, ProfileId,
+    RegisterSlot, Universe,
 };
 
 /// One fixture's channels in one sink: `len` channels from layout channel `channels.start`
@@ -177,12 +178,12 @@ pub struct OutputMap {
 
 /// Layout channels of each fixture, in order: the one numbering both the map and the
 /// layout use.
-pub fn fixture_channels<'a>(fixtures: impl IntoIterator<Item = &'a Fixture>) -> Vec<Range<usize>> {
+pub fn fixture_channels<F: Borrow<Fixture>>(fixtures: &[F]) -> Vec<Range<usize>> {
     let mut at = 0;
     fixtures
-        .into_iter()
+        .iter()
         .map(|f| {
-            let n = f.channel_count() as usize;
+            let n = f.borrow().channel_count() as usize;
             at += n;
             at - n..at
         })
@@ -190,13 +191,13 @@ pub fn fixture_channels<'a>(fixtures: impl IntoIterator<Item = &'a Fixture>) -> 
 }
 
 impl OutputMap {
-    /// Builds the map of `fixtures` on `controllers`; returns it with every fixture that has
-    /// no place, by its index in `fixtures`. A fixture whose controller or profile is
+    /// Builds the map of a site: `fixtures` on `controllers`, with `profiles` for Modbus.
+    /// Returns it with every fixture that has no place, by its index in `fixtures`. A fixture whose controller or profile is
     /// unknown, or whose patch does not fit its controller's protocol, is left out silently
     /// (the checker reports those as references).
-    pub fn build(
-        fixtures: &[Fixture],
-        controllers: &[crate::model::Controller],
+    pub fn build<F: Borrow<Fixture>, C: Borrow<Controller>>(
+        fixtures: &[F],
+        controllers: &[C],
         profiles: &BTreeMap<ProfileId, Profile>,
     ) -> (OutputMap, Vec<(usize, MapError)>) {
         let fixture_channels = fixture_channels(fixtures);
@@ -206,6 +207,7 @@ impl OutputMap {
             .iter()
             .enumerate()
             .map(|(index, c)| {
+                let c = c.borrow();
                 let (profile, sinks) = match &c.output {
                     Output::Modbus { profile, .. } => {
                         let count = profiles.get(profile).map_or(0, |p| p.levels.channels);
@@ -239,6 +241,7 @@ impl OutputMap {
             })
             .collect();
         for (i, f) in fixtures.iter().enumerate() {
+            let f = f.borrow();
             let Some(map) = maps.iter_mut().find(|m| m.controller == f.controller) else {
                 continue;
             };
@@ -269,7 +272,7 @@ impl OutputMap {
                         first: *channel,
                     });
                 }
-                (Patch::Dmx { .. }, None) => {
+                (Patch::Dmx { .. }, _) => {
                     let runs = match f.dmx_runs() {
                         Ok(runs) => runs,
                         Err(e) => {
@@ -290,7 +293,7 @@ impl OutputMap {
                                     universe: run.universe,
                                     first_pixel: run.first_pixel,
                                     pixels: run.pixels,
-                                    carried: controllers[map.index].output.universes(),
+                                    carried: controllers[map.index].borrow().output.universes(),
                                 },
                             ));
                             break;
@@ -303,7 +306,7 @@ impl OutputMap {
                         });
                     }
                 }
-                _ => {}
+                (Patch::Modbus { .. }, None) => {}
             }
         }
         for map in &mut maps {

@@ -442,8 +442,9 @@ impl OverridesDocument {
                         let scene = e
                             .scene
                             .as_deref()
-                            .and_then(crate::scene::SceneId::new)
-                            .ok_or_else(|| bad(e, "a scene override needs a scene id"))?;
+                            .ok_or_else(|| bad(e, "a scene override needs a scene id"))?
+                            .parse::<crate::scene::SceneId>()
+                            .map_err(|why| bad(e, &format!("scene: {why}")))?;
                         let brightness =
                             crate::model::Level::from_pct(e.brightness_pct.unwrap_or(100.0))
                                 .ok_or_else(|| bad(e, "brightness_pct must be 0–100"))?;

@@ -8,9 +8,7 @@ use std::time::Duration;
 use crate::colour::Rgb;
 use crate::model::{GroupId, Name, Role, SiteId};
 
-crate::model::ids! {
-    SceneId,
-}
+pub use crate::ids::SceneId;
 
 /// Which fixtures a layer lights.
 #[derive(Debug, Clone, PartialEq, Eq)]

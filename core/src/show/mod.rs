@@ -387,7 +387,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
 
     for file in sources {
         if let Role::Profile(name) = role(&file.path) {
-            match ProfileId::new(name) {
+            match ProfileId::new(name).ok() {
                 None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
                 Some(id) => {
                     if let Some(parsed) = parse(file, &mut problems)
@@ -407,7 +407,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
             Role::CalendarIcs(name) => (name, true),
             _ => continue,
         };
-        match crate::calendar::CalendarId::new(name) {
+        match crate::calendar::CalendarId::new(name).ok() {
             None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
             Some(id) if checked.library.calendars.contains_key(&id) => problems.error(
                 Code::DuplicateId,
@@ -435,7 +435,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     for file in sources {
         match role(&file.path) {
             Role::Site(name) => {
-                match SiteId::new(name) {
+                match SiteId::new(name).ok() {
                     None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
                     Some(id) => {
                         if let Some(parsed) = parse(file, &mut problems) {
@@ -477,7 +477,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     for file in sources {
         if let Role::Scene(site, name) = role(&file.path) {
             let site_file = format!("sites/{site}/site.toml");
-            match SceneId::new(name) {
+            match SceneId::new(name).ok() {
                 None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
                 Some(id) if checked.library.scenes.contains_key(&id) => problems.error(
                     Code::DuplicateId,
@@ -486,7 +486,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 ),
                 Some(id) => {
                     let parsed = parse(file, &mut problems);
-                    let site = SiteId::new(site).and_then(|s| partial.get(&s));
+                    let site = SiteId::new(site).ok().and_then(|s| partial.get(&s));
                     match (parsed, site) {
                         (Some(parsed), Some(site)) => {
                             if let Some(scene) = scene::scene(id.clone(), site, parsed, &mut problems)
@@ -523,7 +523,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 })
                 .collect();
             if let (Some(parsed), Some(site)) =
-                (parsed, SiteId::new(site).and_then(|s| partial.get(&s)))
+                (parsed, SiteId::new(site).ok().and_then(|s| partial.get(&s)))
                 && let Some(s) =
                     schedule::schedule(site, &declared, &lib.calendars, parsed, &mut problems)
                 && lib.sites.contains_key(&site.id)

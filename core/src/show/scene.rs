@@ -229,7 +229,9 @@ fn lower_layer(
             None
         }
         (Some(g), None) => {
-            let id = GroupId::new(g).filter(|id| site.groups.iter().any(|x| &x.id == id));
+            let id = GroupId::new(g)
+                .ok()
+                .filter(|id| site.groups.iter().any(|x| &x.id == id));
             if id.is_none() {
                 let known: Vec<&str> = site.groups.iter().map(|g| g.id.as_str()).collect();
                 p.error(
@@ -246,6 +248,7 @@ fn lower_layer(
         }
         (None, Some(r)) => {
             let role = Role::new(r)
+                .ok()
                 .filter(|role| site.groups.iter().any(|g| g.role.as_ref() == Some(role)));
             if role.is_none() {
                 p.error(

@@ -156,7 +156,9 @@ pub(crate) fn schedule(
                 format!("rule `{}` is defined twice", r.name),
             );
         }
-        let scene = SceneId::new(&r.scene).filter(|id| scenes.contains(id.as_str()));
+        let scene = SceneId::new(&r.scene)
+            .ok()
+            .filter(|id| scenes.contains(id.as_str()));
         if scene.is_none() {
             let known: Vec<&str> = scenes.iter().map(String::as_str).collect();
             p.error(
@@ -249,7 +251,10 @@ pub(crate) fn schedule(
         });
         let calendar = match &r.calendar {
             None => Some(None),
-            Some(c) => match CalendarId::new(c).filter(|id| calendars.contains_key(id)) {
+            Some(c) => match CalendarId::new(c)
+                .ok()
+                .filter(|id| calendars.contains_key(id))
+            {
                 Some(id) => Some(Some(id)),
                 None => {
                     let known: Vec<&str> = calendars.keys().map(|k| k.as_str()).collect();

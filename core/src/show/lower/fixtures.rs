@@ -2,16 +2,17 @@
 //! (a Modbus channel or a DMX universe and address), then the patch check that lays every
 //! fixture out and finds overruns and overlaps, and the groups that name fixtures.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use super::values::{IdSet, artnet_address, in_range, int_in, name, root};
 use super::{Indexed, SiteContext};
-use crate::addr::{DmxAddress, RegisterAddr, SacnUniverse};
+use crate::addr::{DmxAddress, SacnUniverse};
 use crate::diag::{Code, FieldPath};
 use crate::model::{
     Bits, Controller, ControllerId, Emitter, Fixture, FixtureId, FixtureKind, Group, GroupId,
-    LayoutError, Output, Patch, PixelKind, RegisterPart, Role, Shape, Universe,
+    LayoutError, Output, Patch, PixelKind, Role, Shape, Universe,
 };
+use crate::output::{MapError, OutputMap, SinkAddress};
 use crate::show::file::{
     FIXTURE_TYPES, FixtureFile, FixtureTypeFile, GroupFile, PixelFile, UniverseFile, variant,
 };
@@ -182,6 +183,7 @@ fn fixture(
     let gamma = f.gamma.unwrap_or(DEFAULT_GAMMA);
     let gamma_ok = in_range(gamma, 0.5, 4.0, &path.key("gamma"), "gamma", p);
     let controller = ControllerId::new(&controller_text)
+        .ok()
         .and_then(|id| controllers.iter().find(|(_, c)| c.id == id))
         .map(|(_, c)| c);
     if controller.is_none() {
@@ -491,165 +493,130 @@ fn white(
     }
 }
 
-/// DMX slots one fixture takes in one universe: `(slots, fixture index in the file, id)`.
-type SlotUse<'a> = (std::ops::Range<u16>, usize, &'a FixtureId);
-/// The part of one register a fixture writes: `(part, fixture index in the file, id)`.
-type RegisterUse<'a> = (RegisterPart, usize, &'a FixtureId);
-
-/// Lays out every fixture's channels and reports overruns, split pixels and overlaps.
-/// Returns false when a fixture cannot be laid out.
+/// Lays out every fixture's channels through the site's [`OutputMap`] and reports overruns,
+/// split pixels, universes or channels a controller does not have, and overlaps. Returns
+/// false when a fixture cannot be laid out.
 pub(super) fn patch_check(
     fixtures: &Indexed<Fixture>,
     controllers: &Indexed<Controller>,
     context: &SiteContext<'_>,
     p: &mut Problems,
 ) -> bool {
-    let mut ok = true;
-    let mut dmx: BTreeMap<(&ControllerId, Universe), Vec<SlotUse<'_>>> = BTreeMap::new();
-    let mut registers: BTreeMap<(&ControllerId, RegisterAddr), Vec<RegisterUse<'_>>> =
-        BTreeMap::new();
-    for (i, f) in fixtures {
-        let path = root().key("fixtures").index(*i);
-        let Some((_, controller)) = controllers.iter().find(|(_, c)| c.id == f.controller) else {
-            continue;
-        };
-        match (&f.patch, &controller.output) {
-            (Patch::Modbus { channel }, Output::Modbus { profile, .. }) => {
-                let Some(profile) = context.profiles.get(profile) else {
-                    continue;
-                };
-                let last = u32::from(*channel) + f.channel_count() - 1;
-                if last > u32::from(profile.levels.channels) {
-                    p.error(
-                        Code::RegisterRange,
-                        &path.key("channel"),
-                        format!(
-                            "channels {channel}–{last} run past the {} channels of profile `{}` (registers {}–{})",
-                            profile.levels.channels,
-                            profile.id,
-                            profile.level_registers().start,
-                            profile.level_registers().end - 1
-                        ),
-                    );
-                    ok = false;
-                    continue;
-                }
-                for ch in *channel..=last as u16 {
-                    if let Some(slot) = profile.channel_slot(ch) {
-                        registers
-                            .entry((&controller.id, slot.register))
-                            .or_default()
-                            .push((slot.part, *i, &f.id));
-                    }
-                }
-            }
-            (Patch::Dmx { .. }, _) => match f.dmx_runs() {
-                Ok(runs) => {
-                    let carried = controller.output.universes();
-                    for run in runs {
-                        if !carried.contains(&run.universe) {
-                            p.error(
-                                Code::UniverseRange,
-                                &path.key("pixels"),
-                                format!(
-                                    "pixels {}–{} need universe {}, which controller `{}` does not carry (it has {})",
-                                    run.first_pixel + 1,
-                                    run.first_pixel + run.pixels,
-                                    run.universe,
-                                    controller.id,
-                                    span_text(&carried)
-                                ),
-                            );
-                            ok = false;
-                            break;
-                        }
-                        dmx.entry((&controller.id, run.universe))
-                            .or_default()
-                            .push((run.slots, *i, &f.id));
-                    }
-                }
-                Err(LayoutError::Overrun { last_slot }) => {
-                    p.error(
-                        Code::UniverseOverrun,
-                        &path.key("address"),
-                        format!(
-                            "the fixture takes {} channels, so it would end at slot {last_slot}, past 512; move it to a lower address or the next universe",
-                            f.channel_count()
-                        ),
-                    );
-                    ok = false;
-                }
-                Err(LayoutError::PixelSplit { pixel, universe }) => {
-                    p.error(
-                        Code::PixelSplit,
-                        &path.key("pixels_per_universe"),
-                        format!(
-                            "pixel {pixel} would be split between universe {universe} and the next: at {} channels a pixel, only {} fit from this address",
-                            f.channels_per_pixel(),
-                            pixel - 1
-                        ),
-                    );
-                    ok = false;
-                }
-                Err(LayoutError::NoNextUniverse { after }) => {
-                    p.error(
-                        Code::UniverseRange,
-                        &path.key("pixels"),
-                        format!("the strip continues past universe {after}, the protocol's last"),
-                    );
-                    ok = false;
-                }
-            },
-            (Patch::Modbus { .. }, _) => {}
-        }
+    let list: Vec<&Fixture> = fixtures.iter().map(|(_, f)| f).collect();
+    let controller_list: Vec<&Controller> = controllers.iter().map(|(_, c)| c).collect();
+    let (map, errors) = OutputMap::build(&list, &controller_list, context.profiles);
+    let file_index = |k: usize| fixtures[k].0;
+    for (k, error) in &errors {
+        let f = list[*k];
+        let path = root().key("fixtures").index(file_index(*k));
+        map_error(f, error, &path, p);
     }
-    for ((controller, universe), mut uses) in dmx {
-        uses.sort_by_key(|(slots, i, _)| (slots.start, *i));
-        for (n, (slots, i, id)) in uses.iter().enumerate() {
-            if let Some((other, _, other_id)) =
-                uses[..n].iter().find(|(o, _, _)| o.end > slots.start)
-            {
+    let mut ok = errors.is_empty();
+    let mut reported = HashSet::new();
+    for overlap in map.overlaps() {
+        let (earlier, later) = (overlap.earlier, overlap.later);
+        let (id, other_id) = (&list[later.fixture].id, &list[earlier.fixture].id);
+        let controller = &overlap.controller.controller;
+        let path = root().key("fixtures").index(file_index(later.fixture));
+        match overlap.address {
+            SinkAddress::Universe(universe) => {
+                let (slots, other) = (later.positions(), earlier.positions());
+                let last = (slots.end - 1).min(other.end - 1);
                 p.error(
                     Code::DmxOverlap,
-                    &root().key("fixtures").index(*i).key("address"),
+                    &path.key("address"),
                     format!(
                         "{} of universe {universe} on `{controller}` {} already fixture `{other_id}`'s (it takes {}–{}); `{id}` must start at {} or later",
-                        slot_text(slots.start, (slots.end - 1).min(other.end - 1)),
-                        if (slots.end - 1).min(other.end - 1) > slots.start { "are" } else { "is" },
+                        slot_text(slots.start as u16, last as u16),
+                        if last > slots.start { "are" } else { "is" },
                         other.start,
                         other.end - 1,
                         other.end
                     ),
                 );
-                ok = false;
             }
-        }
-    }
-    let mut reported = HashSet::new();
-    for ((controller, register), uses) in registers {
-        for (n, (part, i, id)) in uses.iter().enumerate() {
-            let clash = uses[..n].iter().find(|(other, oi, _)| {
-                oi != i
-                    && (*other == *part
-                        || *other == RegisterPart::Whole
-                        || *part == RegisterPart::Whole)
-            });
-            if let Some((_, _, other_id)) = clash
-                && reported.insert((*i, (*other_id).clone()))
-            {
+            SinkAddress::ModbusChannels { .. } => {
+                if !reported.insert((later.fixture, earlier.fixture)) {
+                    continue;
+                }
+                let register = overlap
+                    .controller
+                    .profile
+                    .as_ref()
+                    .and_then(|id| context.profiles.get(id))
+                    .and_then(|profile| overlap.register(profile))
+                    .map_or(0, |slot| slot.register.get());
                 p.error(
                     Code::RegisterOverlap,
-                    &root().key("fixtures").index(*i).key("channel"),
+                    &path.key("channel"),
                     format!(
-                        "register {} on `{controller}` is written for both `{other_id}` and `{id}`",
-                        register.get()
+                        "register {register} on `{controller}` is written for both `{other_id}` and `{id}`"
                     ),
                 );
-                ok = false;
             }
         }
+        ok = false;
     }
     ok
+}
+
+/// Reports why a fixture has no place on its controller.
+fn map_error(f: &Fixture, error: &MapError, path: &FieldPath, p: &mut Problems) {
+    match error {
+        MapError::PastProfile {
+            first,
+            last,
+            profile,
+            channels,
+            registers,
+        } => p.error(
+            Code::RegisterRange,
+            &path.key("channel"),
+            format!(
+                "channels {first}–{last} run past the {channels} channels of profile `{profile}` (registers {}–{})",
+                registers.start,
+                registers.end - 1
+            ),
+        ),
+        MapError::NotCarried {
+            universe,
+            first_pixel,
+            pixels,
+            carried,
+        } => p.error(
+            Code::UniverseRange,
+            &path.key("pixels"),
+            format!(
+                "pixels {}–{} need universe {universe}, which controller `{}` does not carry (it has {})",
+                first_pixel + 1,
+                first_pixel + pixels,
+                f.controller,
+                span_text(carried)
+            ),
+        ),
+        MapError::Layout(LayoutError::Overrun { last_slot }) => p.error(
+            Code::UniverseOverrun,
+            &path.key("address"),
+            format!(
+                "the fixture takes {} channels, so it would end at slot {last_slot}, past 512; move it to a lower address or the next universe",
+                f.channel_count()
+            ),
+        ),
+        MapError::Layout(LayoutError::PixelSplit { pixel, universe }) => p.error(
+            Code::PixelSplit,
+            &path.key("pixels_per_universe"),
+            format!(
+                "pixel {pixel} would be split between universe {universe} and the next: at {} channels a pixel, only {} fit from this address",
+                f.channels_per_pixel(),
+                pixel - 1
+            ),
+        ),
+        MapError::Layout(LayoutError::NoNextUniverse { after }) => p.error(
+            Code::UniverseRange,
+            &path.key("pixels"),
+            format!("the strip continues past universe {after}, the protocol's last"),
+        ),
+    }
 }
 
 pub(super) fn groups(
@@ -664,7 +631,7 @@ pub(super) fn groups(
         let id = ids.take(&g.id, GroupId::new, &path.key("id"), p);
         let role = match &g.role {
             Some(text) => {
-                let role = Role::new(text);
+                let role = Role::new(text).ok();
                 if role.is_none() {
                     p.error(Code::BadId, &path.key("role"), bad_id_message(text));
                 }
@@ -676,7 +643,10 @@ pub(super) fn groups(
         let mut members = Vec::new();
         for (k, text) in g.fixtures.iter().enumerate() {
             let fp = path.key("fixtures").index(k);
-            match FixtureId::new(text).filter(|_| declared.contains(text)) {
+            match FixtureId::new(text)
+                .ok()
+                .filter(|_| declared.contains(text))
+            {
                 None => p.error(
                     Code::UnknownRef,
                     &fp,

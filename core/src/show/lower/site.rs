@@ -321,8 +321,9 @@ fn controllers(
     for (i, c) in files.into_iter().enumerate() {
         let path = root().key("controllers").index(i);
         let id = ids.take(&c.id, ControllerId::new, &path.key("id"), p);
-        let gateway =
-            GatewayId::new(&c.gateway).filter(|g| gateways.iter().any(|(_, x)| &x.id == g));
+        let gateway = GatewayId::new(&c.gateway)
+            .ok()
+            .filter(|g| gateways.iter().any(|(_, x)| &x.id == g));
         if gateway.is_none() {
             p.error(
                 Code::UnknownRef,
@@ -420,7 +421,9 @@ fn modbus(
         }
         u => int_in(u, 1, 247, &path.key("unit"), "the unit id", p),
     };
-    let profile = ProfileId::new(&m.profile).and_then(|id| context.profiles.get(&id));
+    let profile = ProfileId::new(&m.profile)
+        .ok()
+        .and_then(|id| context.profiles.get(&id));
     if profile.is_none() {
         let known: Vec<&str> = context.profiles.keys().map(ProfileId::as_str).collect();
         p.error(

@@ -160,11 +160,11 @@ impl IdSet {
     pub(super) fn take<T>(
         &mut self,
         text: &str,
-        make: fn(&str) -> Option<T>,
+        make: fn(&str) -> Result<T, crate::ids::IdError>,
         path: &FieldPath,
         p: &mut Problems,
     ) -> Option<T> {
-        let Some(id) = make(text) else {
+        let Ok(id) = make(text) else {
             p.error(Code::BadId, path, bad_id_message(text));
             return None;
         };

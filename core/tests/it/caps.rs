@@ -2,7 +2,7 @@
 //! exceeds its fixture's cap and no emitted colour breaks the site's colour limits.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::LazyLock;
 use std::time::Duration;

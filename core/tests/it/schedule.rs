@@ -2,7 +2,7 @@
 //! and ties, curfew, overrides, holidays in the shipped calendar, polar days.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use jiff::civil::date;
 use nightscape_core::calendar::CalendarId;

@@ -2,7 +2,7 @@
 //! snapshots of the shipped scenes, and a property test of the caps.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Plans and overrides documents: compile, sign, verify, and every reason to refuse one.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use ed25519_dalek::SigningKey;
 use nightscape_core::model::{GatewayId, SiteId};

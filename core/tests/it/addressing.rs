@@ -6,19 +6,19 @@ use nightscape_core::diag::Diagnostic;
 use nightscape_core::model::{ProfileId, RegisterPart, RegisterSlot};
 use nightscape_core::show::{Checked, SourceFile, check};
 
-const ZONES: &str = include_str!("../../scenes/zones.toml");
+const ZONES: &str = include_str!("../../../scenes/zones.toml");
 const PROFILES: [(&str, &str); 3] = [
     (
         "ns-led-v1",
-        include_str!("../../scenes/profiles/ns-led-v1.toml"),
+        include_str!("../../../scenes/profiles/ns-led-v1.toml"),
     ),
     (
         "pxm-px333",
-        include_str!("../../scenes/profiles/pxm-px333.toml"),
+        include_str!("../../../scenes/profiles/pxm-px333.toml"),
     ),
     (
         "wb-mrgbw-d",
-        include_str!("../../scenes/profiles/wb-mrgbw-d.toml"),
+        include_str!("../../../scenes/profiles/wb-mrgbw-d.toml"),
     ),
 ];
 

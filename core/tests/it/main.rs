@@ -1,0 +1,12 @@
+//! The core's integration tests, one binary (so the crate links once): addressing and the
+//! output map, limits and caps, codecs, plans, rendering, schedules and sun times.
+
+mod addressing;
+mod caps;
+mod codecs;
+mod common;
+mod output;
+mod plan;
+mod render;
+mod schedule;
+mod sun;

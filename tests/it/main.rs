@@ -1,0 +1,6 @@
+//! End-to-end tests of the `nightscape` program, one binary: `scene check`, `scene render`,
+//! `plan compile` and `plan verify` run as a user runs them.
+
+mod plan_cli;
+mod render_cli;
+mod scene_check;
