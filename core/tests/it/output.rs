@@ -3,6 +3,7 @@
 //! DMX-over-MQTT packets, Modbus register writes), read back as a simulated controller reads
 //! it, scattered through the same map into layout channels, and decoded: every fixture shows
 //! what it was sent.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
