@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
-use nightscape_core::model::SiteId;
+use nightscape_core::ids::{GatewayId, SiteId};
 use nightscape_core::plan::{self, PLAN_BUDGET_BYTES, Plan};
 
 use crate::library;
@@ -147,12 +147,23 @@ pub fn verify(
         .with_context(|| format!("{} is not a Nightscape public key", pubkey.display()))?;
     let bytes = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     // Without --gateway, check the plan against the gateway it names.
-    let gateway = match gateway {
-        Some(g) => g.to_owned(),
-        None => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["document"]["gateway"].as_str().map(str::to_owned))
-            .unwrap_or_default(),
+    let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["document"]["gateway"].as_str().map(str::to_owned));
+    let gateway: GatewayId = match (gateway, named) {
+        (Some(g), _) => g
+            .parse()
+            .with_context(|| format!("`{g}` is not a gateway id"))?,
+        (None, Some(named)) => match named.parse() {
+            Ok(id) => id,
+            Err(why) => return Ok(Err(format!("{}: rejected: gateway: {why}", file.display()))),
+        },
+        (None, None) => {
+            return Ok(Err(format!(
+                "{}: rejected: the file names no gateway (is it a plan?)",
+                file.display()
+            )));
+        }
     };
     Ok(match plan::open_plan(&bytes, &key, &gateway, current) {
         Ok((p, lib)) => Ok(format!(

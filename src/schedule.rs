@@ -1,6 +1,7 @@
 //! `nightscape schedule preview`: a site's sun times and every transition, day by day.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
@@ -39,8 +40,13 @@ pub fn preview(
         bail!("--days must be 1 to 366");
     }
     let last = first.checked_add(jiff::Span::new().days(i64::from(days) - 1))?;
-    let almanac = Almanac::new(epoch_day(first) - 1, epoch_day(last) + 1);
-    let eval = Evaluator::new(site, schedule, &library.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(epoch_day(first) - 1, epoch_day(last) + 1));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(schedule.clone()),
+        &library.calendars,
+        almanac.clone(),
+    );
     let tz = &site.time_zone;
     let midnight = |d: Date| local_instant(d, TimeOfDay::MIDNIGHT, tz);
     let start_ms = midnight(first);

@@ -4,6 +4,7 @@
 //! Run: `cargo bench -p nightscape-core --bench schedule`
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::civil::date;
@@ -50,7 +51,7 @@ fn main() {
     let first = date(2027, 1, 1);
     let last = date(2027, 12, 31);
     let almanac_start = Instant::now();
-    let almanac = Almanac::new(epoch_day(first) - 1, epoch_day(last) + 1);
+    let almanac = Arc::new(Almanac::new(epoch_day(first) - 1, epoch_day(last) + 1));
     let almanac_time = almanac_start.elapsed();
 
     let mut best = f64::INFINITY;
@@ -64,7 +65,12 @@ fn main() {
                 .find(|t| t.id == site.id)
                 .expect("template")
                 .id];
-            let eval = Evaluator::new(site, schedule, &lib.calendars, &almanac);
+            let eval = Evaluator::new(
+                Arc::new(site.clone()),
+                Arc::new(schedule.clone()),
+                &lib.calendars,
+                almanac.clone(),
+            );
             let from = local_instant(
                 first,
                 nightscape_core::model::TimeOfDay::MIDNIGHT,

@@ -20,26 +20,79 @@ pub struct Name {
     pub en: Option<String>,
 }
 
-/// An output level as a fraction of full, 0.0–1.0.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+/// An output level as a fraction of full, 0.0–1.0. In text and JSON it is a percentage:
+/// `75 %` prints, `75`, `75%` and `75 %` parse, and serde writes the number `75.0`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct Level(f64);
+
+/// A percentage outside 0–100 (or not a number).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("{0} is not a level; write a percentage from 0 to 100")]
+pub struct LevelError(pub f64);
 
 impl Level {
     pub const FULL: Level = Level(1.0);
     pub const ZERO: Level = Level(0.0);
 
-    pub fn from_pct(pct: f64) -> Option<Self> {
-        (0.0..=100.0).contains(&pct).then_some(Level(pct / 100.0))
+    pub fn from_pct(pct: f64) -> Result<Self, LevelError> {
+        if (0.0..=100.0).contains(&pct) {
+            Ok(Level(pct / 100.0))
+        } else {
+            Err(LevelError(pct))
+        }
     }
 
     pub fn get(self) -> f64 {
         self.0
     }
+
+    pub fn pct(self) -> f64 {
+        self.0 * 100.0
+    }
 }
 
-/// A local time of day in minutes after midnight, 0–1439.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+impl TryFrom<f64> for Level {
+    type Error = LevelError;
+    fn try_from(pct: f64) -> Result<Self, LevelError> {
+        Level::from_pct(pct)
+    }
+}
+
+impl From<Level> for f64 {
+    fn from(level: Level) -> f64 {
+        level.pct()
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Whole percentages print without decimals; others with what they need, up to 2.
+        let pct = (self.pct() * 100.0).round() / 100.0;
+        write!(f, "{pct} %")
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = LevelError;
+    fn from_str(text: &str) -> Result<Self, LevelError> {
+        let number = text.trim().trim_end_matches('%').trim_end();
+        let pct: f64 = number.parse().map_err(|_| LevelError(f64::NAN))?;
+        Level::from_pct(pct)
+    }
+}
+
+/// A local time of day in minutes after midnight, 0–1439. In text and JSON it is `HH:MM`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct TimeOfDay(u16);
+
+/// Text that is not a time of day.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a time of day; write HH:MM on a 24-hour clock, e.g. \"23:30\"")]
+pub struct TimeOfDayError(pub String);
 
 impl TimeOfDay {
     pub const MIDNIGHT: TimeOfDay = TimeOfDay(0);
@@ -50,14 +103,19 @@ impl TimeOfDay {
     }
 
     /// Parses `HH:MM` (24-hour clock; `24:00` is not a time of day, write `00:00`).
-    pub fn parse(text: &str) -> Option<Self> {
-        let (h, m) = text.split_once(':')?;
+    pub fn parse(text: &str) -> Result<Self, TimeOfDayError> {
+        let bad = || TimeOfDayError(text.to_owned());
+        let (h, m) = text.split_once(':').ok_or_else(bad)?;
         if h.len() != 2 || m.len() != 2 {
-            return None;
+            return Err(bad());
         }
-        let h: u16 = h.parse().ok()?;
-        let m: u16 = m.parse().ok()?;
-        (h < 24 && m < 60).then_some(TimeOfDay(h * 60 + m))
+        let h: u16 = h.parse().map_err(|_| bad())?;
+        let m: u16 = m.parse().map_err(|_| bad())?;
+        if h < 24 && m < 60 {
+            Ok(TimeOfDay(h * 60 + m))
+        } else {
+            Err(bad())
+        }
     }
 
     pub fn minutes(self) -> u16 {
@@ -68,6 +126,26 @@ impl TimeOfDay {
 impl fmt::Display for TimeOfDay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02}:{:02}", self.0 / 60, self.0 % 60)
+    }
+}
+
+impl std::str::FromStr for TimeOfDay {
+    type Err = TimeOfDayError;
+    fn from_str(text: &str) -> Result<Self, TimeOfDayError> {
+        TimeOfDay::parse(text)
+    }
+}
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = TimeOfDayError;
+    fn try_from(text: String) -> Result<Self, TimeOfDayError> {
+        TimeOfDay::parse(&text)
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> String {
+        t.to_string()
     }
 }
 
@@ -83,7 +161,7 @@ impl Curfew {
         if text == "none" {
             Some(Curfew::None)
         } else {
-            TimeOfDay::parse(text).map(Curfew::At)
+            TimeOfDay::parse(text).ok().map(Curfew::At)
         }
     }
 }

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{GatewayId, SiteId};
+use crate::ids::{GatewayId, SceneId, SiteId};
+use crate::model::Level;
 use crate::show::{ShowLibrary, SourceFile};
 
 pub const PLAN_SCHEMA: u32 = 1;
@@ -33,8 +34,8 @@ pub struct PlanFile {
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub schema: u32,
-    pub gateway: String,
-    pub site: String,
+    pub gateway: GatewayId,
+    pub site: SiteId,
     /// Increases with every plan for this gateway.
     pub version: u64,
     pub issued_at_ms: i64,
@@ -57,14 +58,14 @@ pub struct Signed<T> {
 pub trait Document: Serialize + DeserializeOwned {
     const SCHEMA: u32;
     const KIND: &'static str;
-    fn gateway(&self) -> &str;
+    fn gateway(&self) -> &GatewayId;
     fn version(&self) -> u64;
 }
 
 impl Document for Plan {
     const SCHEMA: u32 = PLAN_SCHEMA;
     const KIND: &'static str = "plan";
-    fn gateway(&self) -> &str {
+    fn gateway(&self) -> &GatewayId {
         &self.gateway
     }
     fn version(&self) -> u64 {
@@ -92,8 +93,8 @@ pub enum Rejection {
     #[error("the {kind} is for gateway `{got}`, not this one (`{expected}`)")]
     WrongGateway {
         kind: &'static str,
-        expected: String,
-        got: String,
+        expected: GatewayId,
+        got: GatewayId,
     },
     #[error("the {kind} is version {got}, not newer than version {current} already in force")]
     NotNewer {
@@ -265,8 +266,8 @@ pub fn compile(
     files.dedup_by(|a, b| a.path == b.path);
     Ok(Plan {
         schema: PLAN_SCHEMA,
-        gateway: gateway.to_string(),
-        site: site.to_string(),
+        gateway: gateway.clone(),
+        site: site.clone(),
         version,
         issued_at_ms,
         effective_from_ms,
@@ -289,7 +290,7 @@ pub fn sign<T: Document>(document: T, key: &SigningKey) -> Signed<T> {
 pub fn open<T: Document>(
     bytes: &[u8],
     trusted: &VerifyingKey,
-    gateway: &str,
+    gateway: &GatewayId,
     current: Option<u64>,
 ) -> Result<T, Rejection> {
     let value: serde_json::Value =
@@ -335,8 +336,8 @@ pub fn open<T: Document>(
     if doc.gateway() != gateway {
         return Err(Rejection::WrongGateway {
             kind: T::KIND,
-            expected: gateway.to_owned(),
-            got: doc.gateway().to_owned(),
+            expected: gateway.clone(),
+            got: doc.gateway().clone(),
         });
     }
     if let Some(current) = current
@@ -356,7 +357,7 @@ pub fn open<T: Document>(
 pub fn open_plan(
     bytes: &[u8],
     trusted: &VerifyingKey,
-    gateway: &str,
+    gateway: &GatewayId,
     current: Option<u64>,
 ) -> Result<(Plan, ShowLibrary), Rejection> {
     let plan: Plan = open(bytes, trusted, gateway, current)?;
@@ -390,10 +391,10 @@ pub fn open_plan(
 #[serde(deny_unknown_fields)]
 pub struct OverrideEntry {
     pub id: String,
-    /// `scene`, `blackout` or `curfew-exception`.
-    pub kind: String,
-    pub scene: Option<String>,
-    pub brightness_pct: Option<f64>,
+    pub kind: OverrideEntryKind,
+    pub scene: Option<SceneId>,
+    /// 100 % when left out.
+    pub brightness_pct: Option<Level>,
     pub from_ms: i64,
     /// Absolute UTC expiry; `None` only for a latched blackout.
     pub until_ms: Option<i64>,
@@ -402,12 +403,21 @@ pub struct OverrideEntry {
     pub reason: String,
 }
 
+/// What an override does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverrideEntryKind {
+    Scene,
+    Blackout,
+    CurfewException,
+}
+
 /// The desired manual state of one gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverridesDocument {
     pub schema: u32,
-    pub gateway: String,
+    pub gateway: GatewayId,
     pub version: u64,
     pub issued_at_ms: i64,
     pub overrides: Vec<OverrideEntry>,
@@ -416,7 +426,7 @@ pub struct OverridesDocument {
 impl Document for OverridesDocument {
     const SCHEMA: u32 = OVERRIDES_SCHEMA;
     const KIND: &'static str = "overrides document";
-    fn gateway(&self) -> &str {
+    fn gateway(&self) -> &GatewayId {
         &self.gateway
     }
     fn version(&self) -> u64 {
@@ -435,22 +445,16 @@ impl OverridesDocument {
         self.overrides
             .iter()
             .map(|e| {
-                let kind = match e.kind.as_str() {
-                    "blackout" => OverrideKind::Blackout,
-                    "curfew-exception" => OverrideKind::CurfewException,
-                    "scene" => {
-                        let scene = e
+                let kind = match e.kind {
+                    OverrideEntryKind::Blackout => OverrideKind::Blackout,
+                    OverrideEntryKind::CurfewException => OverrideKind::CurfewException,
+                    OverrideEntryKind::Scene => OverrideKind::Scene {
+                        scene: e
                             .scene
-                            .as_deref()
-                            .ok_or_else(|| bad(e, "a scene override needs a scene id"))?
-                            .parse::<crate::scene::SceneId>()
-                            .map_err(|why| bad(e, &format!("scene: {why}")))?;
-                        let brightness =
-                            crate::model::Level::from_pct(e.brightness_pct.unwrap_or(100.0))
-                                .ok_or_else(|| bad(e, "brightness_pct must be 0–100"))?;
-                        OverrideKind::Scene { scene, brightness }
-                    }
-                    other => return Err(bad(e, &format!("unknown kind `{other}`"))),
+                            .clone()
+                            .ok_or_else(|| bad(e, "a scene override needs a scene id"))?,
+                        brightness: e.brightness_pct.unwrap_or(Level::FULL),
+                    },
                 };
                 if e.until_ms.is_none() && kind != OverrideKind::Blackout {
                     return Err(bad(e, "only a blackout may be open-ended; give until_ms"));
@@ -474,14 +478,53 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
     format!("nightscape-ed25519-public {}\n", hex(key.as_bytes()))
 }
 
-pub fn parse_secret_key(text: &str) -> Option<SigningKey> {
-    let hexed = text.trim().strip_prefix("nightscape-ed25519-secret ")?;
-    let bytes: [u8; 32] = unhex(hexed)?.try_into().ok()?;
-    Some(SigningKey::from_bytes(&bytes))
+/// Why a key file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("this is a {found} key; a {wanted} key is needed here")]
+    WrongKind {
+        found: &'static str,
+        wanted: &'static str,
+    },
+    #[error(
+        "not a Nightscape key file: it should be one line, `nightscape-ed25519-{0} <64 hex digits>`"
+    )]
+    NotAKey(&'static str),
+    #[error("the key is not 64 hex digits")]
+    BadHex,
+    #[error("the public key is not a valid Ed25519 point")]
+    NotAPoint,
 }
 
-pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
-    let hexed = text.trim().strip_prefix("nightscape-ed25519-public ")?;
-    let bytes: [u8; 32] = unhex(hexed)?.try_into().ok()?;
-    VerifyingKey::from_bytes(&bytes).ok()
+fn key_bytes(text: &str, wanted: &'static str) -> Result<[u8; 32], KeyError> {
+    let text = text.trim();
+    let other = if wanted == "secret" {
+        "public"
+    } else {
+        "secret"
+    };
+    let Some(hexed) = text.strip_prefix(&format!("nightscape-ed25519-{wanted} ")) else {
+        return Err(
+            if text.starts_with(&format!("nightscape-ed25519-{other} ")) {
+                KeyError::WrongKind {
+                    found: other,
+                    wanted,
+                }
+            } else {
+                KeyError::NotAKey(wanted)
+            },
+        );
+    };
+    unhex(hexed)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or(KeyError::BadHex)
+}
+
+pub fn parse_secret_key(text: &str) -> Result<SigningKey, KeyError> {
+    key_bytes(text, "secret").map(|b| SigningKey::from_bytes(&b))
+}
+
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
+    let bytes = key_bytes(text, "public")?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)
 }

@@ -15,6 +15,7 @@
 //! instants and need neither rule.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::civil::Date;
@@ -27,7 +28,7 @@ use crate::sun::{Almanac, DAY_MS, Event, Place};
 
 /// When a rule starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clock {
+pub enum RuleTime {
     At(TimeOfDay),
     /// A solar event plus an offset in minutes.
     Sun(Event, i32),
@@ -35,16 +36,16 @@ pub enum Clock {
     Curfew,
 }
 
-impl Clock {
+impl RuleTime {
     /// Parses `"18:30"`, `"sunset"`, `"sunset+15"`, `"civil-dusk-10"`, `"sunrise"`,
     /// `"civil-dawn"`, `"curfew"`.
-    pub fn parse(text: &str) -> Option<Clock> {
+    pub fn parse(text: &str) -> Option<RuleTime> {
         let text = text.trim();
         if text == "curfew" {
-            return Some(Clock::Curfew);
+            return Some(RuleTime::Curfew);
         }
-        if let Some(t) = TimeOfDay::parse(text) {
-            return Some(Clock::At(t));
+        if let Ok(t) = TimeOfDay::parse(text) {
+            return Some(RuleTime::At(t));
         }
         let events = [
             ("civil-dawn", Event::CivilDawn),
@@ -67,17 +68,17 @@ impl Clock {
                 }
             }
         };
-        (offset.abs() <= 720).then_some(Clock::Sun(event, offset))
+        (offset.abs() <= 720).then_some(RuleTime::Sun(event, offset))
     }
 }
 
-impl std::fmt::Display for Clock {
+impl std::fmt::Display for RuleTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Clock::At(t) => write!(f, "{t}"),
-            Clock::Sun(e, 0) => write!(f, "{}", e.name()),
-            Clock::Sun(e, m) => write!(f, "{}{m:+} min", e.name()),
-            Clock::Curfew => f.write_str("curfew"),
+            RuleTime::At(t) => write!(f, "{t}"),
+            RuleTime::Sun(e, 0) => write!(f, "{}", e.name()),
+            RuleTime::Sun(e, m) => write!(f, "{}{m:+} min", e.name()),
+            RuleTime::Curfew => f.write_str("curfew"),
         }
     }
 }
@@ -113,8 +114,8 @@ pub struct Rule {
     pub scene: SceneId,
     pub brightness: Level,
     pub priority: i32,
-    pub start: Clock,
-    pub end: Clock,
+    pub start: RuleTime,
+    pub end: RuleTime,
     /// Monday first.
     pub days: [bool; 7],
     /// A season `from ..= to` (wrapping over the new year when `from > to`).
@@ -351,16 +352,16 @@ impl SunDay {
 
 /// A site's schedule, ready to answer questions about time.
 #[derive(Debug, Clone)]
-pub struct Evaluator<'a> {
-    site: &'a Site,
-    schedule: &'a Schedule,
-    almanac: &'a Almanac,
+pub struct Evaluator {
+    site: Arc<Site>,
+    schedule: Arc<Schedule>,
+    almanac: Arc<Almanac>,
     place: Place,
     /// Per rule, the index of its scene among the schedule's scenes: comparing numbers
     /// instead of names in the sweep.
     scene_of: Vec<usize>,
     /// Per rule, its calendar, looked up once.
-    calendar_of: Vec<Option<&'a Calendar>>,
+    calendar_of: Vec<Option<Arc<Calendar>>>,
 }
 
 /// Two sorted lists as one, without repeats.
@@ -433,12 +434,15 @@ struct Window {
     notes: Vec<Note>,
 }
 
-impl<'a> Evaluator<'a> {
+impl Evaluator {
+    /// An evaluator that owns (shares) what it needs, so a task can hold it next to nothing
+    /// else: the site, its schedule, the calendars its rules name (taken from `calendars`)
+    /// and the almanac.
     pub fn new(
-        site: &'a Site,
-        schedule: &'a Schedule,
-        calendars: &'a BTreeMap<CalendarId, Calendar>,
-        almanac: &'a Almanac,
+        site: Arc<Site>,
+        schedule: Arc<Schedule>,
+        calendars: &BTreeMap<CalendarId, Calendar>,
+        almanac: Arc<Almanac>,
     ) -> Self {
         let place = Place::new(site.location.lat, site.location.lon);
         let scene_of = schedule
@@ -455,7 +459,12 @@ impl<'a> Evaluator<'a> {
         let calendar_of = schedule
             .rules
             .iter()
-            .map(|r| r.calendar.as_ref().and_then(|c| calendars.get(c)))
+            .map(|r| {
+                r.calendar
+                    .as_ref()
+                    .and_then(|c| calendars.get(c))
+                    .map(|c| Arc::new(c.clone()))
+            })
             .collect();
         Evaluator {
             site,
@@ -478,18 +487,18 @@ impl<'a> Evaluator<'a> {
 
     fn resolve(
         &self,
-        clock: Clock,
+        clock: RuleTime,
         date: Date,
         local: &LocalClock<'_>,
         sun: &mut SunDay,
     ) -> Result<i64, String> {
         match clock {
-            Clock::At(t) => Ok(local.instant(sun.day, date, t)),
-            Clock::Sun(e, offset) => sun
-                .get(self.almanac, self.place, e)
+            RuleTime::At(t) => Ok(local.instant(sun.day, date, t)),
+            RuleTime::Sun(e, offset) => sun
+                .get(&self.almanac, self.place, e)
                 .map(|t| t + i64::from(offset) * 60_000)
                 .map_err(|p| format!("no {} on {date}: {p}", e.name())),
-            Clock::Curfew => match self.site.limits.curfew {
+            RuleTime::Curfew => match self.site.limits.curfew {
                 Curfew::At(t) => Ok(local.instant(sun.day, date, t)),
                 Curfew::None => Err("the site has no curfew".into()),
             },
@@ -508,7 +517,7 @@ impl<'a> Evaluator<'a> {
         loop {
             let batch = w.spans.len();
             for (index, rule) in self.schedule.rules.iter().enumerate() {
-                if !rule.applies(date, self.calendar_of[index]) {
+                if !rule.applies(date, self.calendar_of[index].as_deref()) {
                     continue;
                 }
                 let start = match self.resolve(rule.start, date, &local, &mut today) {
@@ -553,7 +562,7 @@ impl<'a> Evaluator<'a> {
                     local.instant(tomorrow.day, next(date), at)
                 };
                 let end = tomorrow
-                    .get(self.almanac, self.place, Event::Sunrise)
+                    .get(&self.almanac, self.place, Event::Sunrise)
                     .unwrap_or_else(|_| {
                         local.instant(
                             tomorrow.day,

@@ -1,15 +1,74 @@
 //! The MQTT messages between server and gateways (DESIGN's wire protocol, v1), each with a
 //! schema version. Decoding checks the version first and returns a typed error for unknown
-//! versions and malformed JSON; nothing here panics on what arrives.
+//! versions and malformed JSON; nothing here panics on what arrives. Ids are the core's id
+//! types and closed sets are enums, so a message that decodes is one the receiver can act on.
+
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ControllerId, FixtureId, GatewayId, SceneId};
+use crate::model::Level;
+
 pub const SCHEMA: u32 = 1;
 
-/// Topics of one gateway.
-pub fn topic(gateway: &str, leaf: &str) -> String {
-    format!("nightscape/v1/gw/{gateway}/{leaf}")
+/// The leaf of a gateway's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Plan,
+    Overrides,
+    Cmd,
+    Ack,
+    State,
+    Telemetry,
+    Event,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 7] = [
+        Topic::Plan,
+        Topic::Overrides,
+        Topic::Cmd,
+        Topic::Ack,
+        Topic::State,
+        Topic::Telemetry,
+        Topic::Event,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Plan => "plan",
+            Topic::Overrides => "overrides",
+            Topic::Cmd => "cmd",
+            Topic::Ack => "ack",
+            Topic::State => "state",
+            Topic::Telemetry => "telemetry",
+            Topic::Event => "event",
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The topic of one gateway's `leaf`, under `prefix` (empty in production; tests give each
+/// run its own so runs on one broker do not meet).
+pub fn topic(prefix: &str, gateway: &GatewayId, leaf: Topic) -> String {
+    format!("{prefix}nightscape/v1/gw/{gateway}/{leaf}")
+}
+
+/// Which gateway and leaf a topic under `prefix` is, or `None` for a topic that is not one.
+pub fn parse_topic(prefix: &str, topic: &str) -> Option<(GatewayId, Topic)> {
+    let rest = topic
+        .strip_prefix(prefix)?
+        .strip_prefix("nightscape/v1/gw/")?;
+    let (gateway, leaf) = rest.split_once('/')?;
+    let leaf = Topic::ALL.into_iter().find(|t| t.as_str() == leaf)?;
+    Some((gateway.parse().ok()?, leaf))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,24 +117,60 @@ pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, WireError> {
     })
 }
 
+/// Writes a message. The messages are plain structs of strings, numbers and enums, which
+/// serde_json always serializes.
 pub fn encode<T: Message>(message: &T) -> Vec<u8> {
     serde_json::to_vec(message).unwrap_or_default()
+}
+
+/// Why a cue is what it is, as the state message says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Cause {
+    /// No rule covers the instant.
+    Idle,
+    Rule {
+        rule: String,
+    },
+    /// A rule held to the curfew level.
+    Curfew {
+        rule: Option<String>,
+    },
+    Override,
+    Blackout,
+}
+
+impl From<&crate::schedule::Cause> for Cause {
+    fn from(cause: &crate::schedule::Cause) -> Cause {
+        use crate::schedule::Cause as C;
+        match cause {
+            C::Idle => Cause::Idle,
+            C::Rule { name, .. } => Cause::Rule {
+                rule: name.to_string(),
+            },
+            C::Curfew { rule } => Cause::Curfew {
+                rule: rule.as_ref().map(|r| r.to_string()),
+            },
+            C::Override => Cause::Override,
+            C::Blackout => Cause::Blackout,
+        }
+    }
 }
 
 /// What plays now and why (retained; the last will says `online: false`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveCue {
-    pub scene: Option<String>,
-    pub brightness_pct: f64,
-    pub cause: String,
+    pub scene: Option<SceneId>,
+    pub brightness_pct: Level,
+    pub cause: Cause,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub schema: u32,
-    pub gateway: String,
+    pub gateway: GatewayId,
     pub online: bool,
     pub plan_version: Option<u64>,
     pub plan_hash: Option<String>,
@@ -92,6 +187,15 @@ impl Message for State {
     const KIND: &'static str = "state";
 }
 
+/// What an ack answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum About {
+    Plan,
+    Overrides,
+    Cmd,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AckResult {
@@ -105,9 +209,8 @@ pub enum AckResult {
 #[serde(deny_unknown_fields)]
 pub struct Ack {
     pub schema: u32,
-    pub gateway: String,
-    /// `plan`, `overrides` or `cmd`.
-    pub about: String,
+    pub gateway: GatewayId,
+    pub about: About,
     /// The plan or document version, or the command id.
     pub id: String,
     pub result: AckResult,
@@ -121,7 +224,7 @@ impl Message for Ack {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerHealth {
-    pub controller: String,
+    pub controller: ControllerId,
     pub reachable: bool,
     pub errors: u64,
     pub last_error: Option<String>,
@@ -133,7 +236,7 @@ pub struct ControllerHealth {
 #[serde(deny_unknown_fields)]
 pub struct Telemetry {
     pub schema: u32,
-    pub gateway: String,
+    pub gateway: GatewayId,
     pub at_ms: i64,
     pub controllers: Vec<ControllerHealth>,
     pub frames: u64,
@@ -155,16 +258,37 @@ pub enum Severity {
     Fault,
 }
 
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// What plays changed.
+    Cue,
+    /// A controller or output fault opened or closed.
+    Fault,
+    /// The wall clock stepped or is not trusted.
+    Clock,
+    /// A plan was applied or refused.
+    Plan,
+    /// An overrides document was applied or refused.
+    Overrides,
+    /// A command was run, refused or expired.
+    Command,
+    /// The gateway started, stopped or lost its broker.
+    Gateway,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     pub schema: u32,
-    pub gateway: String,
+    pub gateway: GatewayId,
     pub at_ms: i64,
-    /// `cue`, `fault`, `clock`, `plan`, `command`, …
-    pub kind: String,
+    /// Unique per gateway, so the server stores an event once however often it arrives.
+    pub id: String,
+    pub kind: EventKind,
     pub severity: Severity,
-    pub controller: Option<String>,
+    pub controller: Option<ControllerId>,
     pub message: String,
 }
 
@@ -177,13 +301,13 @@ impl Message for Event {
 pub enum Action {
     /// Flash a fixture (or all of a controller's) so staff can find it.
     Identify {
-        fixture: Option<String>,
-        controller: Option<String>,
+        fixture: Option<FixtureId>,
+        controller: Option<ControllerId>,
         seconds: u32,
     },
     /// Set one channel of a controller to a level, for commissioning.
     ChannelTest {
-        controller: String,
+        controller: ControllerId,
         universe: Option<u16>,
         channel: u16,
         level: u8,
@@ -219,7 +343,7 @@ mod tests {
         assert_eq!(
             cmd.action,
             Action::Identify {
-                fixture: Some("pier-1-n".into()),
+                fixture: Some("pier-1-n".parse().unwrap()),
                 controller: None,
                 seconds: 30
             }
@@ -246,30 +370,56 @@ mod tests {
             decode::<Ack>(br#"{"id":"x"}"#),
             Err(WireError::Malformed { .. })
         ));
+        let gw: GatewayId = "gyebaek-gw".parse().unwrap();
         assert_eq!(
-            topic("gyebaek-gw", "plan"),
+            topic("", &gw, Topic::Plan),
             "nightscape/v1/gw/gyebaek-gw/plan"
         );
+        assert_eq!(
+            parse_topic("t1/", "t1/nightscape/v1/gw/gyebaek-gw/state"),
+            Some((gw.clone(), Topic::State))
+        );
+        assert_eq!(parse_topic("", "nightscape/v1/gw/gyebaek-gw/other"), None);
+        assert_eq!(parse_topic("", "nightscape/v1/gw/Bad Id/state"), None);
+        // A command naming a fixture that cannot be an id is refused as malformed.
+        assert!(matches!(
+            decode::<Command>(
+                br#"{"schema":1,"id":"c","expires_ms":0,"action":"identify","fixture":"Pier 1","controller":null,"seconds":3}"#
+            ),
+            Err(WireError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn state_round_trips() {
         let s = State {
             schema: SCHEMA,
-            gateway: "donam-gw".into(),
+            gateway: "donam-gw".parse().unwrap(),
             online: true,
             plan_version: Some(7),
             plan_hash: Some("ab".into()),
             cue: Some(ActiveCue {
-                scene: Some("donam-warm-still".into()),
-                brightness_pct: 100.0,
-                cause: "rule evening".into(),
+                scene: Some("donam-warm-still".parse().unwrap()),
+                brightness_pct: Level::FULL,
+                cause: Cause::Rule {
+                    rule: "evening".into(),
+                },
             }),
             overrides: vec![],
             blackout: false,
             uptime_s: 3600,
             clock_trusted: true,
         };
-        assert_eq!(decode::<State>(&encode(&s)).unwrap(), s);
+        let bytes = encode(&s);
+        assert_eq!(decode::<State>(&bytes).unwrap(), s);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(r#""cue":{"scene":"donam-warm-still","brightness_pct":100.0,"cause":{"kind":"rule","rule":"evening"}}"#),
+            "{text}"
+        );
+        // A level over 100 % is refused with the reason.
+        let over = text.replace("100.0", "140.0");
+        let err = decode::<State>(over.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("140 is not a level"), "{err}");
     }
 }

@@ -204,14 +204,21 @@ pub fn decode(b: &[u8]) -> Result<Packet, DecodeError> {
             need(b, 18)?;
             let len = usize::from(be16(b, 16));
             if !(2..=512).contains(&len) {
-                return Err(DecodeError::Invalid(format!(
-                    "ArtDmx length {len} is outside 2–512"
-                )));
+                return Err(DecodeError::OutOfRange {
+                    field: "ArtDmx length",
+                    value: len as u32,
+                    allowed: "2–512",
+                });
             }
             need(b, 18 + len)?;
             let address = u16::from(b[15] & 0x7f) << 8 | u16::from(b[14]);
-            let port_address = ArtNetPortAddress::new(i64::from(address))
-                .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+            let port_address = ArtNetPortAddress::new(i64::from(address)).map_err(|_| {
+                DecodeError::OutOfRange {
+                    field: "ArtDmx port-address",
+                    value: u32::from(address),
+                    allowed: "0–32767",
+                }
+            })?;
             Ok(Packet::Dmx(ArtDmx {
                 sequence: b[12],
                 physical: b[13],
@@ -352,7 +359,10 @@ mod tests {
         ));
         let mut zero = DMX.to_vec();
         zero[16..18].copy_from_slice(&[0x03, 0x00]);
-        assert!(matches!(decode(&zero), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            decode(&zero),
+            Err(DecodeError::OutOfRange { .. } | DecodeError::Malformed(_))
+        ));
         let mut op = DMX.to_vec();
         op[8..10].copy_from_slice(&[0x00, 0x99]);
         assert!(matches!(decode(&op), Err(DecodeError::Unsupported { .. })));

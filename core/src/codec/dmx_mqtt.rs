@@ -5,9 +5,9 @@
 
 use super::DecodeError;
 
-/// The topic of one controller's universe.
-pub fn topic(controller: &str, universe: u16) -> String {
-    format!("nightscape/v1/dmx/{controller}/{universe}")
+/// The topic of one controller's universe, under `prefix` (empty in production).
+pub fn topic(prefix: &str, controller: &crate::ids::ControllerId, universe: u16) -> String {
+    format!("{prefix}nightscape/v1/dmx/{controller}/{universe}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +31,11 @@ impl DmxMessage {
                 need: 2,
                 got: b.len(),
             }),
-            n if n > 513 => Err(DecodeError::Invalid(format!(
-                "{} slots; a universe has at most 512",
-                n - 1
-            ))),
+            n if n > 513 => Err(DecodeError::OutOfRange {
+                field: "slot count",
+                value: (n - 1) as u32,
+                allowed: "1–512",
+            }),
             _ => Ok(DmxMessage {
                 sequence: b[0],
                 slots: b[1..].to_vec(),
@@ -55,7 +56,8 @@ mod tests {
         };
         assert_eq!(m.encode(), [3, 0, 128, 255]);
         assert_eq!(DmxMessage::decode(&[3, 0, 128, 255]).unwrap(), m);
-        assert_eq!(topic("donam-dmx", 1), "nightscape/v1/dmx/donam-dmx/1");
+        let controller = "donam-dmx".parse().unwrap();
+        assert_eq!(topic("", &controller, 1), "nightscape/v1/dmx/donam-dmx/1");
         assert!(DmxMessage::decode(&[1]).is_err());
         assert!(DmxMessage::decode(&[0; 514]).is_err());
     }

@@ -24,8 +24,14 @@ pub enum DecodeError {
     NotThisProtocol(&'static str),
     #[error("unsupported {what} {value:#x}")]
     Unsupported { what: &'static str, value: u32 },
+    #[error("{field} is {value}; it must be {allowed}")]
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        allowed: &'static str,
+    },
     #[error("{0}")]
-    Invalid(String),
+    Malformed(&'static str),
 }
 
 pub(crate) fn need(bytes: &[u8], n: usize) -> Result<(), DecodeError> {

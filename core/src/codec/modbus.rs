@@ -59,11 +59,17 @@ impl Request {
             0x10 => {
                 need(b, 6)?;
                 let count = usize::from(be16(b, 3));
-                if !(1..=123).contains(&count) || usize::from(b[5]) != 2 * count {
-                    return Err(DecodeError::Invalid(format!(
-                        "write of {count} registers with {} data bytes",
-                        b[5]
-                    )));
+                if !(1..=123).contains(&count) {
+                    return Err(DecodeError::OutOfRange {
+                        field: "register count",
+                        value: count as u32,
+                        allowed: "1–123",
+                    });
+                }
+                if usize::from(b[5]) != 2 * count {
+                    return Err(DecodeError::Malformed(
+                        "byte count is not twice the register count",
+                    ));
                 }
                 need(b, 6 + 2 * count)?;
                 let values = (0..count).map(|i| be16(b, 6 + 2 * i)).collect();
@@ -727,7 +733,7 @@ mod tests {
     fn bad_pdus_are_typed_errors() {
         assert!(matches!(
             Request::from_pdu(&[0x10, 0, 0, 0, 2, 3, 0, 0, 0]),
-            Err(DecodeError::Invalid(_))
+            Err(DecodeError::OutOfRange { .. } | DecodeError::Malformed(_))
         ));
         assert!(matches!(
             Request::from_pdu(&[0x10, 0, 0, 0, 2, 4, 0, 0]),

@@ -190,22 +190,26 @@ pub fn decode(b: &[u8]) -> Result<Packet, DecodeError> {
                 });
             }
             if b[117] != 0x02 || b[118] != 0xa1 {
-                return Err(DecodeError::Invalid(
-                    "DMP layer is not a set-property with address type 0xa1".into(),
+                return Err(DecodeError::Malformed(
+                    "DMP layer is not a set-property with address type 0xa1",
                 ));
             }
             let count = usize::from(be16(b, 123));
             if !(1..=513).contains(&count) {
-                return Err(DecodeError::Invalid(format!(
-                    "property value count {count} is outside 1–513"
-                )));
+                return Err(DecodeError::OutOfRange {
+                    field: "DMP property value count",
+                    value: count as u32,
+                    allowed: "1–513",
+                });
             }
             need(b, 125 + count)?;
             let priority = b[108];
             if priority > 200 {
-                return Err(DecodeError::Invalid(format!(
-                    "priority {priority} is above 200"
-                )));
+                return Err(DecodeError::OutOfRange {
+                    field: "priority",
+                    value: u32::from(priority),
+                    allowed: "0–200",
+                });
             }
             Ok(Packet::Data(DataPacket {
                 cid,
@@ -567,9 +571,15 @@ mod tests {
         assert!(matches!(decode(&bad), Err(DecodeError::NotThisProtocol(_))));
         let mut bad = good.clone();
         bad[108] = 201;
-        assert!(matches!(decode(&bad), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            decode(&bad),
+            Err(DecodeError::OutOfRange { .. } | DecodeError::Malformed(_))
+        ));
         let mut bad = good;
         bad[123..125].copy_from_slice(&[0x03, 0x00]);
-        assert!(matches!(decode(&bad), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            decode(&bad),
+            Err(DecodeError::OutOfRange { .. } | DecodeError::Malformed(_))
+        ));
     }
 }

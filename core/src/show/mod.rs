@@ -319,7 +319,7 @@ fn field_path(path: &serde_ignored::Path<'_>) -> FieldPath {
 }
 
 /// Which part of a library a file is.
-enum Role<'a> {
+enum FileRole<'a> {
     Zones,
     Profile(&'a str),
     Site(&'a str),
@@ -331,26 +331,26 @@ enum Role<'a> {
     Stray,
 }
 
-fn role(path: &str) -> Role<'_> {
+fn file_role(path: &str) -> FileRole<'_> {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        ["zones.toml"] => Role::Zones,
+        ["zones.toml"] => FileRole::Zones,
         ["profiles", name] => name
             .strip_suffix(".toml")
-            .map_or(Role::Other, Role::Profile),
-        ["sites", site, "site.toml"] => Role::Site(site),
-        ["sites", site, "schedule.toml"] => Role::Schedule(site),
+            .map_or(FileRole::Other, FileRole::Profile),
+        ["sites", site, "site.toml"] => FileRole::Site(site),
+        ["sites", site, "schedule.toml"] => FileRole::Schedule(site),
         ["calendars", name] if name.ends_with(".ics") => name
             .strip_suffix(".ics")
-            .map_or(Role::Other, Role::CalendarIcs),
+            .map_or(FileRole::Other, FileRole::CalendarIcs),
         ["calendars", name] => name
             .strip_suffix(".toml")
-            .map_or(Role::Other, Role::Calendar),
+            .map_or(FileRole::Other, FileRole::Calendar),
         ["sites", site, "scenes", name] => name
             .strip_suffix(".toml")
-            .map_or(Role::Other, |name| Role::Scene(site, name)),
-        _ if path.ends_with(".toml") || path.ends_with(".ics") => Role::Stray,
-        _ => Role::Other,
+            .map_or(FileRole::Other, |name| FileRole::Scene(site, name)),
+        _ if path.ends_with(".toml") || path.ends_with(".ics") => FileRole::Stray,
+        _ => FileRole::Other,
     }
 }
 
@@ -362,7 +362,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
 
     let mut zones_seen = false;
     for file in sources {
-        if let Role::Zones = role(&file.path) {
+        if let FileRole::Zones = file_role(&file.path) {
             zones_seen = true;
             if let Some(parsed) = parse(file, &mut problems) {
                 checked.library.zones = lower::zones(parsed, &mut problems);
@@ -386,7 +386,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     }
 
     for file in sources {
-        if let Role::Profile(name) = role(&file.path) {
+        if let FileRole::Profile(name) = file_role(&file.path) {
             match ProfileId::new(name).ok() {
                 None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
                 Some(id) => {
@@ -402,9 +402,9 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     }
 
     for file in sources {
-        let (name, ics) = match role(&file.path) {
-            Role::Calendar(name) => (name, false),
-            Role::CalendarIcs(name) => (name, true),
+        let (name, ics) = match file_role(&file.path) {
+            FileRole::Calendar(name) => (name, false),
+            FileRole::CalendarIcs(name) => (name, true),
             _ => continue,
         };
         match crate::calendar::CalendarId::new(name).ok() {
@@ -433,8 +433,8 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     // or not.
     let mut partial: std::collections::BTreeMap<SiteId, crate::model::Site> = Default::default();
     for file in sources {
-        match role(&file.path) {
-            Role::Site(name) => {
+        match file_role(&file.path) {
+            FileRole::Site(name) => {
                 match SiteId::new(name).ok() {
                     None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
                     Some(id) => {
@@ -456,7 +456,7 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 }
                 problems.place(file, out);
             }
-            Role::Stray => {
+            FileRole::Stray => {
                 problems.warning(
                     Code::StrayFile,
                     &FieldPath::root(),
@@ -464,18 +464,18 @@ pub fn check(sources: &[SourceFile]) -> Checked {
                 );
                 problems.place(file, out);
             }
-            Role::Zones
-            | Role::Profile(_)
-            | Role::Scene(..)
-            | Role::Schedule(_)
-            | Role::Calendar(_)
-            | Role::CalendarIcs(_)
-            | Role::Other => {}
+            FileRole::Zones
+            | FileRole::Profile(_)
+            | FileRole::Scene(..)
+            | FileRole::Schedule(_)
+            | FileRole::Calendar(_)
+            | FileRole::CalendarIcs(_)
+            | FileRole::Other => {}
         }
     }
 
     for file in sources {
-        if let Role::Scene(site, name) = role(&file.path) {
+        if let FileRole::Scene(site, name) = file_role(&file.path) {
             let site_file = format!("sites/{site}/site.toml");
             match SceneId::new(name).ok() {
                 None => problems.error(Code::BadId, &FieldPath::root(), bad_id_message(name)),
@@ -510,15 +510,15 @@ pub fn check(sources: &[SourceFile]) -> Checked {
     }
 
     for file in sources {
-        if let Role::Schedule(site) = role(&file.path) {
+        if let FileRole::Schedule(site) = file_role(&file.path) {
             let parsed = parse(file, &mut problems);
             let lib = &checked.library;
             // Rules may name any scene that has a file here: one with errors of its own is
             // reported in its file, not again in every rule that uses it.
             let declared: std::collections::BTreeSet<String> = sources
                 .iter()
-                .filter_map(|f| match role(&f.path) {
-                    Role::Scene(s, name) if s == site => Some(name.to_owned()),
+                .filter_map(|f| match file_role(&f.path) {
+                    FileRole::Scene(s, name) if s == site => Some(name.to_owned()),
                     _ => None,
                 })
                 .collect();

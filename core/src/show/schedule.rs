@@ -11,7 +11,7 @@ use crate::calendar::{Calendar, CalendarId, parse_ics};
 use crate::diag::{Code, FieldPath};
 use crate::model::{Curfew, Level, Site};
 use crate::scene::SceneId;
-use crate::schedule::{Clock, MonthDay, Rule, Schedule, weekday_index};
+use crate::schedule::{MonthDay, Rule, RuleTime, Schedule, weekday_index};
 
 fn date(text: &str, path: &FieldPath, p: &mut Problems) -> Option<Date> {
     let parsed = text.parse::<Date>().ok();
@@ -173,18 +173,18 @@ pub(crate) fn schedule(
             );
         }
         let clock = |text: &str, key: &str, p: &mut Problems| {
-            let parsed = Clock::parse(text);
+            let parsed = RuleTime::parse(text);
             match parsed {
                 None => p.error(
                     Code::BadValue,
                     &path.key(key),
                     format!("`{text}` is not a time: write \"21:30\", \"sunset\", \"sunset+15\", \"civil-dusk-10\", \"sunrise\", \"civil-dawn\" or \"curfew\""),
                 ),
-                Some(Clock::Curfew) if key == "start" => {
+                Some(RuleTime::Curfew) if key == "start" => {
                     p.error(Code::BadValue, &path.key(key), "a rule cannot start at the curfew; it can end there");
                     return None;
                 }
-                Some(Clock::Curfew) if site.limits.curfew == Curfew::None => {
+                Some(RuleTime::Curfew) if site.limits.curfew == Curfew::None => {
                     p.error(Code::BadValue, &path.key(key), format!("site `{}` has no curfew to end at", site.id));
                     return None;
                 }
@@ -213,8 +213,8 @@ pub(crate) fn schedule(
             }
         };
         let brightness = match Level::from_pct(r.brightness_pct.unwrap_or(100.0)) {
-            Some(l) => Some(l),
-            None => {
+            Ok(l) => Some(l),
+            Err(_) => {
                 p.error(
                     Code::OutOfRange,
                     &path.key("brightness_pct"),

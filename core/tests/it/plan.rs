@@ -4,10 +4,10 @@
 use crate::common;
 
 use ed25519_dalek::SigningKey;
-use nightscape_core::model::{GatewayId, SiteId};
+use nightscape_core::model::{GatewayId, Level, SiteId};
 use nightscape_core::plan::{
-    self, OverrideEntry, OverridesDocument, PLAN_BUDGET_BYTES, Plan, Rejection, canonical, open,
-    open_plan, sign,
+    self, OverrideEntry, OverrideEntryKind, OverridesDocument, PLAN_BUDGET_BYTES, Plan, Rejection,
+    canonical, open, open_plan, sign,
 };
 use nightscape_core::show::check;
 
@@ -45,7 +45,7 @@ fn every_gateway_gets_a_plan_that_verifies_within_budget() {
             let bytes = serde_json::to_vec(&sign(p.clone(), &k)).unwrap();
             biggest = biggest.max(bytes.len());
             let (opened, lib) =
-                open_plan(&bytes, &k.verifying_key(), gateway.id.as_str(), Some(6)).unwrap();
+                open_plan(&bytes, &k.verifying_key(), &gateway.id, Some(6)).unwrap();
             assert_eq!(opened, p);
             // The plan rebuilds the site, its scenes and schedule on its own.
             assert_eq!(lib.sites[&site.id], *site);
@@ -96,19 +96,19 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
     let (k, other) = (key(1), key(2));
     let trusted = k.verifying_key();
     let good = serde_json::to_vec(&sign(p.clone(), &k)).unwrap();
-    assert!(open_plan(&good, &trusted, "donam-gw", Some(9)).is_ok());
+    assert!(open_plan(&good, &trusted, &gw("donam-gw"), Some(9)).is_ok());
 
     let mut unsigned = sign(p.clone(), &k);
     unsigned.signature.clear();
     let unsigned = serde_json::to_vec(&unsigned).unwrap();
     assert_eq!(
-        open_plan(&unsigned, &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(&unsigned, &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::Unsigned("plan")
     );
 
     let foreign = serde_json::to_vec(&sign(p.clone(), &other)).unwrap();
     assert_eq!(
-        open_plan(&foreign, &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(&foreign, &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::BadSignature("plan")
     );
 
@@ -116,16 +116,16 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
     altered["document"]["effective_from_ms"] = 0.into();
     let altered = serde_json::to_vec(&altered).unwrap();
     assert_eq!(
-        open_plan(&altered, &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(&altered, &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::BadSignature("plan")
     );
 
     assert!(matches!(
-        open_plan(&good, &trusted, "gyebaek-gw", None).unwrap_err(),
-        Rejection::WrongGateway { expected, got, .. } if expected == "gyebaek-gw" && got == "donam-gw"
+        open_plan(&good, &trusted, &gw("gyebaek-gw"), None).unwrap_err(),
+        Rejection::WrongGateway { expected, got, .. } if expected.as_str() == "gyebaek-gw" && got.as_str() == "donam-gw"
     ));
     assert_eq!(
-        open_plan(&good, &trusted, "donam-gw", Some(10)).unwrap_err(),
+        open_plan(&good, &trusted, &gw("donam-gw"), Some(10)).unwrap_err(),
         Rejection::NotNewer {
             kind: "plan",
             current: 10,
@@ -133,7 +133,7 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
         }
     );
     assert_eq!(
-        open_plan(&good, &trusted, "donam-gw", Some(11)).unwrap_err(),
+        open_plan(&good, &trusted, &gw("donam-gw"), Some(11)).unwrap_err(),
         Rejection::NotNewer {
             kind: "plan",
             current: 11,
@@ -145,16 +145,16 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
     future["document"]["schema"] = 2.into();
     let future = serde_json::to_vec(&future).unwrap();
     assert!(matches!(
-        open_plan(&future, &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(&future, &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::UnknownSchema { got: 2, .. }
     ));
 
     assert!(matches!(
-        open_plan(b"{\"document\":", &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(b"{\"document\":", &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::Malformed { .. }
     ));
     assert!(matches!(
-        open_plan(b"[]", &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(b"[]", &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::Malformed { .. }
     ));
 
@@ -162,7 +162,7 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
     wrong_hash.content_hash = "00".repeat(32);
     let wrong_hash = serde_json::to_vec(&sign(wrong_hash, &k)).unwrap();
     assert_eq!(
-        open_plan(&wrong_hash, &trusted, "donam-gw", None).unwrap_err(),
+        open_plan(&wrong_hash, &trusted, &gw("donam-gw"), None).unwrap_err(),
         Rejection::HashMismatch
     );
 
@@ -177,7 +177,7 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
     broken.content_hash = plan::content_hash(&broken.files);
     let broken = serde_json::to_vec(&sign(broken, &k)).unwrap();
     assert!(
-        matches!(open_plan(&broken, &trusted, "donam-gw", None).unwrap_err(), Rejection::Invalid(why) if why.contains("zone 9"))
+        matches!(open_plan(&broken, &trusted, &gw("donam-gw"), None).unwrap_err(), Rejection::Invalid(why) if why.contains("zone 9"))
     );
 }
 
@@ -185,13 +185,13 @@ fn each_reason_to_refuse_a_plan_is_distinct() {
 fn overrides_documents_are_signed_and_checked_the_same_way() {
     let doc = OverridesDocument {
         schema: 1,
-        gateway: "gyebaek-gw".into(),
+        gateway: gw("gyebaek-gw"),
         version: 4,
         issued_at_ms: 1_798_000_000_000,
         overrides: vec![
             OverrideEntry {
                 id: "o-1".into(),
-                kind: "blackout".into(),
+                kind: OverrideEntryKind::Blackout,
                 scene: None,
                 brightness_pct: None,
                 from_ms: 1_798_000_000_000,
@@ -201,9 +201,9 @@ fn overrides_documents_are_signed_and_checked_the_same_way() {
             },
             OverrideEntry {
                 id: "o-2".into(),
-                kind: "scene".into(),
-                scene: Some("gyebaek-festival".into()),
-                brightness_pct: Some(60.0),
+                kind: OverrideEntryKind::Scene,
+                scene: Some("gyebaek-festival".parse().unwrap()),
+                brightness_pct: Some(Level::from_pct(60.0).unwrap()),
                 from_ms: 1_798_000_000_000,
                 until_ms: Some(1_798_003_600_000),
                 by: "lee".into(),
@@ -214,12 +214,13 @@ fn overrides_documents_are_signed_and_checked_the_same_way() {
     let k = key(3);
     let bytes = serde_json::to_vec(&sign(doc.clone(), &k)).unwrap();
     let opened: OverridesDocument =
-        open(&bytes, &k.verifying_key(), "gyebaek-gw", Some(3)).unwrap();
+        open(&bytes, &k.verifying_key(), &gw("gyebaek-gw"), Some(3)).unwrap();
     assert_eq!(opened, doc);
     let list = opened.to_overrides().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(
-        open::<OverridesDocument>(&bytes, &k.verifying_key(), "gyebaek-gw", Some(4)).unwrap_err(),
+        open::<OverridesDocument>(&bytes, &k.verifying_key(), &gw("gyebaek-gw"), Some(4))
+            .unwrap_err(),
         Rejection::NotNewer {
             kind: "overrides document",
             current: 4,
@@ -227,7 +228,8 @@ fn overrides_documents_are_signed_and_checked_the_same_way() {
         }
     );
     assert_eq!(
-        open::<OverridesDocument>(&bytes, &key(4).verifying_key(), "gyebaek-gw", None).unwrap_err(),
+        open::<OverridesDocument>(&bytes, &key(4).verifying_key(), &gw("gyebaek-gw"), None)
+            .unwrap_err(),
         Rejection::BadSignature("overrides document")
     );
     let mut open_ended = doc;
@@ -236,7 +238,6 @@ fn overrides_documents_are_signed_and_checked_the_same_way() {
         open_ended.to_overrides(),
         Err(Rejection::Malformed { .. })
     ));
-    let _ = GatewayId::new("gyebaek-gw").unwrap();
 }
 
 #[test]
@@ -249,6 +250,23 @@ fn keys_round_trip_through_their_text_form() {
         k.to_bytes()
     );
     assert_eq!(plan::parse_public_key(&public).unwrap(), k.verifying_key());
-    assert!(plan::parse_public_key(&secret).is_none());
-    assert!(plan::parse_secret_key("nightscape-ed25519-secret 12").is_none());
+    assert_eq!(
+        plan::parse_public_key(&secret).unwrap_err(),
+        plan::KeyError::WrongKind {
+            found: "secret",
+            wanted: "public"
+        }
+    );
+    assert_eq!(
+        plan::parse_secret_key("nightscape-ed25519-secret 12").unwrap_err(),
+        plan::KeyError::BadHex
+    );
+    assert_eq!(
+        plan::parse_secret_key("hello").unwrap_err(),
+        plan::KeyError::NotAKey("secret")
+    );
+}
+
+fn gw(id: &str) -> GatewayId {
+    id.parse().unwrap()
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common;
+use std::sync::Arc;
 
 use jiff::civil::date;
 use nightscape_core::calendar::CalendarId;
@@ -63,8 +64,16 @@ fn at(text: &str) -> i64 {
 fn scenes(lib: &ShowLibrary, times: &[&str]) -> Vec<String> {
     let site = &lib.sites[&SiteId::new("t").unwrap()];
     let schedule = &lib.schedules[&site.id];
-    let almanac = Almanac::new(epoch_day(date(2026, 1, 1)), epoch_day(date(2028, 1, 1)));
-    let eval = Evaluator::new(site, schedule, &lib.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(
+        epoch_day(date(2026, 1, 1)),
+        epoch_day(date(2028, 1, 1)),
+    ));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(schedule.clone()),
+        &lib.calendars,
+        almanac.clone(),
+    );
     times
         .iter()
         .map(|t| {
@@ -134,8 +143,16 @@ season = { from = "11-01", to = "11-01" }
         rules,
     );
     let site = &lib.sites[&SiteId::new("t").unwrap()];
-    let almanac = Almanac::new(epoch_day(date(2026, 1, 1)), epoch_day(date(2027, 1, 1)));
-    let eval = Evaluator::new(site, &lib.schedules[&site.id], &lib.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(
+        epoch_day(date(2026, 1, 1)),
+        epoch_day(date(2027, 1, 1)),
+    ));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(lib.schedules[&site.id].clone()),
+        &lib.calendars,
+        almanac.clone(),
+    );
     let (list, _) = eval.transitions(at("2026-03-08T00:00:00Z"), at("2026-03-09T00:00:00Z"));
     // 02:30 does not exist: the rule starts at 03:30 EDT = 07:30 UTC.
     assert_eq!(list[0].at_ms, at("2026-03-08T07:30:00Z"));
@@ -215,8 +232,16 @@ end = "23:30"
         rules,
     );
     let site = &lib.sites[&SiteId::new("t").unwrap()];
-    let almanac = Almanac::new(epoch_day(date(2026, 1, 1)), epoch_day(date(2027, 1, 1)));
-    let eval = Evaluator::new(site, &lib.schedules[&site.id], &lib.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(
+        epoch_day(date(2026, 1, 1)),
+        epoch_day(date(2027, 1, 1)),
+    ));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(lib.schedules[&site.id].clone()),
+        &lib.calendars,
+        almanac.clone(),
+    );
     let before = eval.cue_at(at("2026-06-10T21:00:00+09:00"));
     assert_eq!(
         (before.brightness, &before.cause),
@@ -362,8 +387,16 @@ fn polar_days_skip_sun_rules_with_a_note() {
     let rules = "[[rules]]\nname = \"dusk\"\nscene = \"a\"\nstart = \"sunset\"\nend = \"23:00\"\n";
     let lib = library(69.65, 18.96, "Europe/Oslo", "curfew = \"none\"", rules);
     let site = &lib.sites[&SiteId::new("t").unwrap()];
-    let almanac = Almanac::new(epoch_day(date(2026, 1, 1)), epoch_day(date(2027, 1, 1)));
-    let eval = Evaluator::new(site, &lib.schedules[&site.id], &lib.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(
+        epoch_day(date(2026, 1, 1)),
+        epoch_day(date(2027, 1, 1)),
+    ));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(lib.schedules[&site.id].clone()),
+        &lib.calendars,
+        almanac.clone(),
+    );
     let (list, notes) = eval.transitions(at("2026-06-20T00:00:00Z"), at("2026-06-22T00:00:00Z"));
     assert!(list.is_empty(), "{list:?}");
     assert!(
@@ -387,8 +420,16 @@ fn next_transition_is_the_first_of_the_list() {
         "[[rules]]\nname = \"x\"\nscene = \"a\"\nstart = \"sunset\"\nend = \"22:00\"\n",
     );
     let site = &lib.sites[&SiteId::new("t").unwrap()];
-    let almanac = Almanac::new(epoch_day(date(2026, 1, 1)), epoch_day(date(2027, 1, 1)));
-    let eval = Evaluator::new(site, &lib.schedules[&site.id], &lib.calendars, &almanac);
+    let almanac = Arc::new(Almanac::new(
+        epoch_day(date(2026, 1, 1)),
+        epoch_day(date(2027, 1, 1)),
+    ));
+    let eval = Evaluator::new(
+        Arc::new(site.clone()),
+        Arc::new(lib.schedules[&site.id].clone()),
+        &lib.calendars,
+        almanac.clone(),
+    );
     let t = at("2026-06-10T03:00:00Z");
     let (list, _) = eval.transitions(t, t + 5 * 86_400_000);
     assert_eq!(eval.next_transition(t, 30), Some(list[0].clone()));

@@ -174,7 +174,7 @@ fn limits(
     let pct = |value: Option<f64>, default: f64, key: &str, p: &mut Problems| {
         let value = value.unwrap_or(default);
         in_range(value, 0.0, 100.0, &path.key(key), key, p)
-            .then(|| Level::from_pct(value))
+            .then(|| Level::from_pct(value).ok())
             .flatten()
     };
     let max_output = pct(file.max_output_pct, 100.0, "max_output_pct", p);

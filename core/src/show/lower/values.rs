@@ -75,17 +75,9 @@ pub(in crate::show) fn time_of_day(
     path: &FieldPath,
     p: &mut Problems,
 ) -> Option<TimeOfDay> {
-    let parsed = TimeOfDay::parse(text);
-    if parsed.is_none() {
-        p.error(
-            Code::BadValue,
-            path,
-            format!(
-                "`{text}` is not a time of day; write HH:MM on a 24-hour clock, e.g. \"23:30\""
-            ),
-        );
-    }
-    parsed
+    TimeOfDay::parse(text)
+        .map_err(|e| p.error(Code::BadValue, path, e.to_string()))
+        .ok()
 }
 
 pub(super) fn curfew(text: &str, path: &FieldPath, p: &mut Problems) -> Option<Curfew> {
