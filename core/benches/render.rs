@@ -1,14 +1,19 @@
 //! Channel values rendered per second on one core, for every shipped scene, side by side
-//! with what the same loop costs without effects (encode only) and without limits.
+//! with what the same loop costs without effects (encode only) and without limits; then a
+//! city-scale layout of 2,048 sACN universes (348,160 RGB pixels), rendered, encoded, and
+//! also gathered through the output map into universes and written as sACN packets: the
+//! whole frame path of a gateway but the socket.
 //!
 //! Run: `cargo bench -p nightscape-core --bench render`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use nightscape_core::codec::sacn::{DataFields, DataTemplate};
 use nightscape_core::model::Level;
+use nightscape_core::output::{OutputMap, SinkAddress};
 use nightscape_core::render::{CompiledScene, Frame, Layout, encode, render};
-use nightscape_core::show::check;
+use nightscape_core::show::{SourceFile, check};
 
 #[path = "../tests/it/common.rs"]
 mod common;
@@ -73,4 +78,143 @@ fn main() {
         "\nshipped-scene mix (each scene one frame in turn): {:.0} M channel values/s on one core",
         values / seconds / 1e6
     );
+    big_layout();
+}
+
+/// Controllers × universes each × strips per controller; each strip fills 16 universes.
+const CONTROLLERS: u16 = 8;
+const UNIVERSES_EACH: u16 = 256;
+const STRIP_UNIVERSES: u16 = 16;
+
+/// A site of 2,048 universes of RGB pixel strips, with a wave and a static scene.
+fn big_library() -> Vec<SourceFile> {
+    let mut rest = String::new();
+    let mut members = Vec::new();
+    for c in 0..CONTROLLERS {
+        let first = 1 + c * UNIVERSES_EACH;
+        rest += &format!(
+            "[[controllers]]\nid = \"px-{c}\"\ngateway = \"gw\"\nsacn = {{ universe = {first}, universes = {UNIVERSES_EACH} }}\n"
+        );
+        for k in 0..UNIVERSES_EACH / STRIP_UNIVERSES {
+            let id = format!("strip-{c}-{k}");
+            let y = f64::from(c * 16 + k);
+            rest += &format!(
+                "[[fixtures]]\nid = \"{id}\"\ntype = \"pixel-strip\"\npixel = \"rgb\"\ncontroller = \"px-{c}\"\nuniverse = {}\naddress = 1\npixels = {}\nline = [[0.0, {y}], [800.0, {y}]]\npower_w = 500.0\n",
+                first + k * STRIP_UNIVERSES,
+                170 * u32::from(STRIP_UNIVERSES)
+            );
+            members.push(format!("\"{id}\""));
+        }
+    }
+    rest += &format!(
+        "[[groups]]\nid = \"all\"\nrole = \"railing\"\nfixtures = [{}]\n",
+        members.join(", ")
+    );
+    let site = common::site_toml(
+        "building",
+        (36.19, 127.1, "Asia/Seoul"),
+        3,
+        "curfew = \"none\"",
+        &rest,
+    );
+    vec![
+        common::zones(),
+        SourceFile {
+            path: "sites/big/site.toml".into(),
+            text: site,
+        },
+        SourceFile {
+            path: "sites/big/scenes/big-wave.toml".into(),
+            text: "name = { ko = \"물결\" }\n[[layers]]\nrole = \"railing\"\neffect = \"wave\"\ncolours = [\"#2c40ff\", \"#38d6ff\"]\nwavelength_m = 30.0\nspeed_mps = 2.0\n".into(),
+        },
+        SourceFile {
+            path: "sites/big/scenes/big-static.toml".into(),
+            text: "name = { ko = \"정지\" }\n[[layers]]\nrole = \"railing\"\neffect = \"static\"\ncolour = \"#ffd8a0\"\n".into(),
+        },
+    ]
+}
+
+fn big_layout() {
+    let checked = check(&big_library());
+    assert_eq!(checked.error_count(), 0, "{:?}", checked.diagnostics);
+    let lib = &checked.library;
+    let site = lib.sites.values().next().expect("one site");
+    let layout = Layout::new(site, lib.zone_rule(site));
+    let (map, errors) = OutputMap::build(&site.fixtures, &site.controllers, &lib.profiles);
+    assert!(errors.is_empty());
+    let universes: usize = map.controllers().iter().map(|c| c.sinks.len()).sum();
+    assert_eq!(universes, 2048);
+    let mut frame = Frame::new(&layout);
+    let mut channels = vec![0u8; layout.channel_count()];
+    let template = DataTemplate::new([7; 16], "nightscape gateway", 100);
+    let mut slots = [0u8; 512];
+    let mut packet = Vec::with_capacity(126 + 512);
+    println!(
+        "\n2,048-universe layout ({} pixels, {} channels; a gateway at 44 Hz needs {:.1} M/s):\n",
+        layout.pixel_count(),
+        layout.channel_count(),
+        2048.0 * 512.0 * 44.0 / 1e6
+    );
+    println!(
+        "| scene | render + limits + encode | + gather + sACN packets | frames/s with packets |"
+    );
+    println!("|---|---:|---:|---:|");
+    for scene in lib.scenes.values() {
+        let compiled = CompiledScene::new(scene, &layout);
+        let render_only = rate_big(|t| {
+            render(&compiled, &layout, t, &mut frame).expect("compiled for this layout");
+            encode(&layout, &frame, Level::FULL, &mut channels);
+            black_box(&channels);
+        });
+        let mut sequence = 0u8;
+        let with_packets = rate_big(|t| {
+            render(&compiled, &layout, t, &mut frame).expect("compiled for this layout");
+            encode(&layout, &frame, Level::FULL, &mut channels);
+            sequence = sequence.wrapping_add(1);
+            for controller in map.controllers() {
+                for sink in &controller.sinks {
+                    let SinkAddress::Universe(universe) = sink.address else {
+                        continue;
+                    };
+                    sink.gather(&channels, &mut slots);
+                    let number = match universe {
+                        nightscape_core::model::Universe::Sacn(u) => u.get(),
+                        _ => 0,
+                    };
+                    template.encode_into(
+                        &DataFields {
+                            sync_address: 0,
+                            sequence,
+                            options: 0,
+                            universe: number,
+                            start_code: 0,
+                        },
+                        &slots,
+                        &mut packet,
+                    );
+                    black_box(&packet);
+                }
+            }
+        });
+        let ch = layout.channel_count() as f64;
+        println!(
+            "| {} | {:.0} M/s | {:.0} M/s | {:.0} |",
+            scene.id,
+            render_only * ch / 1e6,
+            with_packets * ch / 1e6,
+            with_packets
+        );
+    }
+}
+
+/// Frames per second of `step` over about `RUN` (whole frames; a frame here is large).
+fn rate_big(mut step: impl FnMut(i64)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0i64;
+    let t0 = 1_798_000_000_000i64;
+    while start.elapsed() < RUN {
+        step(t0 + n * 23);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
 }

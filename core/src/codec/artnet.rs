@@ -72,22 +72,41 @@ fn header(out: &mut Vec<u8>, opcode: u16) {
 impl ArtDmx {
     /// The packet; data longer than 512 bytes is cut, an odd count padded with a zero.
     pub fn encode(&self) -> Vec<u8> {
-        let data = &self.data[..self.data.len().min(512)];
-        let mut len = data.len().max(2);
-        len += len % 2;
-        let mut out = Vec::with_capacity(18 + len);
-        header(&mut out, OP_DMX);
-        out.extend_from_slice(&PROTOCOL.to_be_bytes());
-        out.push(self.sequence);
-        out.push(self.physical);
-        let address = self.port_address.get();
-        out.push((address & 0xff) as u8);
-        out.push((address >> 8) as u8);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-        out.extend_from_slice(data);
-        out.resize(18 + len, 0);
+        let mut out = Vec::with_capacity(18 + 512);
+        encode_dmx_into(
+            self.sequence,
+            self.physical,
+            self.port_address,
+            &self.data,
+            &mut out,
+        );
         out
     }
+}
+
+/// Writes an ArtDmx packet for `data` into `out` (cleared first; no allocation once `out`
+/// has held one packet). Data longer than 512 bytes is cut, an odd count padded with a zero.
+pub fn encode_dmx_into(
+    sequence: u8,
+    physical: u8,
+    port_address: ArtNetPortAddress,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let data = &data[..data.len().min(512)];
+    let mut len = data.len().max(2);
+    len += len % 2;
+    out.clear();
+    header(out, OP_DMX);
+    out.extend_from_slice(&PROTOCOL.to_be_bytes());
+    out.push(sequence);
+    out.push(physical);
+    let address = port_address.get();
+    out.push((address & 0xff) as u8);
+    out.push((address >> 8) as u8);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(data);
+    out.resize(18 + len, 0);
 }
 
 impl ArtPoll {

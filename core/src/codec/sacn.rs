@@ -95,26 +95,19 @@ fn root(out: &mut Vec<u8>, total: usize, vector: u32, cid: &Cid) {
 
 impl DataPacket {
     pub fn encode(&self) -> Vec<u8> {
-        let slots = &self.slots[..self.slots.len().min(512)];
-        let total = 126 + slots.len();
-        let mut out = Vec::with_capacity(total);
-        root(&mut out, total, VECTOR_ROOT_DATA, &self.cid);
-        out.extend_from_slice(&flags_length(total - 38));
-        out.extend_from_slice(&VECTOR_FRAMING_DATA.to_be_bytes());
-        put_text(&mut out, &self.source_name, 64);
-        out.push(self.priority);
-        out.extend_from_slice(&self.sync_address.to_be_bytes());
-        out.push(self.sequence);
-        out.push(self.options);
-        out.extend_from_slice(&self.universe.to_be_bytes());
-        out.extend_from_slice(&flags_length(total - 115));
-        out.push(0x02); // set property
-        out.push(0xa1); // address and data type
-        out.extend_from_slice(&0x0000u16.to_be_bytes()); // first property address
-        out.extend_from_slice(&0x0001u16.to_be_bytes()); // address increment
-        out.extend_from_slice(&(slots.len() as u16 + 1).to_be_bytes());
-        out.push(self.start_code);
-        out.extend_from_slice(slots);
+        let template = DataTemplate::new(self.cid, &self.source_name, self.priority);
+        let mut out = Vec::with_capacity(126 + 512);
+        template.encode_into(
+            &DataFields {
+                sync_address: self.sync_address,
+                sequence: self.sequence,
+                options: self.options,
+                universe: self.universe,
+                start_code: self.start_code,
+            },
+            &self.slots,
+            &mut out,
+        );
         out
     }
 
@@ -124,6 +117,63 @@ impl DataPacket {
 
     pub fn preview(&self) -> bool {
         self.options & OPTION_PREVIEW != 0
+    }
+}
+
+/// What changes between a source's data packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFields {
+    pub sync_address: u16,
+    pub sequence: u8,
+    pub options: u8,
+    pub universe: u16,
+    pub start_code: u8,
+}
+
+/// A source's data packet with what stays the same (CID, name, priority) written once: a
+/// sender keeps one and writes each universe's packet into a reused buffer without
+/// allocating or re-encoding the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTemplate {
+    head: [u8; 126],
+}
+
+impl DataTemplate {
+    pub fn new(cid: Cid, source_name: &str, priority: u8) -> DataTemplate {
+        let mut out = Vec::with_capacity(126);
+        root(&mut out, 126, VECTOR_ROOT_DATA, &cid);
+        out.extend_from_slice(&flags_length(126 - 38));
+        out.extend_from_slice(&VECTOR_FRAMING_DATA.to_be_bytes());
+        put_text(&mut out, source_name, 64);
+        out.push(priority);
+        out.extend_from_slice(&[0; 6]); // sync address, sequence, options, universe
+        out.extend_from_slice(&flags_length(126 - 115));
+        out.push(0x02); // set property
+        out.push(0xa1); // address and data type
+        out.extend_from_slice(&0x0000u16.to_be_bytes()); // first property address
+        out.extend_from_slice(&0x0001u16.to_be_bytes()); // address increment
+        out.extend_from_slice(&[0; 3]); // property count, start code
+        let mut head = [0u8; 126];
+        head.copy_from_slice(&out);
+        DataTemplate { head }
+    }
+
+    /// Writes the packet of `slots` (at most 512 are sent) into `out`, cleared first.
+    pub fn encode_into(&self, fields: &DataFields, slots: &[u8], out: &mut Vec<u8>) {
+        let slots = &slots[..slots.len().min(512)];
+        let total = 126 + slots.len();
+        out.clear();
+        out.extend_from_slice(&self.head);
+        out[16..18].copy_from_slice(&flags_length(total - 16));
+        out[38..40].copy_from_slice(&flags_length(total - 38));
+        out[109..111].copy_from_slice(&fields.sync_address.to_be_bytes());
+        out[111] = fields.sequence;
+        out[112] = fields.options;
+        out[113..115].copy_from_slice(&fields.universe.to_be_bytes());
+        out[115..117].copy_from_slice(&flags_length(total - 115));
+        out[123..125].copy_from_slice(&(slots.len() as u16 + 1).to_be_bytes());
+        out[125] = fields.start_code;
+        out.extend_from_slice(slots);
     }
 }
 
@@ -326,19 +376,23 @@ impl Receiver {
         if packet.preview() {
             return Fed::Preview;
         }
-        let mut slots = [0u8; 512];
+        let source = self.sources.entry(packet.cid).or_insert_with(|| Source {
+            name: String::new(),
+            priority: 0,
+            sequence: 0,
+            seen_ms: now_ms,
+            slots: [0; 512],
+        });
+        if source.name != packet.source_name {
+            source.name.clone_from(&packet.source_name);
+        }
+        source.priority = packet.priority;
+        source.sequence = packet.sequence;
+        source.seen_ms = now_ms;
+        // Slots a packet does not carry are 0 (E1.31: a shorter packet ends the universe).
         let n = packet.slots.len().min(512);
-        slots[..n].copy_from_slice(&packet.slots[..n]);
-        self.sources.insert(
-            packet.cid,
-            Source {
-                name: packet.source_name.clone(),
-                priority: packet.priority,
-                sequence: packet.sequence,
-                seen_ms: now_ms,
-                slots,
-            },
-        );
+        source.slots[..n].copy_from_slice(&packet.slots[..n]);
+        source.slots[n..].fill(0);
         self.output_into_last_look();
         Fed::Accepted
     }
@@ -346,18 +400,12 @@ impl Receiver {
     /// Forgets sources unheard for [`DATA_LOSS_MS`]; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let before = self.sources.len();
-        let stale: Vec<Cid> = self
-            .sources
-            .iter()
-            .filter(|(_, s)| now_ms - s.seen_ms >= DATA_LOSS_MS)
-            .map(|(c, _)| *c)
-            .collect();
-        if !stale.is_empty() {
-            self.output_into_last_look();
-            for cid in stale {
-                self.sources.remove(&cid);
-            }
+        let live = |s: &Source| now_ms - s.seen_ms < DATA_LOSS_MS;
+        if self.sources.values().all(live) {
+            return 0;
         }
+        self.output_into_last_look();
+        self.sources.retain(|_, s| live(s));
         before - self.sources.len()
     }
 
