@@ -126,7 +126,7 @@ fn travel() -> impl Strategy<Value = Travel> {
     })
 }
 
-fn effect() -> impl Strategy<Value = Effect> {
+pub(crate) fn effect() -> impl Strategy<Value = Effect> {
     let period = 10.0f64..200_000.0;
     prop_oneof![
         colour().prop_map(|colour| Effect::Static { colour }),

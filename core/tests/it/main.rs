@@ -5,6 +5,7 @@ mod addressing;
 mod caps;
 mod codecs;
 mod common;
+mod live;
 mod output;
 mod plan;
 mod render;
