@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightscape_core::schema;
 
-use crate::{library, plan, render, schedule};
+use crate::{library, plan, profile, render, schedule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +27,10 @@ pub enum Command {
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
     Scene(SceneCommand),
+    /// Check Modbus controller profiles on their own (third-party profiles before they join
+    /// a library).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Look at schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -102,6 +106,16 @@ pub enum ScheduleCommand {
         /// The show library.
         #[arg(long, default_value = "scenes")]
         library: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Check profile files and say what a gateway will write and read on such a controller.
+    Check {
+        /// Profile files; each one's id is its file name without `.toml`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -191,6 +205,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Scene(SceneCommand::Check { dir, today }) => scene_check(dir, today.as_deref()),
+        Command::Profile(ProfileCommand::Check { files }) => {
+            let (report, ok) = profile::check(&files)?;
+            write!(std::io::stdout().lock(), "{report}")?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Schedule(ScheduleCommand::Preview {
             site,
             from,
@@ -287,8 +310,7 @@ fn scene_check(dir: PathBuf, today: Option<&str>) -> Result<ExitCode> {
     })
 }
 
-/// Loads a library that must be free of errors (warnings are printed and allowed).
-/// Loads a library and prints its problems. Sites with errors are left out of it, so the
+/// Loads a library and prints its errors. Sites with errors are left out of it, so the
 /// commands that use it still work on every other site and say so for the broken one.
 fn checked_library(dir: &std::path::Path) -> Result<nightscape_core::show::Checked> {
     let checked = library::check_dir(dir)?;

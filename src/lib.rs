@@ -8,5 +8,6 @@ pub mod cli;
 pub mod clock;
 pub mod library;
 pub mod plan;
+pub mod profile;
 pub mod render;
 pub mod schedule;

@@ -117,15 +117,16 @@ pub fn compile(c: &Compile<'_>) -> Result<String> {
     let (files, hash) = (compiled.files.len(), compiled.content_hash.clone());
     let signed = plan::sign(compiled, &key);
     let bytes = serde_json::to_vec(&signed)?;
-    fs::write(c.out, &bytes).with_context(|| format!("writing {}", c.out.display()))?;
-    let share = 100.0 * bytes.len() as f64 / PLAN_BUDGET_BYTES as f64;
+    // Over budget, nothing is written: a file on disk is a plan someone may publish.
     if bytes.len() > PLAN_BUDGET_BYTES {
         bail!(
-            "the plan is {} bytes, over the {} byte budget; split the site or its scenes",
+            "the plan is {} bytes, over the {} byte budget; split the site or its scenes (nothing written)",
             bytes.len(),
             PLAN_BUDGET_BYTES
         );
     }
+    fs::write(c.out, &bytes).with_context(|| format!("writing {}", c.out.display()))?;
+    let share = 100.0 * bytes.len() as f64 / PLAN_BUDGET_BYTES as f64;
     Ok(format!(
         "wrote {}: plan v{version} for gateway {gateway} of site {site}, {files} files, {} bytes ({share:.1} % of the {} KiB budget), content {}",
         c.out.display(),

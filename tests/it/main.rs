@@ -2,5 +2,6 @@
 //! `plan compile` and `plan verify` run as a user runs them.
 
 mod plan_cli;
+mod profile_cli;
 mod render_cli;
 mod scene_check;

@@ -57,6 +57,53 @@ impl Checked {
     }
 }
 
+/// Checks one Modbus controller profile on its own, as a third-party profile is checked
+/// before it joins a library. Its id is the file's name without `.toml` (so the file must
+/// be named like `acme-dim8.toml`); diagnostics point into `file.path` as given.
+pub fn check_profile(file: &SourceFile) -> (Option<crate::model::Profile>, Vec<Diagnostic>) {
+    let name = file.path.rsplit(['/', '\\']).next().unwrap_or(&file.path);
+    let name = name.strip_suffix(".toml").unwrap_or(name);
+    // A badly named file is still checked inside, under a stand-in id.
+    let bad_name = ProfileId::new(name).is_err();
+    let inside = SourceFile {
+        path: format!(
+            "profiles/{}.toml",
+            if bad_name { "unnamed-profile" } else { name }
+        ),
+        text: file.text.clone(),
+    };
+    let checked = check(std::slice::from_ref(&inside));
+    let diagnostics = checked
+        .diagnostics
+        .into_iter()
+        // Only the profile's own problems: a lone profile is not a library missing its zones.
+        .filter(|d| d.location.file == inside.path)
+        .map(|mut d| {
+            d.location.file.clone_from(&file.path);
+            d
+        })
+        .collect();
+    if bad_name {
+        let mut named = vec![Diagnostic {
+            severity: Severity::Error,
+            code: Code::BadId,
+            path: FieldPath::root(),
+            location: Location {
+                file: file.path.clone(),
+                span: None,
+                line_col: None,
+            },
+            message: format!(
+                "{} (the file name is the profile's id; rename the file)",
+                bad_id_message(name)
+            ),
+        }];
+        named.extend(diagnostics);
+        return (None, named);
+    }
+    (checked.library.profiles.into_values().next(), diagnostics)
+}
+
 /// A problem not yet placed in its file.
 #[derive(Debug)]
 struct Pending {

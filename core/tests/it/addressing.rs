@@ -385,10 +385,14 @@ max = 255
             text: profile.into(),
         },
     ];
+    // Both problems at once: a bad request size does not hide the overlap.
     let checked = check(&sources);
     assert_eq!(
         found(&checked),
-        vec!["8:17 out-of-range".to_owned()],
+        vec![
+            "8:17 out-of-range".to_owned(),
+            "11:12 register-overlap".to_owned()
+        ],
         "{:#?}",
         checked.diagnostics
     );

@@ -54,8 +54,14 @@ struct FixtureSpec {
 const KINDS: [&str; 6] = ["rgb", "rgbw", "rgba", "cct", "dimmer", "pixel-strip"];
 
 fn fixture_spec() -> impl Strategy<Value = FixtureSpec> {
-    (0usize..16, 0usize..KINDS.len(), 1u32..400, -50.0f64..50.0)
-        .prop_map(|(id, kind, pixels, x)| FixtureSpec { id, kind, pixels, x })
+    (0usize..16, 0usize..KINDS.len(), 1u32..400, -50.0f64..50.0).prop_map(
+        |(id, kind, pixels, x)| FixtureSpec {
+            id,
+            kind,
+            pixels,
+            x,
+        },
+    )
 }
 
 /// A site made of `specs` (ids drawn from a pool of 16, so two sites share some fixtures,
@@ -113,7 +119,12 @@ fn random_site(specs: &[FixtureSpec]) -> ShowLibrary {
             ),
         },
     ]);
-    assert_eq!(checked.error_count(), 0, "{:#?}\n{text}", checked.diagnostics);
+    assert_eq!(
+        checked.error_count(),
+        0,
+        "{:#?}\n{text}",
+        checked.diagnostics
+    );
     checked.library
 }
 

@@ -310,6 +310,45 @@ pub(in crate::show) fn profile(
             "the profile needs a name",
         );
     }
+    // Where the levels sit, checked against the controls even when other fields have errors.
+    if let (Some(start), Some(channels)) = (start, channels) {
+        let count = match pack {
+            None => u32::from(channels),
+            Some(_) => u32::from(channels).div_ceil(2),
+        };
+        let levels = u32::from(start.get())..u32::from(start.get()) + count;
+        if levels.end > 65536 {
+            p.error(
+                Code::RegisterRange,
+                &lv.key("channels"),
+                format!(
+                    "{channels} channels from register {} run past register 65535",
+                    levels.start
+                ),
+            );
+        }
+        let holding_controls = [
+            ("enable", enable.map(|e| e.register)),
+            ("master", master.map(|m| m.register)),
+            ("fade", fade.map(|f| f.register)),
+        ];
+        for (key, reg) in holding_controls {
+            if let Some(reg) = reg
+                && levels.contains(&u32::from(reg.get()))
+            {
+                p.error(
+                    Code::RegisterOverlap,
+                    &root().key(key).key("register"),
+                    format!(
+                        "register {} is also a channel level (levels take {}–{})",
+                        reg.get(),
+                        levels.start,
+                        levels.end - 1
+                    ),
+                );
+            }
+        }
+    }
     if p.has_errors() {
         return None;
     }
@@ -341,39 +380,6 @@ pub(in crate::show) fn profile(
         uptime,
         readback,
     };
-    let levels = profile.level_registers();
-    if levels.end > 65536 {
-        p.error(
-            Code::RegisterRange,
-            &lv.key("channels"),
-            format!(
-                "{} channels from register {} run past register 65535",
-                profile.levels.channels, levels.start
-            ),
-        );
-        return None;
-    }
-    let holding_controls = [
-        ("enable", profile.enable.map(|e| e.register)),
-        ("master", profile.master.map(|m| m.register)),
-        ("fade", profile.fade.map(|f| f.register)),
-    ];
-    for (key, reg) in holding_controls {
-        if let Some(reg) = reg
-            && levels.contains(&u32::from(reg.get()))
-        {
-            p.error(
-                Code::RegisterOverlap,
-                &root().key(key).key("register"),
-                format!(
-                    "register {} is also a channel level (levels take {}–{})",
-                    reg.get(),
-                    levels.start,
-                    levels.end - 1
-                ),
-            );
-        }
-    }
     (!p.has_errors()).then_some(profile)
 }
 
