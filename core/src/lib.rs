@@ -1,21 +1,32 @@
 //! `nightscape-core`: the pure heart of Nightscape.
 //!
 //! Everything here is a function of its arguments: no async, no sockets, no files, no clock.
-//! The edges (the CLI, and later the server, gateway and simulator) read bytes and time and
-//! hand them in as plain values.
+//! The edges (the CLI, the server, the gateway and the simulator) read bytes and time and
+//! hand them in as plain values. The types they need most are re-exported here.
 //!
+//! - [`ids`]: identifiers (site, gateway, controller, fixture, group, profile, role, scene,
+//!   calendar) with `FromStr`, `Display` and serde.
 //! - [`addr`]: the address newtypes (DMX slot, sACN universe, Art-Net port-address, Modbus
 //!   register) and the notations engineers write them in.
 //! - [`model`]: the checked domain model — sites, gateways, controllers, fixtures, groups,
-//!   controller profiles, the zone table — and the channel layouts derived from it.
-//! - [`scene`]: scenes as layers of effects on groups or roles.
-//! - [`show`]: show files (TOML) in, [`show::ShowLibrary`] and located diagnostics out.
+//!   controller profiles, the zone table; `Level` and `TimeOfDay`.
+//! - [`show`]: show files (TOML) in, [`ShowLibrary`] and located diagnostics out; a profile
+//!   can be checked on its own.
 //! - [`diag`]: diagnostics with stable codes, field paths and line/column locations.
+//! - [`scene`]: scenes as layers of effects on groups or roles.
 //! - [`colour`]: linear RGB, whites by temperature, perceptual hue and saturation.
 //! - [`limits`]: a site's colour limits, per pixel.
-//! - [`render`]: scene + layout + time → frame → channel values, and back to emitted light.
-//! - [`playback`]: cross-fades between cues.
+//! - [`render`]: scene + [`Layout`] + time → frame → channel values, and back to light.
+//! - [`output`]: the [`OutputMap`] — where each layout channel goes on each controller
+//!   (universe and slot, or Modbus channel), used by the checker, gateway and simulator.
+//! - [`playback`]: cross-fades between cues, also across a change of layout.
 //! - [`preview`]: pictures of a site's light.
+//! - [`sun`], [`calendar`], [`schedule`]: sun times, calendars, and the schedule
+//!   [`Evaluator`] (cues, transitions, overrides, curfew).
+//! - [`plan`]: signed plans and overrides documents, and how a gateway opens them.
+//! - [`wire`]: the MQTT messages and topics.
+//! - [`codec`]: Art-Net, sACN, Modbus under a profile, DMX over MQTT — pure and byte-tested.
+//! - [`clock`]: the `Clock` trait and a virtual clock.
 //! - [`schema`]: JSON Schemas of the show files, generated from their types.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -39,3 +50,14 @@ pub mod schema;
 pub mod show;
 pub mod sun;
 pub mod wire;
+
+pub use ids::{
+    CalendarId, ControllerId, FixtureId, GatewayId, GroupId, IdError, ProfileId, Role, SceneId,
+    SiteId,
+};
+pub use model::{Level, Site, TimeOfDay};
+pub use output::OutputMap;
+pub use playback::Playback;
+pub use render::{CompiledScene, Frame, Layout};
+pub use schedule::{Cue, Evaluator};
+pub use show::{Checked, ShowLibrary, SourceFile, check};

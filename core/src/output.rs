@@ -178,7 +178,7 @@ pub struct OutputMap {
 
 /// Layout channels of each fixture, in order: the one numbering both the map and the
 /// layout use.
-pub fn fixture_channels<F: Borrow<Fixture>>(fixtures: &[F]) -> Vec<Range<usize>> {
+pub(crate) fn fixture_channels<F: Borrow<Fixture>>(fixtures: &[F]) -> Vec<Range<usize>> {
     let mut at = 0;
     fixtures
         .iter()

@@ -91,6 +91,8 @@ pub struct LimitsFile {
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
+// The variants are the file's own words (`signal-red`, …).
+#[allow(clippy::enum_variant_names)]
 pub enum ForbiddenColourFile {
     SignalRed,
     SignalAmber,

@@ -11,7 +11,7 @@
 //! - `profiles/<profile-id>.toml`: Modbus controller profiles;
 //! - `sites/<site-id>/site.toml`: a site with its gateways, controllers, fixtures, groups.
 
-pub mod file;
+pub(crate) mod file;
 mod library;
 mod locate;
 mod lower;

@@ -33,12 +33,8 @@ static SHIPPED: LazyLock<Vec<(Layout, OutputMap)>> = LazyLock::new(|| {
     let checked = check(&common::shipped_library());
     let lib = checked.library;
     lib.sites
-        .values()
-        .map(|s| {
-            let layout = Layout::new(s, lib.zone_rule(s));
-            let (map, _) = OutputMap::build(&s.fixtures, &s.controllers, &lib.profiles);
-            (layout, map)
-        })
+        .keys()
+        .map(|id| (lib.layout(id).unwrap(), lib.output_map(id).unwrap()))
         .collect()
 });
 

@@ -62,18 +62,11 @@ fn at(text: &str) -> i64 {
 
 /// The scene playing at each instant, or "-" for dark.
 fn scenes(lib: &ShowLibrary, times: &[&str]) -> Vec<String> {
-    let site = &lib.sites[&SiteId::new("t").unwrap()];
-    let schedule = &lib.schedules[&site.id];
     let almanac = Arc::new(Almanac::new(
         epoch_day(date(2026, 1, 1)),
         epoch_day(date(2028, 1, 1)),
     ));
-    let eval = Evaluator::new(
-        Arc::new(site.clone()),
-        Arc::new(schedule.clone()),
-        &lib.calendars,
-        almanac.clone(),
-    );
+    let eval = lib.evaluator(&SiteId::new("t").unwrap(), almanac).unwrap();
     times
         .iter()
         .map(|t| {
