@@ -108,12 +108,8 @@ pub(super) fn usage_check(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Found, check_site, pending};
+    use super::super::testing::{check_site, found, pending};
     use super::*;
-
-    fn found(code: &'static str, path: &str, message: &str) -> Found {
-        (code, path.to_owned(), message.to_owned())
-    }
 
     #[test]
     fn a_site_without_gateways_is_an_error() {

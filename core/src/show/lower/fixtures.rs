@@ -684,13 +684,9 @@ pub(super) fn groups(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Found, check_site, pending};
+    use super::super::testing::{check_site, found, pending};
     use super::*;
     use crate::addr::SacnUniverse;
-
-    fn found(code: &'static str, path: &str, message: &str) -> Found {
-        (code, path.to_owned(), message.to_owned())
-    }
 
     #[test]
     fn orders_use_each_emitter_letter_once() {

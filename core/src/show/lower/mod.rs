@@ -43,6 +43,11 @@ mod testing {
     /// `(code, field path, message)`: what a test compares.
     pub(super) type Found = (&'static str, String, String);
 
+    /// A `Found` from borrowed parts.
+    pub(super) fn found(code: &'static str, path: &str, message: &str) -> Found {
+        (code, path.to_owned(), message.to_owned())
+    }
+
     /// The problems collected so far, not yet placed in a file.
     pub(super) fn pending(p: &Problems) -> Vec<Found> {
         p.pending

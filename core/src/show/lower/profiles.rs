@@ -385,7 +385,7 @@ pub(in crate::show) fn profile(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Found, found_in, profile as io16, zones as zone_table};
+    use super::super::testing::{Found, found, found_in, profile as io16, zones as zone_table};
     use crate::show::{SourceFile, check};
 
     /// The diagnostics of profile `test`, and whether it joined the library.
@@ -401,10 +401,6 @@ mod tests {
             .keys()
             .any(|id| id.as_str() == "test");
         (found_in(&checked.diagnostics, "profiles/test.toml"), joined)
-    }
-
-    fn found(code: &'static str, path: &str, message: &str) -> Found {
-        (code, path.to_owned(), message.to_owned())
     }
 
     const LEVELS: &str = "name = \"test\"\n[levels]\nstart = 0\nchannels = 16\nbits = 8\n[write]\nmax_registers = 16\nfc16 = true\n";

@@ -599,11 +599,7 @@ fn output_overlap_check(controllers: &Indexed<Controller>, p: &mut Problems) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Found, check_site};
-
-    fn found(code: &'static str, path: &str, message: &str) -> Found {
-        (code, path.to_owned(), message.to_owned())
-    }
+    use super::super::testing::{Found, check_site, found};
 
     fn errors(found_now: Vec<Found>) -> Vec<Found> {
         found_now

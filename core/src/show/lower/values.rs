@@ -199,13 +199,9 @@ pub(super) fn artnet_address(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Found, pending};
+    use super::super::testing::{found, pending};
     use super::*;
     use crate::model::GatewayId;
-
-    fn found(code: &'static str, path: &str, message: &str) -> Found {
-        (code, path.to_owned(), message.to_owned())
-    }
 
     #[test]
     fn times_of_day_are_hh_mm_on_a_24_hour_clock() {
