@@ -61,3 +61,22 @@ pub use playback::Playback;
 pub use render::{CompiledScene, Frame, Layout};
 pub use schedule::{Cue, Evaluator};
 pub use show::{Checked, ShowLibrary, SourceFile, check};
+
+/// What the async edges hold across tasks must be shareable between threads.
+#[cfg(test)]
+mod thread_safe {
+    fn shared<T: Send + Sync>() {}
+
+    #[test]
+    fn the_types_tasks_hold_are_send_and_sync() {
+        shared::<crate::Layout>();
+        shared::<crate::CompiledScene>();
+        shared::<crate::Playback>();
+        shared::<crate::Evaluator>();
+        shared::<crate::OutputMap>();
+        shared::<crate::ShowLibrary>();
+        shared::<crate::codec::sacn::Receiver>();
+        shared::<crate::codec::sacn::DataTemplate>();
+        shared::<crate::codec::modbus::Poll>();
+    }
+}

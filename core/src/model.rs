@@ -694,7 +694,8 @@ pub struct Fade {
 }
 
 /// A fault a controller reports in a bit of its status register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StatusBit {
     OutputFault,
     OverTemperature,

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::model::{
-    Controller, ControllerId, Fixture, GatewayId, LayoutError, Output, Patch, Profile, ProfileId,
-    RegisterSlot, Universe,
+    Bits, Controller, ControllerId, Fixture, GatewayId, LayoutError, Output, Patch, Profile,
+    ProfileId, RegisterSlot, Universe,
 };
 
 /// One fixture's channels in one sink: `len` channels from layout channel `channels.start`
@@ -75,12 +75,16 @@ impl Sink {
         self.len() == 0
     }
 
-    /// Copies this sink's layout channels from `channels` into `out` (the universe's slots or
-    /// the controller's channels, from index 0). Positions no fixture uses are left as they
-    /// are; runs that do not fit `channels` or `out` are skipped, never a panic.
+    /// Writes this sink's bytes into `out` (the universe's slots or the controller's
+    /// channels, from index 0): each run's layout channels from `channels`, and 0 where no
+    /// fixture is patched, so a buffer reused for several sinks carries nothing over. Runs
+    /// that do not fit `channels` or `out` are skipped, never a panic.
     pub fn gather(&self, channels: &[u8], out: &mut [u8]) {
+        out.fill(0);
         for run in &self.runs {
-            let at = usize::from(run.first) - 1;
+            let Some(at) = usize::from(run.first).checked_sub(1) else {
+                continue;
+            };
             let (Some(from), Some(to)) = (
                 channels.get(run.channels.clone()),
                 out.get_mut(at..at + run.channels.len()),
@@ -96,10 +100,12 @@ impl Sink {
     /// slots at 0) into the layout channels it carries.
     pub fn scatter(&self, received: &[u8], channels: &mut [u8]) {
         for run in &self.runs {
-            let Some(to) = channels.get_mut(run.channels.clone()) else {
+            let (Some(to), Some(at)) = (
+                channels.get_mut(run.channels.clone()),
+                usize::from(run.first).checked_sub(1),
+            ) else {
                 continue;
             };
-            let at = usize::from(run.first) - 1;
             for (k, byte) in to.iter_mut().enumerate() {
                 *byte = received.get(at + k).copied().unwrap_or(0);
             }
@@ -158,6 +164,8 @@ pub enum MapError {
         pixels: u32,
         carried: Vec<Universe>,
     },
+    /// A 16-bit fixture on a Modbus controller: profiles take one byte a channel.
+    WideOnModbus { profile: ProfileId },
     /// Controller channels `first..=last` run past the profile's channels.
     PastProfile {
         first: u16,
@@ -251,6 +259,15 @@ impl OutputMap {
                     let Some(profile) = profiles.get(profile_id) else {
                         continue;
                     };
+                    if f.bits == Bits::Sixteen {
+                        errors.push((
+                            i,
+                            MapError::WideOnModbus {
+                                profile: profile_id.clone(),
+                            },
+                        ));
+                        continue;
+                    }
                     let len = f.channel_count();
                     let last = u32::from(*channel) + len - 1;
                     if *channel == 0 || last > u32::from(profile.levels.channels) {

@@ -43,12 +43,13 @@ struct Cue {
 
 impl Cue {
     fn progress(&self, t_ms: i64) -> f32 {
-        if self.fade_ms <= 0 || t_ms >= self.start_ms + self.fade_ms {
+        let into = t_ms.saturating_sub(self.start_ms);
+        if self.fade_ms <= 0 || into >= self.fade_ms {
             1.0
-        } else if t_ms <= self.start_ms {
+        } else if into <= 0 {
             0.0
         } else {
-            (t_ms - self.start_ms) as f32 / self.fade_ms as f32
+            (into as f64 / self.fade_ms as f64) as f32
         }
     }
 }

@@ -432,7 +432,10 @@ impl Layout {
             print = print.num(u64::from(p[0].to_bits()) << 32 | u64::from(p[1].to_bits()));
         }
         for g in &groups {
-            print = print.bytes(g.id.as_str().as_bytes());
+            print = print
+                .bytes(g.id.as_str().as_bytes())
+                .bytes(g.role.as_ref().map_or("", |r| r.as_str()).as_bytes())
+                .num(g.fixtures.len() as u64);
             for i in &g.fixtures {
                 print = print.num(*i as u64);
             }

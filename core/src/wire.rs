@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ControllerId, FixtureId, GatewayId, SceneId};
-use crate::model::Level;
+use crate::model::{Level, StatusBit};
 
 pub const SCHEMA: u32 = 1;
 
@@ -225,6 +225,8 @@ impl Message for Ack {
 #[serde(deny_unknown_fields)]
 pub struct ControllerHealth {
     pub controller: ControllerId,
+    /// The faults the controller's status register reports (empty when healthy or not read).
+    pub faults: Vec<StatusBit>,
     pub reachable: bool,
     pub errors: u64,
     pub last_error: Option<String>,

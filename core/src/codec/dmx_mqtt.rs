@@ -10,6 +10,13 @@ pub fn topic(prefix: &str, controller: &crate::ids::ControllerId, universe: u16)
     format!("{prefix}nightscape/v1/dmx/{controller}/{universe}")
 }
 
+/// Writes a payload into `out` (cleared first): the sequence byte, then at most 512 slots.
+pub fn encode_into(sequence: u8, slots: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(sequence);
+    out.extend_from_slice(&slots[..slots.len().min(512)]);
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmxMessage {
     pub sequence: u8,
@@ -18,10 +25,8 @@ pub struct DmxMessage {
 
 impl DmxMessage {
     pub fn encode(&self) -> Vec<u8> {
-        let slots = &self.slots[..self.slots.len().min(512)];
-        let mut out = Vec::with_capacity(1 + slots.len());
-        out.push(self.sequence);
-        out.extend_from_slice(slots);
+        let mut out = Vec::with_capacity(1 + 512);
+        encode_into(self.sequence, &self.slots, &mut out);
         out
     }
 

@@ -36,6 +36,8 @@ impl Request {
                 out
             }
             Request::WriteMultiple { start, values } => {
+                // Modbus carries at most 123 registers a write; more are not sent.
+                let values = &values[..values.len().min(123)];
                 let mut out = vec![0x10];
                 out.extend_from_slice(&start.get().to_be_bytes());
                 out.extend_from_slice(&(values.len() as u16).to_be_bytes());
@@ -105,21 +107,27 @@ fn reg(v: u16) -> RegisterAddr {
 /// renderer writes them; missing channels are 0). Values are scaled to the profile's
 /// full-output value and packed two to a register where the profile says so.
 pub fn level_registers(profile: &Profile, channels: &[u8]) -> Vec<u16> {
+    let mut out = Vec::new();
+    level_registers_into(profile, channels, &mut out);
+    out
+}
+
+/// [`level_registers`] into a reused buffer.
+pub fn level_registers_into(profile: &Profile, channels: &[u8], out: &mut Vec<u16>) {
     let levels = &profile.levels;
     let scale = |v: u8| ((u32::from(v) * levels.max + 127) / 255) as u16;
     let get = |k: usize| channels.get(k).copied().unwrap_or(0);
     let n = usize::from(levels.channels);
+    out.clear();
     match levels.pack {
-        None => (0..n).map(|k| scale(get(k))).collect(),
-        Some(pack) => (0..n.div_ceil(2))
-            .map(|r| {
-                let (first, second) = (scale(get(2 * r)), scale(get(2 * r + 1)));
-                match pack {
-                    Pack::HighFirst => first << 8 | second,
-                    Pack::LowFirst => second << 8 | first,
-                }
-            })
-            .collect(),
+        None => out.extend((0..n).map(|k| scale(get(k)))),
+        Some(pack) => out.extend((0..n.div_ceil(2)).map(|r| {
+            let (first, second) = (scale(get(2 * r)), scale(get(2 * r + 1)));
+            match pack {
+                Pack::HighFirst => first << 8 | second,
+                Pack::LowFirst => second << 8 | first,
+            }
+        })),
     }
 }
 
@@ -367,18 +375,23 @@ pub enum AnswerError {
 /// Reads a write request's answer PDU: an echo of the function code (and, for FC06 and
 /// FC16, of the address), or the controller's exception.
 pub fn write_answer(request: &Request, pdu: &[u8]) -> Result<(), AnswerError> {
-    let function = request.pdu()[0];
+    // FC06 echoes register and value; FC16 echoes start and count.
+    let (function, first, second) = match request {
+        Request::WriteSingle { register, value } => (0x06, register.get(), *value),
+        Request::WriteMultiple { start, values } => {
+            (0x10, start.get(), values.len().min(123) as u16)
+        }
+    };
     need(pdu, 2)?;
     if pdu[0] == function | 0x80 {
         return Err(AnswerError::Exception(Exception::from_code(pdu[1])));
     }
     need(pdu, 5)?;
-    if pdu[0] != function || be16(pdu, 1) != u16::try_from(request.registers().start).unwrap_or(0) {
+    let echo = (pdu[0], be16(pdu, 1), be16(pdu, 3));
+    if echo != (function, first, second) {
         return Err(AnswerError::Mismatch(format!(
-            "function {function:#04x} at register {} answered with {:#04x} at {}",
-            request.registers().start,
-            pdu[0],
-            be16(pdu, 1)
+            "function {function:#04x} for register {first} ({second}) answered with {:#04x} for {} ({})",
+            echo.0, echo.1, echo.2
         )));
     }
     Ok(())
@@ -395,8 +408,9 @@ pub struct Status {
 }
 
 impl Status {
+    /// No named fault and no unnamed bit set (bits the profile marks `unused` do not count).
     pub fn ok(&self) -> bool {
-        self.raw == 0
+        self.faults.is_empty() && self.unnamed == 0
     }
 }
 
@@ -409,6 +423,7 @@ pub fn status(bits: &[StatusBit], raw: u16) -> Status {
             continue;
         }
         match bits.get(bit) {
+            Some(StatusBit::Unused) => {}
             Some(b) => faults.push(*b),
             None => unnamed |= 1 << bit,
         }
@@ -438,10 +453,10 @@ pub struct Readings {
 
 impl Poll {
     /// The reads that cover the profile's status, power, uptime and (when `readback`)
-    /// readback registers: input registers that sit together are asked for in one request,
-    /// every request within the device's limit.
+    /// readback registers. Readings that sit together are asked for in one request (a
+    /// reading is never split between two); the readback is read in requests of at most
+    /// [`MAX_READ`] registers.
     pub fn new(profile: &Profile, readback: bool) -> Poll {
-        let limit = profile.write.max_registers.clamp(1, MAX_READ);
         let mut wanted: Vec<(RegisterTable, u32, u32)> = Vec::new();
         if let Some(s) = &profile.status {
             wanted.push((RegisterTable::Input, u32::from(s.register.get()), 1));
@@ -460,12 +475,8 @@ impl Poll {
                 u32::from(u.words),
             ));
         }
-        if readback && let Some(r) = &profile.readback {
-            let count = profile.level_registers().len() as u32;
-            wanted.push((r.table, u32::from(r.start.get()), count));
-        }
         wanted.sort();
-        // Join what touches or overlaps in one table, then split at the limit.
+        // Join what touches or overlaps in one table.
         let mut joined: Vec<(RegisterTable, u32, u32)> = Vec::new();
         for (table, start, count) in wanted {
             match joined.last_mut() {
@@ -475,15 +486,27 @@ impl Poll {
                 _ => joined.push((table, start, count)),
             }
         }
-        let mut reads = Vec::new();
-        for (table, start, count) in joined {
+        let mut reads: Vec<Read> = joined
+            .into_iter()
+            .filter(|(_, start, count)| start + count <= 0x1_0000)
+            .map(|(table, start, count)| Read {
+                table,
+                start: RegisterAddr::from_u16(start as u16),
+                count: count.min(u32::from(MAX_READ)) as u16,
+            })
+            .collect();
+        if readback && let Some(r) = &profile.readback {
+            let (start, count) = (
+                u32::from(r.start.get()),
+                profile.level_registers().len() as u32,
+            );
             let mut at = start;
-            while at < start + count && at <= 0xffff {
+            while at < (start + count).min(0x1_0000) {
                 let n = (start + count - at)
-                    .min(u32::from(limit))
+                    .min(u32::from(MAX_READ))
                     .min(0x1_0000 - at);
                 reads.push(Read {
-                    table,
+                    table: r.table,
                     start: RegisterAddr::from_u16(at as u16),
                     count: n as u16,
                 });
@@ -859,6 +882,12 @@ mod tests {
         assert!(!status.ok());
         assert_eq!(r.power_w, Some(123.4));
         assert_eq!(r.uptime, Some(Duration::from_secs(65538)));
+        // Bits marked unused are not faults; bits the profile does not name are kept apart.
+        let quiet = super::status(&[StatusBit::Unused, StatusBit::LampFault], 0b0101);
+        assert_eq!(quiet.faults, []);
+        assert_eq!(quiet.unnamed, 0b0100);
+        assert!(!quiet.ok());
+        assert!(super::status(&[StatusBit::Unused], 1).ok());
         // A failed read leaves its readings unknown.
         assert_eq!(poll.readings(&p, &[None]), Readings::default());
         // Exceptions are told apart from garbage.
@@ -880,24 +909,29 @@ mod tests {
     fn readback_spans_reads_and_gives_the_channels_back() {
         let p = profile("pxm-px333");
         let poll = Poll::new(&p, true);
-        // 512 holding registers from 0x2000, at most 64 a request.
-        assert_eq!(poll.reads.len(), 8);
-        assert_eq!(poll.reads[1].pdu(), [0x03, 0x20, 0x40, 0x00, 0x40]);
+        // 512 holding registers from 0x2000, at most 125 a request.
+        assert_eq!(poll.reads.len(), 5);
+        assert_eq!(poll.reads[1].pdu(), [0x03, 0x20, 0x7d, 0x00, 0x7d]);
+        assert_eq!(poll.reads[4].count, 12);
         let channels: Vec<u8> = (0..512).map(|k| (k * 7 % 256) as u8).collect();
         let regs = level_registers(&p, &channels);
-        let answers: Vec<Option<Vec<u16>>> = regs.chunks(64).map(|c| Some(c.to_vec())).collect();
+        let answers: Vec<Option<Vec<u16>>> = regs.chunks(125).map(|c| Some(c.to_vec())).collect();
         let r = poll.readings(&p, &answers);
         assert_eq!(r.readback.as_deref(), Some(&channels[..]));
         // Packed and scaled profiles invert too.
         let ns = profile("ns-led-v1");
         let regs = level_registers(&ns, &channels);
         assert_eq!(channels_from_registers(&ns, &regs), channels);
-        // The WB's uptime is input 104–105.
-        let wb = profile("wb-mrgbw-d");
-        assert_eq!(
-            Poll::new(&wb, false).reads[0].pdu(),
-            [0x04, 0x00, 0x68, 0x00, 0x02]
-        );
+        // The WB's uptime is input 104–105, read whole even when the device writes one
+        // register at a time.
+        let mut wb = profile("wb-mrgbw-d");
+        wb.write.fc16 = false;
+        wb.write.max_registers = 1;
+        let poll = Poll::new(&wb, false);
+        assert_eq!(poll.reads.len(), 1);
+        assert_eq!(poll.reads[0].pdu(), [0x04, 0x00, 0x68, 0x00, 0x02]);
+        let r = poll.readings(&wb, &[Some(vec![0, 90])]);
+        assert_eq!(r.uptime, Some(Duration::from_secs(90)));
     }
 
     #[test]
@@ -916,6 +950,19 @@ mod tests {
             value: 200,
         };
         assert_eq!(write_answer(&w, &[0x06, 0x00, 0x0d, 0x00, 0xc8]), Ok(()));
+        assert!(matches!(
+            write_answer(&w, &[0x06, 0x00, 0x0d, 0x00, 0xc9]),
+            Err(AnswerError::Mismatch(_))
+        ));
+        let m = Request::WriteMultiple {
+            start: RegisterAddr::new(256).unwrap(),
+            values: vec![0; 120],
+        };
+        assert_eq!(write_answer(&m, &[0x10, 0x01, 0x00, 0x00, 0x78]), Ok(()));
+        assert!(matches!(
+            write_answer(&m, &[0x10, 0x01, 0x00, 0x00, 0x77]),
+            Err(AnswerError::Mismatch(_))
+        ));
         assert_eq!(
             write_answer(&w, &[0x86, 0x01]),
             Err(AnswerError::Exception(Exception::IllegalFunction))

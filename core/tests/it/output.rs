@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use nightscape_core::addr::RegisterAddr;
 use nightscape_core::codec::{artnet, dmx_mqtt::DmxMessage, modbus, sacn};
 use nightscape_core::colour::Rgb;
-use nightscape_core::model::{Level, Universe};
+use nightscape_core::model::{FixtureKind, Level, Universe};
 use nightscape_core::output::{OutputMap, SinkAddress};
 use nightscape_core::render::{Frame, Layout, decode, encode};
 use nightscape_core::show::check;
@@ -73,6 +73,7 @@ fn every_shipped_fixture_shows_its_colour_through_the_map_and_the_wire() {
     let lib = &checked.library;
     assert_eq!(lib.sites.len(), 12);
     let mut sinks_used = BTreeMap::<&str, usize>::new();
+    let mut colour_checked = 0;
     for site in lib.sites.values() {
         let layout = Layout::new(site, lib.zone_rule(site));
         let (map, errors) = OutputMap::build(&site.fixtures, &site.controllers, &lib.profiles);
@@ -159,10 +160,36 @@ fn every_shipped_fixture_shows_its_colour_through_the_map_and_the_wire() {
                 f.id,
                 colour_of(k)
             );
+            // Where the site lets colour through and the fixture mixes colour, the controller
+            // shows the colour sent (its brightness may be capped): same proportions.
+            let mixes = matches!(
+                site.fixtures[k].kind,
+                FixtureKind::Rgb
+                    | FixtureKind::Rgbw
+                    | FixtureKind::Rgba
+                    | FixtureKind::PixelStrip { .. }
+            );
+            if mixes && layout.limits().is_noop() {
+                let (want, got) = (colour_of(k), c);
+                let (wm, gm) = (want.max_component(), got.max_component());
+                for (w, g) in [(want.r, got.r), (want.g, got.g), (want.b, got.b)] {
+                    assert!(
+                        (w / wm - g / gm).abs() < 0.05,
+                        "{} fixture {}: sent {want:?}, shows {got:?}",
+                        site.id,
+                        f.id
+                    );
+                }
+                colour_checked += 1;
+            }
         }
     }
     // The shipped city uses all four protocols.
     assert_eq!(sinks_used.len(), 4, "{sinks_used:?}");
+    assert!(
+        colour_checked > 20,
+        "{colour_checked} fixtures compared by colour"
+    );
 }
 
 fn protocol(u: Universe) -> &'static str {

@@ -578,6 +578,13 @@ fn map_error(f: &Fixture, error: &MapError, path: &FieldPath, p: &mut Problems) 
                 registers.end - 1
             ),
         ),
+        MapError::WideOnModbus { profile } => p.error(
+            Code::Conflict,
+            &path.key("bits"),
+            format!(
+                "a 16-bit fixture cannot be driven through Modbus profile `{profile}`, which takes one byte a channel (scaled to its register range); set `bits = 8`"
+            ),
+        ),
         MapError::NotCarried {
             universe,
             first_pixel,
@@ -790,6 +797,32 @@ mod tests {
                     "conflict",
                     "fixtures[3].channel",
                     "`px` is a sacn controller: give `universe` and `address`, not `channel`"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn modbus_fixtures_are_eight_bit_and_fit_their_profile() {
+        let modbus = "[[controllers]]\nid = \"px\"\ngateway = \"gw\"\nmodbus = { host = \"10.0.0.9\", profile = \"io16\" }\n";
+        let fixtures = [
+            rgb("f1", "channel = 1\nbits = 16"),
+            rgb("f2", "channel = 15"),
+            rgb("f3", "channel = 4"),
+        ]
+        .concat();
+        assert_eq!(
+            check_site("", &format!("{modbus}{fixtures}")),
+            [
+                found(
+                    "conflict",
+                    "fixtures[0].bits",
+                    "a 16-bit fixture cannot be driven through Modbus profile `io16`, which takes one byte a channel (scaled to its register range); set `bits = 8`"
+                ),
+                found(
+                    "register-range",
+                    "fixtures[1].channel",
+                    "channels 15–17 run past the 16 channels of profile `io16` (registers 0–15)"
                 ),
             ]
         );
