@@ -36,6 +36,7 @@ pub mod clock;
 pub mod codec;
 pub mod colour;
 pub mod diag;
+pub mod endpoints;
 pub mod ids;
 pub mod limits;
 pub mod model;

@@ -1,0 +1,153 @@
+//! The simulator's HTTP state API (JSON): sites → controllers → fixtures with the levels
+//! each fixture receives and the colour it emits, the last update and the counters of every
+//! controller. What it shows is what the wire carried, decoded through the core.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use nightscape_core::{ControllerId, SiteId};
+use serde::Serialize;
+
+use crate::state::{ControllerSim, CountersView, SimState, SiteSim};
+
+/// The API's routes over the simulator's state.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/api/sites", get(sites))
+        .route("/api/sites/{site}", get(site))
+        .route("/api/controllers/{controller}", get(controller))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+struct SiteSummary {
+    id: SiteId,
+    name: String,
+    controllers: usize,
+    fixtures: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ControllerView {
+    pub id: ControllerId,
+    pub site: SiteId,
+    pub protocol: &'static str,
+    pub last_update_ms: Option<i64>,
+    pub counters: CountersView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FixtureView {
+    pub id: String,
+    pub controller: String,
+    /// The channel values the fixture receives, in its channel order.
+    pub channels: Vec<u8>,
+    /// What its first pixel emits, as sRGB `#rrggbb`.
+    pub colour: String,
+    /// Every pixel's colour, for strips (one entry for other fixtures).
+    pub pixels: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SiteView {
+    pub id: SiteId,
+    pub name: String,
+    pub at_ms: i64,
+    pub controllers: Vec<ControllerView>,
+    pub fixtures: Vec<FixtureView>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    error: String,
+}
+
+fn not_found(what: String) -> Response {
+    (StatusCode::NOT_FOUND, Json(Problem { error: what })).into_response()
+}
+
+fn hex(c: nightscape_core::colour::Rgb) -> String {
+    let [r, g, b] = c.to_srgb8();
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+fn controller_view(c: &ControllerSim) -> ControllerView {
+    ControllerView {
+        id: c.id.clone(),
+        site: c.site.clone(),
+        protocol: c.protocol,
+        last_update_ms: c.last_update_ms(),
+        counters: c.counters.view(),
+    }
+}
+
+/// A site as the controllers show it now.
+pub fn site_view(s: &SiteSim, state: &SimState) -> SiteView {
+    let (channels, colours) = s.emitted(state.clock.as_ref());
+    let fixtures = s
+        .layout
+        .fixtures()
+        .iter()
+        .zip(&s.site.fixtures)
+        .map(|(out, f)| FixtureView {
+            id: f.id.to_string(),
+            controller: f.controller.to_string(),
+            channels: channels.get(out.channels.clone()).unwrap_or_default().to_vec(),
+            colour: colours.get(out.pixels.start).copied().map_or_else(String::new, hex),
+            pixels: colours
+                .get(out.pixels.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|c| hex(*c))
+                .collect(),
+        })
+        .collect();
+    SiteView {
+        id: s.site.id.clone(),
+        name: s.site.name.ko.clone(),
+        at_ms: state.clock.now_ms(),
+        controllers: s.controllers.iter().map(|c| controller_view(c)).collect(),
+        fixtures,
+    }
+}
+
+async fn sites(State(state): State<Arc<SimState>>) -> Json<Vec<SiteSummary>> {
+    Json(
+        state
+            .sites
+            .values()
+            .map(|s| SiteSummary {
+                id: s.site.id.clone(),
+                name: s.site.name.ko.clone(),
+                controllers: s.controllers.len(),
+                fixtures: s.site.fixtures.len(),
+            })
+            .collect(),
+    )
+}
+
+async fn site(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    let found = id
+        .parse::<SiteId>()
+        .ok()
+        .and_then(|id| state.sites.get(&id));
+    match found {
+        Some(s) => Json(site_view(s, &state)).into_response(),
+        None => not_found(format!("no site `{id}` in this simulator")),
+    }
+}
+
+async fn controller(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    let found = id
+        .parse::<ControllerId>()
+        .ok()
+        .and_then(|id| state.controller(&id).cloned());
+    match found {
+        Some(c) => Json(controller_view(&c)).into_response(),
+        None => not_found(format!("no controller `{id}` in this simulator")),
+    }
+}

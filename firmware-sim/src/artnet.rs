@@ -1,0 +1,160 @@
+//! A simulated Art-Net 4 node: takes ArtDmx for the universes it carries, answers ArtPoll
+//! with ArtPollReply (its port-addresses, four a reply), and follows ArtSync: after a sync
+//! the node holds each frame until the next one, and falls back to showing frames at once
+//! when no sync has come for 4 s (Art-Net 4).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nightscape_core::clock::Clock;
+use nightscape_core::codec::artnet::{self, ArtPollReply, Packet};
+use nightscape_core::addr::ArtNetPortAddress;
+use nightscape_core::model::Universe;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{ControllerSim, Device};
+
+/// How long a node stays in synchronous mode after an ArtSync.
+const SYNC_HOLD_MS: i64 = 4000;
+
+/// Receives on `socket` until `shutdown`.
+pub async fn serve(
+    socket: UdpSocket,
+    controller: Arc<ControllerSim>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let (len, from) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    controller.counters.count_malformed(&format!("receive: {e}"));
+                    continue;
+                }
+            },
+        };
+        let now_ms = clock.now_ms();
+        match artnet::decode(&buf[..len]) {
+            Err(e) => controller.counters.count_malformed(&e.to_string()),
+            Ok(Packet::Dmx(dmx)) => dmx_frame(&controller, &dmx, now_ms),
+            Ok(Packet::Sync) => {
+                controller.with_device(|d| {
+                    if let Device::Dmx(d) = d {
+                        d.sync_until_ms = now_ms + SYNC_HOLD_MS;
+                        for u in d.universes.values_mut() {
+                            if let Some(held) = u.held.take() {
+                                u.slots = held;
+                            }
+                        }
+                    }
+                });
+                controller.accepted(now_ms);
+            }
+            Ok(Packet::Poll(_)) => {
+                let local = socket.local_addr().ok();
+                for reply in poll_replies(&controller, local) {
+                    // A reply that cannot be sent is the asker's loss, as on a real network.
+                    let _ = socket.send_to(&reply.encode(), from).await;
+                }
+            }
+            Ok(Packet::PollReply(_)) => controller.counters.count_ignored(),
+        }
+    }
+}
+
+fn dmx_frame(controller: &ControllerSim, dmx: &artnet::ArtDmx, now_ms: i64) {
+    let carried = controller.with_device(|d| {
+        let Device::Dmx(d) = d else { return false };
+        let sync = now_ms < d.sync_until_ms;
+        let Some(u) = d.universes.get_mut(&Universe::ArtNet(dmx.port_address)) else {
+            return false;
+        };
+        // Slots the frame does not carry are 0, as on a DMX line.
+        let mut slots = [0u8; 512];
+        let n = dmx.data.len().min(512);
+        slots[..n].copy_from_slice(&dmx.data[..n]);
+        if sync {
+            u.held = Some(slots);
+        } else {
+            u.slots = slots;
+        }
+        true
+    });
+    if carried {
+        controller.accepted(now_ms);
+    } else {
+        controller.counters.count_ignored();
+    }
+}
+
+/// The node's ArtPollReplies: four port-addresses a reply (bind index 1, 2, …).
+fn poll_replies(controller: &ControllerSim, local: Option<SocketAddr>) -> Vec<ArtPollReply> {
+    let universes: Vec<_> = controller.with_device(|d| match d {
+        Device::Dmx(d) => d
+            .universes
+            .keys()
+            .filter_map(|u| match u {
+                Universe::ArtNet(a) => Some(*a),
+                _ => None,
+            })
+            .collect(),
+        Device::Modbus(_) => Vec::new(),
+    });
+    let ip = match local.map(|a| a.ip()) {
+        Some(std::net::IpAddr::V4(v4)) => v4.octets(),
+        _ => [127, 0, 0, 1],
+    };
+    // One reply carries up to four ports that share a net and sub-net.
+    let mut groups: Vec<Vec<ArtNetPortAddress>> = Vec::new();
+    for a in universes {
+        match groups.last_mut() {
+            Some(g) if g.len() < 4 && (g[0].net(), g[0].subnet()) == (a.net(), a.subnet()) => {
+                g.push(a);
+            }
+            _ => groups.push(vec![a]),
+        }
+    }
+    groups
+        .iter()
+        .enumerate()
+        .map(|(k, group)| {
+            let first = group[0];
+            let mut sw_out = [0u8; 4];
+            let mut port_types = [0u8; 4];
+            let mut good_output = [0u8; 4];
+            for (i, a) in group.iter().enumerate() {
+                sw_out[i] = a.universe();
+                port_types[i] = 0x80; // output, DMX512
+                good_output[i] = 0x80; // data is being transmitted
+            }
+            ArtPollReply {
+                ip,
+                port: artnet::PORT,
+                version: 1,
+                net_switch: first.net(),
+                sub_switch: first.subnet(),
+                oem: 0x00ff,
+                status1: 0xd0,
+                esta_manufacturer: 0x7ff0,
+                short_name: format!("ns-sim {}", controller.id),
+                long_name: format!("Nightscape simulator: controller {}", controller.id),
+                node_report: "#0001 [0000] simulated".into(),
+                num_ports: group.len() as u16,
+                port_types,
+                good_input: [0; 4],
+                good_output_a: good_output,
+                sw_in: [0; 4],
+                sw_out,
+                style: 0,
+                mac: [0; 6],
+                bind_ip: ip,
+                bind_index: (k + 1) as u8,
+                status2: 0x08,
+            }
+        })
+        .collect()
+}
