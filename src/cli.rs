@@ -31,6 +31,31 @@ pub enum Command {
     /// a library).
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Run simulated field controllers for the sites of a show library, on loopback.
+    Sim {
+        /// The show library.
+        #[arg(long, default_value = "scenes")]
+        library: PathBuf,
+        /// Only this site (repeat for several; default: every site).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// All controllers on 127.0.0.1 with free ports, instead of each on its own
+        /// 127.77.x.y address with the protocol's standard port.
+        #[arg(long)]
+        ports: bool,
+        /// Where to write the endpoint map gateways read.
+        #[arg(long, default_value = "sim-endpoints.toml")]
+        endpoints: PathBuf,
+        /// Where the state API listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        http: std::net::SocketAddr,
+        /// The MQTT broker DMX-over-MQTT controllers subscribe on, host:port.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Prepended to every MQTT topic.
+        #[arg(long, default_value = "")]
+        topic_prefix: String,
+    },
     /// Look at schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -205,6 +230,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Scene(SceneCommand::Check { dir, today }) => scene_check(dir, today.as_deref()),
+        Command::Sim {
+            library,
+            sites,
+            ports,
+            endpoints,
+            http,
+            broker,
+            topic_prefix,
+        } => {
+            crate::sim::run(crate::sim::Options {
+                library,
+                sites,
+                ports,
+                endpoints,
+                http,
+                broker,
+                topic_prefix,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Profile(ProfileCommand::Check { files }) => {
             let (report, ok) = profile::check(&files)?;
             write!(std::io::stdout().lock(), "{report}")?;

@@ -11,3 +11,4 @@ pub mod plan;
 pub mod profile;
 pub mod render;
 pub mod schedule;
+pub mod sim;

@@ -95,7 +95,10 @@ mod tests {
             "127.77.0.1:5568".parse().unwrap(),
         );
         let text = map.to_toml();
-        assert!(text.contains("gyebaek-px-north = \"127.77.0.1:5568\""), "{text}");
+        assert!(
+            text.contains("gyebaek-px-north = \"127.77.0.1:5568\""),
+            "{text}"
+        );
         assert_eq!(EndpointMap::parse(&text).unwrap(), map);
         assert_eq!(map.check_loopback(), Ok(()));
         map.controllers.insert(

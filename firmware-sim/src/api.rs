@@ -96,8 +96,14 @@ pub fn site_view(s: &SiteSim, state: &SimState) -> SiteView {
         .map(|(out, f)| FixtureView {
             id: f.id.to_string(),
             controller: f.controller.to_string(),
-            channels: channels.get(out.channels.clone()).unwrap_or_default().to_vec(),
-            colour: colours.get(out.pixels.start).copied().map_or_else(String::new, hex),
+            channels: channels
+                .get(out.channels.clone())
+                .unwrap_or_default()
+                .to_vec(),
+            colour: colours
+                .get(out.pixels.start)
+                .copied()
+                .map_or_else(String::new, hex),
             pixels: colours
                 .get(out.pixels.clone())
                 .unwrap_or_default()

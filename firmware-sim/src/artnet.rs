@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use nightscape_core::addr::ArtNetPortAddress;
 use nightscape_core::clock::Clock;
 use nightscape_core::codec::artnet::{self, ArtPollReply, Packet};
-use nightscape_core::addr::ArtNetPortAddress;
 use nightscape_core::model::Universe;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nightscape_core::ControllerId;
 use nightscape_core::clock::Clock;
 use nightscape_core::codec::dmx_mqtt::DmxMessage;
 use nightscape_core::model::Universe;
-use nightscape_core::ControllerId;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -37,8 +37,10 @@ pub async fn serve(
     if controllers.is_empty() {
         return;
     }
-    let by_id: BTreeMap<ControllerId, Arc<ControllerSim>> =
-        controllers.iter().map(|c| (c.id.clone(), c.clone())).collect();
+    let by_id: BTreeMap<ControllerId, Arc<ControllerSim>> = controllers
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect();
     let mut options = MqttOptions::new(
         format!("nightscape-sim-{}", std::process::id()),
         broker.host.clone(),
@@ -69,7 +71,11 @@ pub async fn serve(
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!("simulator's MQTT connection to {}:{}: {e}; retrying in {backoff:?}", broker.host, broker.port);
+                tracing::warn!(
+                    "simulator's MQTT connection to {}:{}: {e}; retrying in {backoff:?}",
+                    broker.host,
+                    broker.port
+                );
                 let jitter = Duration::from_millis(u64::from(clock.now_ms().rem_euclid(97) as u32));
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -95,12 +101,17 @@ pub fn apply(
     else {
         return;
     };
-    let Some(controller) = id.parse().ok().and_then(|id: ControllerId| controllers.get(&id))
+    let Some(controller) = id
+        .parse()
+        .ok()
+        .and_then(|id: ControllerId| controllers.get(&id))
     else {
         return;
     };
     let Ok(universe) = universe.parse::<u16>() else {
-        controller.counters.count_malformed(&format!("topic universe `{universe}`"));
+        controller
+            .counters
+            .count_malformed(&format!("topic universe `{universe}`"));
         return;
     };
     let message = match DmxMessage::decode(payload) {

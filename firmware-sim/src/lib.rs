@@ -72,7 +72,9 @@ pub struct SimConfig {
 pub enum SimError {
     #[error("site `{0}` is not in the library (or has errors; run `nightscape scene check`)")]
     UnknownSite(SiteId),
-    #[error("cannot listen for controller `{controller}` on {addr}: {source} (another simulator running? try --ports)")]
+    #[error(
+        "cannot listen for controller `{controller}` on {addr}: {source} (another simulator running? try --ports)"
+    )]
     Bind {
         controller: ControllerId,
         addr: SocketAddr,
@@ -101,12 +103,7 @@ fn standard_port(output: &Output) -> u16 {
 /// Endpoint `n` in [`Bind::Addresses`] mode: 127.77.0.1, 127.77.0.2, … (skipping .0 and .255).
 fn address(n: usize) -> IpAddr {
     let n = n as u32;
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        77,
-        (n / 254) as u8,
-        (n % 254 + 1) as u8,
-    ))
+    IpAddr::V4(Ipv4Addr::new(127, 77, (n / 254) as u8, (n % 254 + 1) as u8))
 }
 
 /// Starts every controller of the chosen sites; they run until `shutdown`.
@@ -135,7 +132,10 @@ pub async fn start(
             .iter()
             .map(|cm| {
                 let c = &site.controllers[cm.index];
-                let device = match (&c.output, cm.profile.as_ref().and_then(|p| lib.profiles.get(p))) {
+                let device = match (
+                    &c.output,
+                    cm.profile.as_ref().and_then(|p| lib.profiles.get(p)),
+                ) {
                     (Output::Modbus { .. }, Some(profile)) => {
                         let loads = cm
                             .sinks
@@ -241,11 +241,13 @@ async fn listen(
         let Some(first) = units.values().next().cloned() else {
             continue;
         };
-        let listener = TcpListener::bind(addr).await.map_err(|source| SimError::Bind {
-            controller: first.id.clone(),
-            addr,
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                controller: first.id.clone(),
+                addr,
+                source,
+            })?;
         let local = listener.local_addr().unwrap_or(addr);
         for unit in units.values() {
             endpoints.controllers.insert(unit.id.clone(), local);
@@ -259,11 +261,13 @@ async fn listen(
     }
     for (sim, protocol, port) in udp {
         let addr = next_addr(port);
-        let socket = UdpSocket::bind(addr).await.map_err(|source| SimError::Bind {
-            controller: sim.id.clone(),
-            addr,
-            source,
-        })?;
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                controller: sim.id.clone(),
+                addr,
+                source,
+            })?;
         let local = socket.local_addr().unwrap_or(addr);
         endpoints.controllers.insert(sim.id.clone(), local);
         let (clock, shutdown) = (clock.clone(), shutdown.clone());

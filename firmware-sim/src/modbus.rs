@@ -106,10 +106,9 @@ impl ModbusDevice {
         if !enabled {
             return vec![0; self.target.len()];
         }
-        let master = self
-            .profile
-            .master
-            .map_or(1.0, |m| f64::from(self.master.min(m.max)) / f64::from(m.max.max(1)));
+        let master = self.profile.master.map_or(1.0, |m| {
+            f64::from(self.master.min(m.max)) / f64::from(m.max.max(1))
+        });
         let k = if self.fade_len.is_zero() {
             1.0
         } else {
@@ -189,14 +188,20 @@ impl ModbusDevice {
         }
         if let Some(pw) = &p.power {
             let raw = (self.power_watts(now) / pw.watts_per_unit).round().max(0.0) as u32;
-            for (k, w) in Self::words(raw, pw.words, p.word_order).into_iter().enumerate() {
+            for (k, w) in Self::words(raw, pw.words, p.word_order)
+                .into_iter()
+                .enumerate()
+            {
                 map.insert(pw.register.get().wrapping_add(k as u16), w);
             }
         }
         if let Some(u) = &p.uptime {
             let up = now.saturating_sub(self.booted).as_secs_f64() / u.seconds_per_unit;
             let raw = up.floor().min(f64::from(u32::MAX)) as u32;
-            for (k, w) in Self::words(raw, u.words, p.word_order).into_iter().enumerate() {
+            for (k, w) in Self::words(raw, u.words, p.word_order)
+                .into_iter()
+                .enumerate()
+            {
                 map.insert(u.register.get().wrapping_add(k as u16), w);
             }
         }
@@ -354,7 +359,11 @@ impl ModbusDevice {
     }
 
     /// Answers one request as the device would.
-    pub fn handle(&mut self, request: &Request<'_>, now: Duration) -> Result<Response, ExceptionCode> {
+    pub fn handle(
+        &mut self,
+        request: &Request<'_>,
+        now: Duration,
+    ) -> Result<Response, ExceptionCode> {
         match request {
             Request::ReadHoldingRegisters(start, count) => self
                 .read_holding(*start, *count, now)
@@ -510,10 +519,19 @@ mod tests {
         let p = profile("ns-led-v1");
         let mut d = ModbusDevice::new(p, vec![], ms(0));
         // Past the map.
-        assert_eq!(d.read_holding(0x300, 1, ms(0)), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(d.read_input(9, 1, ms(0)), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(
+            d.read_holding(0x300, 1, ms(0)),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        assert_eq!(
+            d.read_input(9, 1, ms(0)),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
         // Too many registers.
-        assert_eq!(d.read_holding(0x100, 126, ms(0)), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(
+            d.read_holding(0x100, 126, ms(0)),
+            Err(ExceptionCode::IllegalDataValue)
+        );
         assert_eq!(
             d.write(0x100, &[1; 121], true, ms(0)),
             Err(ExceptionCode::IllegalDataValue)
@@ -546,7 +564,8 @@ mod tests {
         ];
         let mut d = ModbusDevice::new(p, loads, ms(0));
         d.write(0, &[1], false, ms(0)).unwrap();
-        d.write(0x100, &[0xffff, 0xffff, 0xffff], true, ms(0)).unwrap();
+        d.write(0x100, &[0xffff, 0xffff, 0xffff], true, ms(0))
+            .unwrap();
         d.faults.lamp_failed = vec![1];
         d.faults.over_temperature = true;
         assert_eq!(&d.output(ms(1))[..6], [255, 255, 255, 0, 0, 0]);
@@ -569,10 +588,16 @@ mod tests {
             Err(ExceptionCode::IllegalDataValue)
         );
         assert_eq!(d.write(1, &[9], false, ms(0)), Ok(()));
-        assert_eq!(d.write(4, &[9], false, ms(0)), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(
+            d.write(4, &[9], false, ms(0)),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
         let mut no_fc16 = d.profile().clone();
         no_fc16.write.fc16 = false;
         let mut e = ModbusDevice::new(Arc::new(no_fc16), vec![], ms(0));
-        assert_eq!(e.write(0, &[1, 2], true, ms(0)), Err(ExceptionCode::IllegalFunction));
+        assert_eq!(
+            e.write(0, &[1, 2], true, ms(0)),
+            Err(ExceptionCode::IllegalFunction)
+        );
     }
 }

@@ -69,7 +69,9 @@ pub fn receive(controller: &ControllerSim, bytes: &[u8], now_ms: i64) {
 
 fn data(controller: &ControllerSim, p: sacn::DataPacket, now_ms: i64) {
     let Ok(universe) = SacnUniverse::new(i64::from(p.universe)) else {
-        controller.counters.count_malformed("universe outside 1–63999");
+        controller
+            .counters
+            .count_malformed("universe outside 1–63999");
         return;
     };
     let fed = controller.with_device(|d| {

@@ -1,0 +1,111 @@
+//! Starting a simulator on the shipped library with a virtual clock.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_sim::{Bind, Broker, Sim, SimConfig, api};
+use nightscape_core::clock::VirtualClock;
+use nightscape_core::show::SourceFile;
+use nightscape_core::{ControllerId, SiteId, check};
+use tokio_util::sync::CancellationToken;
+
+pub const T0: i64 = 1_798_000_000_000;
+
+/// Every file of `scenes/`, as the CLI reads it.
+pub fn shipped_library() -> Vec<SourceFile> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml" || e == "ics") {
+                out.push(SourceFile {
+                    path: path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                    text: std::fs::read_to_string(&path).unwrap(),
+                });
+            }
+        }
+    }
+    out
+}
+
+pub struct Running {
+    pub sim: Sim,
+    pub clock: Arc<VirtualClock>,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Running {
+    pub fn addr(&self, controller: &str) -> std::net::SocketAddr {
+        self.sim
+            .endpoints
+            .get(&controller.parse::<ControllerId>().unwrap())
+            .unwrap()
+    }
+
+    /// A fixture's channel values and colour, as the state API shows them.
+    pub fn fixture(&self, site: &str, fixture: &str) -> (Vec<u8>, String) {
+        let s = &self.sim.state.sites[&site.parse::<SiteId>().unwrap()];
+        let view = api::site_view(s, &self.sim.state);
+        let f = view.fixtures.into_iter().find(|f| f.id == fixture).unwrap();
+        (f.channels, f.colour)
+    }
+
+    pub fn counters(&self, controller: &str) -> firmware_sim::state::CountersView {
+        self.sim
+            .state
+            .controller(&controller.parse().unwrap())
+            .unwrap()
+            .counters
+            .view()
+    }
+
+    /// Waits (up to 5 s) until `done` holds, for what crosses a socket.
+    pub async fn until(&self, what: &str, mut done: impl FnMut(&Running) -> bool) {
+        for _ in 0..500 {
+            if done(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+pub async fn start(sites: &[&str], broker: Option<Broker>) -> Running {
+    let checked = check(&shipped_library());
+    let clock = Arc::new(VirtualClock::new(T0));
+    let shutdown = CancellationToken::new();
+    let sim = firmware_sim::start(
+        SimConfig {
+            library: checked.library,
+            sites: sites.iter().map(|s| s.parse().unwrap()).collect(),
+            bind: Bind::Ports,
+            broker,
+        },
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    sim.endpoints.check_loopback().unwrap();
+    Running {
+        sim,
+        clock,
+        shutdown,
+    }
+}

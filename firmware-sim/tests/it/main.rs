@@ -1,0 +1,10 @@
+//! The simulator over real sockets: clients drive each protocol as a gateway would, and
+//! what the simulated controllers show is read back through the state.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod artnet;
+mod bad_input;
+mod common;
+mod dmx_mqtt;
+mod modbus;
+mod sacn;

@@ -1,0 +1,153 @@
+//! `nightscape sim`: the firmware simulator as its own process — every controller of the
+//! chosen sites on loopback, the endpoint map written for gateways, the state API served.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use firmware_sim::{Bind, Broker, SimConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SystemClock;
+use crate::library;
+
+/// What `nightscape sim` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub library: PathBuf,
+    pub sites: Vec<String>,
+    pub ports: bool,
+    pub endpoints: PathBuf,
+    pub http: SocketAddr,
+    pub broker: Option<String>,
+    pub topic_prefix: String,
+}
+
+fn broker(text: &str, prefix: &str) -> Result<Broker> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("--broker `{text}`: write host:port, e.g. 127.0.0.1:1883"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("--broker `{text}`: `{port}` is not a port"))?;
+    Ok(Broker {
+        host: host.to_owned(),
+        port,
+        topic_prefix: prefix.to_owned(),
+    })
+}
+
+/// Runs until ctrl-c or SIGTERM.
+pub fn run(options: Options) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second subscriber (in tests that run several commands) is not an error worth stopping for.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if !options.http.ip().is_loopback() {
+        bail!(
+            "--http {}: the simulator serves on loopback only (127.0.0.1)",
+            options.http
+        );
+    }
+    let (_, checked) = library::load(&options.library)?;
+    for d in checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == nightscape_core::diag::Severity::Error)
+    {
+        eprintln!("{d}");
+    }
+    let sites = options
+        .sites
+        .iter()
+        .map(|s| s.parse().with_context(|| format!("`{s}` is not a site id")))
+        .collect::<Result<Vec<_>>>()?;
+    let broker = options
+        .broker
+        .as_deref()
+        .map(|b| broker(b, &options.topic_prefix))
+        .transpose()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(serve(options, checked.library, sites, broker))
+}
+
+async fn serve(
+    options: Options,
+    library: nightscape_core::ShowLibrary,
+    sites: Vec<nightscape_core::SiteId>,
+    broker: Option<Broker>,
+) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let sim = firmware_sim::start(
+        SimConfig {
+            library,
+            sites,
+            bind: if options.ports {
+                Bind::Ports
+            } else {
+                Bind::Addresses
+            },
+            broker,
+        },
+        Arc::new(SystemClock::new()),
+        shutdown.clone(),
+    )
+    .await?;
+    sim.endpoints.check_loopback()?;
+    write_endpoints(&options.endpoints, &sim.endpoints.to_toml())?;
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .with_context(|| format!("listening on {} (--http)", options.http))?;
+    let local = listener.local_addr()?;
+    let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
+    eprintln!(
+        "simulating {controllers} controllers of {} sites; endpoint map in {}; state API at http://{local}/api/sites",
+        sim.state.sites.len(),
+        options.endpoints.display()
+    );
+    let app = firmware_sim::api::router(sim.state.clone());
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    wait_for_signal().await;
+    eprintln!("stopping");
+    shutdown.cancel();
+    sim.tracker.wait().await;
+    server.await.context("the state API task")??;
+    Ok(())
+}
+
+fn write_endpoints(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed the process still stops on SIGTERM.
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
