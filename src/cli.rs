@@ -55,6 +55,9 @@ pub enum Command {
         /// Prepended to every MQTT topic.
         #[arg(long, default_value = "")]
         topic_prefix: String,
+        /// A fault scenario (TOML) to apply at start; more can be posted to /api/scenario.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Look at schedules.
     #[command(subcommand)]
@@ -238,6 +241,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             http,
             broker,
             topic_prefix,
+            scenario,
         } => {
             crate::sim::run(crate::sim::Options {
                 library,
@@ -247,6 +251,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 http,
                 broker,
                 topic_prefix,
+                scenario,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -22,6 +22,8 @@ pub struct Options {
     pub http: SocketAddr,
     pub broker: Option<String>,
     pub topic_prefix: String,
+    /// A fault scenario file to apply at start.
+    pub scenario: Option<PathBuf>,
 }
 
 fn broker(text: &str, prefix: &str) -> Result<Broker> {
@@ -98,6 +100,20 @@ async fn serve(
     )
     .await?;
     sim.endpoints.check_loopback()?;
+    if let Some(path) = &options.scenario {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let scenario = firmware_sim::faults::Scenario::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        sim.state
+            .apply_all(&scenario.faults)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        eprintln!(
+            "{}: {} faults applied",
+            path.display(),
+            scenario.faults.len()
+        );
+    }
     write_endpoints(&options.endpoints, &sim.endpoints.to_toml())?;
     let listener = tokio::net::TcpListener::bind(options.http)
         .await

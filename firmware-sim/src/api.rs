@@ -7,11 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use nightscape_core::{ControllerId, SiteId};
 use serde::Serialize;
 
+use crate::faults::{ActiveFaults, Fault, Scenario};
 use crate::state::{ControllerSim, CountersView, SimState, SiteSim};
 
 /// The API's routes over the simulator's state.
@@ -20,6 +21,13 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/api/sites", get(sites))
         .route("/api/sites/{site}", get(site))
         .route("/api/controllers/{controller}", get(controller))
+        .route(
+            "/api/faults",
+            get(faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/api/faults/{controller}", delete(clear_controller))
+        .route("/api/scenario", post(scenario))
+        .route("/api/events", get(events))
         .with_state(state)
 }
 
@@ -38,6 +46,7 @@ pub struct ControllerView {
     pub protocol: &'static str,
     pub last_update_ms: Option<i64>,
     pub counters: CountersView,
+    pub faults: ActiveFaults,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +91,7 @@ fn controller_view(c: &ControllerSim) -> ControllerView {
         protocol: c.protocol,
         last_update_ms: c.last_update_ms(),
         counters: c.counters.view(),
+        faults: c.faults(),
     }
 }
 
@@ -156,4 +166,81 @@ async fn controller(State(state): State<Arc<SimState>>, Path(id): Path<String>) 
         Some(c) => Json(controller_view(&c)).into_response(),
         None => not_found(format!("no controller `{id}` in this simulator")),
     }
+}
+
+fn unprocessable(error: String) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(Problem { error })).into_response()
+}
+
+/// Controllers with faults now.
+async fn faults(State(state): State<Arc<SimState>>) -> Json<Vec<ControllerView>> {
+    Json(
+        state
+            .sites
+            .values()
+            .flat_map(|s| &s.controllers)
+            .filter(|c| !c.faults().is_clear())
+            .map(|c| controller_view(c))
+            .collect(),
+    )
+}
+
+async fn add_fault(State(state): State<Arc<SimState>>, body: String) -> Response {
+    let fault: Fault = match serde_json::from_str(&body) {
+        Ok(f) => f,
+        Err(e) => return unprocessable(format!("not a fault: {e}")),
+    };
+    match state.apply(&fault) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => unprocessable(e),
+    }
+}
+
+/// A scenario file's text (TOML): every fault checked, then all applied, or none.
+async fn scenario(State(state): State<Arc<SimState>>, body: String) -> Response {
+    let scenario = match Scenario::parse(&body) {
+        Ok(s) => s,
+        Err(e) => return unprocessable(format!("not a scenario file: {e}")),
+    };
+    match state.apply_all(&scenario.faults) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => unprocessable(e),
+    }
+}
+
+async fn clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {
+    state.clear(None);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_controller(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    match id
+        .parse::<ControllerId>()
+        .ok()
+        .filter(|id| state.controller(id).is_some())
+    {
+        Some(id) => {
+            state.clear(Some(&id));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found(format!("no controller `{id}` in this simulator")),
+    }
+}
+
+/// Server-sent events: `change` with a counter whenever any controller took something or a
+/// fault changed, at most 20 a second; a page or test follows it and fetches what it shows.
+async fn events(State(state): State<Arc<SimState>>) -> Response {
+    let changes = state.changes.clone();
+    let stream = futures_util::stream::unfold(changes, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let n = *rx.borrow_and_update();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let event = axum::response::sse::Event::default()
+            .event("change")
+            .data(n.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
 }

@@ -37,6 +37,9 @@ pub async fn serve(
                 }
             },
         };
+        if !controller.admit() {
+            continue;
+        }
         let now_ms = clock.now_ms();
         match artnet::decode(&buf[..len]) {
             Err(e) => controller.counters.count_malformed(&e.to_string()),

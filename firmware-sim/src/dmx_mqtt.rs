@@ -108,6 +108,9 @@ pub fn apply(
     else {
         return;
     };
+    if !controller.admit() {
+        return;
+    }
     let Ok(universe) = universe.parse::<u16>() else {
         controller
             .counters

@@ -15,6 +15,7 @@
 //! - [`dmx_mqtt`]: DMX-over-MQTT controllers subscribed on a broker;
 //! - [`state`]: what they hold, turned back into each fixture's light through the core's
 //!   output map and `decode`;
+//! - [`faults`]: faults put on controllers by the API or a scenario file;
 //! - [`api`]: the HTTP state API.
 //!
 //! Every protocol goes through the core's codecs, profiles and output map: there is no
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod artnet;
 pub mod dmx_mqtt;
+pub mod faults;
 pub mod modbus;
 pub mod sacn;
 pub mod state;

@@ -388,7 +388,7 @@ impl ModbusDevice {
     }
 }
 
-type Answer = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
+type Answer = Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
 
 /// The tokio-modbus service of one endpoint: its units by id.
 struct Endpoint {
@@ -398,7 +398,8 @@ struct Endpoint {
 
 impl tokio_modbus::server::Service for Endpoint {
     type Request = SlaveRequest<'static>;
-    type Response = Response;
+    /// `None`: no answer at all (an offline controller, a lost request).
+    type Response = Option<Response>;
     type Exception = ExceptionCode;
     type Future = Answer;
 
@@ -410,17 +411,30 @@ impl tokio_modbus::server::Service for Endpoint {
             }
             return Box::pin(std::future::ready(Err(ExceptionCode::GatewayTargetDevice)));
         };
-        let now = self.clock.monotonic();
-        let now_ms = self.clock.now_ms();
-        let answer = unit.with_device(|device| match device {
-            Device::Modbus(d) => d.handle(&req.request, now),
-            Device::Dmx(_) => Err(ExceptionCode::ServerDeviceFailure),
-        });
-        match &answer {
-            Ok(_) => unit.accepted(now_ms),
-            Err(_) => unit.counters.count_rejected("exception"),
+        if !unit.admit() {
+            return Box::pin(std::future::ready(Ok(None)));
         }
-        Box::pin(std::future::ready(answer))
+        let latency = unit.latency();
+        let clock = self.clock.clone();
+        Box::pin(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            if let Some(code) = unit.injected_exception() {
+                unit.counters.count_rejected("injected exception");
+                return Err(ExceptionCode::new(code));
+            }
+            let now = clock.monotonic();
+            let answer = unit.with_device(|device| match device {
+                Device::Modbus(d) => d.handle(&req.request, now),
+                Device::Dmx(_) => Err(ExceptionCode::ServerDeviceFailure),
+            });
+            match &answer {
+                Ok(_) => unit.accepted(clock.now_ms()),
+                Err(_) => unit.counters.count_rejected("exception"),
+            }
+            answer.map(Some)
+        })
     }
 }
 

@@ -42,6 +42,9 @@ pub async fn serve(
 
 /// Applies one datagram (shared with the multicast listener and tests).
 pub fn receive(controller: &ControllerSim, bytes: &[u8], now_ms: i64) {
+    if !controller.admit() {
+        return;
+    }
     match sacn::decode(bytes) {
         Err(e) => controller.counters.count_malformed(&e.to_string()),
         Ok(Packet::Data(p)) => data(controller, p, now_ms),

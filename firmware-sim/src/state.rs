@@ -16,6 +16,7 @@ use nightscape_core::{ControllerId, SiteId};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::faults::{ActiveFaults, Dice, Fault, FaultKind};
 use crate::modbus::ModbusDevice;
 
 /// How often one source's bad input is logged at most; every one is counted.
@@ -29,6 +30,7 @@ pub struct Counters {
     rejected: AtomicU64,
     out_of_sequence: AtomicU64,
     ignored: AtomicU64,
+    dropped: AtomicU64,
     last_logged_ms: AtomicI64,
     controller: String,
 }
@@ -41,6 +43,8 @@ pub struct CountersView {
     pub rejected: u64,
     pub out_of_sequence: u64,
     pub ignored: u64,
+    /// Lost on purpose by an injected fault (offline, dropped share).
+    pub dropped: u64,
 }
 
 impl Counters {
@@ -59,6 +63,7 @@ impl Counters {
             rejected: self.rejected.load(Ordering::Relaxed),
             out_of_sequence: self.out_of_sequence.load(Ordering::Relaxed),
             ignored: self.ignored.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -94,6 +99,10 @@ impl Counters {
 
     pub fn count_ignored(&self) {
         self.ignored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -156,6 +165,8 @@ pub struct ControllerSim {
     pub counters: Counters,
     last_update_ms: AtomicI64,
     changes: watch::Sender<u64>,
+    faults: Mutex<ActiveFaults>,
+    dice: Dice,
 }
 
 impl ControllerSim {
@@ -174,7 +185,57 @@ impl ControllerSim {
             device: Mutex::new(device),
             last_update_ms: AtomicI64::new(i64::MIN),
             changes,
+            faults: Mutex::new(ActiveFaults::default()),
+            dice: Dice::new(0x9e37_79b9_7f4a_7c15),
         }
+    }
+
+    /// The faults on the controller now.
+    pub fn faults(&self) -> ActiveFaults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn with_faults<T>(&self, f: impl FnOnce(&mut ActiveFaults) -> T) -> T {
+        let mut guard = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut guard);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        out
+    }
+
+    /// Whether an arriving packet or request is taken (not lost to an offline or dropping
+    /// fault); a lost one is counted.
+    pub fn admit(&self) -> bool {
+        let (offline, share) = {
+            let f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+            (f.offline, f.drop_share)
+        };
+        let lost = offline || self.dice.roll(share);
+        if lost {
+            self.counters.count_dropped();
+        }
+        !lost
+    }
+
+    /// The exception to answer instead, when an exception fault says so this time.
+    pub fn injected_exception(&self) -> Option<u8> {
+        let exception = self
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .exception;
+        exception.and_then(|(code, share)| self.dice.roll(share).then_some(code))
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(
+            self.faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .latency_ms,
+        )
     }
 
     /// Runs `f` on the device under its lock (never across an `.await`).
@@ -227,6 +288,14 @@ impl SiteSim {
                 let bytes = controller.sink_bytes(sink.address, now, now_ms);
                 sink.scatter(&bytes, &mut channels);
             }
+            for failed in controller.faults().lamp_failed {
+                let ranges = self.map.fixture_channels();
+                if let Some(k) = self.site.fixtures.iter().position(|f| f.id == failed)
+                    && let Some(span) = ranges.get(k).and_then(|r| channels.get_mut(r.clone()))
+                {
+                    span.fill(0);
+                }
+            }
         }
         channels
     }
@@ -260,5 +329,169 @@ impl SimState {
             .values()
             .flat_map(|s| &s.controllers)
             .find(|c| &c.id == id)
+    }
+
+    /// Checks that a fault can be applied, without applying it.
+    pub fn validate(&self, fault: &Fault) -> Result<(), String> {
+        let (site, index) = self.locate(&fault.controller)?;
+        let in_share = |s: f64| (0.0..=1.0).contains(&s);
+        match &fault.kind {
+            FaultKind::Drop { share } | FaultKind::Exception { share, .. } if !in_share(*share) => {
+                Err(format!("share {share} must be between 0 and 1"))
+            }
+            FaultKind::Exception { code: 0, .. } => {
+                Err("exception code 0 is not an exception; use 1–255".into())
+            }
+            FaultKind::PowerDrift { factor } if !(factor.is_finite() && *factor > 0.0) => {
+                Err(format!("power drift factor {factor} must be above 0"))
+            }
+            FaultKind::LampFailure { fixture }
+                if !site
+                    .site
+                    .fixtures
+                    .iter()
+                    .any(|f| &f.id == fixture && f.controller == site.controllers[index].id) =>
+            {
+                Err(format!(
+                    "fixture `{fixture}` does not hang on controller `{}`",
+                    fault.controller
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn locate(&self, controller: &ControllerId) -> Result<(&SiteSim, usize), String> {
+        self.sites
+            .values()
+            .find_map(|s| {
+                s.controllers
+                    .iter()
+                    .position(|c| &c.id == controller)
+                    .map(|i| (s, i))
+            })
+            .ok_or_else(|| format!("no controller `{controller}` in this simulator"))
+    }
+
+    /// Applies a scenario: every fault is checked first, and none is applied if one is wrong.
+    pub fn apply_all(&self, faults: &[Fault]) -> Result<(), String> {
+        for (k, f) in faults.iter().enumerate() {
+            self.validate(f).map_err(|e| format!("faults[{k}]: {e}"))?;
+        }
+        for f in faults {
+            self.apply(f)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a fault on its controller; says what is wrong with one that cannot be applied.
+    pub fn apply(&self, fault: &Fault) -> Result<(), String> {
+        self.validate(fault)?;
+        let (site, index) = self
+            .sites
+            .values()
+            .find_map(|s| {
+                s.controllers
+                    .iter()
+                    .position(|c| c.id == fault.controller)
+                    .map(|i| (s, i))
+            })
+            .ok_or_else(|| format!("no controller `{}` in this simulator", fault.controller))?;
+        let c = &site.controllers[index];
+        let share = |s: f64| {
+            if (0.0..=1.0).contains(&s) {
+                Ok(s)
+            } else {
+                Err(format!("share {s} must be between 0 and 1"))
+            }
+        };
+        let now = self.clock.monotonic();
+        match &fault.kind {
+            FaultKind::Offline => c.with_faults(|f| f.offline = true),
+            FaultKind::Latency { ms } => c.with_faults(|f| f.latency_ms = *ms),
+            FaultKind::Drop { share: s } => {
+                let s = share(*s)?;
+                c.with_faults(|f| f.drop_share = s);
+            }
+            FaultKind::Exception { code, share: s } => {
+                let s = share(*s)?;
+                if *code == 0 {
+                    return Err("exception code 0 is not an exception; use 1–255".into());
+                }
+                c.with_faults(|f| f.exception = Some((*code, s)));
+            }
+            FaultKind::LampFailure { fixture } => {
+                let k = site
+                    .site
+                    .fixtures
+                    .iter()
+                    .position(|f| &f.id == fixture && f.controller == c.id)
+                    .ok_or_else(|| {
+                        format!("fixture `{fixture}` does not hang on controller `{}`", c.id)
+                    })?;
+                let load = site.map.controllers()[index]
+                    .sinks
+                    .iter()
+                    .flat_map(|s| &s.runs)
+                    .position(|r| r.fixture == k);
+                c.with_device(|d| {
+                    if let (Device::Modbus(m), Some(load)) = (d, load)
+                        && !m.faults.lamp_failed.contains(&load)
+                    {
+                        m.faults.lamp_failed.push(load);
+                    }
+                });
+                c.with_faults(|f| {
+                    if !f.lamp_failed.contains(fixture) {
+                        f.lamp_failed.push(fixture.clone());
+                    }
+                });
+            }
+            FaultKind::OverTemperature => {
+                c.with_device(|d| {
+                    if let Device::Modbus(m) = d {
+                        m.faults.over_temperature = true;
+                    }
+                });
+                c.with_faults(|f| f.over_temperature = true);
+            }
+            FaultKind::Reboot => c.with_device(|d| match d {
+                Device::Modbus(m) => m.reboot(now),
+                Device::Dmx(d) => {
+                    for (u, state) in d.universes.iter_mut() {
+                        *state = UniverseIn::new(*u);
+                    }
+                    d.sync_until_ms = i64::MIN;
+                }
+            }),
+            FaultKind::PowerDrift { factor } => {
+                if !(factor.is_finite() && *factor > 0.0) {
+                    return Err(format!("power drift factor {factor} must be above 0"));
+                }
+                c.with_device(|d| {
+                    if let Device::Modbus(m) = d {
+                        m.faults.power_drift = Some(*factor);
+                    }
+                });
+                c.with_faults(|f| f.power_drift = Some(*factor));
+            }
+        }
+        tracing::info!(controller = %c.id, "fault applied: {:?}", fault.kind);
+        Ok(())
+    }
+
+    /// Clears the faults of one controller, or of all.
+    pub fn clear(&self, controller: Option<&ControllerId>) {
+        for c in self.sites.values().flat_map(|s| &s.controllers) {
+            if controller.is_some_and(|id| id != &c.id) {
+                continue;
+            }
+            c.with_faults(|f| *f = ActiveFaults::default());
+            c.with_device(|d| {
+                if let Device::Modbus(m) = d {
+                    m.faults = crate::modbus::DeviceFaults::default();
+                }
+            });
+        }
     }
 }

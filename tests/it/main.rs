@@ -5,3 +5,4 @@ mod plan_cli;
 mod profile_cli;
 mod render_cli;
 mod scene_check;
+mod sim_cli;

@@ -2,6 +2,7 @@
 //! what the simulated controllers show is read back through the state.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
 mod artnet;
 mod bad_input;
 mod common;

@@ -1,0 +1,64 @@
+//! `nightscape sim` as an engineer runs it: controllers on loopback, the endpoint map
+//! written, the state API answering, a scenario applied, a clean stop on SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!("nightscape-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = dir.join("endpoints.toml");
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[[faults]]\ncontroller = \"donam-path\"\nfault = \"over-temperature\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["sim", "--ports", "--http", "127.0.0.1:0", "--site", "donam-seowon"])
+        .arg("--endpoints")
+        .arg(&map)
+        .arg("--scenario")
+        .arg(&scenario)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut api = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split_once("state API at http://") {
+            api = Some(rest.1.trim_end_matches("/api/sites").to_owned());
+            break;
+        }
+    }
+    let api = api.expect("the simulator says where its API is");
+    let text = std::fs::read_to_string(&map).unwrap();
+    assert!(text.contains("donam-path = \"127.0.0.1:"), "{text}");
+    assert!(!text.contains("10.41."), "field addresses never appear: {text}");
+    let site = get(&api, "/api/sites/donam-seowon");
+    assert!(site.starts_with("HTTP/1.1 200"), "{site}");
+    assert!(site.contains("\"id\":\"path-1\""), "{site}");
+    let faults = get(&api, "/api/faults");
+    assert!(faults.contains("\"over_temperature\":true"), "{faults}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
