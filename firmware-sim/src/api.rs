@@ -19,6 +19,7 @@ use crate::state::{ControllerSim, CountersView, SimState, SiteSim};
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/api/sites", get(sites))
+        .route("/api/stats", get(stats))
         .route("/api/sites/{site}", get(site))
         .route("/api/controllers/{controller}", get(controller))
         .route(
@@ -243,4 +244,27 @@ async fn events(State(state): State<Arc<SimState>>) -> Response {
     axum::response::sse::Sse::new(stream)
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response()
+}
+
+/// Totals over every controller, by protocol: what was taken, refused and lost.
+#[derive(Debug, Default, Serialize)]
+struct Stats {
+    controllers: usize,
+    by_protocol: std::collections::BTreeMap<&'static str, CountersView>,
+}
+
+async fn stats(State(state): State<Arc<SimState>>) -> Json<Stats> {
+    let mut out = Stats::default();
+    for c in state.sites.values().flat_map(|s| &s.controllers) {
+        out.controllers += 1;
+        let v = c.counters.view();
+        let t = out.by_protocol.entry(c.protocol).or_default();
+        t.accepted += v.accepted;
+        t.malformed += v.malformed;
+        t.rejected += v.rejected;
+        t.out_of_sequence += v.out_of_sequence;
+        t.ignored += v.ignored;
+        t.dropped += v.dropped;
+    }
+    Json(out)
 }

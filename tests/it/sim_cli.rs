@@ -8,7 +8,11 @@ use std::process::{Command, Stdio};
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -27,7 +31,14 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nightscape"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["sim", "--ports", "--http", "127.0.0.1:0", "--site", "donam-seowon"])
+        .args([
+            "sim",
+            "--ports",
+            "--http",
+            "127.0.0.1:0",
+            "--site",
+            "donam-seowon",
+        ])
         .arg("--endpoints")
         .arg(&map)
         .arg("--scenario")
@@ -47,7 +58,10 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
     let api = api.expect("the simulator says where its API is");
     let text = std::fs::read_to_string(&map).unwrap();
     assert!(text.contains("donam-path = \"127.0.0.1:"), "{text}");
-    assert!(!text.contains("10.41."), "field addresses never appear: {text}");
+    assert!(
+        !text.contains("10.41."),
+        "field addresses never appear: {text}"
+    );
     let site = get(&api, "/api/sites/donam-seowon");
     assert!(site.starts_with("HTTP/1.1 200"), "{site}");
     assert!(site.contains("\"id\":\"path-1\""), "{site}");
