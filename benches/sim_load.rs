@@ -4,6 +4,8 @@
 //! and packets applied per second, and the simulator's CPU and memory.
 //!
 //! Run: `cargo bench --bench sim_load` (needs nothing but loopback).
+// A benchmark stops at its first failure; there is nothing to recover.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
