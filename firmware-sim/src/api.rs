@@ -18,7 +18,9 @@ use crate::state::{ControllerSim, CountersView, SimState, SiteSim};
 /// The API's routes over the simulator's state.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
+        .route("/", get(preview))
         .route("/api/sites", get(sites))
+        .route("/api/sites/{site}/layout", get(site_layout))
         .route("/api/stats", get(stats))
         .route("/api/sites/{site}", get(site))
         .route("/api/controllers/{controller}", get(controller))
@@ -267,4 +269,55 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Stats> {
         t.dropped += v.dropped;
     }
     Json(out)
+}
+
+/// The live preview page: the site drawn from fixture positions in the colours the
+/// controllers emit, following the change stream.
+async fn preview() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("preview.html"))
+}
+
+#[derive(Debug, Serialize)]
+struct LayoutFixture {
+    id: String,
+    controller: String,
+    /// Each pixel's position in metres in the site's drawing plane.
+    points: Vec<[f32; 2]>,
+}
+
+#[derive(Debug, Serialize)]
+struct LayoutView {
+    id: SiteId,
+    name: String,
+    fixtures: Vec<LayoutFixture>,
+}
+
+async fn site_layout(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    let Some(s) = id
+        .parse::<SiteId>()
+        .ok()
+        .and_then(|id| state.sites.get(&id))
+    else {
+        return not_found(format!("no site `{id}` in this simulator"));
+    };
+    let positions = s.layout.positions();
+    Json(LayoutView {
+        id: s.site.id.clone(),
+        name: s.site.name.ko.clone(),
+        fixtures: s
+            .layout
+            .fixtures()
+            .iter()
+            .zip(&s.site.fixtures)
+            .map(|(out, f)| LayoutFixture {
+                id: f.id.to_string(),
+                controller: f.controller.to_string(),
+                points: positions
+                    .get(out.pixels.clone())
+                    .unwrap_or_default()
+                    .to_vec(),
+            })
+            .collect(),
+    })
+    .into_response()
 }

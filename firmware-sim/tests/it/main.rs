@@ -8,4 +8,6 @@ mod bad_input;
 mod common;
 mod dmx_mqtt;
 mod modbus;
+mod preview;
+mod reference;
 mod sacn;
