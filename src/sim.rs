@@ -91,7 +91,7 @@ async fn serve(
             bind: if options.ports {
                 Bind::Ports
             } else {
-                Bind::Addresses
+                Bind::ADDRESSES
             },
             broker,
         },

@@ -52,11 +52,17 @@ pub use dmx_mqtt::Broker;
 /// Where the simulated controllers listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bind {
-    /// Each endpoint its own address in 127.77.0.0/16 with the protocol's standard port (or
-    /// the Modbus port the site gives), as on a real network.
-    Addresses,
+    /// Each endpoint its own address with the protocol's standard port (or the Modbus port
+    /// the site gives), as on a real network: `127.77.<net>.1`, `.2`, … and on into the next
+    /// `net` (see [`Bind::ADDRESSES`]); two simulators on one machine take different nets.
+    Addresses { net: u8 },
     /// Every endpoint on 127.0.0.1 with a free port: many simulators on one machine.
     Ports,
+}
+
+impl Bind {
+    /// The default: 127.77.0.1 and up.
+    pub const ADDRESSES: Bind = Bind::Addresses { net: 0 };
 }
 
 /// What to simulate.
@@ -102,10 +108,12 @@ fn standard_port(output: &Output) -> u16 {
     }
 }
 
-/// Endpoint `n` in [`Bind::Addresses`] mode: 127.77.0.1, 127.77.0.2, … (skipping .0 and .255).
-fn address(n: usize) -> IpAddr {
+/// Endpoint `n` in [`Bind::Addresses`] mode from `net`: 127.77.net.1, .2, … (skipping .0 and
+/// .255), into the next net after 254.
+fn address(net: u8, n: usize) -> IpAddr {
     let n = n as u32;
-    IpAddr::V4(Ipv4Addr::new(127, 77, (n / 254) as u8, (n % 254 + 1) as u8))
+    let net = (u32::from(net) + n / 254).min(255) as u8;
+    IpAddr::V4(Ipv4Addr::new(127, 77, net, (n % 254 + 1) as u8))
 }
 
 /// Starts every controller of the chosen sites; they run until `shutdown`.
@@ -232,7 +240,7 @@ async fn listen(
     let mut n = 0;
     let mut next_addr = |port: u16| {
         let addr = match config.bind {
-            Bind::Addresses => SocketAddr::new(address(n), port),
+            Bind::Addresses { net } => SocketAddr::new(address(net, n), port),
             Bind::Ports => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         };
         n += 1;

@@ -87,6 +87,11 @@ impl Running {
 }
 
 pub async fn start(sites: &[&str], broker: Option<Broker>) -> Running {
+    start_bound(sites, broker, Bind::Ports).await
+}
+
+/// [`start`] with the endpoints bound as `bind` says.
+pub async fn start_bound(sites: &[&str], broker: Option<Broker>, bind: Bind) -> Running {
     let checked = check(&shipped_library());
     let clock = Arc::new(VirtualClock::new(T0));
     let shutdown = CancellationToken::new();
@@ -94,7 +99,7 @@ pub async fn start(sites: &[&str], broker: Option<Broker>) -> Running {
         SimConfig {
             library: checked.library,
             sites: sites.iter().map(|s| s.parse().unwrap()).collect(),
-            bind: Bind::Ports,
+            bind,
             broker,
         },
         clock.clone(),

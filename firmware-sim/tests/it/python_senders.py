@@ -1,0 +1,53 @@
+"""Reference senders from PyPI against the simulator: `sacn` (two sources, priorities 100
+and 150, the higher one stopping first) and `stupidArtnet` (one ArtDmx frame).
+
+    python_senders.py sacn HOST UNIVERSE
+    python_senders.py artnet HOST PORT UNIVERSE
+"""
+import sys
+import time
+
+
+def sacn_sources(host, universe):
+    import sacn
+
+    def source(name, priority, level):
+        # Never multicast (no universe discovery, unicast output); never bind 5568.
+        s = sacn.sACNsender(bind_address="127.0.0.1", bind_port=0, source_name=name,
+                            fps=30, universeDiscovery=False)
+        s.start()
+        s.activate_output(universe)
+        s[universe].multicast = False
+        s[universe].destination = host
+        s[universe].priority = priority
+        s[universe].dmx_data = (level,) * 510
+        return s
+
+    low = source("reference low", 100, 10)
+    high = source("reference high", 150, 200)
+    time.sleep(1.5)
+    high.deactivate_output(universe)  # three packets with stream-terminated set
+    high.stop()
+    print("high stopped", flush=True)
+    time.sleep(1.5)
+    low.deactivate_output(universe)
+    low.stop()
+    print("low stopped", flush=True)
+
+
+def artnet_frame(host, port, universe):
+    from stupidArtnet import StupidArtnet
+
+    a = StupidArtnet(host, universe, 512, 30, True, False, None, False, port)
+    frame = bytearray(512)
+    frame[0:4] = bytes([0, 255, 0, 0])
+    a.set(frame)
+    a.show()
+    a.close()
+    print("frame sent", flush=True)
+
+
+if sys.argv[1] == "sacn":
+    sacn_sources(sys.argv[2], int(sys.argv[3]))
+else:
+    artnet_frame(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
