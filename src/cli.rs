@@ -58,6 +58,10 @@ pub enum Command {
         /// A fault scenario (TOML) to apply at start; more can be posted to /api/scenario.
         #[arg(long)]
         scenario: Option<PathBuf>,
+        /// Also receive sACN multicast for controllers that listen to multicast in the field,
+        /// joined on loopback: for a private network namespace (`unshare -n`) only.
+        #[arg(long)]
+        multicast: bool,
     },
     /// Look at schedules.
     #[command(subcommand)]
@@ -242,6 +246,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             broker,
             topic_prefix,
             scenario,
+            multicast,
         } => {
             crate::sim::run(crate::sim::Options {
                 library,
@@ -251,6 +256,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 http,
                 broker,
                 topic_prefix,
+                multicast,
                 scenario,
             })?;
             Ok(ExitCode::SUCCESS)

@@ -22,6 +22,8 @@ pub struct Options {
     pub http: SocketAddr,
     pub broker: Option<String>,
     pub topic_prefix: String,
+    /// Also receive sACN multicast (on loopback; inside a private network namespace).
+    pub multicast: bool,
     /// A fault scenario file to apply at start.
     pub scenario: Option<PathBuf>,
 }
@@ -94,6 +96,7 @@ async fn serve(
                 Bind::ADDRESSES
             },
             broker,
+            multicast: options.multicast,
         },
         Arc::new(SystemClock::new()),
         shutdown.clone(),

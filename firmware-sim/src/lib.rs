@@ -74,6 +74,10 @@ pub struct SimConfig {
     pub bind: Bind,
     /// The broker DMX-over-MQTT controllers subscribe on; without one they receive nothing.
     pub broker: Option<Broker>,
+    /// Also receive sACN multicast for the controllers that listen to multicast in the field
+    /// (no `unicast` address): joined on the loopback interface only. Use it inside a private
+    /// network namespace (`unshare -n`), where loopback is the only network.
+    pub multicast: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +222,7 @@ async fn listen(
     let mut modbus: BTreeMap<(String, u16), BTreeMap<u8, Arc<ControllerSim>>> = BTreeMap::new();
     let mut udp: Vec<(Arc<ControllerSim>, &'static str, u16)> = Vec::new();
     let mut mqtt = Vec::new();
+    let mut multicast: BTreeMap<u16, Arc<ControllerSim>> = BTreeMap::new();
     for s in state.sites.values() {
         for (cm, sim) in s.map.controllers().iter().zip(&s.controllers) {
             let c = &s.site.controllers[cm.index];
@@ -232,6 +237,13 @@ async fn listen(
                 }
                 Output::ArtNet { .. } | Output::Sacn { .. } => {
                     udp.push((sim.clone(), c.output.protocol(), standard_port(&c.output)));
+                    if let Output::Sacn { unicast: None, .. } = &c.output {
+                        for u in c.output.universes() {
+                            if let nightscape_core::model::Universe::Sacn(u) = u {
+                                multicast.insert(u.get(), sim.clone());
+                            }
+                        }
+                    }
                 }
                 Output::DmxMqtt { .. } => mqtt.push(sim.clone()),
             }
@@ -271,13 +283,11 @@ async fn listen(
     }
     for (sim, protocol, port) in udp {
         let addr = next_addr(port);
-        let socket = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| SimError::Bind {
-                controller: sim.id.clone(),
-                addr,
-                source,
-            })?;
+        let socket = udp_socket(addr, config.multicast).map_err(|source| SimError::Bind {
+            controller: sim.id.clone(),
+            addr,
+            source,
+        })?;
         let local = socket.local_addr().unwrap_or(addr);
         endpoints.controllers.insert(sim.id.clone(), local);
         let (clock, shutdown) = (clock.clone(), shutdown.clone());
@@ -286,6 +296,36 @@ async fn listen(
         } else {
             tracker.spawn(sacn::serve(socket, sim, clock, shutdown));
         }
+    }
+    if config.multicast && !multicast.is_empty() {
+        let group_addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            nightscape_core::codec::sacn::PORT,
+        );
+        let Some(first) = multicast.values().next().map(|c| c.id.clone()) else {
+            return Ok(endpoints);
+        };
+        let bind_error = |source| SimError::Bind {
+            controller: first.clone(),
+            addr: group_addr,
+            source,
+        };
+        let socket = udp_socket(group_addr, true).map_err(bind_error)?;
+        for u in multicast.keys() {
+            let Ok(u) = nightscape_core::addr::SacnUniverse::new(i64::from(*u)) else {
+                continue;
+            };
+            let group = nightscape_core::codec::sacn::multicast_group(u);
+            socket
+                .join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+                .map_err(bind_error)?;
+        }
+        tracker.spawn(sacn::serve_multicast(
+            socket,
+            multicast,
+            clock.clone(),
+            shutdown.clone(),
+        ));
     }
     match &config.broker {
         Some(broker) => {
@@ -305,4 +345,20 @@ async fn listen(
         None => {}
     }
     Ok(endpoints)
+}
+
+/// A UDP socket bound to `addr`; shared with other sockets on the same port when `shared`
+/// (the multicast listener binds the wildcard address on 5568 beside the unicast ones).
+fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if shared {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }

@@ -3,8 +3,10 @@
 //! loss holding the last look), and universe synchronization: data that names a sync address
 //! waits until the synchronization packet for that address arrives.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use nightscape_core::ControllerId;
 use nightscape_core::addr::SacnUniverse;
 use nightscape_core::clock::Clock;
 use nightscape_core::codec::sacn::{self, Fed, Packet};
@@ -37,6 +39,46 @@ pub async fn serve(
             },
         };
         receive(&controller, &buf[..len], clock.now_ms());
+    }
+}
+
+/// Receives multicast for every universe in `by_universe` (joined on loopback) until
+/// `shutdown`: data goes to the controller of its universe, sync packets to each of them once.
+pub async fn serve_multicast(
+    socket: UdpSocket,
+    by_universe: BTreeMap<u16, Arc<ControllerSim>>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let len = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((len, _)) => len,
+                Err(_) => continue,
+            },
+        };
+        let bytes = &buf[..len];
+        let now_ms = clock.now_ms();
+        match sacn::decode(bytes) {
+            Ok(Packet::Data(p)) => {
+                if let Some(c) = by_universe.get(&p.universe) {
+                    receive(c, bytes, now_ms);
+                }
+            }
+            Ok(Packet::Sync(_)) => {
+                let mut seen: Vec<&ControllerId> = Vec::new();
+                for c in by_universe.values() {
+                    if !seen.contains(&&c.id) {
+                        seen.push(&c.id);
+                        receive(c, bytes, now_ms);
+                    }
+                }
+            }
+            // A stranger's garbage on the group is nobody's to count; discovery is not for us.
+            Ok(Packet::Discovery(_)) | Err(_) => {}
+        }
     }
 }
 

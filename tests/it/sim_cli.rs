@@ -76,3 +76,50 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
     assert!(exit.success(), "{exit:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// sACN multicast, in a private network namespace where loopback is the only network: the
+/// python `sacn` library sends to universe 1's group, the simulator (with `--multicast`)
+/// joined it on loopback and shows the level on the north railing.
+#[test]
+fn multicast_reaches_the_simulator_inside_a_private_network() {
+    let dir = std::env::temp_dir().join(format!("nightscape-mcast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = format!(
+        r#"set -e
+ip link set lo up
+ip route add 239.0.0.0/8 dev lo
+"$BIN" sim --library "$ROOT/scenes" --site gyebaek-bridge --ports --multicast \
+  --http 127.0.0.1:8097 --endpoints "$DIR/e.toml" 2> "$DIR/sim.log" &
+sim=$!
+for i in $(seq 100); do grep -q "state API" "$DIR/sim.log" && break; sleep 0.1; done
+python3 "$ROOT/firmware-sim/tests/it/python_senders.py" multicast 1 77
+curl -s 127.0.0.1:8097/api/sites/gyebaek-bridge > "$DIR/site.json"
+kill -TERM $sim
+wait $sim
+"#
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "bash", "-c", &script])
+        .env("BIN", env!("CARGO_BIN_EXE_nightscape"))
+        .env("ROOT", root)
+        .env("DIR", &dir)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}{}\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let site = std::fs::read_to_string(dir.join("site.json")).unwrap();
+    let start = site.find("\"id\":\"rail-n-west\"").unwrap();
+    let channels = &site[start..];
+    assert!(
+        channels.contains("\"channels\":[77,77,77"),
+        "{}",
+        &channels[..200.min(channels.len())]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

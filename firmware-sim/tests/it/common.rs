@@ -101,6 +101,7 @@ pub async fn start_bound(sites: &[&str], broker: Option<Broker>, bind: Bind) -> 
             sites: sites.iter().map(|s| s.parse().unwrap()).collect(),
             bind,
             broker,
+            multicast: false,
         },
         clock.clone(),
         shutdown.clone(),

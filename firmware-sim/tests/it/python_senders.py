@@ -3,6 +3,7 @@ and 150, the higher one stopping first) and `stupidArtnet` (one ArtDmx frame).
 
     python_senders.py sacn HOST UNIVERSE
     python_senders.py artnet HOST PORT UNIVERSE
+    python_senders.py multicast UNIVERSE LEVEL   (inside a private network namespace only)
 """
 import sys
 import time
@@ -47,7 +48,23 @@ def artnet_frame(host, port, universe):
     print("frame sent", flush=True)
 
 
+def sacn_multicast(universe, level):
+    import sacn
+
+    s = sacn.sACNsender(bind_address="127.0.0.1", bind_port=0, source_name="reference multicast",
+                        fps=30, universeDiscovery=False)
+    s.start()
+    s.activate_output(universe)
+    s[universe].multicast = True
+    s[universe].dmx_data = (level,) * 510
+    time.sleep(1.0)
+    s.stop()
+    print("multicast sent", flush=True)
+
+
 if sys.argv[1] == "sacn":
     sacn_sources(sys.argv[2], int(sys.argv[3]))
+elif sys.argv[1] == "multicast":
+    sacn_multicast(int(sys.argv[2]), int(sys.argv[3]))
 else:
     artnet_frame(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
