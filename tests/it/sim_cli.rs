@@ -85,8 +85,7 @@ fn multicast_reaches_the_simulator_inside_a_private_network() {
     let dir = std::env::temp_dir().join(format!("nightscape-mcast-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
-    let script = format!(
-        r#"set -e
+    let script = r#"set -e
 ip link set lo up
 ip route add 239.0.0.0/8 dev lo
 "$BIN" sim --library "$ROOT/scenes" --site gyebaek-bridge --ports --multicast \
@@ -97,10 +96,9 @@ python3 "$ROOT/firmware-sim/tests/it/python_senders.py" multicast 1 77
 curl -s 127.0.0.1:8097/api/sites/gyebaek-bridge > "$DIR/site.json"
 kill -TERM $sim
 wait $sim
-"#
-    );
+"#;
     let out = Command::new("unshare")
-        .args(["-n", "bash", "-c", &script])
+        .args(["-n", "bash", "-c", script])
         .env("BIN", env!("CARGO_BIN_EXE_nightscape"))
         .env("ROOT", root)
         .env("DIR", &dir)
