@@ -738,6 +738,13 @@ pub struct Uptime {
     pub seconds_per_unit: f64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Temperature {
+    pub register: RegisterAddr,
+    /// Degrees Celsius per unit of the signed raw value.
+    pub degrees_per_unit: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readback {
     pub start: RegisterAddr,
@@ -760,6 +767,12 @@ pub struct Profile {
     pub status: Option<StatusRegister>,
     pub power: Option<Power>,
     pub uptime: Option<Uptime>,
+    pub temperature: Option<Temperature>,
+    /// Input register of the firmware version (major high byte, minor low byte).
+    pub firmware: Option<RegisterAddr>,
+    /// First input register of the failed-output bitmap (bit k of register n: channel
+    /// 16·n + k + 1).
+    pub lamp_faults: Option<RegisterAddr>,
     pub readback: Option<Readback>,
 }
 

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightscape_core::codec::modbus::{channels_from_registers, level_registers};
+use nightscape_core::codec::modbus::{channels_from_registers, lamp_words, level_registers};
 use nightscape_core::model::{Profile, StatusBit, WordOrder};
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::Server;
@@ -28,6 +28,8 @@ use crate::state::{ControllerSim, Device};
 const MAX_WRITE: usize = 123;
 /// Most registers one read may ask for (FC03/FC04).
 const MAX_READ: usize = 125;
+/// The simulated firmware: version 1.2.
+const FIRMWARE: u16 = 0x0102;
 
 /// One fixture hanging on the controller: its channels (0-based, in the profile's channel
 /// numbering) and rated power.
@@ -193,6 +195,34 @@ impl ModbusDevice {
                 .enumerate()
             {
                 map.insert(pw.register.get().wrapping_add(k as u16), w);
+            }
+        }
+        if let Some(t) = &p.temperature {
+            // 35 °C in a cabinet at night; 85 °C when over-temperature.
+            let celsius = if self.faults.over_temperature {
+                85.0
+            } else {
+                35.0
+            };
+            map.insert(
+                t.register.get(),
+                (celsius / t.degrees_per_unit).round() as i16 as u16,
+            );
+        }
+        if let Some(f) = p.firmware {
+            map.insert(f.get(), FIRMWARE);
+        }
+        if let Some(first) = p.lamp_faults {
+            let mut words = vec![0u16; lamp_words(p) as usize];
+            for load in &self.faults.lamp_failed {
+                for ch in self.loads.get(*load).map_or(0..0, |l| l.channels.clone()) {
+                    if let Some(w) = words.get_mut(ch / 16) {
+                        *w |= 1 << (ch % 16);
+                    }
+                }
+            }
+            for (k, w) in words.into_iter().enumerate() {
+                map.insert(first.get().wrapping_add(k as u16), w);
             }
         }
         if let Some(u) = &p.uptime {
@@ -583,8 +613,11 @@ mod tests {
         d.faults.lamp_failed = vec![1];
         d.faults.over_temperature = true;
         assert_eq!(&d.output(ms(1))[..6], [255, 255, 255, 0, 0, 0]);
-        // ns-led-v1 names bit 1 over-temperature and bit 2 lamp fault.
+        // ns-led-v1 names bit 1 over-temperature and bit 2 lamp fault; 85.0 °C; channels
+        // 4–6 (the second load) failed; firmware 1.2.
         assert_eq!(d.read_input(0, 1, ms(1)).unwrap(), [0b110]);
+        assert_eq!(d.read_input(4, 2, ms(1)).unwrap(), [850, 0x0102]);
+        assert_eq!(d.read_input(16, 1, ms(1)).unwrap(), [0b111000]);
         d.reboot(ms(5000));
         assert_eq!(&d.output(ms(5001))[..3], [0, 0, 0]);
         assert_eq!(d.read_input(2, 2, ms(6000)).unwrap(), [0, 1]);

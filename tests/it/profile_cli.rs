@@ -27,7 +27,7 @@ fn shipped_profiles_check_and_say_what_the_gateway_sends() {
         text.contains("start-up: 6 requests (3 of them the levels"),
         "{text}"
     );
-    assert!(text.contains("reads: FC04 0–3"), "{text}");
+    assert!(text.contains("reads: FC04 0–5, FC04 16–47"), "{text}");
 }
 
 #[test]

@@ -447,33 +447,40 @@ pub struct Readings {
     pub status: Option<Status>,
     pub power_w: Option<f64>,
     pub uptime: Option<Duration>,
+    pub temperature_c: Option<f64>,
+    /// `(major, minor)`.
+    pub firmware: Option<(u8, u8)>,
+    /// Channels (1-based) whose output the device reports failed.
+    pub failed_channels: Option<Vec<u16>>,
     /// The levels the device says it outputs, one byte a channel, as the gateway writes them.
     pub readback: Option<Vec<u8>>,
 }
 
 impl Poll {
-    /// The reads that cover the profile's status, power, uptime and (when `readback`)
-    /// readback registers. Readings that sit together are asked for in one request (a
-    /// reading is never split between two); the readback is read in requests of at most
-    /// [`MAX_READ`] registers.
+    /// The reads that cover the profile's readings: status, power, uptime, temperature and
+    /// firmware (neighbours joined into one request, a reading never split between two), the
+    /// failed-output bitmap, and (when `readback`) the readback registers, those two in
+    /// requests of at most [`MAX_READ`] registers.
     pub fn new(profile: &Profile, readback: bool) -> Poll {
+        let input = RegisterTable::Input;
         let mut wanted: Vec<(RegisterTable, u32, u32)> = Vec::new();
+        let mut one = |register: RegisterAddr, words: u8| {
+            wanted.push((input, u32::from(register.get()), u32::from(words)));
+        };
         if let Some(s) = &profile.status {
-            wanted.push((RegisterTable::Input, u32::from(s.register.get()), 1));
+            one(s.register, 1);
         }
         if let Some(p) = &profile.power {
-            wanted.push((
-                RegisterTable::Input,
-                u32::from(p.register.get()),
-                u32::from(p.words),
-            ));
+            one(p.register, p.words);
         }
         if let Some(u) = &profile.uptime {
-            wanted.push((
-                RegisterTable::Input,
-                u32::from(u.register.get()),
-                u32::from(u.words),
-            ));
+            one(u.register, u.words);
+        }
+        if let Some(t) = &profile.temperature {
+            one(t.register, 1);
+        }
+        if let Some(f) = profile.firmware {
+            one(f, 1);
         }
         wanted.sort();
         // Join what touches or overlaps in one table.
@@ -495,87 +502,111 @@ impl Poll {
                 count: count.min(u32::from(MAX_READ)) as u16,
             })
             .collect();
+        if let Some(first) = profile.lamp_faults {
+            span_reads(&mut reads, input, first, lamp_words(profile));
+        }
         if readback && let Some(r) = &profile.readback {
-            let (start, count) = (
-                u32::from(r.start.get()),
+            span_reads(
+                &mut reads,
+                r.table,
+                r.start,
                 profile.level_registers().len() as u32,
             );
-            let mut at = start;
-            while at < (start + count).min(0x1_0000) {
-                let n = (start + count - at)
-                    .min(u32::from(MAX_READ))
-                    .min(0x1_0000 - at);
-                reads.push(Read {
-                    table: r.table,
-                    start: RegisterAddr::from_u16(at as u16),
-                    count: n as u16,
-                });
-                at += n;
-            }
         }
         Poll { reads }
+    }
+
+    /// `words` registers of `table` from `first`, as the answers in order hold them.
+    fn span(
+        &self,
+        answers: &[Option<Vec<u16>>],
+        table: RegisterTable,
+        first: u32,
+        words: u32,
+    ) -> Option<Vec<u16>> {
+        let mut values = Vec::with_capacity(words as usize);
+        for (read, answer) in self.reads.iter().zip(answers) {
+            let regs = read.registers();
+            if read.table != table || regs.end <= first || regs.start >= first + words {
+                continue;
+            }
+            let a = answer.as_ref().filter(|a| a.len() == regs.len())?;
+            let from = first.max(regs.start);
+            let to = (first + words).min(regs.end);
+            values.extend_from_slice(&a[(from - regs.start) as usize..(to - regs.start) as usize]);
+        }
+        (values.len() == words as usize).then_some(values)
     }
 
     /// Decodes the answers, one per read in order (a read that failed is `None`, and the
     /// readings it carried stay unknown).
     pub fn readings(&self, profile: &Profile, answers: &[Option<Vec<u16>>]) -> Readings {
-        let value_at = |table: RegisterTable, register: u16, words: u32| -> Option<Vec<u16>> {
-            let first = u32::from(register);
-            self.reads
-                .iter()
-                .zip(answers)
-                .filter(|(r, _)| r.table == table)
-                .find_map(|(r, a)| {
-                    let regs = r.registers();
-                    let a = a.as_ref()?;
-                    (regs.start <= first && first + words <= regs.end && a.len() == regs.len())
-                        .then(|| {
-                            let at = (first - regs.start) as usize;
-                            a[at..at + words as usize].to_vec()
-                        })
-                })
+        let input = RegisterTable::Input;
+        let at = |register: RegisterAddr, words: u8| {
+            self.span(answers, input, u32::from(register.get()), u32::from(words))
         };
         let status_bits = profile.status.as_ref().map_or(&[][..], |s| &s.bits[..]);
-        let mut readings = Readings {
-            status: profile.status.as_ref().and_then(|s| {
-                value_at(RegisterTable::Input, s.register.get(), 1)
-                    .map(|v| status(status_bits, v[0]))
-            }),
+        Readings {
+            status: profile
+                .status
+                .as_ref()
+                .and_then(|s| at(s.register, 1).map(|v| status(status_bits, v[0]))),
             power_w: profile.power.as_ref().and_then(|p| {
-                value_at(RegisterTable::Input, p.register.get(), u32::from(p.words))
-                    .and_then(|v| power_watts(p, profile.word_order, &v))
+                at(p.register, p.words).and_then(|v| power_watts(p, profile.word_order, &v))
             }),
             uptime: profile.uptime.as_ref().and_then(|u| {
-                value_at(RegisterTable::Input, u.register.get(), u32::from(u.words))
-                    .and_then(|v| uptime(u, profile.word_order, &v))
+                at(u.register, u.words).and_then(|v| uptime(u, profile.word_order, &v))
             }),
-            readback: None,
-        };
-        if let Some(r) = &profile.readback {
-            // The readback may span several reads: gather them in order.
-            let count = profile.level_registers().len() as u32;
-            let first = u32::from(r.start.get());
-            let mut values = Vec::with_capacity(count as usize);
-            for (read, answer) in self.reads.iter().zip(answers) {
-                let regs = read.registers();
-                if read.table != r.table || regs.end <= first || regs.start >= first + count {
-                    continue;
-                }
-                let Some(a) = answer.as_ref().filter(|a| a.len() == regs.len()) else {
-                    values.clear();
-                    break;
-                };
-                let from = first.max(regs.start);
-                let to = (first + count).min(regs.end);
-                values.extend_from_slice(
-                    &a[(from - regs.start) as usize..(to - regs.start) as usize],
-                );
-            }
-            if values.len() == count as usize {
-                readings.readback = Some(channels_from_registers(profile, &values));
-            }
+            temperature_c: profile.temperature.as_ref().and_then(|t| {
+                at(t.register, 1).map(|v| f64::from(v[0] as i16) * t.degrees_per_unit)
+            }),
+            firmware: profile
+                .firmware
+                .and_then(|f| at(f, 1).map(|v| ((v[0] >> 8) as u8, v[0] as u8))),
+            failed_channels: profile.lamp_faults.and_then(|f| {
+                let words = self.span(answers, input, u32::from(f.get()), lamp_words(profile))?;
+                Some(failed_channels(&words, profile.levels.channels))
+            }),
+            readback: profile.readback.as_ref().and_then(|r| {
+                let count = profile.level_registers().len() as u32;
+                self.span(answers, r.table, u32::from(r.start.get()), count)
+                    .map(|v| channels_from_registers(profile, &v))
+            }),
         }
-        readings
+    }
+}
+
+/// Registers the failed-output bitmap of a profile takes: one bit a channel.
+pub fn lamp_words(profile: &Profile) -> u32 {
+    u32::from(profile.levels.channels).div_ceil(16)
+}
+
+/// The channels (1-based, at most `channels`) whose bits are set.
+pub fn failed_channels(words: &[u16], channels: u16) -> Vec<u16> {
+    (0..channels)
+        .filter(|k| {
+            words
+                .get(usize::from(k / 16))
+                .is_some_and(|w| w & (1 << (k % 16)) != 0)
+        })
+        .map(|k| k + 1)
+        .collect()
+}
+
+/// Reads of `words` registers from `first`, at most [`MAX_READ`] each.
+fn span_reads(reads: &mut Vec<Read>, table: RegisterTable, first: RegisterAddr, words: u32) {
+    let start = u32::from(first.get());
+    let mut at = start;
+    while at < (start + words).min(0x1_0000) {
+        let n = (start + words - at)
+            .min(u32::from(MAX_READ))
+            .min(0x1_0000 - at);
+        reads.push(Read {
+            table,
+            start: RegisterAddr::from_u16(at as u16),
+            count: n as u16,
+        });
+        at += n;
     }
 }
 
@@ -868,12 +899,22 @@ mod tests {
     fn ns_led_v1_poll_and_its_answers() {
         let p = profile("ns-led-v1");
         let poll = Poll::new(&p, false);
-        // Status (input 0), power (input 1) and uptime (input 2–3) in one FC04.
-        assert_eq!(poll.reads.len(), 1);
-        assert_eq!(poll.reads[0].pdu(), [0x04, 0x00, 0x00, 0x00, 0x04]);
-        let answer = [0x04, 0x08, 0x00, 0x05, 0x04, 0xd2, 0x00, 0x01, 0x00, 0x02];
+        // Status (input 0), power (1), uptime (2–3), temperature (4) and firmware (5) in one
+        // FC04; the failed-output bitmap (16–47) in another.
+        assert_eq!(poll.reads.len(), 2);
+        assert_eq!(poll.reads[0].pdu(), [0x04, 0x00, 0x00, 0x00, 0x06]);
+        assert_eq!(poll.reads[1].pdu(), [0x04, 0x00, 0x10, 0x00, 0x20]);
+        let answer = [
+            0x04, 0x0c, 0x00, 0x05, 0x04, 0xd2, 0x00, 0x01, 0x00, 0x02, 0xff, 0x9c, 0x01, 0x02,
+        ];
         let values = poll.reads[0].answer(&answer).unwrap();
-        let r = poll.readings(&p, &[Some(values)]);
+        let mut bitmap = vec![0u16; 32];
+        bitmap[0] = 0b101; // channels 1 and 3
+        bitmap[31] = 0x8000; // channel 512
+        let r = poll.readings(&p, &[Some(values), Some(bitmap)]);
+        assert_eq!(r.temperature_c, Some(-10.0));
+        assert_eq!(r.firmware, Some((1, 2)));
+        assert_eq!(r.failed_channels.as_deref(), Some(&[1, 3, 512][..]));
         let status = r.status.unwrap();
         assert_eq!(
             status.faults,
@@ -889,7 +930,7 @@ mod tests {
         assert!(!quiet.ok());
         assert!(super::status(&[StatusBit::Unused], 1).ok());
         // A failed read leaves its readings unknown.
-        assert_eq!(poll.readings(&p, &[None]), Readings::default());
+        assert_eq!(poll.readings(&p, &[None, None]), Readings::default());
         // Exceptions are told apart from garbage.
         assert_eq!(
             poll.reads[0].answer(&[0x84, 0x02]),
@@ -900,7 +941,7 @@ mod tests {
             Err(AnswerError::Mismatch(_))
         ));
         assert!(matches!(
-            poll.reads[0].answer(&[0x04, 0x08, 0, 0]),
+            poll.reads[0].answer(&[0x04, 0x0c, 0, 0]),
             Err(AnswerError::Decode(DecodeError::TooShort { .. }))
         ));
     }

@@ -305,6 +305,13 @@ pub struct ProfileFile {
     pub status: Option<StatusFile>,
     pub power: Option<PowerFile>,
     pub uptime: Option<UptimeFile>,
+    /// Input register with the device's temperature.
+    pub temperature: Option<TemperatureFile>,
+    /// Input register with the firmware version (major in the high byte, minor in the low).
+    pub firmware: Option<InputRegisterFile>,
+    /// First input register of a bitmap of failed outputs: bit k of register n is channel
+    /// 16·n + k + 1; as many registers as the channels need.
+    pub lamp_faults: Option<InputRegisterFile>,
     /// Where the device shows what it outputs (read back for checks).
     pub readback: Option<ReadbackFile>,
 }
@@ -420,6 +427,20 @@ pub struct UptimeFile {
     pub words: Option<i64>,
     /// Seconds per unit of the raw value; 1 when left out.
     pub seconds_per_unit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TemperatureFile {
+    pub register: RegisterFile,
+    /// Degrees Celsius per unit of the raw value, which is signed; 0.1 when left out.
+    pub degrees_per_unit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct InputRegisterFile {
+    pub register: RegisterFile,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]

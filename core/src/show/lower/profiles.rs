@@ -8,7 +8,7 @@ use crate::addr::RegisterTable;
 use crate::diag::{Code, FieldPath};
 use crate::model::{
     Bits, Enable, Fade, Levels, LightZone, Master, Pack, Power, Profile, ProfileId, Readback,
-    StatusBit, StatusRegister, Uptime, WordOrder, WritePolicy, ZoneRule, ZoneTable,
+    StatusBit, StatusRegister, Temperature, Uptime, WordOrder, WritePolicy, ZoneRule, ZoneTable,
 };
 use crate::show::Problems;
 use crate::show::file::{
@@ -289,6 +289,38 @@ pub(in crate::show) fn profile(
             seconds_per_unit: ok.then_some(scale)?,
         })
     });
+    let temperature = file.temperature.as_ref().and_then(|t| {
+        let path = root().key("temperature");
+        let scale = t.degrees_per_unit.unwrap_or(0.1);
+        let ok = in_range(
+            scale,
+            0.001,
+            10.0,
+            &path.key("degrees_per_unit"),
+            "degrees_per_unit",
+            p,
+        );
+        Some(Temperature {
+            register: register(&t.register, input, &path.key("register"), p)?,
+            degrees_per_unit: ok.then_some(scale)?,
+        })
+    });
+    let firmware = file.firmware.as_ref().and_then(|f| {
+        register(
+            &f.register,
+            input,
+            &root().key("firmware").key("register"),
+            p,
+        )
+    });
+    let lamp_faults = file.lamp_faults.as_ref().and_then(|f| {
+        register(
+            &f.register,
+            input,
+            &root().key("lamp_faults").key("register"),
+            p,
+        )
+    });
     let readback = file.readback.as_ref().and_then(|r| {
         let table = match r.table {
             TableFile::Holding => holding,
@@ -378,6 +410,9 @@ pub(in crate::show) fn profile(
         status,
         power,
         uptime,
+        temperature,
+        firmware,
+        lamp_faults,
         readback,
     };
     (!p.has_errors()).then_some(profile)
