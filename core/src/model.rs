@@ -271,6 +271,15 @@ pub enum FadeBy {
     Controller,
 }
 
+/// What a DMX controller shows when its data stops (2.5 s without a frame or a live source).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLoss {
+    /// Keeps the last look (the usual setting: a network fault does not darken a site).
+    #[default]
+    Hold,
+    Dark,
+}
+
 /// How a gateway reaches a controller, and which universes or registers it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -285,12 +294,14 @@ pub enum Output {
         ip: IpAddr,
         first: ArtNetPortAddress,
         count: u16,
+        on_loss: OnLoss,
     },
     Sacn {
         first: SacnUniverse,
         count: u16,
         priority: u8,
         unicast: Option<IpAddr>,
+        on_loss: OnLoss,
     },
     DmxMqtt {
         first: u16,

@@ -50,7 +50,7 @@ pub async fn serve(
                         d.sync_until_ms = now_ms + SYNC_HOLD_MS;
                         for u in d.universes.values_mut() {
                             if let Some(held) = u.held.take() {
-                                u.slots = held;
+                                u.show(held, now_ms);
                             }
                         }
                     }
@@ -83,7 +83,7 @@ fn dmx_frame(controller: &ControllerSim, dmx: &artnet::ArtDmx, now_ms: i64) {
         if sync {
             u.held = Some(slots);
         } else {
-            u.slots = slots;
+            u.show(slots, now_ms);
         }
         true
     });

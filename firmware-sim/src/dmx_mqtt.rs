@@ -132,7 +132,7 @@ pub fn apply(
         let mut slots = [0u8; 512];
         let n = message.slots.len().min(512);
         slots[..n].copy_from_slice(&message.slots[..n]);
-        u.slots = slots;
+        u.show(slots, now_ms);
         true
     });
     if carried {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use nightscape_core::clock::Clock;
 use nightscape_core::endpoints::EndpointMap;
-use nightscape_core::model::Output;
+use nightscape_core::model::{OnLoss, Output};
 use nightscape_core::output::SinkAddress;
 use nightscape_core::{ControllerId, ShowLibrary, SiteId};
 use tokio::net::{TcpListener, UdpSocket};
@@ -163,12 +163,19 @@ pub async fn start(
                             .collect();
                         Device::Modbus(ModbusDevice::new(Arc::new(profile.clone()), loads, now))
                     }
-                    _ => Device::Dmx(DmxDevice {
+                    (output, _) => Device::Dmx(DmxDevice {
                         universes: cm
                             .sinks
                             .iter()
                             .filter_map(|s| match s.address {
-                                SinkAddress::Universe(u) => Some((u, UniverseIn::new(u))),
+                                SinkAddress::Universe(u) => {
+                                    let on_loss = match output {
+                                        Output::ArtNet { on_loss, .. }
+                                        | Output::Sacn { on_loss, .. } => *on_loss,
+                                        _ => OnLoss::Hold,
+                                    };
+                                    Some((u, UniverseIn::new(u, on_loss)))
+                                }
                                 SinkAddress::ModbusChannels { .. } => None,
                             })
                             .collect(),

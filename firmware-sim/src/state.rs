@@ -9,7 +9,7 @@ use std::time::Duration;
 use nightscape_core::clock::Clock;
 use nightscape_core::codec::sacn;
 use nightscape_core::colour::Rgb;
-use nightscape_core::model::{Site, Universe};
+use nightscape_core::model::{OnLoss, Site, Universe};
 use nightscape_core::output::{OutputMap, SinkAddress};
 use nightscape_core::render::{Layout, decode};
 use nightscape_core::{ControllerId, SiteId};
@@ -116,26 +116,47 @@ pub struct UniverseIn {
     pub pending: Vec<sacn::DataPacket>,
     /// Art-Net frames held until the next ArtSync (the node is in synchronous mode).
     pub held: Option<[u8; 512]>,
+    /// When the last Art-Net or MQTT frame was shown.
+    pub last_frame_ms: Option<i64>,
+    pub on_loss: OnLoss,
 }
 
 impl UniverseIn {
-    pub fn new(universe: Universe) -> UniverseIn {
+    pub fn new(universe: Universe, on_loss: OnLoss) -> UniverseIn {
         UniverseIn {
             slots: [0; 512],
             receiver: match universe {
-                Universe::Sacn(u) => Some(sacn::Receiver::new(u)),
+                Universe::Sacn(u) => Some(sacn::Receiver::with_loss(u, on_loss)),
                 _ => None,
             },
             pending: Vec::new(),
             held: None,
+            last_frame_ms: None,
+            on_loss,
         }
     }
 
-    /// The slots the controller outputs at `now_ms`.
+    /// Shows a frame that arrived at `now_ms` (Art-Net, DMX over MQTT).
+    pub fn show(&mut self, slots: [u8; 512], now_ms: i64) {
+        self.slots = slots;
+        self.last_frame_ms = Some(now_ms);
+    }
+
+    /// The slots the controller outputs at `now_ms`: for sACN the receiver's merge; otherwise
+    /// the last frame, or 0 once frames have stopped for 2.5 s on a controller set to go dark.
     pub fn output(&mut self, now_ms: i64) -> [u8; 512] {
         match &mut self.receiver {
             Some(r) => r.output(now_ms).0,
-            None => self.slots,
+            None => {
+                let lost = self
+                    .last_frame_ms
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= sacn::DATA_LOSS_MS);
+                if lost && self.on_loss == OnLoss::Dark {
+                    [0; 512]
+                } else {
+                    self.slots
+                }
+            }
         }
     }
 }
@@ -459,7 +480,7 @@ impl SimState {
                 Device::Modbus(m) => m.reboot(now),
                 Device::Dmx(d) => {
                     for (u, state) in d.universes.iter_mut() {
-                        *state = UniverseIn::new(*u);
+                        *state = UniverseIn::new(*u, state.on_loss);
                     }
                     d.sync_until_ms = i64::MIN;
                 }
@@ -493,5 +514,28 @@ impl SimState {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightscape_core::addr::ArtNetPortAddress;
+
+    #[test]
+    fn an_art_net_node_set_to_go_dark_does_so_when_frames_stop() {
+        let u = Universe::ArtNet(ArtNetPortAddress::new(0).unwrap());
+        let (mut hold, mut dark) = (
+            UniverseIn::new(u, OnLoss::Hold),
+            UniverseIn::new(u, OnLoss::Dark),
+        );
+        for n in [&mut hold, &mut dark] {
+            n.show([70; 512], 1_000);
+            assert_eq!(n.output(3_400)[0], 70);
+        }
+        assert_eq!(hold.output(3_600)[0], 70);
+        assert_eq!(dark.output(3_600)[0], 0);
+        dark.show([71; 512], 3_700);
+        assert_eq!(dark.output(3_800)[0], 71);
     }
 }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use super::{DecodeError, be16, be32, need, put_text, text_field};
 use crate::addr::SacnUniverse;
+use crate::model::OnLoss;
 
 pub const PORT: u16 = 5568;
 const PACKET_ID: [u8; 12] = *b"ASC-E1.17\0\0\0";
@@ -344,6 +345,7 @@ pub struct Receiver {
     universe: u16,
     sources: BTreeMap<Cid, Source>,
     last_look: [u8; 512],
+    on_loss: OnLoss,
 }
 
 impl Receiver {
@@ -352,6 +354,16 @@ impl Receiver {
             universe: universe.get(),
             sources: BTreeMap::new(),
             last_look: [0; 512],
+            on_loss: OnLoss::Hold,
+        }
+    }
+
+    /// A receiver that goes dark (`OnLoss::Dark`) instead of holding its last look when no
+    /// source is live.
+    pub fn with_loss(universe: SacnUniverse, on_loss: OnLoss) -> Self {
+        Receiver {
+            on_loss,
+            ..Receiver::new(universe)
         }
     }
 
@@ -426,13 +438,15 @@ impl Receiver {
         }
     }
 
-    /// The levels to output at `now_ms`: the highest-priority live sources merged, or the
-    /// last look when none is live. The flag says whether any source is live.
+    /// The levels to output at `now_ms`: the highest-priority live sources merged, or, when
+    /// none is live, the last look (or 0 for a receiver set to go dark). The flag says whether
+    /// any source is live.
     pub fn output(&mut self, now_ms: i64) -> ([u8; 512], bool) {
         self.expire(now_ms);
-        match self.merged() {
-            Some(m) => (m, true),
-            None => (self.last_look, false),
+        match (self.merged(), self.on_loss) {
+            (Some(m), _) => (m, true),
+            (None, OnLoss::Hold) => (self.last_look, false),
+            (None, OnLoss::Dark) => ([0; 512], false),
         }
     }
 
@@ -605,6 +619,23 @@ mod tests {
         rdm.start_code = 0xcc;
         assert_eq!(r.feed(&rdm, 0), Fed::Ignored);
         assert_eq!(r.output(0), ([0; 512], false));
+    }
+
+    #[test]
+    fn a_receiver_set_to_go_dark_does_so_when_its_sources_are_lost() {
+        let u = SacnUniverse::new(1).unwrap();
+        let (mut hold, mut dark) = (Receiver::new(u), Receiver::with_loss(u, OnLoss::Dark));
+        for r in [&mut hold, &mut dark] {
+            assert_eq!(r.feed(&data(CID, 100, 1, 0, 90), 0), Fed::Accepted);
+            assert_eq!(r.output(2_400).0[0], 90);
+        }
+        assert_eq!(hold.output(2_600), ([90; 512], false));
+        assert_eq!(dark.output(2_600), ([0; 512], false));
+        // Termination is a loss too.
+        let mut dark = Receiver::with_loss(u, OnLoss::Dark);
+        dark.feed(&data(CID, 100, 1, 0, 90), 0);
+        dark.feed(&data(CID, 100, 2, OPTION_TERMINATED, 90), 10);
+        assert_eq!(dark.output(20).0[0], 0);
     }
 
     #[test]

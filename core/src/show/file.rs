@@ -171,6 +171,15 @@ pub struct ArtNetFile {
     pub port_address: UniverseFile,
     /// How many consecutive port-addresses the node takes; 1 when left out.
     pub universes: Option<i64>,
+    /// What the node shows when frames stop for 2.5 s: `hold` (default) or `dark`.
+    pub on_loss: Option<OnLossFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnLossFile {
+    Hold,
+    Dark,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -184,6 +193,9 @@ pub struct SacnFile {
     pub priority: Option<i64>,
     /// Send to this IP address instead of the universe's multicast group.
     pub unicast: Option<String>,
+    /// What the receiver shows when every source is lost for 2.5 s: `hold` (default) keeps
+    /// the last look, `dark` goes to 0.
+    pub on_loss: Option<OnLossFile>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

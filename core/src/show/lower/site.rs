@@ -15,12 +15,13 @@ use crate::addr::{ArtNetPortAddress, SacnUniverse};
 use crate::diag::{Code, FieldPath};
 use crate::model::{
     Controller, ControllerId, Curfew, FadeBy, ForbiddenColour, Gateway, GatewayId, LatLon, Level,
-    LightZone, Limits, Name, Output, ProfileId, Site, SiteId, SiteKind, Tariff, TariffBand,
+    LightZone, Limits, Name, OnLoss, Output, ProfileId, Site, SiteId, SiteKind, Tariff, TariffBand,
     ZoneRule,
 };
 use crate::show::file::{
     ArtNetFile, ControllerFile, DmxMqttFile, FadeByFile, ForbiddenColourFile, GatewayFile,
-    LimitsFile, ModbusFile, SITE_KINDS, SacnFile, SiteFile, SiteKindFile, TariffFile, variant,
+    LimitsFile, ModbusFile, OnLossFile, SITE_KINDS, SacnFile, SiteFile, SiteKindFile, TariffFile,
+    variant,
 };
 use crate::show::{Problems, not_one_of};
 
@@ -480,6 +481,7 @@ fn artnet(a: ArtNetFile, path: &FieldPath, p: &mut Problems) -> Option<Output> {
         ip: ip?,
         first: first?,
         count: count?,
+        on_loss: on_loss(a.on_loss),
     })
 }
 
@@ -515,7 +517,15 @@ fn sacn(s: SacnFile, path: &FieldPath, p: &mut Problems) -> Option<Output> {
         count: count?,
         priority: priority?,
         unicast,
+        on_loss: on_loss(s.on_loss),
     })
+}
+
+fn on_loss(file: Option<OnLossFile>) -> OnLoss {
+    match file {
+        Some(OnLossFile::Dark) => OnLoss::Dark,
+        Some(OnLossFile::Hold) | None => OnLoss::Hold,
+    }
 }
 
 fn dmx_mqtt(d: DmxMqttFile, path: &FieldPath, p: &mut Problems) -> Option<Output> {
