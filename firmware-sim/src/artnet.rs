@@ -26,17 +26,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 1500];
-    loop {
-        let (len, from) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    controller.counters.count_malformed(&format!("receive: {e}"));
-                    continue;
-                }
-            },
-        };
+    let failed = |e: &std::io::Error| {
+        controller
+            .counters
+            .count_malformed(&format!("receive: {e}"))
+    };
+    while let Some((len, from)) = crate::next_datagram(&socket, &mut buf, &shutdown, failed).await {
         if !controller.admit() {
             continue;
         }

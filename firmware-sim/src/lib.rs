@@ -354,6 +354,25 @@ async fn listen(
     Ok(endpoints)
 }
 
+/// The next datagram on `socket` (its length and sender), or `None` once `shutdown` fires.
+/// A receive error is told to `failed` and skipped.
+async fn next_datagram(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    shutdown: &CancellationToken,
+    failed: impl Fn(&io::Error),
+) -> Option<(usize, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            r = socket.recv_from(buf) => match r {
+                Ok(r) => return Some(r),
+                Err(e) => failed(&e),
+            },
+        }
+    }
+}
+
 /// A UDP socket bound to `addr`; shared with other sockets on the same port when `shared`
 /// (the multicast listener binds the wildcard address on 5568 beside the unicast ones).
 fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {

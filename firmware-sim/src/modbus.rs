@@ -270,12 +270,12 @@ impl ModbusDevice {
         None
     }
 
-    /// FC03.
-    pub fn read_holding(
-        &self,
+    /// `count` registers from `start` through `lookup`: 03 for a count Modbus does not
+    /// allow, 02 when any of them is not in the map.
+    fn read(
         start: u16,
         count: u16,
-        now: Duration,
+        lookup: impl Fn(u16) -> Option<u16>,
     ) -> Result<Vec<u16>, ExceptionCode> {
         if count == 0 || usize::from(count) > MAX_READ {
             return Err(ExceptionCode::IllegalDataValue);
@@ -284,10 +284,20 @@ impl ModbusDevice {
             .map(|k| {
                 start
                     .checked_add(k)
-                    .and_then(|r| self.holding(r, now))
+                    .and_then(&lookup)
                     .ok_or(ExceptionCode::IllegalDataAddress)
             })
             .collect()
+    }
+
+    /// FC03.
+    pub fn read_holding(
+        &self,
+        start: u16,
+        count: u16,
+        now: Duration,
+    ) -> Result<Vec<u16>, ExceptionCode> {
+        Self::read(start, count, |r| self.holding(r, now))
     }
 
     /// FC04.
@@ -297,18 +307,8 @@ impl ModbusDevice {
         count: u16,
         now: Duration,
     ) -> Result<Vec<u16>, ExceptionCode> {
-        if count == 0 || usize::from(count) > MAX_READ {
-            return Err(ExceptionCode::IllegalDataValue);
-        }
         let map = self.input_map(now);
-        (0..count)
-            .map(|k| {
-                start
-                    .checked_add(k)
-                    .and_then(|r| map.get(&r).copied())
-                    .ok_or(ExceptionCode::IllegalDataAddress)
-            })
-            .collect()
+        Self::read(start, count, |r| map.get(&r).copied())
     }
 
     /// FC06 (`multiple` false) or FC16/FC23: writes `values` from `start`, all or nothing.

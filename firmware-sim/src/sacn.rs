@@ -27,17 +27,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 1500];
-    loop {
-        let len = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((len, _)) => len,
-                Err(e) => {
-                    controller.counters.count_malformed(&format!("receive: {e}"));
-                    continue;
-                }
-            },
-        };
+    let failed = |e: &std::io::Error| {
+        controller
+            .counters
+            .count_malformed(&format!("receive: {e}"))
+    };
+    while let Some((len, _)) = crate::next_datagram(&socket, &mut buf, &shutdown, failed).await {
         receive(&controller, &buf[..len], clock.now_ms());
     }
 }
@@ -51,14 +46,7 @@ pub async fn serve_multicast(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 1500];
-    loop {
-        let len = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((len, _)) => len,
-                Err(_) => continue,
-            },
-        };
+    while let Some((len, _)) = crate::next_datagram(&socket, &mut buf, &shutdown, |_| {}).await {
         let bytes = &buf[..len];
         let now_ms = clock.now_ms();
         match sacn::decode(bytes) {

@@ -12,22 +12,15 @@ async fn a_pymodbus_client_gets_the_answers_the_profile_promises() {
     let run = start(&["donam-seowon"], None).await;
     let addr = run.addr("donam-path");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/pymodbus_check.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let text = finished(child).await;
     assert!(text.contains("pymodbus agrees"), "{text}");
     // Master at 128 of 255: channel 1 (0xff) shows at half.
     assert_eq!(run.fixture("donam-seowon", "path-1").0, [128]);
