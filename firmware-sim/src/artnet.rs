@@ -39,19 +39,7 @@ pub async fn serve(
         match artnet::decode(&buf[..len]) {
             Err(e) => controller.counters.count_malformed(&e.to_string()),
             Ok(Packet::Dmx(dmx)) => dmx_frame(&controller, &dmx, now_ms),
-            Ok(Packet::Sync) => {
-                controller.with_device(|d| {
-                    if let Device::Dmx(d) = d {
-                        d.sync_until_ms = now_ms + SYNC_HOLD_MS;
-                        for u in d.universes.values_mut() {
-                            if let Some(held) = u.held.take() {
-                                u.show(held, now_ms);
-                            }
-                        }
-                    }
-                });
-                controller.accepted(now_ms);
-            }
+            Ok(Packet::Sync) => sync(&controller, now_ms),
             Ok(Packet::Poll(_)) => {
                 let local = socket.local_addr().ok();
                 for reply in poll_replies(&controller, local) {
@@ -62,6 +50,67 @@ pub async fn serve(
             Ok(Packet::PollReply(_)) => controller.counters.count_ignored(),
         }
     }
+}
+
+/// Receives what is sent to every node at once (ArtPoll and ArtDmx to the broadcast address)
+/// on the shared Art-Net port until `shutdown`: frames go to the node that has the
+/// port-address, polls are answered by every node, a sync reaches all of them.
+pub async fn serve_broadcast(
+    socket: UdpSocket,
+    nodes: Vec<(Arc<ControllerSim>, SocketAddr)>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 1500];
+    while let Some((len, from)) = crate::next_datagram(&socket, &mut buf, &shutdown, |_| {}).await {
+        let now_ms = clock.now_ms();
+        match artnet::decode(&buf[..len]) {
+            Ok(Packet::Dmx(dmx)) => {
+                let universe = Universe::ArtNet(dmx.port_address);
+                for (node, _) in nodes.iter().filter(|(n, _)| carries(n, universe)) {
+                    if node.admit() {
+                        dmx_frame(node, &dmx, now_ms);
+                    }
+                }
+            }
+            Ok(Packet::Sync) => {
+                for (node, _) in nodes.iter().filter(|(n, _)| n.admit()) {
+                    sync(node, now_ms);
+                }
+            }
+            Ok(Packet::Poll(_)) => {
+                for (node, addr) in nodes.iter().filter(|(n, _)| n.admit()) {
+                    for reply in poll_replies(node, Some(*addr)) {
+                        let _ = socket.send_to(&reply.encode(), from).await;
+                    }
+                }
+            }
+            // A stranger's garbage on the shared port is nobody's to count.
+            Ok(Packet::PollReply(_)) | Err(_) => {}
+        }
+    }
+}
+
+fn carries(node: &ControllerSim, universe: Universe) -> bool {
+    node.with_device(|d| match d {
+        Device::Dmx(d) => d.universes.contains_key(&universe),
+        Device::Modbus(_) => false,
+    })
+}
+
+/// An ArtSync: held frames show, and the node stays in synchronous mode for 4 s.
+fn sync(controller: &ControllerSim, now_ms: i64) {
+    controller.with_device(|d| {
+        if let Device::Dmx(d) = d {
+            d.sync_until_ms = now_ms + SYNC_HOLD_MS;
+            for u in d.universes.values_mut() {
+                if let Some(held) = u.held.take() {
+                    u.show(held, now_ms);
+                }
+            }
+        }
+    });
+    controller.accepted(now_ms);
 }
 
 fn dmx_frame(controller: &ControllerSim, dmx: &artnet::ArtDmx, now_ms: i64) {

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::{ControllerSim, Device};
 
-/// Largest payload taken: a sequence byte and 512 slots, with room to spare; bigger ones are
-/// refused by the client and counted.
-const MAX_PACKET: usize = 4096;
+/// Largest MQTT packet the client takes. A DMX payload is at most 513 bytes; anything up to
+/// this size that is longer is counted as malformed by the codec. (A bigger packet ends the
+/// connection, which the client then makes again.)
+const MAX_PACKET: usize = 64 * 1024;
 
 /// Where the broker is, and the prefix of every topic.
 #[derive(Debug, Clone)]

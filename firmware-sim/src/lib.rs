@@ -74,9 +74,11 @@ pub struct SimConfig {
     pub bind: Bind,
     /// The broker DMX-over-MQTT controllers subscribe on; without one they receive nothing.
     pub broker: Option<Broker>,
-    /// Also receive sACN multicast for the controllers that listen to multicast in the field
-    /// (no `unicast` address): joined on the loopback interface only. Use it inside a private
-    /// network namespace (`unshare -n`), where loopback is the only network.
+    /// Also receive what the field sends to many controllers at once: sACN multicast for
+    /// the controllers that listen to it (no `unicast` address), joined on the loopback
+    /// interface only, and Art-Net broadcast (ArtPoll, ArtDmx, ArtSync) on 0.0.0.0:6454. Use
+    /// it inside a private network namespace (`unshare -n`), where loopback is the only
+    /// network.
     pub multicast: bool,
 }
 
@@ -230,6 +232,7 @@ async fn listen(
     let mut udp: Vec<(Arc<ControllerSim>, &'static str, u16)> = Vec::new();
     let mut mqtt = Vec::new();
     let mut multicast: BTreeMap<u16, Arc<ControllerSim>> = BTreeMap::new();
+    let mut art_nodes: Vec<Arc<ControllerSim>> = Vec::new();
     for s in state.sites.values() {
         for (cm, sim) in s.map.controllers().iter().zip(&s.controllers) {
             let c = &s.site.controllers[cm.index];
@@ -244,6 +247,9 @@ async fn listen(
                 }
                 Output::ArtNet { .. } | Output::Sacn { .. } => {
                     udp.push((sim.clone(), c.output.protocol(), standard_port(&c.output)));
+                    if let Output::ArtNet { .. } = &c.output {
+                        art_nodes.push(sim.clone());
+                    }
                     if let Output::Sacn { unicast: None, .. } = &c.output {
                         for u in c.output.universes() {
                             if let nightscape_core::model::Universe::Sacn(u) = u {
@@ -303,6 +309,27 @@ async fn listen(
         } else {
             tracker.spawn(sacn::serve(socket, sim, clock, shutdown));
         }
+    }
+    if config.multicast && !art_nodes.is_empty() {
+        let shared = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            nightscape_core::codec::artnet::PORT,
+        );
+        let socket = udp_socket(shared, true).map_err(|source| SimError::Bind {
+            controller: art_nodes[0].id.clone(),
+            addr: shared,
+            source,
+        })?;
+        let nodes = art_nodes
+            .into_iter()
+            .filter_map(|n| endpoints.get(&n.id).map(|a| (n, a)))
+            .collect();
+        tracker.spawn(artnet::serve_broadcast(
+            socket,
+            nodes,
+            clock.clone(),
+            shutdown.clone(),
+        ));
     }
     if config.multicast && !multicast.is_empty() {
         let group_addr = SocketAddr::new(
@@ -383,6 +410,7 @@ fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     )?;
     if shared {
         socket.set_reuse_address(true)?;
+        socket.set_broadcast(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

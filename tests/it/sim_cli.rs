@@ -77,23 +77,27 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// sACN multicast, in a private network namespace where loopback is the only network: the
-/// python `sacn` library sends to universe 1's group, the simulator (with `--multicast`)
-/// joined it on loopback and shows the level on the north railing.
+/// sACN multicast and Art-Net broadcast, in a private network namespace where loopback is the
+/// only network: the python `sacn` library sends to universe 1's group, the simulator (with
+/// `--multicast`) joined it on loopback and shows the level on the north railing; an ArtPoll
+/// to the broadcast address is answered by the city hall node, and a broadcast ArtDmx
+/// (stupidArtnet) lights its first wash.
 #[test]
-fn multicast_reaches_the_simulator_inside_a_private_network() {
+fn multicast_and_broadcast_reach_the_simulator_inside_a_private_network() {
     let dir = std::env::temp_dir().join(format!("nightscape-mcast-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let script = r#"set -e
 ip link set lo up
 ip route add 239.0.0.0/8 dev lo
-"$BIN" sim --library "$ROOT/scenes" --site gyebaek-bridge --ports --multicast \
+"$BIN" sim --library "$ROOT/scenes" --site gyebaek-bridge --site nonsan-city-hall --ports --multicast \
   --http 127.0.0.1:8097 --endpoints "$DIR/e.toml" 2> "$DIR/sim.log" &
 sim=$!
 for i in $(seq 100); do grep -q "state API" "$DIR/sim.log" && break; sleep 0.1; done
 python3 "$ROOT/firmware-sim/tests/it/python_senders.py" multicast 1 77
+python3 "$ROOT/firmware-sim/tests/it/python_senders.py" broadcast 0 > "$DIR/broadcast.txt"
 curl -s 127.0.0.1:8097/api/sites/gyebaek-bridge > "$DIR/site.json"
+curl -s 127.0.0.1:8097/api/sites/nonsan-city-hall > "$DIR/hall.json"
 kill -TERM $sim
 wait $sim
 "#;
@@ -118,6 +122,15 @@ wait $sim
         channels.contains("\"channels\":[77,77,77"),
         "{}",
         &channels[..200.min(channels.len())]
+    );
+    let broadcast = std::fs::read_to_string(dir.join("broadcast.txt")).unwrap();
+    assert!(broadcast.contains("poll replies 1"), "{broadcast}");
+    let hall = std::fs::read_to_string(dir.join("hall.json")).unwrap();
+    let wash = &hall[hall.find("\"id\":\"wash-1\"").unwrap()..];
+    assert!(
+        wash.contains("\"channels\":[0,0,255,0]"),
+        "{}",
+        &wash[..120.min(wash.len())]
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

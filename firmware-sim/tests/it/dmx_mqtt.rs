@@ -57,6 +57,23 @@ async fn a_cellular_controller_takes_frames_from_the_broker() {
         .unwrap();
     run.until("the bad frame", |r| r.counters("office-cell").malformed > 0)
         .await;
+    // So is one far longer than a universe, and the controller stays subscribed.
+    client
+        .publish(&topic, QoS::AtMostOnce, false, vec![7; 2048])
+        .await
+        .unwrap();
+    run.until("the long frame", |r| {
+        r.counters("office-cell").malformed > 1
+    })
+    .await;
+    client
+        .publish(&topic, QoS::AtMostOnce, false, vec![9, 180, 90, 40, 0])
+        .await
+        .unwrap();
+    run.until("a good frame after them", |r| {
+        r.counters("office-cell").accepted > 1
+    })
+    .await;
     assert_eq!(
         run.fixture("ganggyeong-office", "flood-1").0,
         [180, 90, 40, 0]

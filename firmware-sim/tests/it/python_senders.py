@@ -4,6 +4,7 @@ and 150, the higher one stopping first) and `stupidArtnet` (one ArtDmx frame).
     python_senders.py sacn HOST UNIVERSE
     python_senders.py artnet HOST PORT UNIVERSE
     python_senders.py multicast UNIVERSE LEVEL   (inside a private network namespace only)
+    python_senders.py broadcast PORT_ADDRESS      (likewise: ArtPoll and ArtDmx to 127.255.255.255)
 """
 import sys
 import time
@@ -62,7 +63,37 @@ def sacn_multicast(universe, level):
     print("multicast sent", flush=True)
 
 
-if sys.argv[1] == "sacn":
+def artnet_broadcast(universe):
+    import socket
+    from stupidArtnet import StupidArtnet
+
+    # ArtPoll to everyone; every node answers with its ArtPollReply.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(2.0)
+    s.sendto(b"Art-Net\x00" + bytes([0x00, 0x20, 0x00, 0x0E, 0x00, 0x00]), ("127.255.255.255", 6454))
+    replies = 0
+    try:
+        while True:
+            data, _ = s.recvfrom(1500)
+            if data[:10] == b"Art-Net\x00\x00\x21":
+                replies += 1
+    except socket.timeout:
+        pass
+    print(f"poll replies {replies}", flush=True)
+    a = StupidArtnet("127.255.255.255", universe, 512, 30, True, True)
+    frame = bytearray(512)
+    frame[0:4] = bytes([0, 0, 255, 0])
+    a.set(frame)
+    a.show()
+    a.close()
+    print("broadcast frame sent", flush=True)
+
+
+if sys.argv[1] == "broadcast":
+    artnet_broadcast(int(sys.argv[2]))
+elif sys.argv[1] == "sacn":
     sacn_sources(sys.argv[2], int(sys.argv[3]))
 elif sys.argv[1] == "multicast":
     sacn_multicast(int(sys.argv[2]), int(sys.argv[3]))
