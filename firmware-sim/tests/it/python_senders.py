@@ -5,6 +5,7 @@ and 150, the higher one stopping first) and `stupidArtnet` (one ArtDmx frame).
     python_senders.py artnet HOST PORT UNIVERSE
     python_senders.py multicast UNIVERSE LEVEL   (inside a private network namespace only)
     python_senders.py broadcast PORT_ADDRESS      (likewise: ArtPoll and ArtDmx to 127.255.255.255)
+    python_senders.py paho TOPIC                  (one DMX frame through the broker on 127.0.0.1:1883)
 """
 import sys
 import time
@@ -91,7 +92,16 @@ def artnet_broadcast(universe):
     print("broadcast frame sent", flush=True)
 
 
-if sys.argv[1] == "broadcast":
+def paho_frame(topic):
+    import paho.mqtt.publish as publish
+
+    publish.single(topic, payload=bytes([1, 10, 20, 30, 40]), qos=1, hostname="127.0.0.1", port=1883)
+    print("published", flush=True)
+
+
+if sys.argv[1] == "paho":
+    paho_frame(sys.argv[2])
+elif sys.argv[1] == "broadcast":
     artnet_broadcast(int(sys.argv[2]))
 elif sys.argv[1] == "sacn":
     sacn_sources(sys.argv[2], int(sys.argv[3]))

@@ -90,3 +90,30 @@ async fn a_stupid_artnet_frame_lands_where_the_map_says() {
     assert_eq!(run.fixture("nonsan-city-hall", "wash-1").0, [0, 255, 0, 0]);
     assert_eq!(run.counters("cityhall-art").malformed, 0);
 }
+
+#[tokio::test]
+async fn a_paho_client_s_frame_through_the_broker_lands_on_the_cellular_controller() {
+    let prefix = format!("paho-{}/", std::process::id());
+    let run = start(
+        &["ganggyeong-office"],
+        Some(firmware_sim::Broker {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            topic_prefix: prefix.clone(),
+        }),
+    )
+    .await;
+    let topic = format!("{prefix}nightscape/v1/dmx/office-cell/1");
+    // The simulator subscribes once connected: publish until the frame lands.
+    for _ in 0..50 {
+        finished(python(&["paho".into(), topic.clone()])).await;
+        if run.counters("office-cell").accepted > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        run.fixture("ganggyeong-office", "flood-1").0,
+        [10, 20, 30, 40]
+    );
+}
