@@ -32,6 +32,14 @@ fn broker(text: &str, prefix: &str) -> Result<Broker> {
     let (host, port) = text
         .rsplit_once(':')
         .with_context(|| format!("--broker `{text}`: write host:port, e.g. 127.0.0.1:1883"))?;
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--broker `{text}`: the simulator talks to a broker on loopback only (127.0.0.1)");
+    }
     let port = port
         .parse()
         .with_context(|| format!("--broker `{text}`: `{port}` is not a port"))?;
@@ -49,6 +57,7 @@ pub fn run(options: Options) -> Result<()> {
     // A second subscriber (in tests that run several commands) is not an error worth stopping for.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     if !options.http.ip().is_loopback() {
@@ -124,7 +133,7 @@ async fn serve(
     let local = listener.local_addr()?;
     let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
     eprintln!(
-        "simulating {controllers} controllers of {} sites; endpoint map in {}; state API at http://{local}/api/sites",
+        "simulating {controllers} controllers of {} sites; endpoint map in {}; preview at http://{local}/ and state API at http://{local}/api/sites",
         sim.state.sites.len(),
         options.endpoints.display()
     );

@@ -63,6 +63,10 @@ pub async fn serve_broadcast(
 ) {
     let mut buf = vec![0u8; 1500];
     while let Some((len, from)) = crate::next_datagram(&socket, &mut buf, &shutdown, |_| {}).await {
+        // The shared port is bound to every address: take (and answer) loopback only.
+        if !from.ip().is_loopback() {
+            continue;
+        }
         let now_ms = clock.now_ms();
         match artnet::decode(&buf[..len]) {
             Ok(Packet::Dmx(dmx)) => {
@@ -127,6 +131,8 @@ fn dmx_frame(controller: &ControllerSim, dmx: &artnet::ArtDmx, now_ms: i64) {
         if sync {
             u.held = Some(slots);
         } else {
+            // Out of synchronous mode, an older held frame must never show later.
+            u.held = None;
             u.show(slots, now_ms);
         }
         true

@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::{ControllerSim, Device};
 
-/// Largest MQTT packet the client takes. A DMX payload is at most 513 bytes; anything up to
-/// this size that is longer is counted as malformed by the codec. (A bigger packet ends the
-/// connection, which the client then makes again.)
-const MAX_PACKET: usize = 64 * 1024;
+/// Largest MQTT packet the client takes: a plan's size, far beyond any DMX payload (at most
+/// 513 bytes), so a wrong-sized one is counted as malformed by the codec rather than ending
+/// the connection.
+const MAX_PACKET: usize = 1024 * 1024;
 
 /// Where the broker is, and the prefix of every topic.
 #[derive(Debug, Clone)]
@@ -59,15 +59,18 @@ pub async fn serve(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(200);
-                for id in by_id.keys() {
-                    // The request queue is ours and has room; a failure shows as no frames.
-                    let _ = client
-                        .subscribe(format!("{prefix}{id}/+"), QoS::AtMostOnce)
-                        .await;
+                // One subscription for every controller (messages for others are ignored):
+                // a request per controller could fill the client's queue while this task,
+                // which also drives the event loop, waits on it.
+                if client
+                    .try_subscribe(format!("{prefix}+/+"), QoS::AtMostOnce)
+                    .is_err()
+                {
+                    tracing::warn!("simulator could not subscribe to {prefix}+/+");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                backoff = Duration::from_millis(200);
                 apply(&by_id, &prefix, &p.topic, &p.payload, clock.now_ms());
             }
             Ok(_) => {}

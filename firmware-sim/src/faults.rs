@@ -33,19 +33,33 @@ pub enum FaultKind {
     /// Takes nothing and answers nothing, as a controller without power or network.
     Offline,
     /// Every Modbus answer comes this late.
-    Latency { ms: u64 },
+    Latency {
+        ms: u64,
+    },
     /// This share (0–1) of requests and packets is lost without an answer.
-    Drop { share: f64 },
+    Drop {
+        share: f64,
+    },
     /// This share (0–1) of Modbus requests is answered with exception `code`.
-    Exception { code: u8, share: f64 },
+    Exception {
+        code: u8,
+        share: f64,
+    },
     /// The fixture stays dark; a Modbus controller sets its lamp-fault bit.
-    LampFailure { fixture: FixtureId },
+    LampFailure {
+        fixture: FixtureId,
+    },
     /// A Modbus controller sets its over-temperature bit.
     OverTemperature,
+    /// A Modbus controller's outputs short or fail: dark, with the profile's bit set.
+    OutputShort,
+    OutputFault,
     /// Power lost and back, once: uptime starts again and the levels are gone.
     Reboot,
     /// The power meter reads this factor of the true draw.
-    PowerDrift { factor: f64 },
+    PowerDrift {
+        factor: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -57,6 +71,8 @@ enum FaultName {
     Exception,
     LampFailure,
     OverTemperature,
+    OutputShort,
+    OutputFault,
     Reboot,
     PowerDrift,
 }
@@ -70,6 +86,8 @@ impl FaultName {
             FaultName::Exception => "exception",
             FaultName::LampFailure => "lamp-failure",
             FaultName::OverTemperature => "over-temperature",
+            FaultName::OutputShort => "output-short",
+            FaultName::OutputFault => "output-fault",
             FaultName::Reboot => "reboot",
             FaultName::PowerDrift => "power-drift",
         }
@@ -117,6 +135,8 @@ impl TryFrom<FaultFile> for Fault {
                 fixture: f.fixture.clone().ok_or_else(|| need("fixture"))?,
             },
             FaultName::OverTemperature => FaultKind::OverTemperature,
+            FaultName::OutputShort => FaultKind::OutputShort,
+            FaultName::OutputFault => FaultKind::OutputFault,
             FaultName::Reboot => FaultKind::Reboot,
             FaultName::PowerDrift => FaultKind::PowerDrift {
                 factor: f.factor.ok_or_else(|| need("factor"))?,
@@ -166,6 +186,8 @@ pub struct ActiveFaults {
     pub exception: Option<(u8, f64)>,
     pub lamp_failed: Vec<FixtureId>,
     pub over_temperature: bool,
+    pub output_short: bool,
+    pub output_fault: bool,
     pub power_drift: Option<f64>,
 }
 

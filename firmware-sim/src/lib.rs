@@ -231,7 +231,7 @@ async fn listen(
     let mut modbus: BTreeMap<(String, u16), BTreeMap<u8, Arc<ControllerSim>>> = BTreeMap::new();
     let mut udp: Vec<(Arc<ControllerSim>, &'static str, u16)> = Vec::new();
     let mut mqtt = Vec::new();
-    let mut multicast: BTreeMap<u16, Arc<ControllerSim>> = BTreeMap::new();
+    let mut multicast: BTreeMap<u16, Vec<Arc<ControllerSim>>> = BTreeMap::new();
     let mut art_nodes: Vec<Arc<ControllerSim>> = Vec::new();
     for s in state.sites.values() {
         for (cm, sim) in s.map.controllers().iter().zip(&s.controllers) {
@@ -253,7 +253,7 @@ async fn listen(
                     if let Output::Sacn { unicast: None, .. } = &c.output {
                         for u in c.output.universes() {
                             if let nightscape_core::model::Universe::Sacn(u) = u {
-                                multicast.insert(u.get(), sim.clone());
+                                multicast.entry(u.get()).or_default().push(sim.clone());
                             }
                         }
                     }
@@ -336,7 +336,7 @@ async fn listen(
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             nightscape_core::codec::sacn::PORT,
         );
-        let Some(first) = multicast.values().next().map(|c| c.id.clone()) else {
+        let Some(first) = multicast.values().flatten().next().map(|c| c.id.clone()) else {
             return Ok(endpoints);
         };
         let bind_error = |source| SimError::Bind {
@@ -412,6 +412,8 @@ fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
         socket.set_reuse_address(true)?;
         socket.set_broadcast(true)?;
     }
+    // A frame's worth of universes arrives in a burst: room for it (the kernel may cap it).
+    socket.set_recv_buffer_size(4 << 20)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -45,6 +45,9 @@ pub struct DeviceFaults {
     /// Loads (by index) whose lamp failed: they stay dark and the lamp-fault bit is set.
     pub lamp_failed: Vec<usize>,
     pub over_temperature: bool,
+    /// The output stage reports a short or a fault (the outputs go dark).
+    pub output_short: bool,
+    pub output_fault: bool,
     /// The power meter reads this factor of the true draw (1.0 when unset).
     pub power_drift: Option<f64>,
 }
@@ -105,7 +108,7 @@ impl ModbusDevice {
     /// times the master, zero when disabled; failed lamps are dark.
     pub fn output(&self, now: Duration) -> Vec<u8> {
         let enabled = self.profile.enable.is_none_or(|e| self.enable == e.on);
-        if !enabled {
+        if !enabled || self.faults.output_short || self.faults.output_fault {
             return vec![0; self.target.len()];
         }
         let master = self.profile.master.map_or(1.0, |m| {
@@ -169,6 +172,12 @@ impl ModbusDevice {
         }
         if self.faults.over_temperature {
             word |= bit_of(StatusBit::OverTemperature);
+        }
+        if self.faults.output_short {
+            word |= bit_of(StatusBit::OutputShort);
+        }
+        if self.faults.output_fault {
+            word |= bit_of(StatusBit::OutputFault);
         }
         word
     }
@@ -408,7 +417,9 @@ impl ModbusDevice {
                 .write(*start, values, true, now)
                 .map(|()| Response::WriteMultipleRegisters(*start, values.len() as u16)),
             Request::ReadWriteMultipleRegisters(read, count, write, values) => {
-                // The write happens first (Modbus application protocol, FC23).
+                // The write happens first (Modbus application protocol, FC23), but only when
+                // the read is one the device can answer: a refused request changes nothing.
+                self.read_holding(*read, *count, now)?;
                 self.write(*write, values, true, now)?;
                 self.read_holding(*read, *count, now)
                     .map(Response::ReadWriteMultipleRegisters)
@@ -434,7 +445,11 @@ impl tokio_modbus::server::Service for Endpoint {
     type Future = Answer;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        let Some(unit) = self.units.get(&req.slave).cloned() else {
+        // A device addressed by IP answers unit 0 and 255 as itself (Modbus TCP).
+        let single = (self.units.len() == 1 && matches!(req.slave, 0 | 255))
+            .then(|| self.units.values().next().cloned())
+            .flatten();
+        let Some(unit) = self.units.get(&req.slave).cloned().or(single) else {
             // A unit nobody answers for, as a Modbus TCP gateway reports it.
             if let Some(any) = self.units.values().next() {
                 any.counters.count_rejected("unknown unit id");
@@ -586,6 +601,16 @@ mod tests {
             Err(ExceptionCode::IllegalDataAddress)
         );
         assert_eq!(d.read_holding(0x1ff, 1, ms(0)).unwrap(), [0]);
+        // FC23 whose read is refused writes nothing either.
+        let rw = Request::ReadWriteMultipleRegisters(0x100, 200, 0x100, vec![0xffff].into());
+        assert_eq!(d.handle(&rw, ms(0)), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(d.read_holding(0x100, 1, ms(0)).unwrap(), [0]);
+        let rw = Request::ReadWriteMultipleRegisters(0, 2, 0x100, vec![0x1234].into());
+        assert!(matches!(
+            d.handle(&rw, ms(0)),
+            Ok(Response::ReadWriteMultipleRegisters(_))
+        ));
+        assert_eq!(d.read_holding(0x100, 1, ms(0)).unwrap(), [0x1234]);
         // A function the device lacks.
         assert_eq!(
             d.handle(&Request::ReadCoils(0, 1), ms(0)),
@@ -618,6 +643,10 @@ mod tests {
         assert_eq!(d.read_input(0, 1, ms(1)).unwrap(), [0b110]);
         assert_eq!(d.read_input(4, 2, ms(1)).unwrap(), [850, 0x0102]);
         assert_eq!(d.read_input(16, 1, ms(1)).unwrap(), [0b111000]);
+        d.faults.output_short = true;
+        assert_eq!(&d.output(ms(1))[..3], [0, 0, 0], "a shorted output is dark");
+        assert_eq!(d.read_input(0, 1, ms(1)).unwrap(), [0b1110]);
+        d.faults.output_short = false;
         d.reboot(ms(5000));
         assert_eq!(&d.output(ms(5001))[..3], [0, 0, 0]);
         assert_eq!(d.read_input(2, 2, ms(6000)).unwrap(), [0, 1]);

@@ -41,23 +41,27 @@ pub async fn serve(
 /// `shutdown`: data goes to the controller of its universe, sync packets to each of them once.
 pub async fn serve_multicast(
     socket: UdpSocket,
-    by_universe: BTreeMap<u16, Arc<ControllerSim>>,
+    by_universe: BTreeMap<u16, Vec<Arc<ControllerSim>>>,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 1500];
-    while let Some((len, _)) = crate::next_datagram(&socket, &mut buf, &shutdown, |_| {}).await {
+    while let Some((len, from)) = crate::next_datagram(&socket, &mut buf, &shutdown, |_| {}).await {
+        // The group socket is bound to every address: take loopback only.
+        if !from.ip().is_loopback() {
+            continue;
+        }
         let bytes = &buf[..len];
         let now_ms = clock.now_ms();
         match sacn::decode(bytes) {
             Ok(Packet::Data(p)) => {
-                if let Some(c) = by_universe.get(&p.universe) {
+                for c in by_universe.get(&p.universe).into_iter().flatten() {
                     receive(c, bytes, now_ms);
                 }
             }
             Ok(Packet::Sync(_)) => {
                 let mut seen: Vec<&ControllerId> = Vec::new();
-                for c in by_universe.values() {
+                for c in by_universe.values().flatten() {
                     if !seen.contains(&&c.id) {
                         seen.push(&c.id);
                         receive(c, bytes, now_ms);
@@ -85,10 +89,10 @@ pub fn receive(controller: &ControllerSim, bytes: &[u8], now_ms: i64) {
                 for u in d.universes.values_mut() {
                     let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut u.pending)
                         .into_iter()
-                        .partition(|p| p.sync_address == s.sync_address);
+                        .partition(|(p, _)| p.sync_address == s.sync_address);
                     u.pending = waiting;
                     if let Some(r) = &mut u.receiver {
-                        for p in &ready {
+                        for (p, _) in &ready {
                             fed.push(r.feed(p, now_ms));
                         }
                     }
@@ -114,7 +118,7 @@ fn data(controller: &ControllerSim, p: sacn::DataPacket, now_ms: i64) {
             if u.pending.len() >= MAX_PENDING {
                 u.pending.remove(0);
             }
-            u.pending.push(p);
+            u.pending.push((p, now_ms));
             return Some(Fed::Accepted);
         }
         u.receiver.as_mut().map(|r| r.feed(&p, now_ms))

@@ -112,8 +112,8 @@ pub struct UniverseIn {
     /// What Art-Net or DMX over MQTT last delivered (sACN goes through `receiver`).
     pub slots: [u8; 512],
     pub receiver: Option<sacn::Receiver>,
-    /// sACN data waiting for its synchronization packet: the sync address and the packet.
-    pub pending: Vec<sacn::DataPacket>,
+    /// sACN data waiting for its synchronization packet, with when it arrived.
+    pub pending: Vec<(sacn::DataPacket, i64)>,
     /// Art-Net frames held until the next ArtSync (the node is in synchronous mode).
     pub held: Option<[u8; 512]>,
     /// When the last Art-Net or MQTT frame was shown.
@@ -146,7 +146,20 @@ impl UniverseIn {
     /// the last frame, or 0 once frames have stopped for 2.5 s on a controller set to go dark.
     pub fn output(&mut self, now_ms: i64) -> [u8; 512] {
         match &mut self.receiver {
-            Some(r) => r.output(now_ms).0,
+            Some(r) => {
+                // No sync packet for the data-loss timeout: process what waited, as E1.31
+                // asks of a receiver whose synchronization source has gone.
+                if self
+                    .pending
+                    .first()
+                    .is_some_and(|(_, at)| now_ms.saturating_sub(*at) >= sacn::DATA_LOSS_MS)
+                {
+                    for (p, _) in std::mem::take(&mut self.pending) {
+                        r.feed(&p, now_ms);
+                    }
+                }
+                r.output(now_ms).0
+            }
             None => {
                 let lost = self
                     .last_frame_ms
@@ -363,6 +376,9 @@ impl SimState {
             FaultKind::Exception { code: 0, .. } => {
                 Err("exception code 0 is not an exception; use 1–255".into())
             }
+            FaultKind::Latency { ms } if *ms > 60_000 => Err(format!(
+                "latency {ms} ms is more than a minute; a controller that slow is offline"
+            )),
             FaultKind::PowerDrift { factor } if !(factor.is_finite() && *factor > 0.0) => {
                 Err(format!("power drift factor {factor} must be above 0"))
             }
@@ -475,6 +491,25 @@ impl SimState {
                     }
                 });
                 c.with_faults(|f| f.over_temperature = true);
+            }
+            FaultKind::OutputShort | FaultKind::OutputFault => {
+                let short = matches!(fault.kind, FaultKind::OutputShort);
+                c.with_device(|d| {
+                    if let Device::Modbus(m) = d {
+                        if short {
+                            m.faults.output_short = true;
+                        } else {
+                            m.faults.output_fault = true;
+                        }
+                    }
+                });
+                c.with_faults(|f| {
+                    if short {
+                        f.output_short = true;
+                    } else {
+                        f.output_fault = true;
+                    }
+                });
             }
             FaultKind::Reboot => c.with_device(|d| match d {
                 Device::Modbus(m) => m.reboot(now),

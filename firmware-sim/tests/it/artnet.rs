@@ -65,4 +65,15 @@ async fn a_node_takes_frames_answers_polls_and_follows_sync() {
     socket.send_to(&artnet::encode_sync(), to).await.unwrap();
     run.until("the second sync", taken(4)).await;
     assert_eq!(run.fixture("nonsan-city-hall", "wash-1").0[0], 50);
+    // Held again, then the syncs stop: after 4 s frames show at once, and the old held
+    // frame never comes back.
+    socket.send_to(&dmx(3, 60), to).await.unwrap();
+    run.until("a held frame", taken(5)).await;
+    run.clock.advance(std::time::Duration::from_secs(5));
+    socket.send_to(&dmx(4, 120), to).await.unwrap();
+    run.until("a frame out of sync mode", taken(6)).await;
+    assert_eq!(run.fixture("nonsan-city-hall", "wash-1").0[0], 120);
+    socket.send_to(&artnet::encode_sync(), to).await.unwrap();
+    run.until("a late sync", taken(7)).await;
+    assert_eq!(run.fixture("nonsan-city-hall", "wash-1").0[0], 120);
 }

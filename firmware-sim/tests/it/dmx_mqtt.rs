@@ -27,6 +27,7 @@ async fn a_cellular_controller_takes_frames_from_the_broker() {
         1883,
     );
     options.set_keep_alive(Duration::from_secs(5));
+    options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(options, 16);
     tokio::spawn(async move { while events.poll().await.is_ok() {} });
     let topic = format!("{prefix}nightscape/v1/dmx/office-cell/1");
@@ -57,9 +58,9 @@ async fn a_cellular_controller_takes_frames_from_the_broker() {
         .unwrap();
     run.until("the bad frame", |r| r.counters("office-cell").malformed > 0)
         .await;
-    // So is one far longer than a universe, and the controller stays subscribed.
+    // So is one far longer than a universe (here 70 KB), and the controller stays subscribed.
     client
-        .publish(&topic, QoS::AtMostOnce, false, vec![7; 2048])
+        .publish(&topic, QoS::AtMostOnce, false, vec![7; 70_000])
         .await
         .unwrap();
     run.until("the long frame", |r| {

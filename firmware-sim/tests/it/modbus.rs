@@ -51,6 +51,14 @@ async fn units_behind_one_endpoint_take_levels_and_answer_as_their_profile_says(
         nobody.read_holding_registers(0, 1).await.unwrap(),
         Err(ExceptionCode::GatewayTargetDevice)
     );
+    // A device addressed by its own IP answers unit 255 (and 0) as itself.
+    let mut by_ip = tcp::connect_slave(run.addr("donam-path"), Slave(255))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ip.read_holding_registers(0, 1).await.unwrap(),
+        Ok(vec![0])
+    );
     let c = run.counters("donam-dim-2");
     assert!(c.accepted >= 4 && c.rejected >= 2, "{c:?}");
 }

@@ -100,4 +100,11 @@ async fn synchronized_data_waits_for_its_sync_packet() {
     })
     .await;
     assert_eq!(first_slot(&run), 77);
+    // Synchronized data whose sync never comes shows once the sync source is lost (2.5 s).
+    let mut late = packet(3, 100, 2, 88);
+    late.sync_address = 7000;
+    tx.send(&run, &late).await;
+    assert_eq!(first_slot(&run), 77);
+    run.clock.advance(Duration::from_millis(2600));
+    assert_eq!(first_slot(&run), 88);
 }
