@@ -50,6 +50,8 @@ pub struct ControllerView {
     pub last_update_ms: Option<i64>,
     pub counters: CountersView,
     pub faults: ActiveFaults,
+    /// A Modbus device's own registers: enable, master, fade, power, uptime, status.
+    pub device: Option<crate::modbus::DeviceView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +70,7 @@ pub struct FixtureView {
 pub struct SiteView {
     pub id: SiteId,
     pub name: String,
+    pub name_en: Option<String>,
     pub at_ms: i64,
     pub controllers: Vec<ControllerView>,
     pub fixtures: Vec<FixtureView>,
@@ -87,8 +90,12 @@ fn hex(c: nightscape_core::colour::Rgb) -> String {
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 
-fn controller_view(c: &ControllerSim) -> ControllerView {
+fn controller_view(c: &ControllerSim, now: std::time::Duration) -> ControllerView {
     ControllerView {
+        device: c.with_device(|d| match d {
+            crate::state::Device::Modbus(m) => Some(m.view(now)),
+            crate::state::Device::Dmx(_) => None,
+        }),
         id: c.id.clone(),
         site: c.site.clone(),
         protocol: c.protocol,
@@ -128,8 +135,13 @@ pub fn site_view(s: &SiteSim, state: &SimState) -> SiteView {
     SiteView {
         id: s.site.id.clone(),
         name: s.site.name.ko.clone(),
+        name_en: s.site.name.en.clone(),
         at_ms: state.clock.now_ms(),
-        controllers: s.controllers.iter().map(|c| controller_view(c)).collect(),
+        controllers: s
+            .controllers
+            .iter()
+            .map(|c| controller_view(c, state.clock.monotonic()))
+            .collect(),
         fixtures,
     }
 }
@@ -166,7 +178,7 @@ async fn controller(State(state): State<Arc<SimState>>, Path(id): Path<String>) 
         .ok()
         .and_then(|id| state.controller(&id).cloned());
     match found {
-        Some(c) => Json(controller_view(&c)).into_response(),
+        Some(c) => Json(controller_view(&c, state.clock.monotonic())).into_response(),
         None => not_found(format!("no controller `{id}` in this simulator")),
     }
 }
@@ -183,7 +195,7 @@ async fn faults(State(state): State<Arc<SimState>>) -> Json<Vec<ControllerView>>
             .values()
             .flat_map(|s| &s.controllers)
             .filter(|c| !c.faults().is_clear())
-            .map(|c| controller_view(c))
+            .map(|c| controller_view(c, state.clock.monotonic()))
             .collect(),
     )
 }

@@ -429,6 +429,39 @@ impl ModbusDevice {
     }
 }
 
+/// What a Modbus device's own registers say now, for the state API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceView {
+    pub enabled: bool,
+    /// The master dimmer, 0–100 %.
+    pub master_pct: f64,
+    /// The device's own fade time.
+    pub fade_ms: u64,
+    pub power_w: f64,
+    pub uptime_s: u64,
+    /// The status register as the device answers it.
+    pub status: u16,
+}
+
+impl ModbusDevice {
+    pub fn view(&self, now: Duration) -> DeviceView {
+        let p = &self.profile;
+        DeviceView {
+            enabled: p.enable.is_none_or(|e| self.enable == e.on),
+            master_pct: p.master.map_or(100.0, |m| {
+                100.0 * f64::from(self.master.min(m.max)) / f64::from(m.max.max(1))
+            }),
+            fade_ms: p.fade.map_or(0, |f| {
+                u64::try_from(f.unit.saturating_mul(u32::from(self.fade)).as_millis())
+                    .unwrap_or(u64::MAX)
+            }),
+            power_w: (self.power_watts(now) * 10.0).round() / 10.0,
+            uptime_s: now.saturating_sub(self.booted).as_secs(),
+            status: self.status_word(),
+        }
+    }
+}
+
 type Answer = Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
 
 /// The tokio-modbus service of one endpoint: its units by id.

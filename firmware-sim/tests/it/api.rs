@@ -89,6 +89,12 @@ async fn a_fault_scenario_is_applied_seen_and_cleared() {
         .unwrap();
     assert_eq!(run.fixture("donam-seowon", "path-1").0, [255]);
     assert_eq!(run.fixture("donam-seowon", "path-2").0, [0]);
+    let (_, device) = http(api, "GET", "/api/controllers/donam-path", "").await;
+    assert!(
+        device.contains("\"enabled\":true,\"master_pct\":100.0,\"fade_ms\":0"),
+        "{device}"
+    );
+    assert!(device.contains("\"status\":6"), "{device}");
     assert_eq!(
         path.read_input_registers(0, 1).await.unwrap().unwrap(),
         [0b110]
