@@ -32,10 +32,10 @@ pub async fn serve(
             .count_malformed(&format!("receive: {e}"))
     };
     while let Some((len, from)) = crate::next_datagram(&socket, &mut buf, &shutdown, failed).await {
-        if !controller.admit() {
+        let now_ms = clock.now_ms();
+        if !controller.admit(now_ms) {
             continue;
         }
-        let now_ms = clock.now_ms();
         match artnet::decode(&buf[..len]) {
             Err(e) => controller.counters.count_malformed(&e.to_string()),
             Ok(Packet::Dmx(dmx)) => dmx_frame(&controller, &dmx, now_ms),
@@ -72,18 +72,18 @@ pub async fn serve_broadcast(
             Ok(Packet::Dmx(dmx)) => {
                 let universe = Universe::ArtNet(dmx.port_address);
                 for (node, _) in nodes.iter().filter(|(n, _)| carries(n, universe)) {
-                    if node.admit() {
+                    if node.admit(now_ms) {
                         dmx_frame(node, &dmx, now_ms);
                     }
                 }
             }
             Ok(Packet::Sync) => {
-                for (node, _) in nodes.iter().filter(|(n, _)| n.admit()) {
+                for (node, _) in nodes.iter().filter(|(n, _)| n.admit(now_ms)) {
                     sync(node, now_ms);
                 }
             }
             Ok(Packet::Poll(_)) => {
-                for (node, addr) in nodes.iter().filter(|(n, _)| n.admit()) {
+                for (node, addr) in nodes.iter().filter(|(n, _)| n.admit(now_ms)) {
                     for reply in poll_replies(node, Some(*addr)) {
                         let _ = socket.send_to(&reply.encode(), from).await;
                     }

@@ -112,7 +112,7 @@ pub fn apply(
     else {
         return;
     };
-    if !controller.admit() {
+    if !controller.admit(now_ms) {
         return;
     }
     let Ok(universe) = universe.parse::<u16>() else {

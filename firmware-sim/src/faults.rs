@@ -15,6 +15,11 @@
 //! controller = "donam-path"
 //! fault = "lamp-failure"
 //! fixture = "path-3"
+//!
+//! [[faults]]
+//! controller = "donam-dmx"
+//! fault = "reboot"
+//! ms = 2000                  # two seconds without power
 //! ```
 
 use nightscape_core::{ControllerId, FixtureId};
@@ -54,8 +59,11 @@ pub enum FaultKind {
     /// A Modbus controller's outputs short or fail: dark, with the profile's bit set.
     OutputShort,
     OutputFault,
-    /// Power lost and back, once: uptime starts again and the levels are gone.
-    Reboot,
+    /// Power lost for `down_ms` (0: at once) and back: the controller answers nothing
+    /// meanwhile, then its uptime starts again and its levels are gone.
+    Reboot {
+        down_ms: u64,
+    },
     /// The power meter reads this factor of the true draw.
     PowerDrift {
         factor: f64,
@@ -137,13 +145,15 @@ impl TryFrom<FaultFile> for Fault {
             FaultName::OverTemperature => FaultKind::OverTemperature,
             FaultName::OutputShort => FaultKind::OutputShort,
             FaultName::OutputFault => FaultKind::OutputFault,
-            FaultName::Reboot => FaultKind::Reboot,
+            FaultName::Reboot => FaultKind::Reboot {
+                down_ms: f.ms.unwrap_or(0),
+            },
             FaultName::PowerDrift => FaultKind::PowerDrift {
                 factor: f.factor.ok_or_else(|| need("factor"))?,
             },
         };
         let takes: &[&str] = match kind {
-            FaultKind::Latency { .. } => &["ms"],
+            FaultKind::Latency { .. } | FaultKind::Reboot { .. } => &["ms"],
             FaultKind::Drop { .. } => &["share"],
             FaultKind::Exception { .. } => &["code", "share"],
             FaultKind::LampFailure { .. } => &["fixture"],
@@ -189,6 +199,8 @@ pub struct ActiveFaults {
     pub output_short: bool,
     pub output_fault: bool,
     pub power_drift: Option<f64>,
+    /// Wall time until which a rebooting controller is without power.
+    pub down_until_ms: Option<i64>,
 }
 
 impl ActiveFaults {

@@ -468,6 +468,29 @@ type Answer = Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode
 struct Endpoint {
     units: Arc<BTreeMap<u8, Arc<ControllerSim>>>,
     clock: Arc<dyn nightscape_core::clock::Clock>,
+    /// For devices behind an RS-485 bridge (`serialize_host`): one request on the line at a
+    /// time, taking the time its bytes need at 115,200 baud.
+    line: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Bits a byte takes on an RS-485 line (start, 8 data, stop) and the line's speed.
+const LINE_BITS_PER_BYTE: u64 = 10;
+const LINE_BAUD: u64 = 115_200;
+
+/// How long a request and its answer take on the serial line behind a Modbus TCP bridge:
+/// the RTU frames (address, function, CRC) with their data.
+fn line_time(request: &Request<'_>) -> Duration {
+    let bytes: u64 = match request {
+        Request::WriteMultipleRegisters(_, v) => 9 + 2 * v.len() as u64 + 8,
+        Request::ReadHoldingRegisters(_, n) | Request::ReadInputRegisters(_, n) => {
+            8 + 5 + 2 * u64::from(*n)
+        }
+        Request::ReadWriteMultipleRegisters(_, n, _, v) => {
+            13 + 2 * v.len() as u64 + 5 + 2 * u64::from(*n)
+        }
+        _ => 16,
+    };
+    Duration::from_micros(bytes * LINE_BITS_PER_BYTE * 1_000_000 / LINE_BAUD)
 }
 
 impl tokio_modbus::server::Service for Endpoint {
@@ -489,15 +512,25 @@ impl tokio_modbus::server::Service for Endpoint {
             }
             return Box::pin(std::future::ready(Err(ExceptionCode::GatewayTargetDevice)));
         };
-        if !unit.admit() {
+        if !unit.admit(self.clock.now_ms()) {
             return Box::pin(std::future::ready(Ok(None)));
         }
         let latency = unit.latency();
         let clock = self.clock.clone();
+        let line = self.line.clone();
         Box::pin(async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
+            // A closed semaphore never happens here; without a permit the request just goes.
+            let _turn = match &line {
+                Some(line) => {
+                    let turn = line.clone().acquire_owned().await.ok();
+                    tokio::time::sleep(line_time(&req.request)).await;
+                    turn
+                }
+                None => None,
+            };
             if let Some(code) = unit.injected_exception() {
                 unit.counters.count_rejected("injected exception");
                 return Err(ExceptionCode::new(code));
@@ -524,15 +557,23 @@ pub async fn serve(
     clock: Arc<dyn nightscape_core::clock::Clock>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let serial = units.values().any(|u| {
+        u.with_device(|d| matches!(d, Device::Modbus(m) if m.profile().write.serialize_host))
+    });
+    let line = serial.then(|| Arc::new(tokio::sync::Semaphore::new(1)));
     let units = Arc::new(units);
     let first = units.values().next().cloned();
     let server = Server::new(listener);
     let on_connected = |stream, _addr: SocketAddr| {
+        // An endpoint whose every unit is offline takes no connection.
+        let now_ms = clock.now_ms();
+        let offline = units.values().all(|u| u.is_offline(now_ms));
         let service = Endpoint {
             units: units.clone(),
             clock: clock.clone(),
+            line: line.clone(),
         };
-        async move { Ok(Some((service, stream))) }
+        async move { Ok((!offline).then_some((service, stream))) }
     };
     let on_error = move |e: io::Error| {
         if let Some(unit) = &first {

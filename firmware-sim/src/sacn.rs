@@ -76,7 +76,7 @@ pub async fn serve_multicast(
 
 /// Applies one datagram (shared with the multicast listener and tests).
 pub fn receive(controller: &ControllerSim, bytes: &[u8], now_ms: i64) {
-    if !controller.admit() {
+    if !controller.admit(now_ms) {
         return;
     }
     match sacn::decode(bytes) {

@@ -239,14 +239,21 @@ impl ControllerSim {
         out
     }
 
+    /// Whether the controller is without power or network at `now_ms`.
+    pub fn is_offline(&self, now_ms: i64) -> bool {
+        let f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        f.offline || f.down_until_ms.is_some_and(|t| now_ms < t)
+    }
+
     /// Whether an arriving packet or request is taken (not lost to an offline or dropping
     /// fault); a lost one is counted.
-    pub fn admit(&self) -> bool {
-        let (offline, share) = {
-            let f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-            (f.offline, f.drop_share)
-        };
-        let lost = offline || self.dice.roll(share);
+    pub fn admit(&self, now_ms: i64) -> bool {
+        let share = self
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drop_share;
+        let lost = self.is_offline(now_ms) || self.dice.roll(share);
         if lost {
             self.counters.count_dropped();
         }
@@ -376,6 +383,9 @@ impl SimState {
             FaultKind::Exception { code: 0, .. } => {
                 Err("exception code 0 is not an exception; use 1–255".into())
             }
+            FaultKind::Reboot { down_ms } if *down_ms > 600_000 => Err(format!(
+                "a reboot of {down_ms} ms is more than ten minutes; use `offline`"
+            )),
             FaultKind::Latency { ms } if *ms > 60_000 => Err(format!(
                 "latency {ms} ms is more than a minute; a controller that slow is offline"
             )),
@@ -511,8 +521,18 @@ impl SimState {
                     }
                 });
             }
-            FaultKind::Reboot => c.with_device(|d| match d {
-                Device::Modbus(m) => m.reboot(now),
+            FaultKind::Reboot { down_ms } => c.with_device(|d| match d {
+                Device::Modbus(m) => {
+                    let down = Duration::from_millis(*down_ms);
+                    c.with_faults(|f| {
+                        f.down_until_ms = Some(
+                            self.clock
+                                .now_ms()
+                                .saturating_add(i64::try_from(*down_ms).unwrap_or(i64::MAX)),
+                        );
+                    });
+                    m.reboot(now + down);
+                }
                 Device::Dmx(d) => {
                     for (u, state) in d.universes.iter_mut() {
                         *state = UniverseIn::new(*u, state.on_loss);

@@ -159,6 +159,32 @@ async fn a_reboot_loses_the_levels_and_restarts_the_uptime() {
     );
     let (status, body) = http(api, "POST", "/api/faults", "{\"controller\": 5}").await;
     assert_eq!(status, 422, "{body}");
+    // Two seconds without power: nothing answers, no connection is taken; then it is back.
+    let down = r#"{"controller": "donam-path", "fault": "reboot", "ms": 2000}"#;
+    assert_eq!(http(api, "POST", "/api/faults", down).await.0, 204);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), path.read_input_registers(2, 2))
+            .await
+            .map_or(true, |r| r.is_err()),
+        "a controller without power answers nothing"
+    );
+    let refused = tcp::connect_slave(run.addr("donam-path"), Slave(1)).await;
+    if let Ok(mut ctx) = refused {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), ctx.read_input_registers(2, 2))
+                .await
+                .map_or(true, |r| r.is_err()),
+            "a new connection gets nothing either"
+        );
+    }
+    run.clock.advance(Duration::from_millis(2500));
+    let mut back = tcp::connect_slave(run.addr("donam-path"), Slave(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        back.read_input_registers(2, 2).await.unwrap().unwrap(),
+        [0, 0]
+    );
 }
 
 #[tokio::test]

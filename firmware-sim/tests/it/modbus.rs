@@ -89,3 +89,21 @@ async fn ns_led_v1_stays_dark_until_the_gateway_switches_it_on() {
     assert_eq!(input[0], 0);
     assert!(input[1] > 0, "{input:?}");
 }
+
+#[tokio::test]
+async fn a_device_behind_an_rs485_bridge_takes_one_request_at_a_time() {
+    let run = start(&["donam-seowon"], None).await;
+    // pxm-px333 says serialize_host: 64 registers read take 141 bytes, 12.2 ms at 115,200 baud.
+    let addr = run.addr("donam-dmx");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(tcp::connect_slave(addr, Slave(1)).await.unwrap());
+    }
+    let start = std::time::Instant::now();
+    let reads = clients.iter_mut().map(|c| c.read_holding_registers(0, 64));
+    for r in futures_util::future::join_all(reads).await {
+        assert_eq!(r.unwrap().unwrap().len(), 64);
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(45), "four reads in {took:?}");
+}
