@@ -31,6 +31,9 @@ pub enum Command {
     /// a library).
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// The site gateway (so far: its configuration).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Run simulated field controllers for the sites of a show library, on loopback.
     Sim {
         /// The show library.
@@ -138,6 +141,17 @@ pub enum ScheduleCommand {
         /// The show library.
         #[arg(long, default_value = "scenes")]
         library: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Print a configuration with every key and what it means.
+    PrintDefaultConfig,
+    /// Check a configuration file and print every problem with its line and column.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
     },
 }
 
@@ -260,6 +274,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 scenario,
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway(GatewayCommand::PrintDefaultConfig) => {
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                nightscape_gateway::config::DEFAULT
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway(GatewayCommand::CheckConfig { file }) => {
+            let text =
+                fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            match nightscape_gateway::config::parse(&text) {
+                Ok(c) => {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "{}: gateway `{}`, {} Hz, safe state {:?}, broker {}:{}{}",
+                        file.display(),
+                        c.gateway,
+                        c.frame_rate_hz,
+                        c.safe_state,
+                        c.mqtt.host,
+                        c.mqtt.port,
+                        if c.loopback_only {
+                            ", loopback only"
+                        } else {
+                            ""
+                        }
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in errors {
+                        writeln!(std::io::stdout().lock(), "{}:{e}", file.display())?;
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Profile(ProfileCommand::Check { files }) => {
             let (report, ok) = profile::check(&files)?;

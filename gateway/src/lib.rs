@@ -1,0 +1,15 @@
+//! `nightscape-gateway`: the box at each site that plays its signed plan on its own — also
+//! when the network, the server or the broker is down — and drives the site's controllers.
+//!
+//! Built so far (the rest of issue 10 follows: the MQTT agent, the executor and the drivers):
+//! - [`config`]: the gateway's configuration file, checked with located errors, and its
+//!   defaults (`nightscape gateway print-default-config`);
+//! - [`store`]: the data directory — plans and overrides documents written atomically with
+//!   the previous good one kept, and read back at start with a fallback when the current one
+//!   is damaged;
+//! - [`guard`]: where each controller is sent (the endpoint map replacing field addresses),
+//!   and the `loopback_only` refusal of anything else.
+
+pub mod config;
+pub mod guard;
+pub mod store;

@@ -1,0 +1,169 @@
+//! The gateway's data directory: the current and previous plan and overrides documents.
+//!
+//! A document the gateway accepted is written so that a power cut at any instant leaves a
+//! complete one to play: the bytes go to a temporary file, which is synced; the current file
+//! becomes the previous one; the temporary file becomes the current one; the directory is
+//! synced. At start the current document is opened exactly as one arriving over MQTT would
+//! be (signature, addressee, content hash, show files); when it is damaged or missing, the
+//! previous one plays, and the problem is reported.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use nightscape_core::GatewayId;
+use nightscape_core::plan::{self, OverridesDocument, Plan, Rejection};
+use nightscape_core::show::ShowLibrary;
+
+/// Which document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plan,
+    Overrides,
+}
+
+impl Kind {
+    fn stem(self) -> &'static str {
+        match self {
+            Kind::Plan => "plan",
+            Kind::Overrides => "overrides",
+        }
+    }
+}
+
+/// Which copy a loaded document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    Current,
+    Previous,
+}
+
+/// A plan read back at start, and what was wrong on the way.
+#[derive(Debug)]
+pub struct LoadedPlan {
+    pub plan: Option<(Plan, ShowLibrary, Copy)>,
+    /// Each copy that could not be used, and why (for the event log).
+    pub problems: Vec<String>,
+}
+
+/// Overrides read back at start.
+#[derive(Debug)]
+pub struct LoadedOverrides {
+    pub overrides: Option<(OverridesDocument, Copy)>,
+    pub problems: Vec<String>,
+}
+
+/// The data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (and creates) the data directory.
+    pub fn open(dir: &Path) -> io::Result<Store> {
+        fs::create_dir_all(dir)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self, kind: Kind, copy: Copy) -> PathBuf {
+        let name = match copy {
+            Copy::Current => format!("{}.json", kind.stem()),
+            Copy::Previous => format!("{}.prev.json", kind.stem()),
+        };
+        self.dir.join(name)
+    }
+
+    /// Keeps `bytes` as the current document of `kind`, the current one becoming the
+    /// previous; safe against a power cut at any point.
+    pub fn save(&self, kind: Kind, bytes: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{}.json.tmp", kind.stem()));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        let current = self.path(kind, Copy::Current);
+        if current.exists() {
+            fs::rename(&current, self.path(kind, Copy::Previous))?;
+        }
+        fs::rename(&tmp, &current)?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn read(&self, kind: Kind, copy: Copy) -> Result<Vec<u8>, String> {
+        let path = self.path(kind, copy);
+        fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The plan to play at start: the current copy, else the previous one.
+    pub fn load_plan(&self, trusted: &[VerifyingKey], gateway: &GatewayId) -> LoadedPlan {
+        let mut problems = Vec::new();
+        for copy in [Copy::Current, Copy::Previous] {
+            let opened = self.read(Kind::Plan, copy).and_then(|bytes| {
+                open_with_any(trusted, |key| plan::open_plan(&bytes, key, gateway, None))
+                    .map_err(|e| format!("{}: {e}", self.path(Kind::Plan, copy).display()))
+            });
+            match opened {
+                Ok((p, lib)) => {
+                    return LoadedPlan {
+                        plan: Some((p, lib, copy)),
+                        problems,
+                    };
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        LoadedPlan {
+            plan: None,
+            problems,
+        }
+    }
+
+    /// The overrides to apply at start (a latched blackout among them): the current copy,
+    /// else the previous one.
+    pub fn load_overrides(&self, trusted: &[VerifyingKey], gateway: &GatewayId) -> LoadedOverrides {
+        let mut problems = Vec::new();
+        for copy in [Copy::Current, Copy::Previous] {
+            let opened = self.read(Kind::Overrides, copy).and_then(|bytes| {
+                open_with_any(trusted, |key| {
+                    plan::open::<OverridesDocument>(&bytes, key, gateway, None)
+                })
+                .map_err(|e| format!("{}: {e}", self.path(Kind::Overrides, copy).display()))
+            });
+            match opened {
+                Ok(doc) => {
+                    return LoadedOverrides {
+                        overrides: Some((doc, copy)),
+                        problems,
+                    };
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        LoadedOverrides {
+            overrides: None,
+            problems,
+        }
+    }
+}
+
+/// Opens with the first trusted key that verifies; the last key's refusal otherwise (a bad
+/// signature under every key reads as one).
+fn open_with_any<T>(
+    trusted: &[VerifyingKey],
+    open: impl Fn(&VerifyingKey) -> Result<T, Rejection>,
+) -> Result<T, Rejection> {
+    let mut last = Rejection::Unsigned("document");
+    for key in trusted {
+        match open(key) {
+            Ok(t) => return Ok(t),
+            Err(Rejection::BadSignature(kind)) => last = Rejection::BadSignature(kind),
+            Err(other) => return Err(other),
+        }
+    }
+    Err(last)
+}
