@@ -8,8 +8,11 @@
 //!   the previous good one kept, and read back at start with a fallback when the current one
 //!   is damaged;
 //! - [`guard`]: where each controller is sent (the endpoint map replacing field addresses),
-//!   and the `loopback_only` refusal of anything else.
+//!   and the `loopback_only` refusal of anything else;
+//! - [`modbus`]: the Modbus TCP driver of one controller — start-up sequence, changed
+//!   registers, refresh, deadlines, reconnects, polls, rewrites after a device reboot.
 
 pub mod config;
 pub mod guard;
+pub mod modbus;
 pub mod store;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod guard;
+mod modbus;
 mod store;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,281 @@
+//! The Modbus TCP driver: one task per controller, owning its connection.
+//!
+//! It takes the controller's channel levels from a watch channel (the executor's latest
+//! frame) and brings the device there with the core's profile codec: the start-up sequence
+//! on every new connection and after the device rebooted (its uptime dropped), then only
+//! the registers that changed, and everything again every `refresh`. Every request has a
+//! deadline; tokio-modbus's connection is not reusable after one passes, so a timeout or a
+//! transport error drops the connection and the task reconnects with back-off and jitter.
+//! It polls status, power and uptime and publishes the controller's health.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nightscape_core::ControllerId;
+use nightscape_core::codec::modbus::{self, Exception, Poll, Readings, Request};
+use nightscape_core::model::Profile;
+use tokio::sync::watch;
+use tokio_modbus::client::{Context, Reader, Writer};
+use tokio_modbus::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+/// What the driver is to show: the controller's channels (one byte each, in the profile's
+/// numbering) and the fade the controller should make, when it fades itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Levels {
+    pub channels: Vec<u8>,
+    pub fade: Option<Duration>,
+}
+
+/// How the driver talks to one controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub controller: ControllerId,
+    pub addr: SocketAddr,
+    pub unit: u8,
+    pub profile: Arc<Profile>,
+    /// Whether the controller fades (its fade register set per cue), not the gateway.
+    pub controller_fades: bool,
+    /// Longest wait for any one answer.
+    pub deadline: Duration,
+    /// How often status, power and uptime are read.
+    pub poll_every: Duration,
+}
+
+/// What the driver knows about its controller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Health {
+    pub reachable: bool,
+    /// Failed requests (timeouts, transport errors, exceptions) since start.
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Full rewrites after the device lost its levels (a reboot seen by its uptime).
+    pub rewrites: u64,
+    pub readings: Readings,
+    /// The level registers the device holds, as far as the driver knows.
+    pub written: Option<Vec<u16>>,
+}
+
+/// Why a connection was given up.
+#[derive(Debug)]
+enum Lost {
+    Shutdown,
+    Failed(String),
+}
+
+/// Runs the driver until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    mut levels: watch::Receiver<Levels>,
+    health: watch::Sender<Health>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt: u64 = 0;
+    loop {
+        let connected = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = tokio::time::timeout(
+                settings.deadline,
+                tcp::connect_slave(settings.addr, Slave(settings.unit)),
+            ) => c,
+        };
+        let lost = match connected {
+            Ok(Ok(ctx)) => {
+                backoff = Duration::from_millis(100);
+                serve(&settings, ctx, &mut levels, &health, &shutdown).await
+            }
+            Ok(Err(e)) => Lost::Failed(format!("connect: {e}")),
+            Err(_) => Lost::Failed(format!("connect: no answer in {:?}", settings.deadline)),
+        };
+        match lost {
+            Lost::Shutdown => return,
+            Lost::Failed(why) => {
+                health.send_modify(|h| {
+                    h.reachable = false;
+                    h.errors += 1;
+                    h.last_error = Some(why.clone());
+                    h.written = None;
+                });
+                tracing::warn!(controller = %settings.controller, "Modbus: {why}; again in {backoff:?}");
+            }
+        }
+        // Jitter from the attempt count and the controller, so a site's drivers do not
+        // reconnect in step.
+        attempt += 1;
+        let spread = (attempt.wrapping_mul(2_654_435_761) ^ u64::from(settings.unit)) % 100;
+        let wait = backoff + backoff * u32::try_from(spread).unwrap_or(0) / 200;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// One connection's life: writes and polls until it fails or the gateway stops.
+async fn serve(
+    s: &Settings,
+    mut ctx: Context,
+    levels: &mut watch::Receiver<Levels>,
+    health: &watch::Sender<Health>,
+    shutdown: &CancellationToken,
+) -> Lost {
+    let profile = &s.profile;
+    // A new connection may be to a device that lost power: start it up.
+    let mut written: Option<Vec<u16>> = None;
+    let mut last_fade: Option<Duration> = None;
+    let mut last_uptime: Option<Duration> = None;
+    let mut desired: Vec<u16> = Vec::new();
+    let mut next_poll = Instant::now();
+    let mut next_refresh = Instant::now() + profile.write.refresh.unwrap_or(Duration::MAX / 4);
+    health.send_modify(|h| h.reachable = true);
+    loop {
+        let frame = levels.borrow_and_update().clone();
+        modbus::level_registers_into(profile, &frame.channels, &mut desired);
+        let fade = s.controller_fades.then_some(frame.fade).flatten();
+        let mut requests = match &written {
+            None => modbus::start_up(profile, fade, &desired),
+            Some(before) => modbus::plan_writes(profile, Some(before), &desired),
+        };
+        if written.is_some()
+            && s.controller_fades
+            && fade != last_fade
+            && let Some((register, value)) = modbus::fade_value(profile, fade.unwrap_or_default())
+        {
+            requests.insert(0, single(profile, register, value));
+        }
+        if written.is_some() && Instant::now() >= next_refresh {
+            requests = modbus::plan_writes(profile, None, &desired);
+            next_refresh = Instant::now() + profile.write.refresh.unwrap_or(Duration::MAX / 4);
+        }
+        for request in &requests {
+            if let Err(lost) = write(s, &mut ctx, request, health).await {
+                return lost;
+            }
+            if !profile.write.min_interval.is_zero() {
+                tokio::time::sleep(profile.write.min_interval).await;
+            }
+        }
+        if !requests.is_empty() {
+            written = Some(desired.clone());
+            last_fade = fade;
+            health.send_modify(|h| h.written = written.clone());
+        }
+        if Instant::now() >= next_poll {
+            next_poll = Instant::now() + s.poll_every;
+            let readings = match poll(s, &mut ctx, health).await {
+                Ok(r) => r,
+                Err(lost) => return lost,
+            };
+            // Uptime going backwards: the device rebooted and lost its levels.
+            if let (Some(before), Some(now)) = (last_uptime, readings.uptime)
+                && modbus::rebooted(before, now)
+            {
+                tracing::warn!(controller = %s.controller, "rebooted (uptime {before:?} → {now:?}); writing everything again");
+                written = None;
+                health.send_modify(|h| h.rewrites += 1);
+            }
+            last_uptime = readings.uptime.or(last_uptime);
+            health.send_modify(|h| h.readings = readings);
+            if written.is_none() {
+                continue;
+            }
+        }
+        let until_poll = next_poll.saturating_duration_since(Instant::now());
+        tokio::select! {
+            () = shutdown.cancelled() => return Lost::Shutdown,
+            changed = levels.changed() => if changed.is_err() { return Lost::Shutdown },
+            () = tokio::time::sleep(until_poll) => {}
+        }
+    }
+}
+
+fn single(profile: &Profile, register: nightscape_core::addr::RegisterAddr, value: u16) -> Request {
+    if profile.write.fc16 {
+        Request::WriteMultiple {
+            start: register,
+            values: vec![value],
+        }
+    } else {
+        Request::WriteSingle { register, value }
+    }
+}
+
+/// One write with its deadline. An exception is counted and the driver goes on; a timeout
+/// or a transport error ends the connection.
+async fn write(
+    s: &Settings,
+    ctx: &mut Context,
+    request: &Request,
+    health: &watch::Sender<Health>,
+) -> Result<(), Lost> {
+    let sent = match request {
+        Request::WriteSingle { register, value } => {
+            tokio::time::timeout(
+                s.deadline,
+                ctx.write_single_register(register.get(), *value),
+            )
+            .await
+        }
+        Request::WriteMultiple { start, values } => {
+            tokio::time::timeout(
+                s.deadline,
+                ctx.write_multiple_registers(start.get(), values),
+            )
+            .await
+        }
+    };
+    match sent {
+        Err(_) => Err(Lost::Failed(format!(
+            "write: no answer in {:?}",
+            s.deadline
+        ))),
+        Ok(Err(e)) => Err(Lost::Failed(format!("write: {e}"))),
+        Ok(Ok(Err(code))) => {
+            let exception = Exception::from_code(code.into());
+            health.send_modify(|h| {
+                h.errors += 1;
+                h.last_error = Some(format!("write to {:?}: {exception}", request.registers()));
+            });
+            Ok(())
+        }
+        Ok(Ok(Ok(()))) => Ok(()),
+    }
+}
+
+/// Reads status, power and uptime (what the profile has) with deadlines.
+async fn poll(
+    s: &Settings,
+    ctx: &mut Context,
+    health: &watch::Sender<Health>,
+) -> Result<Readings, Lost> {
+    let plan = Poll::new(&s.profile, false);
+    let mut answers = Vec::with_capacity(plan.reads.len());
+    for read in &plan.reads {
+        let (start, count) = (read.start.get(), read.count);
+        let answer = match read.table {
+            nightscape_core::addr::RegisterTable::Input => {
+                tokio::time::timeout(s.deadline, ctx.read_input_registers(start, count)).await
+            }
+            nightscape_core::addr::RegisterTable::Holding => {
+                tokio::time::timeout(s.deadline, ctx.read_holding_registers(start, count)).await
+            }
+        };
+        match answer {
+            Err(_) => return Err(Lost::Failed(format!("read: no answer in {:?}", s.deadline))),
+            Ok(Err(e)) => return Err(Lost::Failed(format!("read: {e}"))),
+            Ok(Ok(Err(code))) => {
+                let exception = Exception::from_code(code.into());
+                health.send_modify(|h| {
+                    h.errors += 1;
+                    h.last_error = Some(format!("read of {:?}: {exception}", read.registers()));
+                });
+                answers.push(None);
+            }
+            Ok(Ok(Ok(values))) => answers.push(Some(values)),
+        }
+    }
+    Ok(plan.readings(&s.profile, &answers))
+}
