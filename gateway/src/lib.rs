@@ -9,10 +9,13 @@
 //!   is damaged;
 //! - [`guard`]: where each controller is sent (the endpoint map replacing field addresses),
 //!   and the `loopback_only` refusal of anything else;
+//! - [`dmx`]: the Art-Net and sACN sender — universes gathered through the output map,
+//!   changed ones sent at once and the others kept alive, streams terminated at shutdown;
 //! - [`modbus`]: the Modbus TCP driver of one controller — start-up sequence, changed
 //!   registers, refresh, deadlines, reconnects, polls, rewrites after a device reboot.
 
 pub mod config;
+pub mod dmx;
 pub mod guard;
 pub mod modbus;
 pub mod store;

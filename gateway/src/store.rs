@@ -99,6 +99,32 @@ impl Store {
         fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// The gateway's sACN source id (a UUID), made once and kept, so receivers see the same
+    /// source across restarts. A damaged file is replaced.
+    pub fn cid(&self) -> io::Result<[u8; 16]> {
+        let path = self.dir.join("sacn-cid");
+        if let Ok(text) = fs::read_to_string(&path)
+            && let Some(bytes) = plan::unhex(text.trim())
+            && let Ok(cid) = <[u8; 16]>::try_from(bytes)
+        {
+            return Ok(cid);
+        }
+        let mut cid = [0u8; 16];
+        getrandom::fill(&mut cid).map_err(|e| io::Error::other(e.to_string()))?;
+        // A version 4 UUID.
+        cid[6] = cid[6] & 0x0f | 0x40;
+        cid[8] = cid[8] & 0x3f | 0x80;
+        let tmp = self.dir.join("sacn-cid.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(plan::hex(&cid).as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(cid)
+    }
+
     /// The plan to play at start: the current copy, else the previous one.
     pub fn load_plan(&self, trusted: &[VerifyingKey], gateway: &GatewayId) -> LoadedPlan {
         let mut problems = Vec::new();

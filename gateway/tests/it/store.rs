@@ -130,3 +130,16 @@ fn a_latched_blackout_is_read_back_after_a_restart() {
         refused.problems
     );
 }
+
+#[test]
+fn the_sacn_source_id_is_made_once_and_kept() {
+    let dir = temp_dir("cid-kept");
+    let store = Store::open(&dir).unwrap();
+    let cid = store.cid().unwrap();
+    assert_eq!(store.cid().unwrap(), cid);
+    assert_eq!(cid[6] >> 4, 4, "a version 4 UUID");
+    std::fs::write(dir.join("sacn-cid"), "garbage").unwrap();
+    let fresh = store.cid().unwrap();
+    assert_ne!(fresh, cid);
+    assert_eq!(Store::open(&dir).unwrap().cid().unwrap(), fresh);
+}
