@@ -1,41 +1,20 @@
 //! Starting a simulator on the shipped library with a virtual clock.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use firmware_sim::{Bind, Broker, Sim, SimConfig, api};
 use nightscape_core::clock::VirtualClock;
-use nightscape_core::show::SourceFile;
 use nightscape_core::{ControllerId, SiteId, check};
 use tokio_util::sync::CancellationToken;
 
 pub const T0: i64 = 1_798_000_000_000;
 
-/// Every file of `scenes/`, as the CLI reads it.
-pub fn shipped_library() -> Vec<SourceFile> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes");
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "toml" || e == "ics") {
-                out.push(SourceFile {
-                    path: path
-                        .strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace('\\', "/"),
-                    text: std::fs::read_to_string(&path).unwrap(),
-                });
-            }
-        }
-    }
-    out
-}
+/// The core's reader of the shipped library, shared rather than copied.
+#[path = "../../../core/tests/it/common.rs"]
+mod shipped;
+
+pub use shipped::shipped_library;
 
 pub struct Running {
     pub sim: Sim,

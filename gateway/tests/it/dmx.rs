@@ -2,41 +2,21 @@
 //! lands where the output map says; unchanged universes wait for their keep-alive; a dark
 //! stop leaves zeros.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use firmware_sim::{Bind, SimConfig};
-use nightscape_core::clock::{Clock, VirtualClock};
 use nightscape_core::{GatewayId, SiteId, check};
 use nightscape_gateway::dmx::Sender;
 use nightscape_gateway::guard::destinations;
 use nightscape_gateway::store::Store;
-use tokio_util::sync::CancellationToken;
 
 use crate::{shipped_library, temp_dir};
 
 #[tokio::test]
 async fn every_channel_lands_where_the_map_says_and_a_dark_stop_leaves_zeros() {
     let lib = check(&shipped_library()).library;
-    let clock = Arc::new(VirtualClock::new(1_798_000_000_000));
-    let shutdown = CancellationToken::new();
-    let sites: Vec<SiteId> = ["gyebaek-bridge", "nonsan-city-hall"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let sim = firmware_sim::start(
-        SimConfig {
-            library: lib.clone(),
-            sites: sites.clone(),
-            bind: Bind::Ports,
-            broker: None,
-            multicast: false,
-        },
-        clock.clone() as Arc<dyn Clock>,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let names = ["gyebaek-bridge", "nonsan-city-hall"];
+    let (sim, _clock, shutdown) = crate::start_sim(&lib, &names).await;
+    let sites: Vec<SiteId> = names.iter().map(|s| s.parse().unwrap()).collect();
     let cid = Store::open(&temp_dir("cid")).unwrap().cid().unwrap();
     for (site_id, gw) in sites.iter().zip(["gyebaek-gw", "cityhall-gw"]) {
         let site = &lib.sites[site_id];

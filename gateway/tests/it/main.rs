@@ -6,36 +6,20 @@ mod guard;
 mod modbus;
 mod store;
 
-use std::path::{Path, PathBuf};
+/// The core's reader of the shipped library, shared rather than copied.
+#[path = "../../../core/tests/it/common.rs"]
+mod shipped;
+
+pub use shipped::shipped_library;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nightscape_core::show::SourceFile;
-
-/// Every file of `scenes/`.
-pub fn shipped_library() -> Vec<SourceFile> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes");
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "toml" || e == "ics") {
-                out.push(SourceFile {
-                    path: path
-                        .strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace('\\', "/"),
-                    text: std::fs::read_to_string(&path).unwrap(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
-}
+use firmware_sim::{Bind, Sim, SimConfig};
+use nightscape_core::clock::{Clock, VirtualClock};
+use nightscape_core::{ShowLibrary, SiteId};
+use tokio_util::sync::CancellationToken;
 
 /// A fresh directory of this test run.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -48,4 +32,27 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A simulator of `sites` on free loopback ports, with a virtual clock.
+pub async fn start_sim(
+    lib: &ShowLibrary,
+    sites: &[&str],
+) -> (Sim, Arc<VirtualClock>, CancellationToken) {
+    let clock = Arc::new(VirtualClock::new(1_798_000_000_000));
+    let shutdown = CancellationToken::new();
+    let sim = firmware_sim::start(
+        SimConfig {
+            library: lib.clone(),
+            sites: sites.iter().map(|s| s.parse::<SiteId>().unwrap()).collect(),
+            bind: Bind::Ports,
+            broker: None,
+            multicast: false,
+        },
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    (sim, clock, shutdown)
 }

@@ -5,12 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firmware_sim::faults::{Fault, FaultKind};
-use firmware_sim::{Bind, SimConfig};
-use nightscape_core::clock::{Clock, VirtualClock};
 use nightscape_core::{ControllerId, SiteId, check};
 use nightscape_gateway::modbus::{Health, Levels, Settings, run};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::shipped_library;
 
@@ -28,21 +25,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test]
 async fn the_driver_starts_the_device_keeps_it_and_restores_it_after_a_reboot() {
     let lib = check(&shipped_library()).library;
-    let clock = Arc::new(VirtualClock::new(1_798_000_000_000));
-    let shutdown = CancellationToken::new();
-    let sim = firmware_sim::start(
-        SimConfig {
-            library: lib.clone(),
-            sites: vec!["donam-seowon".parse().unwrap()],
-            bind: Bind::Ports,
-            broker: None,
-            multicast: false,
-        },
-        clock.clone() as Arc<dyn Clock>,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (sim, clock, shutdown) = crate::start_sim(&lib, &["donam-seowon"]).await;
     let id: ControllerId = "donam-path".parse().unwrap();
     let site = &sim.state.sites[&"donam-seowon".parse::<SiteId>().unwrap()];
     let fixture = |name: &str| {
