@@ -11,11 +11,13 @@
 //!   and the `loopback_only` refusal of anything else;
 //! - [`dmx`]: the Art-Net and sACN sender — universes gathered through the output map,
 //!   changed ones sent at once and the others kept alive, streams terminated at shutdown;
+//! - [`dmx_mqtt`]: the DMX-over-MQTT publisher (on change at most 10 Hz, every 5 s otherwise);
 //! - [`modbus`]: the Modbus TCP driver of one controller — start-up sequence, changed
 //!   registers, refresh, deadlines, reconnects, polls, rewrites after a device reboot.
 
 pub mod config;
 pub mod dmx;
+pub mod dmx_mqtt;
 pub mod guard;
 pub mod modbus;
 pub mod store;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dmx;
+mod dmx_mqtt;
 mod guard;
 mod modbus;
 mod store;
