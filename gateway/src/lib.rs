@@ -2,6 +2,9 @@
 //! when the network, the server or the broker is down — and drives the site's controllers.
 //!
 //! Built so far (the rest of issue 10 follows: the MQTT agent, the executor and the drivers):
+//! - [`agent`]: the MQTT agent owning the rumqttc event loop — subscriptions after every
+//!   connection, inbound plans, overrides and commands, outbound state (with a last will),
+//!   acks, telemetry and events;
 //! - [`config`]: the gateway's configuration file, checked with located errors, and its
 //!   defaults (`nightscape gateway print-default-config`);
 //! - [`store`]: the data directory — plans and overrides documents written atomically with
@@ -15,6 +18,7 @@
 //! - [`modbus`]: the Modbus TCP driver of one controller — start-up sequence, changed
 //!   registers, refresh, deadlines, reconnects, polls, rewrites after a device reboot.
 
+pub mod agent;
 pub mod config;
 pub mod dmx;
 pub mod dmx_mqtt;

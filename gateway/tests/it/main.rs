@@ -1,6 +1,7 @@
 //! The gateway's parts with real files and the shipped library.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
 mod dmx;
 mod dmx_mqtt;
 mod guard;

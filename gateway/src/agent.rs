@@ -1,0 +1,191 @@
+//! The MQTT agent: the one task that owns the gateway's rumqttc event loop.
+//!
+//! It subscribes to the gateway's plan, overrides and cmd topics after every connection
+//! (rumqttc does not resubscribe), hands what arrives to the gateway as [`Inbound`] bytes
+//! (the gateway opens and checks them; the agent only routes), and publishes what the
+//! gateway sends as [`Outbound`] messages on the wire protocol's topics: state retained with
+//! a last will saying offline, acks and events at QoS 1, telemetry at QoS 0. The last state
+//! is published again after every reconnect. A lost connection is retried with back-off and
+//! jitter; nothing here ever waits on the network while holding anything.
+
+use std::time::Duration;
+
+use nightscape_core::GatewayId;
+use nightscape_core::wire::{self, Topic};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Mqtt;
+
+/// Plans may be large: the broker and clients are set to 1 MiB packets (DESIGN).
+pub const MAX_PACKET: usize = 1024 * 1024;
+
+/// A message for the gateway, as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Plan(Vec<u8>),
+    Overrides(Vec<u8>),
+    Command(Vec<u8>),
+}
+
+/// A message from the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    State(wire::State),
+    Ack(wire::Ack),
+    Telemetry(wire::Telemetry),
+    Event(wire::Event),
+}
+
+/// How the agent connects.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gateway: GatewayId,
+    pub mqtt: Mqtt,
+    /// The password, read from the configured file by the caller.
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+}
+
+/// The retained state that says the gateway is gone (its last will).
+pub fn offline_state(gateway: &GatewayId) -> wire::State {
+    wire::State {
+        schema: wire::SCHEMA,
+        gateway: gateway.clone(),
+        online: false,
+        plan_version: None,
+        plan_hash: None,
+        cue: None,
+        overrides: Vec::new(),
+        blackout: false,
+        uptime_s: 0,
+        clock_trusted: false,
+    }
+}
+
+fn options(s: &Settings) -> MqttOptions {
+    let mut o = MqttOptions::new(
+        format!("nightscape-gw-{}", s.gateway),
+        s.mqtt.host.clone(),
+        s.mqtt.port,
+    );
+    o.set_keep_alive(s.keep_alive);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_clean_session(true);
+    if let (Some(user), Some(password)) = (&s.mqtt.username, &s.password) {
+        o.set_credentials(user.clone(), password.clone());
+    }
+    o.set_last_will(LastWill::new(
+        wire::topic(&s.mqtt.topic_prefix, &s.gateway, Topic::State),
+        wire::encode(&offline_state(&s.gateway)),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    o
+}
+
+/// Runs the agent until `shutdown`; `connected` follows the broker connection.
+pub async fn run(
+    s: Settings,
+    inbound: mpsc::Sender<Inbound>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    connected: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let prefix = s.mqtt.topic_prefix.clone();
+    let (client, mut events) = AsyncClient::new(options(&s), 64);
+    let mut last_state: Option<wire::State> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                // A clean goodbye: the state says offline (the will is for unclean ones).
+                let _ = client.try_publish(
+                    wire::topic(&prefix, &s.gateway, Topic::State),
+                    QoS::AtLeastOnce,
+                    true,
+                    wire::encode(&offline_state(&s.gateway)),
+                );
+                let _ = client.try_disconnect();
+                // Let the event loop send them, briefly.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while events.poll().await.is_ok() {}
+                })
+                .await;
+                return;
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { return };
+                if let Outbound::State(state) = &message {
+                    last_state = Some(state.clone());
+                }
+                publish(&client, &prefix, &s.gateway, &message);
+            }
+            event = events.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    attempt = 0;
+                    let topics = [Topic::Plan, Topic::Overrides, Topic::Cmd].map(|t| {
+                        rumqttc::SubscribeFilter::new(
+                            wire::topic(&prefix, &s.gateway, t),
+                            QoS::AtLeastOnce,
+                        )
+                    });
+                    if client.try_subscribe_many(topics).is_err() {
+                        tracing::warn!("MQTT: could not queue the subscriptions");
+                    }
+                    if let Some(state) = &last_state {
+                        publish(&client, &prefix, &s.gateway, &Outbound::State(state.clone()));
+                    }
+                    connected.send_replace(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Some((gateway, leaf)) = wire::parse_topic(&prefix, &p.topic) else {
+                        continue;
+                    };
+                    if gateway != s.gateway {
+                        continue;
+                    }
+                    let message = match leaf {
+                        Topic::Plan => Inbound::Plan(p.payload.to_vec()),
+                        Topic::Overrides => Inbound::Overrides(p.payload.to_vec()),
+                        Topic::Cmd => Inbound::Command(p.payload.to_vec()),
+                        _ => continue,
+                    };
+                    if inbound.try_send(message).is_err() {
+                        tracing::warn!("MQTT: the gateway is not taking messages; one dropped");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    connected.send_replace(false);
+                    attempt = attempt.saturating_add(1);
+                    let jitter = backoff / 4 * (attempt % 4);
+                    tracing::warn!("MQTT {}:{}: {e}; again in {:?}", s.mqtt.host, s.mqtt.port, backoff + jitter);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff + jitter) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            },
+        }
+    }
+}
+
+fn publish(client: &AsyncClient, prefix: &str, gateway: &GatewayId, message: &Outbound) {
+    let (leaf, bytes, qos, retain) = match message {
+        Outbound::State(m) => (Topic::State, wire::encode(m), QoS::AtLeastOnce, true),
+        Outbound::Ack(m) => (Topic::Ack, wire::encode(m), QoS::AtLeastOnce, false),
+        Outbound::Telemetry(m) => (Topic::Telemetry, wire::encode(m), QoS::AtMostOnce, false),
+        Outbound::Event(m) => (Topic::Event, wire::encode(m), QoS::AtLeastOnce, false),
+    };
+    if client
+        .try_publish(wire::topic(prefix, gateway, leaf), qos, retain, bytes)
+        .is_err()
+    {
+        tracing::warn!("MQTT: the outgoing queue is full; a {leaf} message was dropped");
+    }
+}

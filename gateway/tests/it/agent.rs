@@ -1,0 +1,126 @@
+//! The MQTT agent through the machine's Mosquitto, under a topic prefix of this run: a
+//! retained plan arrives after connecting, acks and state go out, and the last will says
+//! offline when the gateway vanishes.
+
+use std::time::Duration;
+
+use nightscape_core::GatewayId;
+use nightscape_core::wire::{self, About, Ack, AckResult, State, Topic};
+use nightscape_gateway::agent::{Inbound, Outbound, Settings, run};
+use nightscape_gateway::config::Mqtt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A client that records every message under the prefix.
+async fn observer(prefix: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    let mut options = MqttOptions::new(format!("obs-{}", std::process::id()), "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(options, 64);
+    client
+        .subscribe(format!("{prefix}nightscape/v1/gw/+/+"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+    (client, rx)
+}
+
+async fn next_on(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    topic: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (t, payload) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing on {topic}"))
+            .unwrap();
+        if t == topic && wanted(&payload) {
+            return payload;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_agent_routes_both_ways_and_its_will_says_offline() {
+    let prefix = format!("agent-{}/", std::process::id());
+    let gw: GatewayId = "donam-gw".parse().unwrap();
+    let (obs, mut seen) = observer(&prefix).await;
+    let plan_topic = wire::topic(&prefix, &gw, Topic::Plan);
+    obs.publish(&plan_topic, QoS::AtLeastOnce, true, b"plan-1".to_vec())
+        .await
+        .unwrap();
+    next_on(&mut seen, &plan_topic, |_| true).await;
+
+    let settings = Settings {
+        gateway: gw.clone(),
+        mqtt: Mqtt {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            topic_prefix: prefix.clone(),
+        },
+        password: None,
+        keep_alive: Duration::from_secs(5),
+    };
+    let (in_tx, mut inbound) = mpsc::channel(16);
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let (connected_tx, mut connected) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(run(settings, in_tx, out_rx, connected_tx, shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c))
+        .await
+        .unwrap()
+        .unwrap();
+    // The retained plan arrives once subscribed.
+    let got = tokio::time::timeout(Duration::from_secs(10), inbound.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Inbound::Plan(b"plan-1".to_vec()));
+
+    let ack = Ack {
+        schema: wire::SCHEMA,
+        gateway: gw.clone(),
+        about: About::Plan,
+        id: "1".into(),
+        result: AckResult::Rejected,
+        reason: Some("malformed plan".into()),
+    };
+    out_tx.send(Outbound::Ack(ack.clone())).await.unwrap();
+    let bytes = next_on(&mut seen, &wire::topic(&prefix, &gw, Topic::Ack), |_| true).await;
+    assert_eq!(wire::decode::<Ack>(&bytes).unwrap(), ack);
+    let mut state = nightscape_gateway::agent::offline_state(&gw);
+    state.online = true;
+    out_tx.send(Outbound::State(state)).await.unwrap();
+    let state_topic = wire::topic(&prefix, &gw, Topic::State);
+    next_on(&mut seen, &state_topic, |b| {
+        wire::decode::<State>(b).is_ok_and(|s| s.online)
+    })
+    .await;
+
+    // Gone without a goodbye: the broker publishes the will.
+    agent.abort();
+    let will = next_on(&mut seen, &state_topic, |b| {
+        wire::decode::<State>(b).is_ok_and(|s| !s.online)
+    })
+    .await;
+    assert!(!wire::decode::<State>(&will).unwrap().online);
+    // Leave no retained messages behind.
+    for topic in [plan_topic, state_topic] {
+        obs.publish(topic, QoS::AtLeastOnce, true, Vec::new())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
