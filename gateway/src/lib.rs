@@ -10,6 +10,9 @@
 //! - [`store`]: the data directory — plans and overrides documents written atomically with
 //!   the previous good one kept, and read back at start with a fallback when the current one
 //!   is damaged;
+//! - [`executor`]: the frame logic — cue from the schedule and overrides at the wall time,
+//!   cross-fades from what is on output, render and limits into layout channels, plan changes
+//!   without a jump;
 //! - [`guard`]: where each controller is sent (the endpoint map replacing field addresses),
 //!   and the `loopback_only` refusal of anything else;
 //! - [`dmx`]: the Art-Net and sACN sender — universes gathered through the output map,
@@ -22,6 +25,7 @@ pub mod agent;
 pub mod config;
 pub mod dmx;
 pub mod dmx_mqtt;
+pub mod executor;
 pub mod guard;
 pub mod modbus;
 pub mod store;

@@ -4,6 +4,7 @@
 mod agent;
 mod dmx;
 mod dmx_mqtt;
+mod executor;
 mod guard;
 mod modbus;
 mod store;

@@ -1,0 +1,185 @@
+//! The executor's frame logic: what the gateway's controllers output at an instant.
+//!
+//! It holds the site's layout and output map, every scene compiled for them, the schedule
+//! evaluator and the playback. At each tick it asks the evaluator for the cue at that wall
+//! time with the overrides on top (blackout > override > rule, curfew last), starts a
+//! cross-fade from what is on output when the cue changes (at once for a blackout), renders
+//! the playback and encodes the frame with the site's limits into layout channels, which
+//! the drivers gather through the output map. Because the cue is computed from the time,
+//! not from what played before, a gateway that starts late plays what should be playing
+//! now. A new plan moves the playback to its layout without a jump.
+//!
+//! This part is synchronous and clock-free (time is an argument); the task that paces it
+//! on the monotonic clock and feeds the drivers is the next piece of the gateway.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightscape_core::model::Level;
+use nightscape_core::output::OutputMap;
+use nightscape_core::render::{CompiledScene, Frame, Layout, encode};
+use nightscape_core::schedule::{Cue, Evaluator, Override, local_date};
+use nightscape_core::sun::Almanac;
+use nightscape_core::{Playback, SceneId, ShowLibrary, SiteId};
+
+/// Days of sun terms computed ahead when a plan is taken (the almanac computes beyond them
+/// on demand, more slowly).
+const ALMANAC_DAYS: i64 = 400;
+
+/// Why a plan cannot be played.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("the plan has no site `{0}` (or the site has errors)")]
+    NoSite(SiteId),
+}
+
+/// Everything compiled from one plan.
+#[derive(Debug)]
+struct Compiled {
+    layout: Layout,
+    map: OutputMap,
+    scenes: BTreeMap<SceneId, Arc<CompiledScene>>,
+    scene_fades: BTreeMap<SceneId, Duration>,
+    evaluator: Evaluator,
+}
+
+fn compile(library: &ShowLibrary, site: &SiteId, now_ms: i64) -> Result<Compiled, ExecError> {
+    let (Some(s), Some(layout), Some(map)) = (
+        library.sites.get(site),
+        library.layout(site),
+        library.output_map(site),
+    ) else {
+        return Err(ExecError::NoSite(site.clone()));
+    };
+    let today = nightscape_core::schedule::epoch_day(local_date(now_ms, &s.time_zone));
+    let almanac = Arc::new(Almanac::new(today - 2, today + ALMANAC_DAYS));
+    let evaluator = library
+        .evaluator(site, almanac)
+        .ok_or_else(|| ExecError::NoSite(site.clone()))?;
+    let scenes = library.compiled_scenes(&layout);
+    let scene_fades = library
+        .scenes_of(site)
+        .map(|sc| (sc.id.clone(), sc.fade))
+        .collect();
+    Ok(Compiled {
+        layout,
+        map,
+        scenes,
+        scene_fades,
+        evaluator,
+    })
+}
+
+/// The frame logic of one site.
+#[derive(Debug)]
+pub struct Executor {
+    site: SiteId,
+    c: Compiled,
+    playback: Playback,
+    frame: Frame,
+    channels: Vec<u8>,
+    overrides: Vec<Override>,
+    cue: Option<Cue>,
+    /// Whether a tick has run: the first one shows its cue at once (after a restart the
+    /// site plays what should be playing now, without fading up from dark).
+    started: bool,
+}
+
+impl Executor {
+    /// Starts on a plan's library at `now_ms`, dark until the first tick.
+    pub fn new(library: &ShowLibrary, site: &SiteId, now_ms: i64) -> Result<Executor, ExecError> {
+        let c = compile(library, site, now_ms)?;
+        let frame = Frame::new(&c.layout);
+        let channels = vec![0; c.layout.channel_count()];
+        Ok(Executor {
+            site: site.clone(),
+            c,
+            playback: Playback::new(),
+            frame,
+            channels,
+            overrides: Vec::new(),
+            cue: None,
+            started: false,
+        })
+    }
+
+    /// Takes a new plan: the running cues move to its layout (re-bound where it has their
+    /// scenes, held as they look otherwise) and the next tick fades to its cue.
+    pub fn change_plan(&mut self, library: &ShowLibrary, now_ms: i64) -> Result<(), ExecError> {
+        let next = compile(library, &self.site, now_ms)?;
+        let scenes = &next.scenes;
+        self.playback
+            .change_layout(&self.c.layout, &next.layout, now_ms, |id| {
+                scenes.get(id).cloned()
+            });
+        self.frame = Frame::new(&next.layout);
+        self.channels = vec![0; next.layout.channel_count()];
+        self.c = next;
+        // Ask again at the next tick, against the new schedule.
+        self.cue = None;
+        Ok(())
+    }
+
+    /// The overrides in force (from the overrides document).
+    pub fn set_overrides(&mut self, overrides: Vec<Override>) {
+        self.overrides = overrides;
+    }
+
+    /// Renders `now_ms`; returns the cue when it changed at this tick.
+    pub fn tick(&mut self, now_ms: i64) -> Option<&Cue> {
+        let cue = self.c.evaluator.cue_with(now_ms, &self.overrides);
+        let changed = self.cue.as_ref() != Some(&cue);
+        if changed {
+            let scene = cue
+                .scene
+                .as_ref()
+                .and_then(|id| self.c.scenes.get(id))
+                .cloned();
+            let fade = if self.started {
+                cue.fade.unwrap_or_else(|| {
+                    cue.scene
+                        .as_ref()
+                        .and_then(|id| self.c.scene_fades.get(id).copied())
+                        .unwrap_or(Duration::ZERO)
+                })
+            } else {
+                Duration::ZERO
+            };
+            self.started = true;
+            self.playback.cue(scene, cue.brightness, now_ms, fade);
+            self.cue = Some(cue);
+        }
+        self.playback
+            .render(&self.c.layout, now_ms, &mut self.frame);
+        encode(&self.c.layout, &self.frame, Level::FULL, &mut self.channels);
+        if changed { self.cue.as_ref() } else { None }
+    }
+
+    /// The layout channels of the last tick.
+    pub fn channels(&self) -> &[u8] {
+        &self.channels
+    }
+
+    pub fn map(&self) -> &OutputMap {
+        &self.c.map
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.c.layout
+    }
+
+    /// What plays (as of the last tick).
+    pub fn cue(&self) -> Option<&Cue> {
+        self.cue.as_ref()
+    }
+
+    /// When the next change of cue is due after `now_ms` (within `days`), for a virtual clock
+    /// that sleeps until then.
+    pub fn next_change(&self, now_ms: i64, days: u32) -> Option<i64> {
+        self.c
+            .evaluator
+            .next_transition(now_ms, days)
+            .map(|t| t.at_ms)
+    }
+}
