@@ -70,10 +70,16 @@ fn base64(text: &str) -> Vec<u8> {
 struct Driver {
     child: Child,
     addr: String,
+    /// The browser the session started, stopped with the driver even when a test fails
+    /// before it closes its session.
+    browser: Option<u64>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(pid) = self.browser {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -98,7 +104,11 @@ async fn chromedriver() -> Driver {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Driver { child, addr }
+    Driver {
+        child,
+        addr,
+        browser: None,
+    }
 }
 
 #[tokio::test]
@@ -128,7 +138,7 @@ async fn the_preview_shows_what_the_controllers_received() {
     let (_, red) = run.fixture("nonsan-city-hall", "wash-1");
     assert_eq!(red, "#ff0000");
 
-    let driver = chromedriver().await;
+    let mut driver = chromedriver().await;
     let profile = std::env::temp_dir().join(format!("ns-chromium-{}", std::process::id()));
     let caps = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
@@ -141,6 +151,7 @@ async fn the_preview_shows_what_the_controllers_received() {
         }
     }}});
     let session = call(&driver.addr, "POST", "/session", Some(caps)).await;
+    driver.browser = session["value"]["capabilities"]["goog:processID"].as_u64();
     let id = session["value"]["sessionId"]
         .as_str()
         .unwrap_or_else(|| panic!("no session: {session}"))
