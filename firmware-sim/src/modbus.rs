@@ -114,20 +114,9 @@ impl ModbusDevice {
         let master = self.profile.master.map_or(1.0, |m| {
             f64::from(self.master.min(m.max)) / f64::from(m.max.max(1))
         });
-        let k = if self.fade_len.is_zero() {
-            1.0
-        } else {
-            let into = now.saturating_sub(self.fade_start);
-            (into.as_secs_f64() / self.fade_len.as_secs_f64()).min(1.0)
-        };
         let mut out: Vec<u8> = self
-            .from
-            .iter()
-            .zip(&self.target)
-            .map(|(&a, &b)| {
-                let v = f64::from(a) + (f64::from(b) - f64::from(a)) * k;
-                (v * master).round().clamp(0.0, 255.0) as u8
-            })
+            .fading(now)
+            .map(|v| (v * master).round().clamp(0.0, 255.0) as u8)
             .collect();
         for &load in &self.faults.lamp_failed {
             if let Some(l) = self.loads.get(load)
@@ -385,16 +374,21 @@ impl ModbusDevice {
 
     /// The fade position at `now`, before master and enable.
     fn position(&self, now: Duration) -> Vec<u8> {
-        if self.fade_len.is_zero() {
-            return self.target.clone();
-        }
-        let into = now.saturating_sub(self.fade_start);
-        let k = (into.as_secs_f64() / self.fade_len.as_secs_f64()).min(1.0);
+        self.fading(now).map(|v| v.round() as u8).collect()
+    }
+
+    /// Each channel's place on its fade at `now`, unrounded.
+    fn fading(&self, now: Duration) -> impl Iterator<Item = f64> + '_ {
+        let k = if self.fade_len.is_zero() {
+            1.0
+        } else {
+            let into = now.saturating_sub(self.fade_start);
+            (into.as_secs_f64() / self.fade_len.as_secs_f64()).min(1.0)
+        };
         self.from
             .iter()
             .zip(&self.target)
-            .map(|(&a, &b)| (f64::from(a) + (f64::from(b) - f64::from(a)) * k).round() as u8)
-            .collect()
+            .map(move |(&a, &b)| f64::from(a) + (f64::from(b) - f64::from(a)) * k)
     }
 
     /// Answers one request as the device would.

@@ -50,7 +50,6 @@ pub struct Sender {
     socket: UdpSocket,
     out: Vec<Outgoing>,
     templates: BTreeMap<u8, DataTemplate>,
-    cid: sacn::Cid,
     slots: [u8; 512],
     packet: Vec<u8>,
 }
@@ -72,10 +71,20 @@ impl Sender {
         } else {
             Ipv4Addr::UNSPECIFIED
         };
-        let socket = UdpSocket::bind(SocketAddr::from((bind, 0))).await?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
         if loopback_only {
+            // Multicast leaves by the loopback interface only (binding 127.0.0.1 alone does
+            // not choose the interface a group's packets go out of).
+            socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST)?;
             socket.set_multicast_loop_v4(true)?;
         }
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::from((bind, 0)).into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
         let mut out = Vec::new();
         let mut templates = BTreeMap::new();
         for (ci, cm) in map.controllers().iter().enumerate() {
@@ -117,7 +126,6 @@ impl Sender {
             socket,
             out,
             templates,
-            cid,
             slots: [0; 512],
             packet: Vec::with_capacity(126 + 512),
         })
@@ -206,10 +214,5 @@ impl Sender {
             }
         }
         Ok(())
-    }
-
-    /// The sACN source CID in use.
-    pub fn cid(&self) -> sacn::Cid {
-        self.cid
     }
 }

@@ -129,7 +129,8 @@ async fn serve(
     let mut last_uptime: Option<Duration> = None;
     let mut desired: Vec<u16> = Vec::new();
     let mut next_poll = Instant::now();
-    let mut next_refresh = Instant::now() + profile.write.refresh.unwrap_or(Duration::MAX / 4);
+    let refresh_at = || profile.write.refresh.map(|r| Instant::now() + r);
+    let mut next_refresh = refresh_at();
     health.send_modify(|h| h.reachable = true);
     loop {
         let frame = levels.borrow_and_update().clone();
@@ -142,13 +143,13 @@ async fn serve(
         if written.is_some()
             && s.controller_fades
             && fade != last_fade
-            && let Some((register, value)) = modbus::fade_value(profile, fade.unwrap_or_default())
+            && let Some(write) = modbus::fade_write(profile, fade.unwrap_or_default())
         {
-            requests.insert(0, single(profile, register, value));
+            requests.insert(0, write);
         }
-        if written.is_some() && Instant::now() >= next_refresh {
+        if written.is_some() && next_refresh.is_some_and(|at| Instant::now() >= at) {
             requests = modbus::plan_writes(profile, None, &desired);
-            next_refresh = Instant::now() + profile.write.refresh.unwrap_or(Duration::MAX / 4);
+            next_refresh = refresh_at();
         }
         for request in &requests {
             if let Err(lost) = write(s, &mut ctx, request, health).await {
@@ -189,17 +190,6 @@ async fn serve(
             changed = levels.changed() => if changed.is_err() { return Lost::Shutdown },
             () = tokio::time::sleep(until_poll) => {}
         }
-    }
-}
-
-fn single(profile: &Profile, register: nightscape_core::addr::RegisterAddr, value: u16) -> Request {
-    if profile.write.fc16 {
-        Request::WriteMultiple {
-            start: register,
-            values: vec![value],
-        }
-    } else {
-        Request::WriteSingle { register, value }
     }
 }
 

@@ -643,6 +643,24 @@ pub fn fade_value(profile: &Profile, fade: Duration) -> Option<(RegisterAddr, u1
     Some((f.register, units.clamp(0.0, f64::from(f.max)) as u16))
 }
 
+/// One register write as the profile allows it: FC16 where the device takes it, FC06 where
+/// it does not.
+pub fn write_one(profile: &Profile, register: RegisterAddr, value: u16) -> Request {
+    if profile.write.fc16 {
+        Request::WriteMultiple {
+            start: register,
+            values: vec![value],
+        }
+    } else {
+        Request::WriteSingle { register, value }
+    }
+}
+
+/// The write that sets the controller's fade register to `fade` (when it has one).
+pub fn fade_write(profile: &Profile, fade: Duration) -> Option<Request> {
+    fade_value(profile, fade).map(|(register, value)| write_one(profile, register, value))
+}
+
 /// The writes a gateway sends to a controller it has just connected to (or that rebooted):
 /// the fade time (0 when the gateway fades), every level register, the master dimmer at
 /// full, and the enable switch last, so the controller switches on to the intended look
@@ -652,27 +670,17 @@ pub fn start_up(
     controller_fade: Option<Duration>,
     levels: &[u16],
 ) -> Vec<Request> {
-    let single = |register: RegisterAddr, value: u16| {
-        if profile.write.fc16 {
-            Request::WriteMultiple {
-                start: register,
-                values: vec![value],
-            }
-        } else {
-            Request::WriteSingle { register, value }
-        }
-    };
     let mut out = Vec::new();
-    if let Some((register, value)) = fade_value(profile, controller_fade.unwrap_or(Duration::ZERO))
-    {
-        out.push(single(register, value));
-    }
+    out.extend(fade_write(
+        profile,
+        controller_fade.unwrap_or(Duration::ZERO),
+    ));
     out.extend(plan_writes(profile, None, levels));
     if let Some(m) = profile.master {
-        out.push(single(m.register, m.max));
+        out.push(write_one(profile, m.register, m.max));
     }
     if let Some(e) = profile.enable {
-        out.push(single(e.register, e.on));
+        out.push(write_one(profile, e.register, e.on));
     }
     out
 }

@@ -14,10 +14,10 @@ async fn garbage_is_counted_and_leaves_the_output_alone() {
     )
     .await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    // sACN: not ACN at all, then a packet cut short.
+    // sACN: a good frame first, so "unchanged" means something; then not ACN at all, then
+    // a packet cut short.
     let sacn = run.addr("gyebaek-px-north");
-    socket.send_to(b"hello, world", sacn).await.unwrap();
-    let mut good = nightscape_core::codec::sacn::DataPacket {
+    let good = nightscape_core::codec::sacn::DataPacket {
         cid: [9; 16],
         source_name: "x".into(),
         priority: 100,
@@ -29,20 +29,38 @@ async fn garbage_is_counted_and_leaves_the_output_alone() {
         slots: vec![5; 512],
     }
     .encode();
-    good.truncate(200);
     socket.send_to(&good, sacn).await.unwrap();
+    run.until("the good frame", |r| {
+        r.counters("gyebaek-px-north").accepted >= 1
+    })
+    .await;
+    assert_eq!(run.fixture("gyebaek-bridge", "rail-n-west").0[0], 5);
+    socket.send_to(b"hello, world", sacn).await.unwrap();
+    socket.send_to(&good[..200], sacn).await.unwrap();
     run.until("two malformed sACN packets", |r| {
         r.counters("gyebaek-px-north").malformed >= 2
     })
     .await;
-    assert_eq!(run.fixture("gyebaek-bridge", "rail-n-west").0[0], 0);
-    // Art-Net: right identifier, too short.
+    assert_eq!(run.fixture("gyebaek-bridge", "rail-n-west").0[0], 5);
+    // Art-Net: a good frame, then the right identifier on a packet too short.
     let art = run.addr("cityhall-art");
+    let frame = nightscape_core::codec::artnet::ArtDmx {
+        sequence: 1,
+        physical: 0,
+        port_address: nightscape_core::addr::ArtNetPortAddress::new(0).unwrap(),
+        data: vec![7; 512],
+    };
+    socket.send_to(&frame.encode(), art).await.unwrap();
+    run.until("the good Art-Net frame", |r| {
+        r.counters("cityhall-art").accepted >= 1
+    })
+    .await;
     socket.send_to(b"Art-Net\0\x00\x50", art).await.unwrap();
     run.until("a malformed Art-Net packet", |r| {
         r.counters("cityhall-art").malformed >= 1
     })
     .await;
+    assert_eq!(run.fixture("nonsan-city-hall", "wash-1").0[0], 7);
     // Modbus: bytes that are no Modbus frame close that connection; the device goes on.
     let addr = run.addr("donam-path");
     let mut raw = TcpStream::connect(addr).await.unwrap();

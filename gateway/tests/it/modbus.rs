@@ -103,3 +103,35 @@ async fn the_driver_starts_the_device_keeps_it_and_restores_it_after_a_reboot() 
     .await;
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn a_profile_that_never_refreshes_is_driven_too() {
+    let lib = check(&shipped_library()).library;
+    let (sim, _clock, shutdown) = crate::start_sim(&lib, &["donam-seowon"]).await;
+    let id: ControllerId = "donam-dmx".parse().unwrap();
+    let mut profile = lib.profiles[&"pxm-px333".parse().unwrap()].clone();
+    profile.write.refresh = None;
+    let settings = Settings {
+        controller: id.clone(),
+        addr: sim.endpoints.get(&id).unwrap(),
+        unit: 1,
+        profile: Arc::new(profile),
+        controller_fades: false,
+        deadline: Duration::from_millis(300),
+        poll_every: Duration::from_millis(50),
+    };
+    let mut channels = vec![0u8; 512];
+    channels[0] = 77;
+    let (_levels_tx, levels) = watch::channel(Levels {
+        channels,
+        fade: None,
+    });
+    let (health_tx, health) = watch::channel(Health::default());
+    tokio::spawn(run(settings, levels, health_tx, shutdown.clone()));
+    until("the first write", || {
+        health.borrow().written.as_ref().is_some_and(|w| w[0] == 77)
+    })
+    .await;
+    assert!(health.borrow().reachable);
+    shutdown.cancel();
+}
