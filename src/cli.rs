@@ -31,7 +31,7 @@ pub enum Command {
     /// a library).
     #[command(subcommand)]
     Profile(ProfileCommand),
-    /// The site gateway (so far: its configuration).
+    /// The site gateway: run it, or write and check its configuration.
     #[command(subcommand)]
     Gateway(GatewayCommand),
     /// Run simulated field controllers for the sites of a show library, on loopback.
@@ -152,6 +152,16 @@ pub enum GatewayCommand {
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
+    },
+    /// Run the gateway: play the plan on disk and what the broker sends, drive the
+    /// controllers, and go to the safe state on ctrl-c or SIGTERM.
+    Run {
+        /// The configuration file (`nightscape gateway print-default-config`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Play this signed plan with no broker at all (engineers on the simulator).
+        #[arg(long)]
+        plan: Option<PathBuf>,
     },
 }
 
@@ -312,6 +322,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Gateway(GatewayCommand::Run { config, plan }) => {
+            crate::gateway::run(&config, plan)
         }
         Command::Profile(ProfileCommand::Check { files }) => {
             let (report, ok) = profile::check(&files)?;

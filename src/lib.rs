@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod clock;
+pub mod gateway;
 pub mod library;
 pub mod plan;
+pub mod process;
 pub mod profile;
 pub mod render;
 pub mod schedule;

@@ -52,14 +52,7 @@ fn broker(text: &str, prefix: &str) -> Result<Broker> {
 
 /// Runs until ctrl-c or SIGTERM.
 pub fn run(options: Options) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second subscriber (in tests that run several commands) is not an error worth stopping for.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::process::init_logging();
     if !options.http.ip().is_loopback() {
         bail!(
             "--http {}: the simulator serves on loopback only (127.0.0.1)",
@@ -144,7 +137,7 @@ async fn serve(
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    wait_for_signal().await;
+    crate::process::wait_for_signal().await;
     eprintln!("stopping");
     shutdown.cancel();
     sim.tracker.wait().await;
@@ -156,26 +149,4 @@ fn write_endpoints(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed the process still stops on SIGTERM.
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

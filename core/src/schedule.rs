@@ -195,6 +195,18 @@ pub struct Cue {
 }
 
 impl Cue {
+    /// Whether two cues show the same (both dark, or one scene at one brightness) whatever
+    /// their causes: a change between them is not a transition.
+    pub fn shows_same(&self, other: &Cue) -> bool {
+        let shown = |c: &Cue| {
+            c.scene
+                .as_ref()
+                .filter(|_| c.brightness.get() > 0.0)
+                .map(|s| (s.clone(), c.brightness))
+        };
+        shown(self) == shown(other)
+    }
+
     fn dark(cause: Cause) -> Cue {
         Cue {
             scene: None,

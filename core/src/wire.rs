@@ -241,11 +241,33 @@ pub struct Telemetry {
     pub gateway: GatewayId,
     pub at_ms: i64,
     pub controllers: Vec<ControllerHealth>,
+    /// Frames sent since the last telemetry message, and how many left later than a
+    /// frame period after their time.
     pub frames: u64,
     pub late_frames: u64,
+    /// Frames per second measured over the same span.
+    pub frame_rate_hz: f64,
+    /// 99th percentile of |frame interval − period|, and the longest interval, in ms.
+    pub jitter_p99_ms: f64,
     pub max_frame_ms: f64,
-    /// Estimated draw of the lit fixtures from their rated power and levels.
+    /// Draw of the site's fixtures: measured by the controllers' meters where their profiles
+    /// have one, estimated from rated power × level for the others.
     pub power_w: f64,
+    pub power_source: PowerSource,
+    pub cue: Option<ActiveCue>,
+    pub clock_trusted: bool,
+    /// The wall time played minus the time the gateway's clock reads (0 when trusted).
+    pub clock_offset_ms: i64,
+}
+
+/// Where a power figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerSource {
+    Measured,
+    Estimated,
+    /// Measured for some controllers, estimated for the rest.
+    Mixed,
 }
 
 impl Message for Telemetry {
@@ -292,6 +314,9 @@ pub struct Event {
     pub severity: Severity,
     pub controller: Option<ControllerId>,
     pub message: String,
+    /// For a cue event: what plays from `at_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cue: Option<ActiveCue>,
 }
 
 impl Message for Event {

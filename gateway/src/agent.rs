@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nightscape_core::GatewayId;
 use nightscape_core::wire::{self, Topic};
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -65,8 +65,15 @@ pub fn offline_state(gateway: &GatewayId) -> wire::State {
 }
 
 fn options(s: &Settings) -> MqttOptions {
+    // Unique per topic prefix too, so runs sharing a broker do not take each other's session.
+    let scope: String = s
+        .mqtt
+        .topic_prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let mut o = MqttOptions::new(
-        format!("nightscape-gw-{}", s.gateway),
+        format!("nightscape-gw-{scope}{}", s.gateway),
         s.mqtt.host.clone(),
         s.mqtt.port,
     );
@@ -85,16 +92,22 @@ fn options(s: &Settings) -> MqttOptions {
     o
 }
 
+/// The gateway's MQTT client and its event loop (not yet connected): the client handle is
+/// shared with the DMX-over-MQTT publisher; the event loop goes to [`run`].
+pub fn client(s: &Settings) -> (AsyncClient, EventLoop) {
+    AsyncClient::new(options(s), 256)
+}
+
 /// Runs the agent until `shutdown`; `connected` follows the broker connection.
 pub async fn run(
     s: Settings,
+    (client, mut events): (AsyncClient, EventLoop),
     inbound: mpsc::Sender<Inbound>,
     mut outbound: mpsc::Receiver<Outbound>,
     connected: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     let prefix = s.mqtt.topic_prefix.clone();
-    let (client, mut events) = AsyncClient::new(options(&s), 64);
     let mut last_state: Option<wire::State> = None;
     let mut backoff = Duration::from_millis(200);
     let mut attempt: u32 = 0;

@@ -126,11 +126,18 @@ impl Executor {
         self.overrides = overrides;
     }
 
-    /// Renders `now_ms`; returns the cue when it changed at this tick.
+    /// Renders `now_ms`; returns the cue when what shows changed at this tick (a change of
+    /// cause alone, such as curfew ending on a dark site, is kept in [`Executor::cue`] but is
+    /// no transition, as the core's `transitions` lists them).
     pub fn tick(&mut self, now_ms: i64) -> Option<&Cue> {
         let cue = self.c.evaluator.cue_with(now_ms, &self.overrides);
-        let changed = self.cue.as_ref() != Some(&cue);
-        if changed {
+        let changed = match &self.cue {
+            None => true,
+            Some(current) => !current.shows_same(&cue),
+        };
+        if !changed && self.cue.as_ref() != Some(&cue) {
+            self.cue = Some(cue);
+        } else if changed {
             let scene = cue
                 .scene
                 .as_ref()

@@ -27,5 +27,8 @@ pub mod dmx;
 pub mod dmx_mqtt;
 pub mod executor;
 pub mod guard;
+pub mod journal;
 pub mod modbus;
+pub mod runtime;
 pub mod store;
+pub mod trust;

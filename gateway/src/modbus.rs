@@ -131,7 +131,6 @@ async fn serve(
     let mut next_poll = Instant::now();
     let refresh_at = || profile.write.refresh.map(|r| Instant::now() + r);
     let mut next_refresh = refresh_at();
-    health.send_modify(|h| h.reachable = true);
     loop {
         let frame = levels.borrow_and_update().clone();
         modbus::level_registers_into(profile, &frame.channels, &mut desired);
@@ -231,8 +230,17 @@ async fn write(
             });
             Ok(())
         }
-        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Ok(()))) => {
+            answered(health);
+            Ok(())
+        }
     }
+}
+
+/// A request was answered: the controller is reachable (a connection alone does not say
+/// so; a device that accepts connections and answers nothing is not).
+fn answered(health: &watch::Sender<Health>) {
+    health.send_if_modified(|h| !std::mem::replace(&mut h.reachable, true));
 }
 
 /// Reads status, power and uptime (what the profile has) with deadlines.
@@ -264,7 +272,10 @@ async fn poll(
                 });
                 answers.push(None);
             }
-            Ok(Ok(Ok(values))) => answers.push(Some(values)),
+            Ok(Ok(Ok(values))) => {
+                answered(health);
+                answers.push(Some(values));
+            }
         }
     }
     Ok(plan.readings(&s.profile, &answers))

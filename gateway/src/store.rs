@@ -125,14 +125,43 @@ impl Store {
         Ok(cid)
     }
 
+    /// Opens one copy of the plan as one arriving over MQTT would be.
+    pub fn open_plan(
+        &self,
+        trusted: &[VerifyingKey],
+        gateway: &GatewayId,
+        copy: Copy,
+    ) -> Result<(Plan, ShowLibrary), String> {
+        self.read(Kind::Plan, copy).and_then(|bytes| {
+            open_with_any(trusted, |key| plan::open_plan(&bytes, key, gateway, None))
+                .map_err(|e| format!("{}: {e}", self.path(Kind::Plan, copy).display()))
+        })
+    }
+
+    /// The last wall time the gateway trusted (0 when none is kept or it cannot be read).
+    pub fn trusted_time(&self) -> i64 {
+        fs::read_to_string(self.dir.join("trusted-time"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Keeps the last trusted wall time (atomically, like the documents).
+    pub fn save_trusted_time(&self, ms: i64) -> io::Result<()> {
+        let tmp = self.dir.join("trusted-time.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(ms.to_string().as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.dir.join("trusted-time"))
+    }
+
     /// The plan to play at start: the current copy, else the previous one.
     pub fn load_plan(&self, trusted: &[VerifyingKey], gateway: &GatewayId) -> LoadedPlan {
         let mut problems = Vec::new();
         for copy in [Copy::Current, Copy::Previous] {
-            let opened = self.read(Kind::Plan, copy).and_then(|bytes| {
-                open_with_any(trusted, |key| plan::open_plan(&bytes, key, gateway, None))
-                    .map_err(|e| format!("{}: {e}", self.path(Kind::Plan, copy).display()))
-            });
+            let opened = self.open_plan(trusted, gateway, copy);
             match opened {
                 Ok((p, lib)) => {
                     return LoadedPlan {
@@ -179,7 +208,7 @@ impl Store {
 
 /// Opens with the first trusted key that verifies; the last key's refusal otherwise (a bad
 /// signature under every key reads as one).
-fn open_with_any<T>(
+pub(crate) fn open_with_any<T>(
     trusted: &[VerifyingKey],
     open: impl Fn(&VerifyingKey) -> Result<T, Rejection>,
 ) -> Result<T, Rejection> {

@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use nightscape_core::GatewayId;
 use nightscape_core::wire::{self, About, Ack, AckResult, State, Topic};
-use nightscape_gateway::agent::{Inbound, Outbound, Settings, run};
+use nightscape_gateway::agent::{Inbound, Outbound, Settings, client, run};
 use nightscape_gateway::config::Mqtt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// A client that records every message under the prefix.
-async fn observer(prefix: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(format!("obs-{}", std::process::id()), "127.0.0.1", 1883);
+pub async fn observer(prefix: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut options =
+        MqttOptions::new(format!("obs-{}-{n}", std::process::id()), "127.0.0.1", 1883);
+    options.set_max_packet_size(1 << 20, 1 << 20);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut events) = AsyncClient::new(options, 64);
     client
@@ -32,7 +36,7 @@ async fn observer(prefix: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(String
     (client, rx)
 }
 
-async fn next_on(
+pub async fn next_on(
     rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     topic: &str,
     wanted: impl Fn(&[u8]) -> bool,
@@ -77,7 +81,15 @@ async fn the_agent_routes_both_ways_and_its_will_says_offline() {
     let (out_tx, out_rx) = mpsc::channel(16);
     let (connected_tx, mut connected) = watch::channel(false);
     let shutdown = CancellationToken::new();
-    let agent = tokio::spawn(run(settings, in_tx, out_rx, connected_tx, shutdown.clone()));
+    let mqtt = client(&settings);
+    let agent = tokio::spawn(run(
+        settings,
+        mqtt,
+        in_tx,
+        out_rx,
+        connected_tx,
+        shutdown.clone(),
+    ));
     tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c))
         .await
         .unwrap()

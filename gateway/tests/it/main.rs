@@ -8,6 +8,7 @@ mod dmx_mqtt;
 mod executor;
 mod guard;
 mod modbus;
+mod running;
 mod store;
 
 /// The core's reader of the shipped library, shared rather than copied.
@@ -43,6 +44,15 @@ pub async fn start_sim(
     lib: &ShowLibrary,
     sites: &[&str],
 ) -> (Sim, Arc<VirtualClock>, CancellationToken) {
+    start_sim_with(lib, sites, None).await
+}
+
+/// The same, subscribed for DMX over MQTT on the machine's broker under `prefix`.
+pub async fn start_sim_with(
+    lib: &ShowLibrary,
+    sites: &[&str],
+    prefix: Option<&str>,
+) -> (Sim, Arc<VirtualClock>, CancellationToken) {
     let clock = Arc::new(VirtualClock::new(1_798_000_000_000));
     let shutdown = CancellationToken::new();
     let sim = firmware_sim::start(
@@ -50,7 +60,11 @@ pub async fn start_sim(
             library: lib.clone(),
             sites: sites.iter().map(|s| s.parse::<SiteId>().unwrap()).collect(),
             bind: Bind::Ports,
-            broker: None,
+            broker: prefix.map(|p| firmware_sim::Broker {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                topic_prefix: p.into(),
+            }),
             multicast: false,
         },
         clock.clone() as Arc<dyn Clock>,

@@ -1,0 +1,1522 @@
+//! The running gateway: one task tree that plays the plan kept on disk and whatever the
+//! broker sends, with or without a network.
+//!
+//! At start it reads its data directory (the plan, the overrides — a latched blackout among
+//! them —, the last trusted wall time, the sACN source id and the undelivered events) and
+//! plays at once what should be playing now. Frames are paced on tokio's monotonic clock
+//! at the configured rate; the wall time each frame renders comes from the [`Clock`]
+//! through the trust rules of [`crate::trust`], so a virtual or scaled clock plays a month
+//! of nights at full frame rate. Every frame goes through the executor to the Art-Net and
+//! sACN sender, the DMX-over-MQTT publisher and one Modbus driver task per controller.
+//!
+//! A plan or overrides document from the broker is opened like the one on disk, acked
+//! applied or rejected with its reason, kept atomically, and played from its
+//! `effective_from`; a command (identify, channel test, resync) is acked, and an expired one
+//! is acked `expired`. Whatever changes the output is rendered and sent at once, not at the
+//! next frame. Events (cue changes, faults, refused documents, clock steps) go to the broker
+//! when it is there and to the on-disk journal when it is not, and are delivered after the
+//! next connection. On shutdown the outputs go to the configured safe state.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use nightscape_core::clock::Clock;
+use nightscape_core::endpoints::EndpointMap;
+use nightscape_core::model::{Output, StatusBit};
+use nightscape_core::plan::{self, OverridesDocument, Plan, Rejection};
+use nightscape_core::schedule::Cue;
+use nightscape_core::wire::{
+    self, About, Ack, AckResult, Action, ActiveCue, Command, ControllerHealth, Event, EventKind,
+    PowerSource, Severity, Telemetry,
+};
+use nightscape_core::{ControllerId, GatewayId, ShowLibrary};
+use rumqttc::AsyncClient;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{self, Inbound, Outbound};
+use crate::config::{Config, SafeState};
+use crate::dmx::Sender;
+use crate::dmx_mqtt::Publisher;
+use crate::executor::Executor;
+use crate::guard::{self, Destination, GuardError};
+use crate::journal::{self, Journal};
+use crate::modbus::{self, Health, Levels};
+use crate::store::{Copy, Kind, Store, open_with_any};
+use crate::trust::{Note, WallTime};
+
+/// Telemetry is published this often.
+pub const TELEMETRY_EVERY: Duration = Duration::from_secs(10);
+/// The retained state is published on every change and at least this often.
+pub const STATE_EVERY: Duration = Duration::from_secs(60);
+/// Controller health is looked at (and journaled events delivered) this often.
+const HEALTH_EVERY: Duration = Duration::from_millis(250);
+/// Journaled events handed to the broker per health tick.
+const DELIVER_PER_TICK: usize = 100;
+/// The last trusted wall time is written this often.
+const TRUSTED_SAVE_EVERY: Duration = Duration::from_secs(60);
+/// Every Modbus request's deadline, and how often status, power and uptime are read.
+const MODBUS_DEADLINE: Duration = Duration::from_secs(1);
+const MODBUS_POLL: Duration = Duration::from_secs(2);
+/// A Modbus controller unreachable this long has a fault opened.
+const UNREACHABLE_FAULT_AFTER: Duration = Duration::from_secs(3);
+/// After a switch-on, measured power is compared with the expected after this long.
+const LIT_CHECK_AFTER: Duration = Duration::from_secs(15);
+/// Measured below this share of the expected power: "did not light".
+const LIT_SHARE: f64 = 0.2;
+/// How long a dark safe state waits for the Modbus controllers to take their zeros.
+const DARK_WAIT: Duration = Duration::from_secs(2);
+
+/// What the gateway is started with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub config: Config,
+    /// Keys that may sign plans and overrides (read from `config.trusted_keys`).
+    pub trusted: Vec<VerifyingKey>,
+    /// Read from `config.endpoints`.
+    pub endpoints: Option<EndpointMap>,
+    /// Read from `config.mqtt.password_file`.
+    pub password: Option<String>,
+    /// Connect to the broker; without it the gateway plays what it has (`--plan`).
+    pub connect: bool,
+    /// A signed plan to play first (checked as one from the broker).
+    pub plan: Option<Vec<u8>>,
+}
+
+/// What the gateway is doing, for the command line, `up` and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    pub plan_version: Option<u64>,
+    /// A plan accepted and waiting for its `effective_from`.
+    pub pending_version: Option<u64>,
+    pub overrides_version: Option<u64>,
+    pub cue: Option<ActiveCue>,
+    /// Wall time (as played) the cue started.
+    pub cue_since_ms: Option<i64>,
+    pub blackout: bool,
+    pub frames: u64,
+    pub connected: bool,
+    pub clock_trusted: bool,
+    /// Events waiting in the journal for the broker.
+    pub journaled: usize,
+    pub universes: usize,
+    pub controllers: Vec<ControllerHealth>,
+    /// The last document or command refused, and why.
+    pub last_refusal: Option<String>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {dir}: {error}")]
+    Data { dir: String, error: io::Error },
+    #[error("the plan given: {0}")]
+    Plan(String),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error(
+        "mqtt.ca_file is set, but this build of the gateway has no TLS; reach the broker over the site's private network (or a local TLS tunnel) and remove ca_file"
+    )]
+    Tls,
+}
+
+/// A started gateway.
+#[derive(Debug)]
+pub struct Handle {
+    pub status: watch::Receiver<Status>,
+    /// Ends after `shutdown`, once the outputs are in their safe state.
+    pub done: JoinHandle<()>,
+}
+
+/// One Modbus controller's driver, seen from the frame loop.
+#[derive(Debug)]
+struct ModbusOut {
+    map_index: usize,
+    id: ControllerId,
+    levels: watch::Sender<Levels>,
+    health: watch::Receiver<Health>,
+    buf: Vec<u8>,
+    has_meter: bool,
+    /// Rated watts of the fixtures it drives, with their layout channels.
+    fixtures: Vec<(f64, Range<usize>)>,
+    unreachable_since: Option<Instant>,
+    fault_open: bool,
+    status_faults: Vec<StatusBit>,
+    rewrites: u64,
+    dark_fault_open: bool,
+}
+
+/// Everything a plan drives.
+#[derive(Debug)]
+struct Outputs {
+    dmx: Option<Sender>,
+    mqtt: Option<Publisher>,
+    modbus: Vec<ModbusOut>,
+    stop: CancellationToken,
+}
+
+/// The plan in force.
+#[derive(Debug)]
+struct Playing {
+    plan: Plan,
+    exec: Executor,
+    outputs: Outputs,
+    /// Rated watts and layout channels of every fixture driven by this gateway's
+    /// non-metered controllers (DMX ones included).
+    estimated: Vec<(f64, Range<usize>)>,
+}
+
+/// A commissioning overlay on the frame.
+#[derive(Debug, Clone)]
+enum Overlay {
+    /// Blink these layout channels at 1 Hz.
+    Blink(Vec<Range<usize>>),
+    /// Hold one layout channel at a level.
+    Set { channel: usize, level: u8 },
+}
+
+/// Frame statistics since the last telemetry.
+#[derive(Debug, Default)]
+struct FrameStats {
+    frames: u64,
+    late: u64,
+    intervals_ms: Vec<f32>,
+    last: Option<Instant>,
+    since: Option<Instant>,
+}
+
+struct Gateway {
+    id: GatewayId,
+    config: Config,
+    trusted: Vec<VerifyingKey>,
+    endpoints: Option<EndpointMap>,
+    clock: Arc<dyn Clock>,
+    store: Store,
+    journal: Journal,
+    wall: WallTime,
+    cid: [u8; 16],
+    client: Option<AsyncClient>,
+    outbound: Option<mpsc::Sender<Outbound>>,
+    connected: bool,
+    playing: Option<Playing>,
+    pending: Option<(Plan, ShowLibrary)>,
+    overrides: Option<OverridesDocument>,
+    overlays: Vec<(i64, Overlay)>,
+    /// The frame as sent: the executor's channels with overlays on top.
+    out: Vec<u8>,
+    now_ms: i64,
+    stats: FrameStats,
+    total_frames: u64,
+    status: watch::Sender<Status>,
+    started: std::time::Instant,
+    lit_check: Option<Instant>,
+    event_seq: u64,
+}
+
+/// Starts the gateway; it runs until `shutdown`.
+pub async fn start(
+    setup: Setup,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<Handle, StartError> {
+    let config = setup.config.clone();
+    if config.mqtt.ca_file.is_some() && setup.connect {
+        return Err(StartError::Tls);
+    }
+    let data = |error: io::Error| StartError::Data {
+        dir: config.data_dir.display().to_string(),
+        error,
+    };
+    let store = Store::open(&config.data_dir).map_err(data)?;
+    let cid = store.cid().map_err(data)?;
+    let (journal, journal_problems) = Journal::open(&config.data_dir, journal::CAPACITY);
+    let (status, status_rx) = watch::channel(Status::default());
+    let agent_stop = CancellationToken::new();
+    let (inbound_tx, inbound) = mpsc::channel(32);
+    let (connected_tx, connected_rx) = watch::channel(false);
+    let (client, outbound, agent_task) = if setup.connect {
+        let settings = agent::Settings {
+            gateway: config.gateway.clone(),
+            mqtt: config.mqtt.clone(),
+            password: setup.password.clone(),
+            keep_alive: Duration::from_secs(15),
+        };
+        let mqtt = agent::client(&settings);
+        let client = mqtt.0.clone();
+        let (out_tx, out_rx) = mpsc::channel(256);
+        let task = tokio::spawn(agent::run(
+            settings,
+            mqtt,
+            inbound_tx,
+            out_rx,
+            connected_tx,
+            agent_stop.clone(),
+        ));
+        (Some(client), Some(out_tx), Some(task))
+    } else {
+        (None, None, None)
+    };
+    let mut gw = Gateway {
+        id: config.gateway.clone(),
+        trusted: setup.trusted,
+        endpoints: setup.endpoints,
+        clock,
+        wall: WallTime::new(store.trusted_time()),
+        store,
+        journal,
+        cid,
+        client,
+        outbound,
+        connected: false,
+        playing: None,
+        pending: None,
+        overrides: None,
+        overlays: Vec::new(),
+        out: Vec::new(),
+        now_ms: 0,
+        stats: FrameStats::default(),
+        total_frames: 0,
+        status,
+        started: std::time::Instant::now(),
+        lit_check: None,
+        event_seq: 0,
+        config,
+    };
+    gw.read_clock();
+    for p in journal_problems {
+        gw.event(EventKind::Gateway, Severity::Warning, None, p);
+    }
+    gw.boot(setup.plan).await?;
+    let done = tokio::spawn(async move {
+        gw.run(inbound, connected_rx, shutdown).await;
+        agent_stop.cancel();
+        if let Some(task) = agent_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    });
+    Ok(Handle {
+        status: status_rx,
+        done,
+    })
+}
+
+fn active(cue: &Cue) -> ActiveCue {
+    ActiveCue {
+        scene: cue.scene.clone(),
+        brightness_pct: cue.brightness,
+        cause: (&cue.cause).into(),
+    }
+}
+
+fn describe(cue: &ActiveCue) -> String {
+    let what = match &cue.scene {
+        Some(scene) => format!("scene `{scene}` at {}", cue.brightness_pct),
+        None => "dark".to_string(),
+    };
+    let why = match &cue.cause {
+        wire::Cause::Idle => "no rule".to_string(),
+        wire::Cause::Rule { rule } => format!("rule `{rule}`"),
+        wire::Cause::Curfew { .. } => "curfew".to_string(),
+        wire::Cause::Override => "override".to_string(),
+        wire::Cause::Blackout => "blackout".to_string(),
+    };
+    format!("{what} ({why})")
+}
+
+fn percentile(values: &mut [f32], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f32::total_cmp);
+    let i = ((values.len() - 1) as f64 * p).round() as usize;
+    f64::from(values[i.min(values.len() - 1)])
+}
+
+/// Mean level (0–1) of some layout channels.
+fn mean_level(channels: &[u8], range: &Range<usize>) -> f64 {
+    let Some(slice) = channels.get(range.clone()) else {
+        return 0.0;
+    };
+    if slice.is_empty() {
+        return 0.0;
+    }
+    slice.iter().map(|&v| f64::from(v)).sum::<f64>() / (255.0 * slice.len() as f64)
+}
+
+fn watts(fixtures: &[(f64, Range<usize>)], channels: &[u8]) -> f64 {
+    fixtures
+        .iter()
+        .map(|(w, r)| w * mean_level(channels, r))
+        .sum()
+}
+
+impl Gateway {
+    /// Reads the clocks through the trust rules; reports what changed.
+    fn read_clock(&mut self) {
+        let issued = self.playing.as_ref().map(|p| p.plan.issued_at_ms);
+        let (now, note) = self
+            .wall
+            .observe(self.clock.now_ms(), self.clock.monotonic(), issued);
+        self.now_ms = now;
+        if let Some(note) = note {
+            let (severity, message) = match note {
+                Note::Untrusted { reads_ms, floor_ms } => (
+                    Severity::Fault,
+                    format!(
+                        "the clock reads {reads_ms} ms, before the last trusted time {floor_ms} ms; playing by the monotonic clock from there"
+                    ),
+                ),
+                Note::Trusted => (Severity::Info, "the clock is trusted again".to_string()),
+                Note::Stepped { by_ms } => (
+                    Severity::Warning,
+                    format!(
+                        "the clock stepped by {by_ms} ms; the schedule is evaluated at the new time"
+                    ),
+                ),
+            };
+            self.event(EventKind::Clock, severity, None, message);
+        }
+    }
+
+    fn plan_version(&self) -> Option<u64> {
+        self.playing.as_ref().map(|p| p.plan.version)
+    }
+
+    /// What to play at start: the plan given, else the one on disk (the previous one when
+    /// the current is damaged, or not yet in effect).
+    async fn boot(&mut self, given: Option<Vec<u8>>) -> Result<(), StartError> {
+        let loaded_overrides = self.store.load_overrides(&self.trusted, &self.id);
+        for p in loaded_overrides.problems {
+            self.event(EventKind::Overrides, Severity::Warning, None, p);
+        }
+        if let Some((doc, _)) = loaded_overrides.overrides {
+            self.overrides = Some(doc);
+        }
+        if let Some(bytes) = given {
+            let (plan, lib) = open_with_any(&self.trusted, |k| {
+                plan::open_plan(&bytes, k, &self.id, None)
+            })
+            .map_err(|e| StartError::Plan(e.to_string()))?;
+            let site = lib
+                .sites
+                .get(&plan.site)
+                .ok_or_else(|| StartError::Plan(format!("no site `{}`", plan.site)))?;
+            guard::destinations(
+                site,
+                &self.id,
+                self.endpoints.as_ref(),
+                self.config.loopback_only,
+            )?;
+            self.play(plan, lib).await.map_err(StartError::Plan)?;
+            return Ok(());
+        }
+        let loaded = self.store.load_plan(&self.trusted, &self.id);
+        let damaged = !loaded.problems.is_empty();
+        for p in loaded.problems {
+            self.event(EventKind::Plan, Severity::Fault, None, p);
+        }
+        let Some((plan, lib, copy)) = loaded.plan else {
+            self.event(
+                EventKind::Plan,
+                Severity::Warning,
+                None,
+                "no plan on disk: dark until one arrives".into(),
+            );
+            self.publish_status();
+            return Ok(());
+        };
+        if damaged {
+            self.event(
+                EventKind::Plan,
+                Severity::Warning,
+                None,
+                format!("playing the previous good plan, version {}", plan.version),
+            );
+        }
+        if copy == Copy::Current && plan.effective_from_ms > self.now_ms {
+            // Accepted but not yet due: the previous plays until then.
+            if let Ok((prev, prev_lib)) =
+                self.store
+                    .open_plan(&self.trusted, &self.id, Copy::Previous)
+            {
+                self.pending = Some((plan, lib));
+                if let Err(e) = self.play(prev, prev_lib).await {
+                    self.event(EventKind::Plan, Severity::Fault, None, e);
+                }
+                self.publish_status();
+                return Ok(());
+            }
+        }
+        if let Err(e) = self.play(plan, lib).await {
+            self.event(EventKind::Plan, Severity::Fault, None, e);
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Makes `plan` the one in force: the executor moves to it, the outputs are built anew.
+    async fn play(&mut self, plan: Plan, lib: ShowLibrary) -> Result<(), String> {
+        let site = lib
+            .sites
+            .get(&plan.site)
+            .ok_or_else(|| format!("the plan has no site `{}`", plan.site))?;
+        let to = guard::destinations(
+            site,
+            &self.id,
+            self.endpoints.as_ref(),
+            self.config.loopback_only,
+        )
+        .map_err(|e| e.to_string())?;
+        let exec = match self.playing.take() {
+            Some(mut old) => {
+                old.outputs.stop.cancel();
+                old.exec
+                    .change_plan(&lib, self.now_ms)
+                    .map_err(|e| e.to_string())?;
+                old.exec
+            }
+            None => Executor::new(&lib, &plan.site, self.now_ms).map_err(|e| e.to_string())?,
+        };
+        let mut exec = exec;
+        exec.set_overrides(self.current_overrides());
+        let outputs = self.outputs(&lib, &plan, &exec, &to).await?;
+        let map = exec.map();
+        let mut estimated = Vec::new();
+        let metered: Vec<&ControllerId> = outputs
+            .modbus
+            .iter()
+            .filter(|m| m.has_meter)
+            .map(|m| &m.id)
+            .collect();
+        for cm in map.controllers() {
+            if !to.contains_key(&cm.controller) || metered.contains(&&cm.controller) {
+                continue;
+            }
+            for sink in &cm.sinks {
+                for run in &sink.runs {
+                    let w = site.fixtures.get(run.fixture).map_or(0.0, |f| f.power_w);
+                    estimated.push((w, run.channels.clone()));
+                }
+            }
+        }
+        self.overlays.clear();
+        self.event(
+            EventKind::Plan,
+            Severity::Info,
+            None,
+            format!(
+                "playing plan version {} for site `{}` ({} universes, {} Modbus controllers)",
+                plan.version,
+                plan.site,
+                outputs.dmx.as_ref().map_or(0, Sender::universes)
+                    + outputs.mqtt.as_ref().map_or(0, Publisher::universes),
+                outputs.modbus.len()
+            ),
+        );
+        self.playing = Some(Playing {
+            plan,
+            exec,
+            outputs,
+            estimated,
+        });
+        Ok(())
+    }
+
+    /// Builds the senders and starts a driver per Modbus controller.
+    async fn outputs(
+        &self,
+        lib: &ShowLibrary,
+        plan: &Plan,
+        exec: &Executor,
+        to: &std::collections::BTreeMap<ControllerId, Destination>,
+    ) -> Result<Outputs, String> {
+        let site = &lib.sites[&plan.site];
+        let map = exec.map();
+        let stop = CancellationToken::new();
+        let udp = to
+            .values()
+            .any(|d| matches!(d, Destination::Udp(_) | Destination::Multicast { .. }));
+        let dmx = if udp {
+            let sender = Sender::new(
+                site,
+                map,
+                to,
+                self.cid,
+                &format!("Nightscape {}", self.id),
+                self.config.loopback_only,
+            )
+            .await
+            .map_err(|e| format!("cannot open the DMX socket: {e}"))?;
+            Some(sender)
+        } else {
+            None
+        };
+        let mqtt = self.client.as_ref().map(|_| {
+            Publisher::new(map, &self.config.mqtt.topic_prefix, |c| {
+                to.get(c) == Some(&Destination::Broker)
+            })
+        });
+        let mut modbus_outs = Vec::new();
+        for (map_index, cm) in map.controllers().iter().enumerate() {
+            let Some(Destination::Tcp(addr)) = to.get(&cm.controller) else {
+                continue;
+            };
+            let c = &site.controllers[cm.index];
+            let Output::Modbus { unit, profile, .. } = &c.output else {
+                continue;
+            };
+            let Some(profile) = lib.profiles.get(profile) else {
+                continue;
+            };
+            let profile = Arc::new(profile.clone());
+            let channels = usize::from(profile.levels.channels);
+            let (levels_tx, levels_rx) = watch::channel(Levels {
+                channels: vec![0; channels],
+                fade: None,
+            });
+            let (health_tx, health_rx) = watch::channel(Health::default());
+            let settings = modbus::Settings {
+                controller: c.id.clone(),
+                addr: *addr,
+                unit: *unit,
+                profile: profile.clone(),
+                // The gateway renders every fade; the controller's fade register stays 0.
+                controller_fades: false,
+                deadline: MODBUS_DEADLINE,
+                poll_every: MODBUS_POLL,
+            };
+            tokio::spawn(modbus::run(
+                settings,
+                levels_rx,
+                health_tx,
+                stop.child_token(),
+            ));
+            let fixtures = cm
+                .sinks
+                .iter()
+                .flat_map(|s| s.runs.iter())
+                .map(|r| {
+                    (
+                        site.fixtures.get(r.fixture).map_or(0.0, |f| f.power_w),
+                        r.channels.clone(),
+                    )
+                })
+                .collect();
+            modbus_outs.push(ModbusOut {
+                map_index,
+                id: c.id.clone(),
+                levels: levels_tx,
+                health: health_rx,
+                buf: vec![0; channels],
+                has_meter: profile.power.is_some(),
+                fixtures,
+                unreachable_since: None,
+                fault_open: false,
+                status_faults: Vec::new(),
+                rewrites: 0,
+                dark_fault_open: false,
+            });
+        }
+        Ok(Outputs {
+            dmx,
+            mqtt,
+            modbus: modbus_outs,
+            stop,
+        })
+    }
+
+    fn current_overrides(&self) -> Vec<nightscape_core::schedule::Override> {
+        self.overrides
+            .as_ref()
+            .and_then(|d| d.to_overrides().ok())
+            .unwrap_or_default()
+    }
+
+    async fn run(
+        &mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut connected: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+    ) {
+        let period = Duration::from_secs(1) / self.config.frame_rate_hz.clamp(1, 44);
+        let mut next = Instant::now();
+        let mut health = tokio::time::interval(HEALTH_EVERY);
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut telemetry = tokio::time::interval(TELEMETRY_EVERY);
+        telemetry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut state = tokio::time::interval(STATE_EVERY);
+        state.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut save_time = tokio::time::interval(TRUSTED_SAVE_EVERY);
+        save_time.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.event(
+            EventKind::Gateway,
+            Severity::Info,
+            None,
+            format!("started at {} Hz", self.config.frame_rate_hz),
+        );
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(next) => {
+                    let now = Instant::now();
+                    if let Some(last) = self.stats.last {
+                        let interval = now.duration_since(last);
+                        self.stats.intervals_ms.push(
+                            (interval.as_secs_f64() * 1000.0 - period.as_secs_f64() * 1000.0).abs() as f32,
+                        );
+                    }
+                    if now.duration_since(next) > period {
+                        self.stats.late += 1;
+                    }
+                    self.stats.last = Some(now);
+                    self.frame().await;
+                    next += period;
+                    if next < now {
+                        // Far behind (a stalled machine): start again from now, not in a burst.
+                        next = now + period;
+                    }
+                }
+                message = inbound.recv(), if self.outbound.is_some() => {
+                    if let Some(message) = message {
+                        self.on_message(message).await;
+                    }
+                }
+                changed = connected.changed(), if self.outbound.is_some() => {
+                    if changed.is_ok() {
+                        self.connected = *connected.borrow_and_update();
+                        if self.connected {
+                            self.send_state();
+                        }
+                        self.publish_status();
+                    }
+                }
+                _ = health.tick() => {
+                    self.check_health();
+                    self.deliver_journal();
+                    self.publish_status();
+                }
+                _ = telemetry.tick() => self.send_telemetry(period),
+                _ = state.tick() => self.send_state(),
+                _ = save_time.tick() => self.save_trusted_time(),
+            }
+        }
+        self.stop().await;
+    }
+
+    /// One frame: the wall time, a pending plan due, the executor, overlays, the outputs.
+    async fn frame(&mut self) {
+        self.read_clock();
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(p, _)| p.effective_from_ms <= self.now_ms)
+            && let Some((plan, lib)) = self.pending.take()
+        {
+            let version = plan.version;
+            if let Err(e) = self.play(plan, lib).await {
+                self.event(
+                    EventKind::Plan,
+                    Severity::Fault,
+                    None,
+                    format!("plan version {version} could not start: {e}"),
+                );
+            }
+        }
+        let now_ms = self.now_ms;
+        let Some(playing) = self.playing.as_mut() else {
+            return;
+        };
+        let changed = playing.exec.tick(now_ms).map(active);
+        let cause_changed =
+            changed.is_none() && playing.exec.cue().map(active) != self.status.borrow().cue;
+        self.overlays.retain(|(until, _)| *until > now_ms);
+        self.out.clear();
+        self.out.extend_from_slice(playing.exec.channels());
+        for (_, overlay) in &self.overlays {
+            match overlay {
+                Overlay::Blink(ranges) => {
+                    let on = now_ms.rem_euclid(1000) < 500;
+                    for r in ranges {
+                        if let Some(s) = self.out.get_mut(r.clone()) {
+                            s.fill(if on { 255 } else { 0 });
+                        }
+                    }
+                }
+                Overlay::Set { channel, level } => {
+                    if let Some(v) = self.out.get_mut(*channel) {
+                        *v = *level;
+                    }
+                }
+            }
+        }
+        let map = playing.exec.map();
+        if let Some(dmx) = playing.outputs.dmx.as_mut()
+            && let Err(e) = dmx.send(map, &self.out).await
+        {
+            tracing::warn!("DMX send: {e}");
+        }
+        if let (Some(publisher), Some(client)) = (playing.outputs.mqtt.as_mut(), &self.client) {
+            publisher.publish(client, map, &self.out);
+        }
+        for m in &mut playing.outputs.modbus {
+            map.controllers()[m.map_index].sinks[0].gather(&self.out, &mut m.buf);
+            let buf = &m.buf;
+            m.levels.send_if_modified(|l| {
+                if l.channels == *buf {
+                    false
+                } else {
+                    l.channels.clone_from(buf);
+                    true
+                }
+            });
+        }
+        self.stats.frames += 1;
+        self.total_frames += 1;
+        if let Some(cue) = changed {
+            let lit =
+                cue.scene.is_some() && cue.brightness_pct > nightscape_core::model::Level::ZERO;
+            self.lit_check = lit.then(|| Instant::now() + LIT_CHECK_AFTER);
+            let message = format!("now {}", describe(&cue));
+            let mut e = self.make_event(EventKind::Cue, Severity::Info, None, message);
+            e.cue = Some(cue);
+            self.emit(e);
+            self.send_state();
+            self.publish_status();
+        } else if cause_changed {
+            self.send_state();
+            self.publish_status();
+        }
+    }
+
+    async fn on_message(&mut self, message: Inbound) {
+        match message {
+            Inbound::Plan(bytes) => self.on_plan(&bytes).await,
+            Inbound::Overrides(bytes) => self.on_overrides(&bytes),
+            Inbound::Command(bytes) => self.on_command(&bytes).await,
+        }
+        // What changed leaves now, not at the next frame.
+        self.frame().await;
+    }
+
+    async fn on_plan(&mut self, bytes: &[u8]) {
+        let opened = open_with_any(&self.trusted, |k| plan::open_plan(bytes, k, &self.id, None));
+        let (plan, lib) = match opened {
+            Ok(p) => p,
+            Err(e) => return self.refuse(About::Plan, version_of(bytes), e.to_string()),
+        };
+        let newest = self
+            .pending
+            .as_ref()
+            .map(|(p, _)| p)
+            .or(self.playing.as_ref().map(|p| &p.plan));
+        if let Some(newest) = newest {
+            if plan.version == newest.version && plan.content_hash == newest.content_hash {
+                // The retained plan again (after a reconnect): nothing to do but say so.
+                return self.ack(
+                    About::Plan,
+                    plan.version.to_string(),
+                    AckResult::Applied,
+                    None,
+                );
+            }
+            if plan.version <= newest.version {
+                let why = Rejection::NotNewer {
+                    kind: "plan",
+                    current: newest.version,
+                    got: plan.version,
+                };
+                return self.refuse(About::Plan, plan.version.to_string(), why.to_string());
+            }
+        }
+        let Some(site) = lib.sites.get(&plan.site) else {
+            return self.refuse(
+                About::Plan,
+                plan.version.to_string(),
+                format!("the plan has no site `{}`", plan.site),
+            );
+        };
+        if let Err(e) = guard::destinations(
+            site,
+            &self.id,
+            self.endpoints.as_ref(),
+            self.config.loopback_only,
+        ) {
+            return self.refuse(About::Plan, plan.version.to_string(), e.to_string());
+        }
+        if let Err(e) = self.store.save(Kind::Plan, bytes) {
+            return self.refuse(
+                About::Plan,
+                plan.version.to_string(),
+                format!("the plan could not be kept on disk: {e}"),
+            );
+        }
+        let version = plan.version;
+        if plan.effective_from_ms > self.now_ms {
+            let reason = format!("in effect from {} ms", plan.effective_from_ms);
+            self.pending = Some((plan, lib));
+            self.ack(
+                About::Plan,
+                version.to_string(),
+                AckResult::Applied,
+                Some(reason),
+            );
+        } else {
+            self.pending = None;
+            match self.play(plan, lib).await {
+                Ok(()) => self.ack(About::Plan, version.to_string(), AckResult::Applied, None),
+                Err(e) => self.refuse(About::Plan, version.to_string(), e),
+            }
+        }
+        self.send_state();
+    }
+
+    fn on_overrides(&mut self, bytes: &[u8]) {
+        let current = self.overrides.as_ref().map(|d| d.version);
+        let opened = open_with_any(&self.trusted, |k| {
+            plan::open::<OverridesDocument>(bytes, k, &self.id, None)
+        });
+        let doc = match opened {
+            Ok(d) => d,
+            Err(e) => return self.refuse(About::Overrides, version_of(bytes), e.to_string()),
+        };
+        let id = doc.version.to_string();
+        if current == Some(doc.version) && self.overrides.as_ref() == Some(&doc) {
+            return self.ack(About::Overrides, id, AckResult::Applied, None);
+        }
+        if let Some(current) = current
+            && doc.version <= current
+        {
+            let why = Rejection::NotNewer {
+                kind: "overrides document",
+                current,
+                got: doc.version,
+            };
+            return self.refuse(About::Overrides, id, why.to_string());
+        }
+        let overrides = match doc.to_overrides() {
+            Ok(o) => o,
+            Err(e) => return self.refuse(About::Overrides, id, e.to_string()),
+        };
+        if let Err(e) = self.store.save(Kind::Overrides, bytes) {
+            return self.refuse(
+                About::Overrides,
+                id,
+                format!("the overrides could not be kept on disk: {e}"),
+            );
+        }
+        if let Some(p) = self.playing.as_mut() {
+            p.exec.set_overrides(overrides);
+        }
+        self.event(
+            EventKind::Overrides,
+            Severity::Info,
+            None,
+            format!(
+                "overrides version {} applied ({} entries)",
+                doc.version,
+                doc.overrides.len()
+            ),
+        );
+        self.overrides = Some(doc);
+        self.ack(About::Overrides, id, AckResult::Applied, None);
+        self.send_state();
+    }
+
+    async fn on_command(&mut self, bytes: &[u8]) {
+        let command: Command = match wire::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let id = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
+                    .unwrap_or_else(|| "?".into());
+                return self.refuse(
+                    About::Cmd,
+                    id,
+                    format!("not a command this gateway reads: {e}"),
+                );
+            }
+        };
+        if command.expires_ms < self.now_ms {
+            self.event(
+                EventKind::Command,
+                Severity::Warning,
+                None,
+                format!("command `{}` arrived expired", command.id),
+            );
+            return self.ack(About::Cmd, command.id, AckResult::Expired, None);
+        }
+        match self.run_command(&command.action).await {
+            Ok(what) => {
+                self.event(
+                    EventKind::Command,
+                    Severity::Info,
+                    None,
+                    format!("command `{}`: {what}", command.id),
+                );
+                self.ack(About::Cmd, command.id, AckResult::Applied, None);
+            }
+            Err(why) => self.refuse(About::Cmd, command.id, why),
+        }
+    }
+
+    /// Runs a command; says what it did, or why not.
+    pub(crate) async fn run_command(&mut self, action: &Action) -> Result<String, String> {
+        let now_ms = self.now_ms;
+        let Some(playing) = self.playing.as_mut() else {
+            return Err("no plan plays yet".into());
+        };
+        let layout = playing.exec.layout();
+        let map = playing.exec.map();
+        let until = |seconds: u32| now_ms + i64::from(seconds.clamp(1, 3600)) * 1000;
+        match action {
+            Action::Identify {
+                fixture,
+                controller,
+                seconds,
+            } => {
+                let mut ranges = Vec::new();
+                if let Some(f) = fixture {
+                    let i = layout
+                        .fixture_index(f)
+                        .ok_or_else(|| format!("no fixture `{f}` on this site"))?;
+                    ranges.push(layout.fixtures()[i].channels.clone());
+                }
+                if let Some(c) = controller {
+                    let cm = map
+                        .controller(c)
+                        .ok_or_else(|| format!("no controller `{c}` on this site"))?;
+                    ranges.extend(
+                        cm.sinks
+                            .iter()
+                            .flat_map(|s| s.runs.iter())
+                            .map(|r| r.channels.clone()),
+                    );
+                }
+                if ranges.is_empty() {
+                    return Err("identify needs a fixture or a controller".into());
+                }
+                self.overlays
+                    .push((until(*seconds), Overlay::Blink(ranges)));
+                Ok(format!("identify for {seconds} s"))
+            }
+            Action::ChannelTest {
+                controller,
+                universe,
+                channel,
+                level,
+                seconds,
+            } => {
+                let cm = map
+                    .controller(controller)
+                    .ok_or_else(|| format!("no controller `{controller}` on this site"))?;
+                let sink = cm
+                    .sinks
+                    .iter()
+                    .find(|s| match (universe, s.address) {
+                        (None, _) => true,
+                        (Some(u), nightscape_core::output::SinkAddress::Universe(x)) => {
+                            universe_number(x) == *u
+                        }
+                        (Some(_), _) => false,
+                    })
+                    .ok_or_else(|| {
+                        format!("controller `{controller}` has no universe {universe:?}")
+                    })?;
+                let position = u32::from(*channel);
+                let run = sink
+                    .runs
+                    .iter()
+                    .find(|r| r.positions().contains(&position))
+                    .ok_or_else(|| {
+                        format!("channel {channel} of controller `{controller}` carries no fixture")
+                    })?;
+                let layout_channel =
+                    run.channels.start + (position - u32::from(run.first)) as usize;
+                self.overlays.push((
+                    until(*seconds),
+                    Overlay::Set {
+                        channel: layout_channel,
+                        level: *level,
+                    },
+                ));
+                Ok(format!("channel {channel} at {level} for {seconds} s"))
+            }
+            Action::Resync => {
+                // Rebuild every output: Modbus controllers are written in full again.
+                let plan = playing.plan.clone();
+                let (plan2, lib) = self
+                    .store
+                    .open_plan(&self.trusted, &self.id, Copy::Current)
+                    .ok()
+                    .filter(|(p, _)| p.version == plan.version)
+                    .ok_or(
+                        "the plan in force is not the one on disk; resync waits for the next plan",
+                    )?;
+                self.play(plan2, lib).await?;
+                self.send_state();
+                Ok("state republished, every controller rewritten".into())
+            }
+        }
+    }
+
+    fn ack(&mut self, about: About, id: String, result: AckResult, reason: Option<String>) {
+        self.send(Outbound::Ack(Ack {
+            schema: wire::SCHEMA,
+            gateway: self.id.clone(),
+            about,
+            id,
+            result,
+            reason,
+        }));
+    }
+
+    fn refuse(&mut self, about: About, id: String, why: String) {
+        tracing::warn!("refused {about:?} `{id}`: {why}");
+        let kind = match about {
+            About::Plan => EventKind::Plan,
+            About::Overrides => EventKind::Overrides,
+            About::Cmd => EventKind::Command,
+        };
+        self.event(
+            kind,
+            Severity::Warning,
+            None,
+            format!("refused `{id}`: {why}"),
+        );
+        self.status
+            .send_modify(|s| s.last_refusal = Some(why.clone()));
+        self.ack(about, id, AckResult::Rejected, Some(why));
+    }
+
+    fn send(&mut self, message: Outbound) {
+        if let Some(out) = &self.outbound
+            && out.try_send(message).is_err()
+        {
+            tracing::warn!("the MQTT agent is not keeping up; a message was dropped");
+        }
+    }
+
+    fn make_event(
+        &mut self,
+        kind: EventKind,
+        severity: Severity,
+        controller: Option<ControllerId>,
+        message: String,
+    ) -> Event {
+        self.event_seq += 1;
+        let mut salt = [0u8; 4];
+        let _ = getrandom::fill(&mut salt);
+        Event {
+            schema: wire::SCHEMA,
+            gateway: self.id.clone(),
+            at_ms: self.now_ms,
+            id: format!("{:x}-{}-{}", self.now_ms, plan::hex(&salt), self.event_seq),
+            kind,
+            severity,
+            controller,
+            message,
+            cue: None,
+        }
+    }
+
+    fn event(
+        &mut self,
+        kind: EventKind,
+        severity: Severity,
+        controller: Option<ControllerId>,
+        message: String,
+    ) {
+        let e = self.make_event(kind, severity, controller, message);
+        self.emit(e);
+    }
+
+    /// To the broker when connected (and nothing older waits), else to the journal.
+    fn emit(&mut self, e: Event) {
+        match e.severity {
+            Severity::Fault => tracing::error!("{:?}: {}", e.kind, e.message),
+            Severity::Warning => tracing::warn!("{:?}: {}", e.kind, e.message),
+            Severity::Info => tracing::info!("{:?}: {}", e.kind, e.message),
+        }
+        if self.connected && self.journal.is_empty() {
+            self.send(Outbound::Event(e));
+        } else if let Err(err) = self.journal.push(e) {
+            tracing::error!("the event journal cannot be written: {err}");
+        }
+    }
+
+    fn deliver_journal(&mut self) {
+        if !self.connected || self.journal.is_empty() && self.journal.dropped() == 0 {
+            return;
+        }
+        let (events, dropped) = match self.journal.take(DELIVER_PER_TICK) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("the event journal cannot be rewritten: {e}");
+                return;
+            }
+        };
+        if dropped > 0 {
+            let e = self.make_event(
+                EventKind::Gateway,
+                Severity::Warning,
+                None,
+                format!("{dropped} events were dropped while offline (the journal was full)"),
+            );
+            self.send(Outbound::Event(e));
+        }
+        for e in events {
+            self.send(Outbound::Event(e));
+        }
+    }
+
+    fn state(&self) -> wire::State {
+        let cue = self.playing.as_ref().and_then(|p| p.exec.cue()).map(active);
+        wire::State {
+            schema: wire::SCHEMA,
+            gateway: self.id.clone(),
+            online: true,
+            plan_version: self.plan_version(),
+            plan_hash: self.playing.as_ref().map(|p| p.plan.content_hash.clone()),
+            blackout: cue
+                .as_ref()
+                .is_some_and(|c| c.cause == wire::Cause::Blackout),
+            cue,
+            overrides: self
+                .overrides
+                .as_ref()
+                .map(|d| {
+                    d.overrides
+                        .iter()
+                        .filter(|o| {
+                            o.from_ms <= self.now_ms && o.until_ms.is_none_or(|u| u > self.now_ms)
+                        })
+                        .map(|o| o.id.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            uptime_s: self.started.elapsed().as_secs(),
+            clock_trusted: self.wall.trusted(),
+        }
+    }
+
+    fn send_state(&mut self) {
+        if self.outbound.is_some() {
+            let state = self.state();
+            self.send(Outbound::State(state));
+        }
+    }
+
+    fn controller_health(&self) -> Vec<ControllerHealth> {
+        let Some(p) = &self.playing else {
+            return Vec::new();
+        };
+        p.outputs
+            .modbus
+            .iter()
+            .map(|m| {
+                let h = m.health.borrow();
+                ControllerHealth {
+                    controller: m.id.clone(),
+                    faults: h
+                        .readings
+                        .status
+                        .as_ref()
+                        .map(|s| s.faults.clone())
+                        .unwrap_or_default(),
+                    reachable: h.reachable,
+                    errors: h.errors,
+                    last_error: h.last_error.clone(),
+                    power_w: h.readings.power_w,
+                    uptime_s: h.readings.uptime.map(|u| u.as_secs()),
+                }
+            })
+            .collect()
+    }
+
+    fn publish_status(&self) {
+        let cue = self.playing.as_ref().and_then(|p| p.exec.cue()).map(active);
+        let status = Status {
+            plan_version: self.plan_version(),
+            pending_version: self.pending.as_ref().map(|(p, _)| p.version),
+            overrides_version: self.overrides.as_ref().map(|d| d.version),
+            blackout: cue
+                .as_ref()
+                .is_some_and(|c| c.cause == wire::Cause::Blackout),
+            cue_since_ms: self.status.borrow().cue_since_ms,
+            cue,
+            frames: self.total_frames,
+            connected: self.connected,
+            clock_trusted: self.wall.trusted(),
+            journaled: self.journal.len(),
+            universes: self.playing.as_ref().map_or(0, |p| {
+                p.outputs.dmx.as_ref().map_or(0, Sender::universes)
+                    + p.outputs.mqtt.as_ref().map_or(0, Publisher::universes)
+            }),
+            controllers: self.controller_health(),
+            last_refusal: self.status.borrow().last_refusal.clone(),
+        };
+        self.status.send_if_modified(|s| {
+            let since = if s.cue != status.cue {
+                Some(self.now_ms)
+            } else {
+                s.cue_since_ms
+            };
+            let next = Status {
+                cue_since_ms: since,
+                ..status
+            };
+            if *s == next {
+                false
+            } else {
+                *s = next;
+                true
+            }
+        });
+    }
+
+    /// Opens and closes controller faults from the drivers' health.
+    fn check_health(&mut self) {
+        let now = Instant::now();
+        let lit_due = self.lit_check.is_some_and(|at| now >= at);
+        if lit_due {
+            self.lit_check = None;
+        }
+        let mut events = Vec::new();
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        let channels = p.exec.channels();
+        for m in &mut p.outputs.modbus {
+            let h = m.health.borrow().clone();
+            if h.reachable {
+                m.unreachable_since = None;
+                if m.fault_open {
+                    m.fault_open = false;
+                    events.push((
+                        Severity::Info,
+                        m.id.clone(),
+                        "reachable again; output restored".to_string(),
+                    ));
+                }
+            } else {
+                let since = *m.unreachable_since.get_or_insert(now);
+                if !m.fault_open && now.duration_since(since) >= UNREACHABLE_FAULT_AFTER {
+                    m.fault_open = true;
+                    let why = h
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "no connection".into());
+                    events.push((Severity::Fault, m.id.clone(), format!("unreachable: {why}")));
+                }
+            }
+            if h.rewrites > m.rewrites {
+                m.rewrites = h.rewrites;
+                events.push((
+                    Severity::Warning,
+                    m.id.clone(),
+                    "the controller restarted (its uptime went back); every level was written again".to_string(),
+                ));
+            }
+            let faults = h
+                .readings
+                .status
+                .as_ref()
+                .map(|s| s.faults.clone())
+                .unwrap_or_default();
+            if faults != m.status_faults {
+                let (severity, message) = if faults.is_empty() {
+                    (Severity::Info, "status healthy again".to_string())
+                } else {
+                    let names: Vec<&str> = faults.iter().map(|b| b.name()).collect();
+                    (
+                        Severity::Fault,
+                        format!("status reports {}", names.join(", ")),
+                    )
+                };
+                m.status_faults = faults;
+                events.push((severity, m.id.clone(), message));
+            }
+            if lit_due && m.has_meter && h.reachable {
+                let expected = watts(&m.fixtures, channels);
+                let measured = h.readings.power_w.unwrap_or(0.0);
+                if expected > 1.0 && measured < expected * LIT_SHARE {
+                    m.dark_fault_open = true;
+                    events.push((
+                        Severity::Fault,
+                        m.id.clone(),
+                        format!(
+                            "did not light: {measured:.0} W measured, {expected:.0} W expected"
+                        ),
+                    ));
+                } else if m.dark_fault_open {
+                    m.dark_fault_open = false;
+                    events.push((
+                        Severity::Info,
+                        m.id.clone(),
+                        format!("lit: {measured:.0} W measured"),
+                    ));
+                }
+            }
+        }
+        for (severity, controller, message) in events {
+            self.event(EventKind::Fault, severity, Some(controller), message);
+        }
+    }
+
+    fn send_telemetry(&mut self, period: Duration) {
+        let stats = std::mem::take(&mut self.stats);
+        let last = stats.last;
+        let elapsed = stats.since.map_or(TELEMETRY_EVERY, |s| s.elapsed());
+        self.stats.since = Some(Instant::now());
+        self.stats.last = last;
+        if self.outbound.is_none() {
+            return;
+        }
+        let mut intervals = stats.intervals_ms;
+        let jitter_p99_ms = percentile(&mut intervals, 0.99);
+        let max_frame_ms = intervals
+            .last()
+            .map_or(0.0, |&j| f64::from(j) + period.as_secs_f64() * 1000.0);
+        let (power_w, power_source) = match &self.playing {
+            None => (0.0, PowerSource::Estimated),
+            Some(p) => {
+                let channels = p.exec.channels();
+                let mut measured = 0.0;
+                let mut metered = 0;
+                for m in p.outputs.modbus.iter().filter(|m| m.has_meter) {
+                    if let Some(w) = m.health.borrow().readings.power_w {
+                        measured += w;
+                        metered += 1;
+                    } else {
+                        measured += watts(&m.fixtures, channels);
+                    }
+                }
+                let estimated = watts(&p.estimated, channels);
+                let source = match (metered > 0, !p.estimated.is_empty()) {
+                    (true, false) => PowerSource::Measured,
+                    (true, true) => PowerSource::Mixed,
+                    (false, _) => PowerSource::Estimated,
+                };
+                (measured + estimated, source)
+            }
+        };
+        let telemetry = Telemetry {
+            schema: wire::SCHEMA,
+            gateway: self.id.clone(),
+            at_ms: self.now_ms,
+            controllers: self.controller_health(),
+            frames: stats.frames,
+            late_frames: stats.late,
+            frame_rate_hz: stats.frames as f64 / elapsed.as_secs_f64().max(1e-3),
+            jitter_p99_ms,
+            max_frame_ms,
+            power_w,
+            power_source,
+            cue: self.playing.as_ref().and_then(|p| p.exec.cue()).map(active),
+            clock_trusted: self.wall.trusted(),
+            clock_offset_ms: self.wall.offset_ms(),
+        };
+        self.send(Outbound::Telemetry(telemetry));
+    }
+
+    fn save_trusted_time(&self) {
+        if self.wall.trusted()
+            && let Err(e) = self.store.save_trusted_time(self.wall.last_trusted_ms())
+        {
+            tracing::warn!("cannot keep the trusted time: {e}");
+        }
+    }
+
+    /// The safe state: dark sends zeros everywhere first; hold leaves the last look.
+    async fn stop(&mut self) {
+        let dark = self.config.safe_state == SafeState::Dark;
+        self.save_trusted_time();
+        if let Some(p) = self.playing.as_mut() {
+            if dark {
+                let zeros = vec![0u8; p.exec.channels().len()];
+                let map = p.exec.map();
+                for m in &p.outputs.modbus {
+                    m.levels.send_modify(|l| l.channels.fill(0));
+                }
+                if let (Some(publisher), Some(client)) = (p.outputs.mqtt.as_mut(), &self.client) {
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                    publisher.publish(client, map, &zeros);
+                }
+                let deadline = Instant::now() + DARK_WAIT;
+                for m in &mut p.outputs.modbus {
+                    let mut health = m.health.clone();
+                    let _ = tokio::time::timeout_at(
+                        deadline,
+                        health.wait_for(|h| {
+                            !h.reachable
+                                || h.written
+                                    .as_ref()
+                                    .is_some_and(|w| w.iter().all(|&v| v == 0))
+                        }),
+                    )
+                    .await;
+                }
+            }
+            if let Some(dmx) = p.outputs.dmx.as_mut()
+                && let Err(e) = dmx.stop(dark).await
+            {
+                tracing::warn!("DMX stop: {e}");
+            }
+            p.outputs.stop.cancel();
+        }
+        self.event(
+            EventKind::Gateway,
+            Severity::Info,
+            None,
+            format!("stopped; outputs {}", if dark { "dark" } else { "holding" }),
+        );
+    }
+}
+
+/// A universe's number as commands name it.
+fn universe_number(u: nightscape_core::model::Universe) -> u16 {
+    use nightscape_core::model::Universe;
+    match u {
+        Universe::Sacn(x) => x.get(),
+        Universe::ArtNet(x) => x.get(),
+        Universe::DmxMqtt(x) => x,
+    }
+}
+
+/// The version a refused document claims, for its ack (`?` when it has none).
+fn version_of(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("document")?.get("version")?.as_u64())
+        .map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_watts() {
+        let mut v = vec![3.0, 1.0, 2.0, 100.0];
+        assert_eq!(percentile(&mut v, 0.0), 1.0);
+        assert_eq!(percentile(&mut v, 1.0), 100.0);
+        assert_eq!(percentile(&mut [], 0.99), 0.0);
+        let channels = [255, 255, 0, 0];
+        assert_eq!(watts(&[(10.0, 0..2), (8.0, 2..4)], &channels), 10.0);
+        assert_eq!(mean_level(&channels, &(1..3)), 0.5);
+        assert_eq!(mean_level(&channels, &(3..9)), 0.0);
+    }
+
+    #[test]
+    fn a_refused_documents_version_is_read_when_it_has_one() {
+        assert_eq!(version_of(br#"{"document":{"version":7}}"#), "7");
+        assert_eq!(version_of(b"garbage"), "?");
+    }
+}

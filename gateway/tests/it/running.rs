@@ -1,0 +1,791 @@
+//! The whole gateway running: plans and overrides published on the machine's Mosquitto
+//! under a prefix of this run, the simulator's controllers on loopback, a virtual clock.
+//! What the simulator shows is checked against the executor's frame at the same instant.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use firmware_sim::faults::{Fault, FaultKind};
+use nightscape_core::clock::{Clock, VirtualClock};
+use nightscape_core::endpoints::EndpointMap;
+use nightscape_core::plan::{self, OverrideEntry, OverrideEntryKind, OverridesDocument};
+use nightscape_core::schedule::epoch_day;
+use nightscape_core::sun::Almanac;
+use nightscape_core::wire::{self, Ack, AckResult, Event, EventKind, Severity, Topic};
+use nightscape_core::{GatewayId, ShowLibrary, SiteId, SourceFile, check};
+use nightscape_gateway::config::{Config, Mqtt, SafeState};
+use nightscape_gateway::executor::Executor;
+use nightscape_gateway::runtime::{Handle, Setup, StartError, Status, start};
+use nightscape_gateway::store::{Kind, Store};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{next_on, observer};
+use crate::{shipped_library, start_sim_with, temp_dir};
+
+/// 2026-12-24 19:30 in Seoul.
+const EVENING: i64 = 1_798_108_200_000;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+fn prefix(name: &str) -> String {
+    format!("gwrun-{}-{name}/", std::process::id())
+}
+
+fn config(gw: &str, dir: &Path, prefix: &str, port: u16) -> Config {
+    Config {
+        gateway: gw.parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        trusted_keys: Vec::new(),
+        frame_rate_hz: 40,
+        safe_state: SafeState::Hold,
+        loopback_only: true,
+        endpoints: None,
+        mqtt: Mqtt {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            topic_prefix: prefix.into(),
+        },
+    }
+}
+
+fn setup(config: Config, endpoints: Option<&EndpointMap>, connect: bool) -> Setup {
+    Setup {
+        config,
+        trusted: vec![key().verifying_key()],
+        endpoints: endpoints.cloned(),
+        password: None,
+        connect,
+        plan: None,
+    }
+}
+
+fn signed_plan(
+    sources: &[SourceFile],
+    lib: &ShowLibrary,
+    site: &str,
+    gw: &str,
+    version: u64,
+    effective_from: i64,
+) -> Vec<u8> {
+    let p = plan::compile(
+        sources,
+        lib,
+        &site.parse().unwrap(),
+        &gw.parse().unwrap(),
+        version,
+        EVENING - 86_400_000,
+        effective_from,
+    )
+    .unwrap();
+    serde_json::to_vec(&plan::sign(p, &key())).unwrap()
+}
+
+fn signed_overrides(gw: &str, version: u64, entries: Vec<OverrideEntry>) -> Vec<u8> {
+    let doc = OverridesDocument {
+        schema: plan::OVERRIDES_SCHEMA,
+        gateway: gw.parse().unwrap(),
+        version,
+        issued_at_ms: EVENING - 1000,
+        overrides: entries,
+    };
+    serde_json::to_vec(&plan::sign(doc, &key())).unwrap()
+}
+
+fn blackout() -> OverrideEntry {
+    OverrideEntry {
+        id: "mourning".into(),
+        kind: OverrideEntryKind::Blackout,
+        scene: None,
+        brightness_pct: None,
+        from_ms: EVENING - 60_000,
+        until_ms: None,
+        by: "admin".into(),
+        reason: "national mourning".into(),
+    }
+}
+
+/// A client for publishing what the server would, retained.
+async fn publisher() -> AsyncClient {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut o = MqttOptions::new(format!("srv-{}-{n}", std::process::id()), "127.0.0.1", 1883);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(o, 64);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    client
+}
+
+async fn publish(client: &AsyncClient, prefix: &str, gw: &str, leaf: Topic, bytes: Vec<u8>) {
+    let gw: GatewayId = gw.parse().unwrap();
+    let retain = leaf != Topic::Cmd;
+    client
+        .publish(
+            wire::topic(prefix, &gw, leaf),
+            QoS::AtLeastOnce,
+            retain,
+            bytes,
+        )
+        .await
+        .unwrap();
+}
+
+/// Leaves no retained message of this run on the machine's broker.
+async fn clear(client: &AsyncClient, prefix: &str, gws: &[&str]) {
+    for gw in gws {
+        for leaf in [Topic::Plan, Topic::Overrides, Topic::State] {
+            publish(client, prefix, gw, leaf, Vec::new()).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+async fn ack_of(
+    seen: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    prefix: &str,
+    gw: &str,
+    id: &str,
+) -> Ack {
+    let topic = wire::topic(prefix, &gw.parse().unwrap(), Topic::Ack);
+    let bytes = next_on(seen, &topic, |b| {
+        wire::decode::<Ack>(b).is_ok_and(|a| a.id == id)
+    })
+    .await;
+    wire::decode(&bytes).unwrap()
+}
+
+/// What the executor renders for `site` of `plan_bytes` at `at`.
+fn expected(plan_bytes: &[u8], gw: &str, at: i64, overrides: &[u8]) -> Vec<u8> {
+    let (p, lib) = plan::open_plan(
+        plan_bytes,
+        &key().verifying_key(),
+        &gw.parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut exec = Executor::new(&lib, &p.site, at).unwrap();
+    if !overrides.is_empty() {
+        let doc: OverridesDocument = plan::open(
+            overrides,
+            &key().verifying_key(),
+            &gw.parse().unwrap(),
+            None,
+        )
+        .unwrap();
+        exec.set_overrides(doc.to_overrides().unwrap());
+    }
+    exec.tick(at);
+    exec.channels().to_vec()
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn wait_status(handle: &Handle, what: &str, ok: impl Fn(&Status) -> bool) -> Status {
+    let mut rx = handle.status.clone();
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| ok(s)))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", handle.status.borrow()))
+        .unwrap()
+        .clone()
+}
+
+async fn stop(handle: Handle, shutdown: &CancellationToken) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle.done)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn journal(dir: &Path) -> Vec<Event> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| wire::decode::<Event>(l.as_bytes()).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn published_plans_light_the_simulated_fixtures_of_each_protocol() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("four");
+    let sites = [
+        ("donam-seowon", "donam-gw"),        // Modbus TCP
+        ("nonsan-city-hall", "cityhall-gw"), // Art-Net
+        ("gyebaek-bridge", "gyebaek-gw"),    // sACN
+        ("ganggyeong-office", "office-gw"),  // DMX over MQTT
+    ];
+    let names: Vec<&str> = sites.iter().map(|(s, _)| *s).collect();
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &names, Some(&prefix)).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    for (site, gw) in sites {
+        let bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+        publish(&server, &prefix, gw, Topic::Plan, bytes.clone()).await;
+        let cfg = config(gw, &temp_dir("four"), &prefix, 1883);
+        let h = start(
+            setup(cfg, Some(&sim.endpoints), true),
+            clock.clone() as Arc<dyn Clock>,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let ack = ack_of(&mut seen, &prefix, gw, "1").await;
+        assert_eq!(ack.result, AckResult::Applied, "{gw}: {:?}", ack.reason);
+        handles.push((site, h, expected(&bytes, gw, EVENING, &[])));
+    }
+    for (site, h, want) in &handles {
+        assert!(want.iter().any(|&v| v > 0), "{site} is lit at the evening");
+        let site_id: SiteId = site.parse().unwrap();
+        let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+        wait_until(&format!("{site} on the simulator"), || shown() == *want).await;
+        let status = h.status.borrow().clone();
+        assert_eq!(status.plan_version, Some(1));
+        assert!(status.connected);
+    }
+    for (_, h, _) in handles {
+        stop(h, &shutdown).await;
+    }
+    clear(
+        &server,
+        &prefix,
+        &sites.iter().map(|(_, g)| *g).collect::<Vec<_>>(),
+    )
+    .await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_blackout_stays_dark_through_a_restart_without_network() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("blackout");
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let dir = temp_dir("blackout");
+    let plan_bytes = signed_plan(&sources, &lib, site, gw, 3, 0);
+    publish(&server, &prefix, gw, Topic::Plan, plan_bytes.clone()).await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1883), Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "3").await.result,
+        AckResult::Applied
+    );
+    let site_id: SiteId = site.parse().unwrap();
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    wait_until("lit", || shown().iter().any(|&v| v > 0)).await;
+
+    // The blackout: acked, and dark at once (no fade).
+    let overrides = signed_overrides(gw, 1, vec![blackout()]);
+    publish(&server, &prefix, gw, Topic::Overrides, overrides).await;
+    let ack = ack_of(&mut seen, &prefix, gw, "1").await;
+    assert_eq!(
+        (ack.about, ack.result),
+        (wire::About::Overrides, AckResult::Applied)
+    );
+    wait_until("dark", || shown().iter().all(|&v| v == 0)).await;
+    let status = h.status.borrow().clone();
+    assert!(status.blackout, "{status:?}");
+    stop(h, &shutdown).await;
+
+    // Power back, no network at all: still dark, from the disk alone.
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1), Some(&sim.endpoints), false),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let status = wait_status(&h, "frames", |s| s.frames > 3).await;
+    assert_eq!(status.plan_version, Some(3));
+    assert!(status.blackout, "{status:?}");
+    assert!(shown().iter().all(|&v| v == 0));
+    stop(h, &shutdown).await;
+
+    // And a newer plan does not lift it: only releasing it does.
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1883), Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 4, 0),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "4").await.result,
+        AckResult::Applied
+    );
+    let status = wait_status(&h, "plan 4", |s| s.plan_version == Some(4)).await;
+    assert!(status.blackout);
+    assert!(shown().iter().all(|&v| v == 0));
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Overrides,
+        signed_overrides(gw, 2, vec![]),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "2").await.result,
+        AckResult::Applied
+    );
+    // The rule's scene fades in (on the virtual clock).
+    clock.advance(Duration::from_secs(60));
+    wait_until("lit again", || shown().iter().any(|&v| v > 0)).await;
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn damaged_or_half_written_plans_on_disk_leave_the_previous_good_one_playing() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let site_id: SiteId = site.parse().unwrap();
+
+    // A crash between writing the new plan and renaming it: the old one is current.
+    let dir = temp_dir("halfway");
+    let store = Store::open(&dir).unwrap();
+    store
+        .save(Kind::Plan, &signed_plan(&sources, &lib, site, gw, 1, 0))
+        .unwrap();
+    let v2 = signed_plan(&sources, &lib, site, gw, 2, 0);
+    std::fs::write(dir.join("plan.json.tmp"), &v2[..v2.len() / 2]).unwrap();
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, "", 1), Some(&sim.endpoints), false),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let status = wait_status(&h, "frames", |s| s.frames > 2).await;
+    assert_eq!(status.plan_version, Some(1));
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let want = expected(
+        &signed_plan(&sources, &lib, site, gw, 1, 0),
+        gw,
+        EVENING,
+        &[],
+    );
+    wait_until("plan 1 shown", || shown() == want).await;
+    stop(h, &shutdown).await;
+
+    // A truncated current plan: the previous plays, and an event says why.
+    let dir = temp_dir("truncated");
+    let store = Store::open(&dir).unwrap();
+    store
+        .save(Kind::Plan, &signed_plan(&sources, &lib, site, gw, 1, 0))
+        .unwrap();
+    store.save(Kind::Plan, &v2).unwrap();
+    std::fs::write(dir.join("plan.json"), &v2[..v2.len() - 100]).unwrap();
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, "", 1), Some(&sim.endpoints), false),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let status = wait_status(&h, "frames", |s| s.frames > 2).await;
+    assert_eq!(status.plan_version, Some(1));
+    stop(h, &shutdown).await;
+    let events = journal(&dir);
+    let complaint = events
+        .iter()
+        .find(|e| e.kind == EventKind::Plan && e.severity == Severity::Fault)
+        .expect("an event names the damaged plan");
+    assert!(
+        complaint.message.contains("plan.json"),
+        "{}",
+        complaint.message
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.contains("previous good plan, version 1")),
+        "{events:?}"
+    );
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn the_loopback_guard_refuses_field_addresses_and_names_the_controller() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("guard");
+    let (site, gw) = ("donam-seowon", "donam-gw");
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let clock = Arc::new(VirtualClock::new(EVENING));
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &temp_dir("guard"), &prefix, 1883), None, true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+    publish(&server, &prefix, gw, Topic::Plan, bytes.clone()).await;
+    let ack = ack_of(&mut seen, &prefix, gw, "1").await;
+    assert_eq!(ack.result, AckResult::Rejected);
+    let reason = ack.reason.unwrap();
+    assert!(
+        reason.contains("donam-") && reason.contains("loopback"),
+        "{reason}"
+    );
+    assert_eq!(h.status.borrow().plan_version, None, "nothing plays");
+    stop(h, &shutdown).await;
+
+    // The same plan given on the command line does not start.
+    let mut s = setup(config(gw, &temp_dir("guard"), &prefix, 1), None, false);
+    s.plan = Some(bytes);
+    let err = start(s, clock as Arc<dyn Clock>, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Guard(_)), "{err}");
+    assert!(err.to_string().contains("donam-"), "{err}");
+    clear(&server, &prefix, &[gw]).await;
+}
+
+#[tokio::test]
+async fn refused_documents_and_commands_are_acked_with_their_reason_and_change_nothing() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("refused");
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let shutdown = CancellationToken::new();
+    let good = signed_plan(&sources, &lib, site, gw, 5, 0);
+    publish(&server, &prefix, gw, Topic::Plan, good.clone()).await;
+    let h = start(
+        setup(
+            config(gw, &temp_dir("refused"), &prefix, 1883),
+            Some(&sim.endpoints),
+            true,
+        ),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "5").await.result,
+        AckResult::Applied
+    );
+    let site_id: SiteId = site.parse().unwrap();
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let want = expected(&good, gw, EVENING, &[]);
+    wait_until("plan 5 shown", || shown() == want).await;
+
+    let other_key = SigningKey::from_bytes(&[9; 32]);
+    let forged = {
+        let (p, _) =
+            plan::open_plan(&good, &key().verifying_key(), &gw.parse().unwrap(), None).unwrap();
+        let mut p = p;
+        p.version = 6;
+        serde_json::to_vec(&plan::sign(p, &other_key)).unwrap()
+    };
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (forged, "6", "signature"),
+        (
+            signed_plan(&sources, &lib, site, gw, 4, 0),
+            "4",
+            "not newer",
+        ),
+        (
+            signed_plan(&sources, &lib, "donam-seowon", "donam-gw", 7, 0),
+            "7",
+            "for gateway `donam-gw`",
+        ),
+        (
+            b"{\"document\":{\"schema\":1,\"version\":8}".to_vec(),
+            "?",
+            "malformed",
+        ),
+    ];
+    for (bytes, id, why) in cases {
+        publish(&server, &prefix, gw, Topic::Plan, bytes).await;
+        let ack = ack_of(&mut seen, &prefix, gw, id).await;
+        assert_eq!(ack.result, AckResult::Rejected, "{id}");
+        let reason = ack.reason.unwrap_or_default();
+        assert!(reason.contains(why), "{id}: {reason}");
+    }
+    // Commands: unknown, expired, and a good one.
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Cmd,
+        br#"{"schema":1,"id":"c1","expires_ms":0,"action":"self-destruct"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "c1").await.result,
+        AckResult::Rejected
+    );
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Cmd,
+        format!(
+            r#"{{"schema":1,"id":"c2","expires_ms":{},"action":"resync"}}"#,
+            EVENING - 1
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "c2").await.result,
+        AckResult::Expired
+    );
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Cmd,
+        format!(
+            r#"{{"schema":1,"id":"c3","expires_ms":{},"action":"resync"}}"#,
+            EVENING + 60_000
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "c3").await.result,
+        AckResult::Applied
+    );
+
+    let status = h.status.borrow().clone();
+    assert_eq!(status.plan_version, Some(5));
+    wait_until("plan 5 still shown", || shown() == want).await;
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_modbus_controller_offline_or_rebooted_gets_its_output_back() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("modbus");
+    let (site, gw) = ("donam-seowon", "donam-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+    publish(&server, &prefix, gw, Topic::Plan, bytes.clone()).await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(
+            config(gw, &temp_dir("modbus"), &prefix, 1883),
+            Some(&sim.endpoints),
+            true,
+        ),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "1").await.result,
+        AckResult::Applied
+    );
+    let site_id: SiteId = site.parse().unwrap();
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let want = expected(&bytes, gw, EVENING, &[]);
+    wait_until("lit", || shown() == want).await;
+
+    let victim = sim.state.sites[&site_id].controllers[0].id.clone();
+    let event_topic = wire::topic(&prefix, &gw.parse().unwrap(), Topic::Event);
+    let fault_event = |text: &'static str| {
+        let victim = victim.clone();
+        move |b: &[u8]| {
+            wire::decode::<Event>(b).is_ok_and(|e| {
+                e.kind == EventKind::Fault
+                    && e.controller.as_ref() == Some(&victim)
+                    && e.message.contains(text)
+            })
+        }
+    };
+    sim.state
+        .apply(&Fault {
+            controller: victim.clone(),
+            kind: FaultKind::Offline,
+        })
+        .unwrap();
+    next_on(&mut seen, &event_topic, fault_event("unreachable")).await;
+    sim.state.clear(Some(&victim));
+    next_on(&mut seen, &event_topic, fault_event("reachable again")).await;
+    wait_until("restored after offline", || shown() == want).await;
+
+    // A reboot loses the device's levels; the driver sees its uptime drop and writes
+    // everything again, with no change of levels to prompt it.
+    sim.state
+        .apply(&Fault {
+            controller: victim.clone(),
+            kind: FaultKind::Reboot { down_ms: 0 },
+        })
+        .unwrap();
+    next_on(&mut seen, &event_topic, fault_event("restarted")).await;
+    wait_until("restored after reboot", || shown() == want).await;
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_month_without_broker_plays_every_transition_on_time() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let (site, gw) = ("gyebaek-bridge", "gyebaek-gw");
+    let site_id: SiteId = site.parse().unwrap();
+    // 2027-01-01 12:00 in Seoul, for 30 days.
+    let from = 1_798_772_400_000;
+    let to = from + 30 * 86_400_000;
+    let days = epoch_day(nightscape_core::schedule::local_date(
+        from,
+        &lib.sites[&site_id].time_zone,
+    ));
+    let evaluator = lib
+        .evaluator(&site_id, Arc::new(Almanac::new(days - 2, days + 40)))
+        .unwrap();
+    let (transitions, _) = evaluator.transitions(from, to);
+    assert!(transitions.len() >= 60, "{} transitions", transitions.len());
+
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((from - clock.now_ms()) as u64));
+    let dir = temp_dir("month");
+    Store::open(&dir)
+        .unwrap()
+        .save(Kind::Plan, &signed_plan(&sources, &lib, site, gw, 1, 0))
+        .unwrap();
+    // The broker is down all month (nothing listens on the port).
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(gw, &dir, "", dead_port);
+    cfg.frame_rate_hz = 44;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(cfg, Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    wait_status(&h, "first frame", |s| s.frames > 0).await;
+    let mut status = h.status.clone();
+    for t in &transitions {
+        let now = clock.now_ms();
+        // Just before: what played still plays.
+        clock.advance(Duration::from_millis((t.at_ms - 1 - now) as u64));
+        let before = status.borrow_and_update().clone();
+        let seen_frames = before.frames;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.frames >= seen_frames + 2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let shown = |c: &Option<wire::ActiveCue>| {
+            c.as_ref().and_then(|c| {
+                c.scene
+                    .clone()
+                    .filter(|_| c.brightness_pct.get() > 0.0)
+                    .map(|s| (s, c.brightness_pct))
+            })
+        };
+        assert_eq!(
+            shown(&status.borrow().cue),
+            shown(&before.cue),
+            "nothing shows differently 1 ms before {}",
+            t.at_ms
+        );
+        // At the instant: the transition's cue, starting then.
+        clock.advance(Duration::from_millis(1));
+        let want = wire::ActiveCue {
+            scene: t.cue.scene.clone(),
+            brightness_pct: t.cue.brightness,
+            cause: (&t.cue.cause).into(),
+        };
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.cue.as_ref() == Some(&want)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "transition at {} not played: {:?}",
+                t.at_ms,
+                h.status.borrow()
+            )
+        })
+        .unwrap()
+        .clone();
+        assert_eq!(got.cue_since_ms, Some(t.at_ms));
+    }
+    stop(h, &shutdown).await;
+    // The journal kept every cue change for the server: the first cue, then each transition.
+    let cues: Vec<Event> = journal(&dir)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Cue)
+        .collect();
+    assert_eq!(cues.len(), transitions.len() + 1, "none missed, none extra");
+    for (e, t) in cues[1..].iter().zip(&transitions) {
+        assert_eq!(e.at_ms, t.at_ms);
+    }
+    let _ = sim;
+    sim_stop.cancel();
+}
