@@ -14,7 +14,7 @@ use nightscape_core::codec::{artnet, dmx_mqtt, modbus};
 use nightscape_core::model::{Level, Universe};
 use nightscape_core::output::{OutputMap, SinkAddress};
 use nightscape_core::render::{CompiledScene, Frame, Layout, encode, render};
-use nightscape_core::show::{SourceFile, check};
+use nightscape_core::show::check;
 
 #[path = "../tests/it/common.rs"]
 mod common;
@@ -169,61 +169,8 @@ impl Wire {
     }
 }
 
-/// Controllers × universes each × strips per controller; each strip fills 16 universes.
-const CONTROLLERS: u16 = 8;
-const UNIVERSES_EACH: u16 = 256;
-const STRIP_UNIVERSES: u16 = 16;
-
-/// A site of 2,048 universes of RGB pixel strips, with a wave and a static scene.
-fn big_library() -> Vec<SourceFile> {
-    let mut rest = String::new();
-    let mut members = Vec::new();
-    for c in 0..CONTROLLERS {
-        let first = 1 + c * UNIVERSES_EACH;
-        rest += &format!(
-            "[[controllers]]\nid = \"px-{c}\"\ngateway = \"gw\"\nsacn = {{ universe = {first}, universes = {UNIVERSES_EACH} }}\n"
-        );
-        for k in 0..UNIVERSES_EACH / STRIP_UNIVERSES {
-            let id = format!("strip-{c}-{k}");
-            let y = f64::from(c * 16 + k);
-            rest += &format!(
-                "[[fixtures]]\nid = \"{id}\"\ntype = \"pixel-strip\"\npixel = \"rgb\"\ncontroller = \"px-{c}\"\nuniverse = {}\naddress = 1\npixels = {}\nline = [[0.0, {y}], [800.0, {y}]]\npower_w = 500.0\n",
-                first + k * STRIP_UNIVERSES,
-                170 * u32::from(STRIP_UNIVERSES)
-            );
-            members.push(format!("\"{id}\""));
-        }
-    }
-    rest += &format!(
-        "[[groups]]\nid = \"all\"\nrole = \"railing\"\nfixtures = [{}]\n",
-        members.join(", ")
-    );
-    let site = common::site_toml(
-        "building",
-        (36.19, 127.1, "Asia/Seoul"),
-        3,
-        "curfew = \"none\"",
-        &rest,
-    );
-    vec![
-        common::zones(),
-        SourceFile {
-            path: "sites/big/site.toml".into(),
-            text: site,
-        },
-        SourceFile {
-            path: "sites/big/scenes/big-wave.toml".into(),
-            text: "name = { ko = \"물결\" }\n[[layers]]\nrole = \"railing\"\neffect = \"wave\"\ncolours = [\"#2c40ff\", \"#38d6ff\"]\nwavelength_m = 30.0\nspeed_mps = 2.0\n".into(),
-        },
-        SourceFile {
-            path: "sites/big/scenes/big-static.toml".into(),
-            text: "name = { ko = \"정지\" }\n[[layers]]\nrole = \"railing\"\neffect = \"static\"\ncolour = \"#ffd8a0\"\n".into(),
-        },
-    ]
-}
-
 fn big_layout() {
-    let checked = check(&big_library());
+    let checked = check(&common::pixel_city(2048));
     assert_eq!(checked.error_count(), 0, "{:?}", checked.diagnostics);
     let lib = &checked.library;
     let site = lib.sites.values().next().expect("one site");

@@ -413,6 +413,7 @@ impl Gateway {
                 self.config.loopback_only,
             )?;
             self.play(plan, lib).await.map_err(StartError::Plan)?;
+            self.publish_status();
             return Ok(());
         }
         let loaded = self.store.load_plan(&self.trusted, &self.id);

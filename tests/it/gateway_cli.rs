@@ -44,3 +44,137 @@ fn the_default_configuration_checks_and_a_broken_one_says_where() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `nightscape gateway run --plan` as an engineer runs it against the simulator: a signed
+/// plan, a scene override and a curfew exception in the data directory light the site
+/// whatever the hour; SIGTERM
+/// takes it to its dark safe state (Modbus levels written to 0, sACN zeros then terminated).
+#[test]
+fn the_gateway_process_plays_a_plan_without_a_broker_and_stops_dark() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ed25519_dalek::SigningKey;
+    use nightscape_core::clock::Clock;
+    use nightscape_core::plan::{self, OverrideEntry, OverrideEntryKind, OverridesDocument};
+
+    let bin = env!("CARGO_BIN_EXE_nightscape");
+    let (sources, checked) = nightscape::library::load(std::path::Path::new("scenes")).unwrap();
+    let lib = checked.library;
+    let (site, gw) = ("nonsan-culture-center", "culture-gw");
+    let site_id: nightscape_core::SiteId = site.parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(nightscape::clock::SystemClock::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sim = runtime
+        .block_on(firmware_sim::start(
+            firmware_sim::SimConfig {
+                library: lib.clone(),
+                sites: vec![site_id.clone()],
+                bind: firmware_sim::Bind::Ports,
+                broker: None,
+                multicast: false,
+            },
+            clock.clone() as Arc<dyn Clock>,
+            shutdown.clone(),
+        ))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ns-gwrun-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = SigningKey::from_bytes(&[11; 32]);
+    std::fs::write(
+        dir.join("city.pub"),
+        plan::public_key_text(&key.verifying_key()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("endpoints.toml"), sim.endpoints.to_toml()).unwrap();
+    let now = clock.now_ms();
+    let p = plan::compile(
+        &sources,
+        &lib,
+        &site_id,
+        &gw.parse().unwrap(),
+        1,
+        now - 60_000,
+        now - 60_000,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_vec(&plan::sign(p, &key)).unwrap(),
+    )
+    .unwrap();
+    let overrides = OverridesDocument {
+        schema: plan::OVERRIDES_SCHEMA,
+        gateway: gw.parse().unwrap(),
+        version: 1,
+        issued_at_ms: now - 60_000,
+        overrides: vec![
+            OverrideEntry {
+                id: "commissioning".into(),
+                kind: OverrideEntryKind::Scene,
+                scene: Some("culture-evening".parse().unwrap()),
+                brightness_pct: None,
+                from_ms: now - 60_000,
+                until_ms: Some(now + 3_600_000),
+                by: "engineer".into(),
+                reason: "test on the simulator".into(),
+            },
+            OverrideEntry {
+                // Whatever the hour CI runs at: past the curfew, only an exception lights.
+                id: "after-curfew".into(),
+                kind: OverrideEntryKind::CurfewException,
+                scene: None,
+                brightness_pct: None,
+                from_ms: now - 60_000,
+                until_ms: Some(now + 3_600_000),
+                by: "admin".into(),
+                reason: "commissioning at night".into(),
+            },
+        ],
+    };
+    std::fs::write(
+        data.join("overrides.json"),
+        serde_json::to_vec(&plan::sign(overrides, &key)).unwrap(),
+    )
+    .unwrap();
+    let config = format!(
+        "gateway = \"{gw}\"\ndata_dir = \"{}\"\ntrusted_keys = [\"{}\"]\nsafe_state = \"dark\"\nloopback_only = true\nendpoints = \"{}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\n",
+        data.display(),
+        dir.join("city.pub").display(),
+        dir.join("endpoints.toml").display()
+    );
+    std::fs::write(dir.join("gateway.toml"), config).unwrap();
+    let child = Command::new(bin)
+        .args(["gateway", "run", "--config"])
+        .arg(dir.join("gateway.toml"))
+        .arg("--plan")
+        .arg(dir.join("plan.json"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let lit = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        shown().iter().filter(|&&v| v > 0).count() > 10
+    });
+    let stop = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(lit, "the site lit on the simulator: {log}");
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("playing plan version 1"), "{log}");
+    assert!(
+        shown().iter().all(|&v| v == 0),
+        "dark after SIGTERM: {:?}\n{log}",
+        shown()
+    );
+    shutdown.cancel();
+    drop(runtime);
+}

@@ -54,3 +54,55 @@ pub fn site_toml(
         "name = {{ ko = \"시험\" }}\nkind = \"{kind}\"\nlocation = {{ lat = {lat}, lon = {lon} }}\ntime_zone = \"{tz}\"\nzone = {zone}\n[limits]\n{limits}\n[[gateways]]\nid = \"gw\"\n{rest}\n"
     )
 }
+
+/// A site `big` of `universes` sACN universes (a multiple of 16) of RGB pixel strips on
+/// controllers of up to 256 universes, each strip filling 16 universes, all in group `all`
+/// (role railing), with a wave scene `big-wave` and a static one `big-static`; no curfew.
+pub fn pixel_city(universes: u16) -> Vec<SourceFile> {
+    const STRIP_UNIVERSES: u16 = 16;
+    let each = universes.min(256);
+    let mut rest = String::new();
+    let mut members = Vec::new();
+    for c in 0..universes.div_ceil(each) {
+        let first = 1 + c * each;
+        rest += &format!(
+            "[[controllers]]\nid = \"px-{c}\"\ngateway = \"gw\"\nsacn = {{ universe = {first}, universes = {each} }}\n"
+        );
+        for k in 0..each / STRIP_UNIVERSES {
+            let id = format!("strip-{c}-{k}");
+            let y = f64::from(c * 16 + k);
+            rest += &format!(
+                "[[fixtures]]\nid = \"{id}\"\ntype = \"pixel-strip\"\npixel = \"rgb\"\ncontroller = \"px-{c}\"\nuniverse = {}\naddress = 1\npixels = {}\nline = [[0.0, {y}], [800.0, {y}]]\npower_w = 500.0\n",
+                first + k * STRIP_UNIVERSES,
+                170 * u32::from(STRIP_UNIVERSES)
+            );
+            members.push(format!("\"{id}\""));
+        }
+    }
+    rest += &format!(
+        "[[groups]]\nid = \"all\"\nrole = \"railing\"\nfixtures = [{}]\n",
+        members.join(", ")
+    );
+    let site = site_toml(
+        "building",
+        (36.19, 127.1, "Asia/Seoul"),
+        3,
+        "curfew = \"none\"",
+        &rest,
+    );
+    vec![
+        zones(),
+        SourceFile {
+            path: "sites/big/site.toml".into(),
+            text: site,
+        },
+        SourceFile {
+            path: "sites/big/scenes/big-wave.toml".into(),
+            text: "name = { ko = \"물결\" }\n[[layers]]\nrole = \"railing\"\neffect = \"wave\"\ncolours = [\"#2c40ff\", \"#38d6ff\"]\nwavelength_m = 30.0\nspeed_mps = 2.0\n".into(),
+        },
+        SourceFile {
+            path: "sites/big/scenes/big-static.toml".into(),
+            text: "name = { ko = \"정지\" }\n[[layers]]\nrole = \"railing\"\neffect = \"static\"\ncolour = \"#ffd8a0\"\n".into(),
+        },
+    ]
+}

@@ -14,10 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 /// A client that records every message under the prefix.
 pub async fn observer(prefix: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    observer_on(prefix, 1883).await
+}
+
+/// The same on a broker at `port` of loopback.
+pub async fn observer_on(
+    prefix: &str,
+    port: u16,
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut options =
-        MqttOptions::new(format!("obs-{}-{n}", std::process::id()), "127.0.0.1", 1883);
+        MqttOptions::new(format!("obs-{}-{n}", std::process::id()), "127.0.0.1", port);
     options.set_max_packet_size(1 << 20, 1 << 20);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut events) = AsyncClient::new(options, 64);

@@ -789,3 +789,99 @@ async fn a_month_without_broker_plays_every_transition_on_time() {
     let _ = sim;
     sim_stop.cancel();
 }
+
+/// A private Mosquitto on `port` of loopback, stopped when dropped.
+struct PrivateBroker(std::process::Child);
+
+impl PrivateBroker {
+    fn start(port: u16, dir: &Path) -> PrivateBroker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        PrivateBroker(child)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn events_made_while_the_broker_was_away_are_delivered_when_it_returns() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    // An afternoon, then two evenings and mornings: cue changes while nobody listens.
+    let from = 1_798_772_400_000;
+    clock.advance(Duration::from_millis((from - clock.now_ms()) as u64));
+    let dir = temp_dir("journal");
+    Store::open(&dir)
+        .unwrap()
+        .save(Kind::Plan, &signed_plan(&sources, &lib, site, gw, 1, 0))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prefix = prefix("journal");
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, port), Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    wait_status(&h, "first frame", |s| s.frames > 0).await;
+    for _ in 0..8 {
+        clock.advance(Duration::from_secs(6 * 3600));
+        let frames = h.status.borrow().frames;
+        wait_status(&h, "frames", |s| s.frames > frames + 2).await;
+    }
+    let kept = journal(&dir);
+    assert!(
+        kept.iter().filter(|e| e.kind == EventKind::Cue).count() >= 4,
+        "{kept:?}"
+    );
+    assert!(h.status.borrow().journaled >= kept.len());
+
+    // Offline long enough that the gateway's next attempt is over a second away, so the
+    // observer below is subscribed before the gateway reconnects.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The broker comes up: every kept event arrives, and the journal empties.
+    let _broker = PrivateBroker::start(port, &dir);
+    let (_obs, mut seen) = crate::agent::observer_on(&prefix, port).await;
+    let topic = wire::topic(&prefix, &gw.parse().unwrap(), Topic::Event);
+    let mut missing: std::collections::BTreeSet<String> =
+        kept.iter().map(|e| e.id.clone()).collect();
+    while !missing.is_empty() {
+        let bytes = next_on(&mut seen, &topic, |_| true).await;
+        let e: Event = wire::decode(&bytes).unwrap();
+        missing.remove(&e.id);
+    }
+    wait_status(&h, "journal empty", |s| s.connected && s.journaled == 0).await;
+    assert!(journal(&dir).is_empty());
+    stop(h, &shutdown).await;
+    sim_stop.cancel();
+}
