@@ -24,6 +24,9 @@ const SACN_CONTROLLERS: u16 = 4;
 const UNIVERSES_EACH: u16 = 128;
 const RUN: Duration = Duration::from_secs(10);
 
+mod support;
+use support::usage;
+
 fn header(name: &str) -> String {
     format!(
         "name = {{ ko = \"{name}\" }}\nkind = \"building\"\nlocation = {{ lat = 36.2, lon = 127.1 }}\ntime_zone = \"Asia/Seoul\"\nzone = 3\n[limits]\ncurfew = \"none\"\n[[gateways]]\nid = \"gw\"\n"
@@ -67,29 +70,6 @@ fn write_library(dir: &Path) {
     let site = dir.join("sites/load-sacn");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("site.toml"), text).unwrap();
-}
-
-/// utime + stime in seconds, and resident memory in MiB, of a process.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    (ticks / 100.0, rss_kib / 1024.0)
 }
 
 async fn http_get(addr: &str, path: &str) -> String {
