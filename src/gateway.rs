@@ -89,7 +89,7 @@ pub fn run(config_path: &Path, plan_file: Option<PathBuf>) -> Result<ExitCode> {
     let config = read_config(config_path)?;
     let setup = setup(config, plan_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime")?;

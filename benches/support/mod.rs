@@ -22,4 +22,3 @@ pub fn usage(pid: u32) -> (f64, f64) {
         .unwrap_or(0.0);
     (ticks / 100.0, rss_kib / 1024.0)
 }
-

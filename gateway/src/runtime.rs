@@ -645,7 +645,17 @@ impl Gateway {
         shutdown: CancellationToken,
     ) {
         let period = Duration::from_secs(1) / self.config.frame_rate_hz.clamp(1, 44);
-        let mut next = Instant::now();
+        let metronome_stop = CancellationToken::new();
+        let _stop_metronome = metronome_stop.clone().drop_guard();
+        let mut ticks = match metronome(period, metronome_stop) {
+            Ok(ticks) => ticks,
+            Err(e) => {
+                tracing::error!(
+                    "cannot start the frame clock thread: {e}; using the runtime's timer"
+                );
+                tokio_ticks(period)
+            }
+        };
         let mut health = tokio::time::interval(HEALTH_EVERY);
         health.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut telemetry = tokio::time::interval(TELEMETRY_EVERY);
@@ -664,25 +674,6 @@ impl Gateway {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep_until(next) => {
-                    let now = Instant::now();
-                    if let Some(last) = self.stats.last {
-                        let interval = now.duration_since(last);
-                        self.stats.intervals_ms.push(
-                            (interval.as_secs_f64() * 1000.0 - period.as_secs_f64() * 1000.0).abs() as f32,
-                        );
-                    }
-                    if now.duration_since(next) > period {
-                        self.stats.late += 1;
-                    }
-                    self.stats.last = Some(now);
-                    self.frame().await;
-                    next += period;
-                    if next < now {
-                        // Far behind (a stalled machine): start again from now, not in a burst.
-                        next = now + period;
-                    }
-                }
                 message = inbound.recv(), if self.outbound.is_some() => {
                     if let Some(message) = message {
                         self.on_message(message).await;
@@ -705,6 +696,22 @@ impl Gateway {
                 _ = telemetry.tick() => self.send_telemetry(period),
                 _ = state.tick() => self.send_state(),
                 _ = save_time.tick() => self.save_trusted_time(),
+                // Frames last: a frame loop that cannot keep up must not starve the rest.
+                due = ticks.recv() => {
+                    let Some(due) = due else { break };
+                    let now = Instant::now();
+                    if let Some(last) = self.stats.last {
+                        let interval = now.duration_since(last);
+                        self.stats.intervals_ms.push(
+                            (interval.as_secs_f64() * 1000.0 - period.as_secs_f64() * 1000.0).abs() as f32,
+                        );
+                    }
+                    if now.duration_since(due) > period {
+                        self.stats.late += 1;
+                    }
+                    self.stats.last = Some(now);
+                    self.frame().await;
+                }
             }
         }
         self.stop().await;
@@ -1427,18 +1434,26 @@ impl Gateway {
         self.send(Outbound::Telemetry(telemetry));
     }
 
+    /// Keeps the last trusted time, off the frame thread (a sync to disk can take long).
     fn save_trusted_time(&self) {
-        if self.wall.trusted()
-            && let Err(e) = self.store.save_trusted_time(self.wall.last_trusted_ms())
-        {
-            tracing::warn!("cannot keep the trusted time: {e}");
+        if self.wall.trusted() {
+            let (store, ms) = (self.store.clone(), self.wall.last_trusted_ms());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.save_trusted_time(ms) {
+                    tracing::warn!("cannot keep the trusted time: {e}");
+                }
+            });
         }
     }
 
     /// The safe state: dark sends zeros everywhere first; hold leaves the last look.
     async fn stop(&mut self) {
         let dark = self.config.safe_state == SafeState::Dark;
-        self.save_trusted_time();
+        if self.wall.trusted()
+            && let Err(e) = self.store.save_trusted_time(self.wall.last_trusted_ms())
+        {
+            tracing::warn!("cannot keep the trusted time: {e}");
+        }
         if let Some(p) = self.playing.as_mut() {
             if dark {
                 let zeros = vec![0u8; p.exec.channels().len()];
@@ -1489,6 +1504,50 @@ fn universe_number(u: nightscape_core::model::Universe) -> u16 {
         Universe::ArtNet(x) => x.get(),
         Universe::DmxMqtt(x) => x,
     }
+}
+
+/// Frame ticks (each with the instant it was due) from a thread of its own: tokio's timer
+/// has millisecond resolution, which alone makes about ±1 ms of jitter at 44 Hz; the
+/// operating system's high-resolution sleep keeps the interval within tens of microseconds.
+/// A tick the frame loop has not taken when the next is due is dropped (counted late by
+/// the interval it leaves).
+fn metronome(period: Duration, stop: CancellationToken) -> io::Result<mpsc::Receiver<Instant>> {
+    let (tx, rx) = mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("frame-clock".into())
+        .spawn(move || {
+            let mut next = std::time::Instant::now();
+            while !stop.is_cancelled() && !tx.is_closed() {
+                let now = std::time::Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                let _ = tx.try_send(Instant::from_std(next));
+                next += period;
+                let now = std::time::Instant::now();
+                if next < now {
+                    // Far behind (a stalled machine): start again from now, not in a burst.
+                    next = now + period;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// The same from the runtime's timer (when no thread can be started).
+fn tokio_ticks(period: Duration) -> mpsc::Receiver<Instant> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            let due = interval.tick().await;
+            if tx.try_send(due).is_err() && tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// The version a refused document claims, for its ack (`?` when it has none).
