@@ -3,7 +3,11 @@
 //! reused buffers by the core's codecs.
 //!
 //! A universe whose slots changed is sent in the frame that changed it; an unchanged one is
-//! sent again every [`KEEP_ALIVE`] so receivers never see a loss. sACN carries the gateway's
+//! sent again every [`KEEP_ALIVE`] so receivers never see a loss. A frame's packets leave
+//! together, up to 1,024 per system call (`sendmmsg`), followed by its synchronization: one
+//! sACN sync packet per destination (every data packet names the gateway's lowest sACN
+//! universe as its sync address when it sends more than one) and one ArtSync per Art-Net
+//! node that got data. sACN carries the gateway's
 //! source CID (kept across restarts), its priority and a sequence per universe; at shutdown
 //! each universe is terminated (three packets, E1.31), after zeros when the safe state is
 //! dark. Only the destinations the guard allowed are used.
@@ -15,9 +19,14 @@ use std::time::{Duration, Instant};
 
 use nightscape_core::ControllerId;
 use nightscape_core::codec::artnet;
-use nightscape_core::codec::sacn::{self, DataFields, DataTemplate, OPTION_TERMINATED};
+use nightscape_core::codec::sacn::{self, DataFields, DataTemplate, OPTION_TERMINATED, SyncPacket};
 use nightscape_core::model::{Output, Site, Universe};
 use nightscape_core::output::{OutputMap, SinkAddress};
+use std::io::IoSlice;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::guard::Destination;
@@ -32,6 +41,8 @@ struct Outgoing {
     sink: usize,
     universe: Universe,
     to: SocketAddr,
+    /// Where this universe's sync packets go (its destination; the sync group for multicast).
+    sync_to: SocketAddr,
     priority: u8,
     sequence: u8,
     last: Option<([u8; 512], Instant)>,
@@ -42,6 +53,8 @@ struct Outgoing {
 pub struct Sent {
     pub packets: usize,
     pub unchanged_skipped: usize,
+    /// sACN sync packets and ArtSyncs.
+    pub sync_packets: usize,
 }
 
 /// The sender of one gateway.
@@ -52,6 +65,15 @@ pub struct Sender {
     templates: BTreeMap<u8, DataTemplate>,
     slots: [u8; 512],
     packet: Vec<u8>,
+    batch: Batch,
+    cid: sacn::Cid,
+    /// The universe every sACN data packet names for synchronization (the lowest one
+    /// sent), when the gateway sends more than one.
+    sync_universe: Option<u16>,
+    sync_sequence: u8,
+    /// Where this frame's sync packets go.
+    sync_to: Vec<SocketAddr>,
+    art_sync_to: Vec<SocketAddr>,
 }
 
 impl Sender {
@@ -116,10 +138,31 @@ impl Sender {
                     sink: si,
                     universe,
                     to,
+                    sync_to: to,
                     priority,
                     sequence: 0,
                     last: None,
                 });
+            }
+        }
+        let sacn: Vec<u16> = out
+            .iter()
+            .filter_map(|o| match o.universe {
+                Universe::Sacn(u) => Some(u.get()),
+                _ => None,
+            })
+            .collect();
+        let sync_universe = (sacn.len() > 1)
+            .then(|| sacn.iter().copied().min())
+            .flatten();
+        if let Some(sync) =
+            sync_universe.and_then(|u| nightscape_core::addr::SacnUniverse::new(i64::from(u)).ok())
+        {
+            // Multicast sync packets go to the sync universe's group.
+            for o in &mut out {
+                if o.to.ip().is_multicast() {
+                    o.sync_to = SocketAddr::from((sacn::multicast_group(sync), sacn::PORT));
+                }
             }
         }
         Ok(Sender {
@@ -128,6 +171,12 @@ impl Sender {
             templates,
             slots: [0; 512],
             packet: Vec::with_capacity(126 + 512),
+            batch: Batch::default(),
+            cid,
+            sync_universe,
+            sync_sequence: 0,
+            sync_to: Vec::new(),
+            art_sync_to: Vec::new(),
         })
     }
 
@@ -137,10 +186,13 @@ impl Sender {
     }
 
     /// Sends the universes `channels` (the layout's) changed, and the others whose
-    /// keep-alive is due.
+    /// keep-alive is due, in batches (`sendmmsg`); then the frame's synchronization: an
+    /// sACN sync packet to each sACN destination and an ArtSync to each Art-Net node that
+    /// got data, so every universe of the frame shows at once.
     pub async fn send(&mut self, map: &OutputMap, channels: &[u8]) -> io::Result<Sent> {
         let now = Instant::now();
         let mut sent = Sent::default();
+        self.batch.clear();
         for i in 0..self.out.len() {
             let o = &self.out[i];
             let sink = &map.controllers()[o.controller].sinks[o.sink];
@@ -153,17 +205,47 @@ impl Sender {
                 sent.unchanged_skipped += 1;
                 continue;
             }
-            self.packet_for(i, 0);
-            self.socket.send_to(&self.packet, self.out[i].to).await?;
+            self.packet_for(i, 0, self.sync_universe);
             let o = &mut self.out[i];
+            self.batch.push(&self.packet, o.to);
             o.last = Some((self.slots, now));
             sent.packets += 1;
+            match o.universe {
+                Universe::Sacn(_)
+                    if self.sync_universe.is_some() && !self.sync_to.contains(&o.sync_to) =>
+                {
+                    self.sync_to.push(o.sync_to);
+                }
+                Universe::ArtNet(_) if !self.art_sync_to.contains(&o.to) => {
+                    self.art_sync_to.push(o.to);
+                }
+                _ => {}
+            }
         }
+        if let Some(sync_address) = self.sync_universe {
+            for to in self.sync_to.drain(..) {
+                self.sync_sequence = self.sync_sequence.wrapping_add(1);
+                let packet = SyncPacket {
+                    cid: self.cid,
+                    sequence: self.sync_sequence,
+                    sync_address,
+                }
+                .encode();
+                self.batch.push(&packet, to);
+                sent.sync_packets += 1;
+            }
+        }
+        let art_sync = artnet::encode_sync();
+        for to in self.art_sync_to.drain(..) {
+            self.batch.push(&art_sync, to);
+            sent.sync_packets += 1;
+        }
+        self.batch.flush(&self.socket).await?;
         Ok(sent)
     }
 
     /// Writes universe `i`'s packet of the current slots into the packet buffer.
-    fn packet_for(&mut self, i: usize, options: u8) {
+    fn packet_for(&mut self, i: usize, options: u8, sync: Option<u16>) {
         let o = &mut self.out[i];
         o.sequence = o.sequence.wrapping_add(1);
         match o.universe {
@@ -171,7 +253,7 @@ impl Sender {
                 if let Some(t) = self.templates.get(&o.priority) {
                     t.encode_into(
                         &DataFields {
-                            sync_address: 0,
+                            sync_address: sync.unwrap_or(0),
                             sequence: o.sequence,
                             options,
                             universe: u.get(),
@@ -196,6 +278,7 @@ impl Sender {
     /// At shutdown: zeros first when `dark`, then each sACN universe's stream terminated
     /// (three packets), so receivers hold or darken as they are set to.
     pub async fn stop(&mut self, dark: bool) -> io::Result<()> {
+        self.batch.clear();
         for i in 0..self.out.len() {
             if dark {
                 self.slots = [0; 512];
@@ -203,16 +286,99 @@ impl Sender {
                 self.slots = *last;
             }
             if dark {
-                self.packet_for(i, 0);
-                self.socket.send_to(&self.packet, self.out[i].to).await?;
+                // sACN zeros unsynchronized, so receivers take them without waiting for a
+                // sync; Art-Net nodes in synchronous mode get their ArtSync below.
+                self.packet_for(i, 0, None);
+                self.batch.push(&self.packet, self.out[i].to);
+                if let Universe::ArtNet(_) = self.out[i].universe
+                    && !self.art_sync_to.contains(&self.out[i].to)
+                {
+                    self.art_sync_to.push(self.out[i].to);
+                }
             }
             if let Universe::Sacn(_) = self.out[i].universe {
                 for _ in 0..3 {
-                    self.packet_for(i, OPTION_TERMINATED);
-                    self.socket.send_to(&self.packet, self.out[i].to).await?;
+                    self.packet_for(i, OPTION_TERMINATED, None);
+                    self.batch.push(&self.packet, self.out[i].to);
                 }
             }
         }
-        Ok(())
+        let art_sync = artnet::encode_sync();
+        for to in self.art_sync_to.drain(..) {
+            self.batch.push(&art_sync, to);
+        }
+        self.batch.flush(&self.socket).await
     }
+}
+
+/// Most packets one `sendmmsg` call takes (the kernel's UIO_MAXIOV).
+const MAX_BATCH: usize = 1024;
+
+/// The packets of one frame, back to back in one buffer, each with its destination.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    packets: Vec<(std::ops::Range<usize>, SocketAddr)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets.clear();
+    }
+
+    fn push(&mut self, packet: &[u8], to: SocketAddr) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(packet);
+        self.packets.push((start..self.bytes.len(), to));
+    }
+
+    /// Sends every packet, as many per system call as the kernel takes. A packet the kernel
+    /// refuses outright is skipped (and its error returned after the rest went out), so
+    /// one bad destination never holds up the others.
+    async fn flush(&self, socket: &UdpSocket) -> io::Result<()> {
+        let mut done = 0;
+        let mut first_error = None;
+        while done < self.packets.len() {
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                send_many(socket.as_raw_fd(), &self.bytes, &self.packets[done..])
+            });
+            match sent {
+                Ok(n) => done += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    done += 1;
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// One `sendmmsg` of up to [`MAX_BATCH`] packets; how many the kernel took.
+fn send_many(
+    fd: std::os::fd::RawFd,
+    bytes: &[u8],
+    packets: &[(std::ops::Range<usize>, SocketAddr)],
+) -> io::Result<usize> {
+    let packets = &packets[..packets.len().min(MAX_BATCH)];
+    let slices: Vec<[IoSlice<'_>; 1]> = packets
+        .iter()
+        .map(|(range, _)| [IoSlice::new(&bytes[range.clone()])])
+        .collect();
+    let addrs: Vec<Option<SockaddrStorage>> = packets
+        .iter()
+        .map(|(_, to)| Some(SockaddrStorage::from(*to)))
+        .collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(packets.len(), None);
+    let results = sendmmsg(
+        fd,
+        &mut headers,
+        &slices,
+        &addrs,
+        [] as [ControlMessage<'_>; 0],
+        MsgFlags::empty(),
+    )?;
+    Ok(results.count())
 }

@@ -1,6 +1,6 @@
 //! The Art-Net and sACN sender against simulated controllers: every channel of two sites
-//! lands where the output map says; unchanged universes wait for their keep-alive; a dark
-//! stop leaves zeros.
+//! lands where the output map says (in synchronized frames); unchanged universes wait for
+//! their keep-alive; a dark stop leaves zeros.
 
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ async fn every_channel_lands_where_the_map_says_and_a_dark_stop_leaves_zeros() {
             .collect();
         let sent = sender.send(&map, &channels).await.unwrap();
         assert_eq!(sent.packets, sender.universes());
+        // The frame is synchronized: one sync per sACN destination, one ArtSync per node.
+        assert!(sent.sync_packets > 0, "{site_id}: {sent:?}");
         let sim_site = &sim.state.sites[site_id];
         let shown = || sim_site.channels(sim.state.clock.as_ref());
         for _ in 0..500 {
