@@ -163,6 +163,45 @@ pub enum GatewayCommand {
         #[arg(long)]
         plan: Option<PathBuf>,
     },
+    /// Poll the Art-Net nodes and probe the Modbus controllers of the gateway's plan (the one
+    /// in its data directory, or --plan) and say what answered; exit 1 if any did not.
+    Discover {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        plan: Option<PathBuf>,
+    },
+    /// Make a fixture or all of a controller's fixtures blink, through the running gateway
+    /// (a command on the broker; waits for its ack).
+    Identify {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        fixture: Option<String>,
+        #[arg(long)]
+        controller: Option<String>,
+        /// How long it blinks.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+    },
+    /// Hold one channel of a controller at a level for a while, through the running gateway.
+    ChannelTest {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        controller: String,
+        /// The universe, for a controller with several.
+        #[arg(long)]
+        universe: Option<u16>,
+        /// 1-based slot (or Modbus channel).
+        #[arg(long)]
+        channel: u16,
+        /// 0–255.
+        #[arg(long)]
+        level: u8,
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -326,6 +365,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(GatewayCommand::Run { config, plan }) => {
             crate::gateway::run(&config, plan)
         }
+        Command::Gateway(GatewayCommand::Discover { config, plan }) => {
+            crate::gateway::discover(&config, plan.as_deref())
+        }
+        Command::Gateway(GatewayCommand::Identify {
+            config,
+            fixture,
+            controller,
+            seconds,
+        }) => {
+            if fixture.is_none() && controller.is_none() {
+                anyhow::bail!("say what to identify: --fixture ID or --controller ID");
+            }
+            crate::gateway::command(
+                &config,
+                nightscape_core::wire::Action::Identify {
+                    fixture: fixture.map(|f| f.parse()).transpose()?,
+                    controller: controller.map(|c| c.parse()).transpose()?,
+                    seconds,
+                },
+            )
+        }
+        Command::Gateway(GatewayCommand::ChannelTest {
+            config,
+            controller,
+            universe,
+            channel,
+            level,
+            seconds,
+        }) => crate::gateway::command(
+            &config,
+            nightscape_core::wire::Action::ChannelTest {
+                controller: controller.parse()?,
+                universe,
+                channel,
+                level,
+                seconds,
+            },
+        ),
         Command::Profile(ProfileCommand::Check { files }) => {
             let (report, ok) = profile::check(&files)?;
             write!(std::io::stdout().lock(), "{report}")?;

@@ -83,6 +83,147 @@ pub fn setup(config: Config, plan_file: Option<&Path>) -> Result<Setup> {
     })
 }
 
+/// `gateway discover`: what answers among the plan's controllers.
+pub fn discover(config_path: &Path, plan_file: Option<&Path>) -> Result<ExitCode> {
+    let config = read_config(config_path)?;
+    let setup = setup(config, plan_file)?;
+    let (plan, lib) = match &setup.plan {
+        Some(bytes) => {
+            nightscape_gateway::store::open_any(&setup.trusted, bytes, &setup.config.gateway)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}",
+                        plan_file.map_or_else(String::new, |p| p.display().to_string())
+                    )
+                })?
+        }
+        None => {
+            let store = nightscape_gateway::store::Store::open(&setup.config.data_dir)
+                .with_context(|| format!("opening {}", setup.config.data_dir.display()))?;
+            let loaded = store.load_plan(&setup.trusted, &setup.config.gateway);
+            for p in &loaded.problems {
+                eprintln!("{p}");
+            }
+            let (plan, lib, _) = loaded
+                .plan
+                .context("no plan in the data directory; give one with --plan")?;
+            (plan, lib)
+        }
+    };
+    let site = lib
+        .sites
+        .get(&plan.site)
+        .with_context(|| format!("the plan has no site `{}`", plan.site))?;
+    let to = nightscape_gateway::guard::destinations(
+        site,
+        &setup.config.gateway,
+        setup.endpoints.as_ref(),
+        setup.config.loopback_only,
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let findings = runtime.block_on(nightscape_gateway::commission::discover(
+        site,
+        &lib.profiles,
+        &to,
+        setup.config.loopback_only,
+        Duration::from_secs(2),
+    ));
+    print!("{}", nightscape_gateway::commission::report(&findings));
+    Ok(if findings.iter().any(|f| f.silent()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `gateway identify` / `channel-test`: a command to the running gateway through the broker;
+/// prints its ack.
+pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Result<ExitCode> {
+    use nightscape_core::wire::{self, Ack, AckResult, Topic};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    let config = read_config(config_path)?;
+    let setup = setup(config, None)?;
+    let mqtt = &setup.config.mqtt;
+    let gateway = &setup.config.gateway;
+    let mut nonce = [0u8; 6];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = format!("cli-{}", plan::hex(&nonce));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let command = wire::Command {
+        schema: wire::SCHEMA,
+        id: id.clone(),
+        expires_ms: now + 30_000,
+        action,
+    };
+    let mut options =
+        MqttOptions::new(format!("nightscape-cli-{id}"), mqtt.host.clone(), mqtt.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    if let (Some(user), Some(password)) = (&mqtt.username, &setup.password) {
+        options.set_credentials(user.clone(), password.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let ack_topic = wire::topic(&mqtt.topic_prefix, gateway, Topic::Ack);
+        client.subscribe(&ack_topic, QoS::AtLeastOnce).await?;
+        let wait = async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        client
+                            .publish(
+                                wire::topic(&mqtt.topic_prefix, gateway, Topic::Cmd),
+                                QoS::AtLeastOnce,
+                                false,
+                                wire::encode(&command),
+                            )
+                            .await?;
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                        if let Ok(ack) = wire::decode::<Ack>(&p.payload)
+                            && ack.id == id
+                        {
+                            return Ok::<Ack, anyhow::Error>(ack);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => bail!("broker {}:{}: {e}", mqtt.host, mqtt.port),
+                }
+            }
+        };
+        let ack = tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no answer from gateway `{gateway}` in 10 s: is it running and connected to {}:{}?",
+                    mqtt.host,
+                    mqtt.port
+                )
+            })??;
+        let _ = client.disconnect().await;
+        let reason = ack.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        match ack.result {
+            AckResult::Applied => {
+                println!("gateway `{gateway}`: done{reason}");
+                Ok(ExitCode::SUCCESS)
+            }
+            AckResult::Rejected | AckResult::Expired => {
+                println!("gateway `{gateway}`: refused ({:?}){reason}", ack.result);
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
 /// Runs until ctrl-c or SIGTERM.
 pub fn run(config_path: &Path, plan_file: Option<PathBuf>) -> Result<ExitCode> {
     init_logging();

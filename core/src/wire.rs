@@ -342,6 +342,9 @@ pub enum Action {
     },
     /// Republish state and rewrite every controller.
     Resync,
+    /// Poll the Art-Net nodes and probe the Modbus controllers of the plan; the findings
+    /// come back as an event, the ack says how many answered.
+    Discover,
 }
 
 /// A transient command; one that arrives after `expires_ms` is acked `expired`. (Unknown

@@ -9,8 +9,8 @@
 //! not from what played before, a gateway that starts late plays what should be playing
 //! now. A new plan moves the playback to its layout without a jump.
 //!
-//! This part is synchronous and clock-free (time is an argument); the task that paces it
-//! on the monotonic clock and feeds the drivers is the next piece of the gateway.
+//! This part is synchronous and clock-free (time is an argument); [`crate::runtime`] paces it
+//! on the monotonic clock and feeds the drivers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -237,6 +237,35 @@ async fn write(
     }
 }
 
+/// What one read brought back.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    Values(Vec<u16>),
+    /// The device answered with an exception (the connection is still good).
+    Exception(Exception),
+    /// A timeout or transport error: the connection is not usable any more.
+    Lost(String),
+}
+
+/// One read of a poll plan, from the table it names, with its deadline.
+pub(crate) async fn read(ctx: &mut Context, r: &modbus::Read, deadline: Duration) -> ReadOutcome {
+    let (start, count) = (r.start.get(), r.count);
+    let answer = match r.table {
+        nightscape_core::addr::RegisterTable::Input => {
+            tokio::time::timeout(deadline, ctx.read_input_registers(start, count)).await
+        }
+        nightscape_core::addr::RegisterTable::Holding => {
+            tokio::time::timeout(deadline, ctx.read_holding_registers(start, count)).await
+        }
+    };
+    match answer {
+        Err(_) => ReadOutcome::Lost(format!("read: no answer in {deadline:?}")),
+        Ok(Err(e)) => ReadOutcome::Lost(format!("read: {e}")),
+        Ok(Ok(Err(code))) => ReadOutcome::Exception(Exception::from_code(code.into())),
+        Ok(Ok(Ok(values))) => ReadOutcome::Values(values),
+    }
+}
+
 /// A request was answered: the controller is reachable (a connection alone does not say
 /// so; a device that accepts connections and answers nothing is not).
 fn answered(health: &watch::Sender<Health>) {
@@ -251,28 +280,17 @@ async fn poll(
 ) -> Result<Readings, Lost> {
     let plan = Poll::new(&s.profile, false);
     let mut answers = Vec::with_capacity(plan.reads.len());
-    for read in &plan.reads {
-        let (start, count) = (read.start.get(), read.count);
-        let answer = match read.table {
-            nightscape_core::addr::RegisterTable::Input => {
-                tokio::time::timeout(s.deadline, ctx.read_input_registers(start, count)).await
-            }
-            nightscape_core::addr::RegisterTable::Holding => {
-                tokio::time::timeout(s.deadline, ctx.read_holding_registers(start, count)).await
-            }
-        };
-        match answer {
-            Err(_) => return Err(Lost::Failed(format!("read: no answer in {:?}", s.deadline))),
-            Ok(Err(e)) => return Err(Lost::Failed(format!("read: {e}"))),
-            Ok(Ok(Err(code))) => {
-                let exception = Exception::from_code(code.into());
+    for r in &plan.reads {
+        match read(ctx, r, s.deadline).await {
+            ReadOutcome::Lost(why) => return Err(Lost::Failed(why)),
+            ReadOutcome::Exception(exception) => {
                 health.send_modify(|h| {
                     h.errors += 1;
-                    h.last_error = Some(format!("read of {:?}: {exception}", read.registers()));
+                    h.last_error = Some(format!("read of {:?}: {exception}", r.registers()));
                 });
                 answers.push(None);
             }
-            Ok(Ok(Ok(values))) => {
+            ReadOutcome::Values(values) => {
                 answered(health);
                 answers.push(Some(values));
             }

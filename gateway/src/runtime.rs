@@ -164,6 +164,12 @@ struct Outputs {
 #[derive(Debug)]
 struct Playing {
     plan: Plan,
+    /// The site, its profiles and its controllers' destinations, for commissioning.
+    site: Arc<nightscape_core::Site>,
+    profiles: Arc<
+        std::collections::BTreeMap<nightscape_core::ProfileId, nightscape_core::model::Profile>,
+    >,
+    to: std::collections::BTreeMap<ControllerId, Destination>,
     exec: Executor,
     outputs: Outputs,
     /// Rated watts and layout channels of every fixture driven by this gateway's
@@ -520,6 +526,9 @@ impl Gateway {
             ),
         );
         self.playing = Some(Playing {
+            site: Arc::new(site.clone()),
+            profiles: Arc::new(lib.profiles.clone()),
+            to,
             plan,
             exec,
             outputs,
@@ -960,6 +969,9 @@ impl Gateway {
             );
             return self.ack(About::Cmd, command.id, AckResult::Expired, None);
         }
+        if command.action == Action::Discover {
+            return self.discover(command.id);
+        }
         match self.run_command(&command.action).await {
             Ok(what) => {
                 self.event(
@@ -1056,6 +1068,7 @@ impl Gateway {
                 ));
                 Ok(format!("channel {channel} at {level} for {seconds} s"))
             }
+            Action::Discover => Err("discover runs on its own task".into()),
             Action::Resync => {
                 // Rebuild every output: Modbus controllers are written in full again.
                 let plan = playing.plan.clone();
@@ -1072,6 +1085,64 @@ impl Gateway {
                 Ok("state republished, every controller rewritten".into())
             }
         }
+    }
+
+    /// Polls and probes the plan's controllers on a task of its own (frames go on); the
+    /// findings come back as an event and the ack says how many answered.
+    fn discover(&mut self, id: String) {
+        let Some(p) = &self.playing else {
+            return self.refuse(About::Cmd, id, "no plan plays yet".into());
+        };
+        let (site, profiles, to) = (p.site.clone(), p.profiles.clone(), p.to.clone());
+        let (Some(outbound), loopback_only) = (self.outbound.clone(), self.config.loopback_only)
+        else {
+            return;
+        };
+        self.event_seq += 1;
+        let (gateway, at_ms, seq) = (self.id.clone(), self.now_ms, self.event_seq);
+        tokio::spawn(async move {
+            let findings = crate::commission::discover(
+                &site,
+                &profiles,
+                &to,
+                loopback_only,
+                Duration::from_secs(2),
+            )
+            .await;
+            let silent = findings.iter().filter(|f| f.silent()).count();
+            let message = format!(
+                "command `{id}`: discovery\n{}",
+                crate::commission::report(&findings)
+            );
+            let severity = if silent > 0 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            let event = new_event(
+                &gateway,
+                at_ms,
+                seq,
+                EventKind::Command,
+                severity,
+                None,
+                message,
+            );
+            let _ = outbound.send(Outbound::Event(event)).await;
+            let _ = outbound
+                .send(Outbound::Ack(Ack {
+                    schema: wire::SCHEMA,
+                    gateway,
+                    about: About::Cmd,
+                    id,
+                    result: AckResult::Applied,
+                    reason: Some(format!(
+                        "{} controllers, {silent} did not answer",
+                        findings.len()
+                    )),
+                }))
+                .await;
+        });
     }
 
     fn ack(&mut self, about: About, id: String, result: AckResult, reason: Option<String>) {
@@ -1119,19 +1190,15 @@ impl Gateway {
         message: String,
     ) -> Event {
         self.event_seq += 1;
-        let mut salt = [0u8; 4];
-        let _ = getrandom::fill(&mut salt);
-        Event {
-            schema: wire::SCHEMA,
-            gateway: self.id.clone(),
-            at_ms: self.now_ms,
-            id: format!("{:x}-{}-{}", self.now_ms, plan::hex(&salt), self.event_seq),
+        new_event(
+            &self.id,
+            self.now_ms,
+            self.event_seq,
             kind,
             severity,
             controller,
             message,
-            cue: None,
-        }
+        )
     }
 
     fn event(
@@ -1493,6 +1560,31 @@ impl Gateway {
             None,
             format!("stopped; outputs {}", if dark { "dark" } else { "holding" }),
         );
+    }
+}
+
+/// An event with an id unique to this gateway (time, randomness, sequence).
+fn new_event(
+    gateway: &GatewayId,
+    at_ms: i64,
+    seq: u64,
+    kind: EventKind,
+    severity: Severity,
+    controller: Option<ControllerId>,
+    message: String,
+) -> Event {
+    let mut salt = [0u8; 4];
+    let _ = getrandom::fill(&mut salt);
+    Event {
+        schema: wire::SCHEMA,
+        gateway: gateway.clone(),
+        at_ms,
+        id: format!("{at_ms:x}-{}-{seq}", plan::hex(&salt)),
+        kind,
+        severity,
+        controller,
+        message,
+        cue: None,
     }
 }
 

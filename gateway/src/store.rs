@@ -206,6 +206,15 @@ impl Store {
     }
 }
 
+/// Opens plan bytes (a file given on the command line) as the gateway would one from MQTT.
+pub fn open_any(
+    trusted: &[VerifyingKey],
+    bytes: &[u8],
+    gateway: &GatewayId,
+) -> Result<(Plan, ShowLibrary), Rejection> {
+    open_with_any(trusted, |key| plan::open_plan(bytes, key, gateway, None))
+}
+
 /// Opens with the first trusted key that verifies; the last key's refusal otherwise (a bad
 /// signature under every key reads as one).
 pub(crate) fn open_with_any<T>(

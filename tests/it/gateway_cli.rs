@@ -178,3 +178,173 @@ fn the_gateway_process_plays_a_plan_without_a_broker_and_stops_dark() {
     shutdown.cancel();
     drop(runtime);
 }
+
+/// The systemd unit in `deploy/` is one systemd accepts, pointed at this build.
+#[test]
+fn the_systemd_unit_verifies() {
+    let bin = env!("CARGO_BIN_EXE_nightscape");
+    let unit = std::fs::read_to_string("deploy/nightscape-gateway.service").unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+    let dir = std::env::temp_dir().join(format!("ns-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("nightscape-gateway.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/nightscape", bin)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (.ci/run installs systemd)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !text.contains(&*path.to_string_lossy()),
+        "{text}"
+    );
+}
+
+/// Commissioning from the command line against a running gateway and the simulator:
+/// `discover` polls and probes on its own; `identify` and `channel-test` go through the
+/// broker to the gateway, which blinks the fixture on the simulator and acks.
+#[test]
+fn commissioning_commands_reach_the_simulated_controllers() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ed25519_dalek::SigningKey;
+    use nightscape_core::clock::Clock;
+    use nightscape_core::plan;
+
+    let bin = env!("CARGO_BIN_EXE_nightscape");
+    let (sources, checked) = nightscape::library::load(std::path::Path::new("scenes")).unwrap();
+    let lib = checked.library;
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let site_id: nightscape_core::SiteId = site.parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(nightscape::clock::SystemClock::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sim = runtime
+        .block_on(firmware_sim::start(
+            firmware_sim::SimConfig {
+                library: lib.clone(),
+                sites: vec![site_id.clone()],
+                bind: firmware_sim::Bind::Ports,
+                broker: None,
+                multicast: false,
+            },
+            clock.clone() as Arc<dyn Clock>,
+            shutdown.clone(),
+        ))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ns-commission-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = SigningKey::from_bytes(&[12; 32]);
+    std::fs::write(
+        dir.join("city.pub"),
+        plan::public_key_text(&key.verifying_key()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("endpoints.toml"), sim.endpoints.to_toml()).unwrap();
+    let now = clock.now_ms();
+    let p = plan::compile(
+        &sources,
+        &lib,
+        &site_id,
+        &gw.parse().unwrap(),
+        1,
+        now - 60_000,
+        now - 60_000,
+    )
+    .unwrap();
+    nightscape_gateway::store::Store::open(&data)
+        .unwrap()
+        .save(
+            nightscape_gateway::store::Kind::Plan,
+            &serde_json::to_vec(&plan::sign(p, &key)).unwrap(),
+        )
+        .unwrap();
+    let prefix = format!("cli-{}/", std::process::id());
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "gateway = \"{gw}\"\ndata_dir = \"{}\"\ntrusted_keys = [\"{}\"]\nloopback_only = true\nendpoints = \"{}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\ntopic_prefix = \"{prefix}\"\n",
+            data.display(),
+            dir.join("city.pub").display(),
+            dir.join("endpoints.toml").display()
+        ),
+    )
+    .unwrap();
+    let setup =
+        nightscape::gateway::setup(nightscape::gateway::read_config(&config).unwrap(), None)
+            .unwrap();
+    let handle = runtime
+        .block_on(nightscape_gateway::runtime::start(
+            setup,
+            clock.clone() as Arc<dyn Clock>,
+            shutdown.clone(),
+        ))
+        .unwrap();
+    let mut status = handle.status.clone();
+    runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                status.wait_for(|s| s.connected && s.plan_version == Some(1)),
+            )
+            .await
+            .map(|r| r.is_ok())
+        })
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&["gateway", "discover"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Art-Net node"), "{text}");
+
+    let layout = lib.layout(&site_id).unwrap();
+    let fixture = &layout.fixtures()[0];
+    let (code, text) = run(&[
+        "gateway",
+        "identify",
+        "--fixture",
+        fixture.id.as_str(),
+        "--seconds",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("done"), "{text}");
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let blinked = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        shown()[fixture.channels.clone()].iter().all(|&v| v == 255)
+    });
+    assert!(blinked, "the fixture blinks at full on the simulator");
+
+    let (code, text) = run(&["gateway", "identify", "--fixture", "no-such-fixture"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no fixture `no-such-fixture`"), "{text}");
+
+    shutdown.cancel();
+    let _ =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), handle.done).await });
+    // Leave no retained message behind.
+    let _ = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-r", "-n", "-t"])
+        .arg(format!("{prefix}nightscape/v1/gw/{gw}/state"))
+        .status();
+}

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod commission;
 mod composed;
 mod dmx;
 mod dmx_mqtt;

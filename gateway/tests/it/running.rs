@@ -603,6 +603,34 @@ async fn refused_documents_and_commands_are_acked_with_their_reason_and_change_n
         AckResult::Applied
     );
 
+    // Discovery from the broker: the findings come back as an event, the ack counts them.
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Cmd,
+        format!(
+            r#"{{"schema":1,"id":"c4","expires_ms":{},"action":"discover"}}"#,
+            EVENING + 60_000
+        )
+        .into_bytes(),
+    )
+    .await;
+    let event_topic = wire::topic(&prefix, &gw.parse().unwrap(), Topic::Event);
+    next_on(&mut seen, &event_topic, |b| {
+        wire::decode::<Event>(b).is_ok_and(|e| e.message.contains("Art-Net node"))
+    })
+    .await;
+    let ack = ack_of(&mut seen, &prefix, gw, "c4").await;
+    assert_eq!(ack.result, AckResult::Applied);
+    assert!(
+        ack.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("0 did not answer"),
+        "{ack:?}"
+    );
+
     let status = h.status.borrow().clone();
     assert_eq!(status.plan_version, Some(5));
     wait_until("plan 5 still shown", || shown() == want).await;
