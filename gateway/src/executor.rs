@@ -84,6 +84,28 @@ pub struct Executor {
     /// Whether a tick has run: the first one shows its cue at once (after a restart the
     /// site plays what should be playing now, without fading up from dark).
     started: bool,
+    /// For controllers that fade themselves: the same cues without the gateway's fades, and
+    /// the fade of the last cue change, which such a controller is given instead.
+    target: Option<Target>,
+}
+
+#[derive(Debug)]
+struct Target {
+    playback: Playback,
+    frame: Frame,
+    channels: Vec<u8>,
+    fade: Duration,
+}
+
+impl Target {
+    fn new(layout: &Layout) -> Target {
+        Target {
+            playback: Playback::new(),
+            frame: Frame::new(layout),
+            channels: vec![0; layout.channel_count()],
+            fade: Duration::ZERO,
+        }
+    }
 }
 
 impl Executor {
@@ -101,7 +123,15 @@ impl Executor {
             overrides: Vec::new(),
             cue: None,
             started: false,
+            target: None,
         })
+    }
+
+    /// Also keeps the frame each cue fades to, for controllers that make the fade
+    /// themselves ([`Executor::target_channels`], [`Executor::target_fade`]).
+    pub fn with_targets(mut self) -> Executor {
+        self.target = Some(Target::new(&self.c.layout));
+        self
     }
 
     /// Takes a new plan: the running cues move to its layout (re-bound where it has their
@@ -113,6 +143,14 @@ impl Executor {
             .change_layout(&self.c.layout, &next.layout, now_ms, |id| {
                 scenes.get(id).cloned()
             });
+        if let Some(t) = &mut self.target {
+            t.playback
+                .change_layout(&self.c.layout, &next.layout, now_ms, |id| {
+                    scenes.get(id).cloned()
+                });
+            t.frame = Frame::new(&next.layout);
+            t.channels = vec![0; next.layout.channel_count()];
+        }
         self.frame = Frame::new(&next.layout);
         self.channels = vec![0; next.layout.channel_count()];
         self.c = next;
@@ -154,18 +192,38 @@ impl Executor {
                 Duration::ZERO
             };
             self.started = true;
+            if let Some(t) = &mut self.target {
+                t.playback
+                    .cue(scene.clone(), cue.brightness, now_ms, Duration::ZERO);
+                t.fade = fade;
+            }
             self.playback.cue(scene, cue.brightness, now_ms, fade);
             self.cue = Some(cue);
         }
         self.playback
             .render(&self.c.layout, now_ms, &mut self.frame);
         encode(&self.c.layout, &self.frame, Level::FULL, &mut self.channels);
+        if let Some(t) = &mut self.target {
+            t.playback.render(&self.c.layout, now_ms, &mut t.frame);
+            encode(&self.c.layout, &t.frame, Level::FULL, &mut t.channels);
+        }
         if changed { self.cue.as_ref() } else { None }
     }
 
     /// The layout channels of the last tick.
     pub fn channels(&self) -> &[u8] {
         &self.channels
+    }
+
+    /// What the last tick's cue fades to, without the gateway's fade (the channels of the
+    /// last tick when targets are not kept).
+    pub fn target_channels(&self) -> &[u8] {
+        self.target.as_ref().map_or(&self.channels, |t| &t.channels)
+    }
+
+    /// The fade of the last cue change (0 for a blackout or the first cue).
+    pub fn target_fade(&self) -> Duration {
+        self.target.as_ref().map_or(Duration::ZERO, |t| t.fade)
     }
 
     pub fn map(&self) -> &OutputMap {

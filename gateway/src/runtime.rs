@@ -141,6 +141,10 @@ struct ModbusOut {
     levels: watch::Sender<Levels>,
     health: watch::Receiver<Health>,
     buf: Vec<u8>,
+    /// The controller makes the fades itself: it is given each cue's target and fade, up
+    /// to the longest fade it can make (longer ones the gateway makes, the register at 0).
+    controller_fades: bool,
+    longest_fade: Duration,
     has_meter: bool,
     /// Rated watts of the fixtures it drives, with their layout channels.
     fixtures: Vec<(f64, Range<usize>)>,
@@ -215,6 +219,8 @@ struct Gateway {
     overlays: Vec<(i64, Overlay)>,
     /// The frame as sent: the executor's channels with overlays on top.
     out: Vec<u8>,
+    /// The same for controllers that fade themselves: the cue's target.
+    out_target: Vec<u8>,
     now_ms: i64,
     stats: FrameStats,
     total_frames: u64,
@@ -284,6 +290,7 @@ pub async fn start(
         overrides: None,
         overlays: Vec::new(),
         out: Vec::new(),
+        out_target: Vec::new(),
         now_ms: 0,
         stats: FrameStats::default(),
         total_frames: 0,
@@ -489,7 +496,21 @@ impl Gateway {
             }
             None => Executor::new(&lib, &plan.site, self.now_ms).map_err(|e| e.to_string())?,
         };
-        let mut exec = exec;
+        let controller_fades = site.controllers.iter().any(|c| {
+            to.contains_key(&c.id)
+                && matches!(
+                    c.output,
+                    Output::Modbus {
+                        fade_by: nightscape_core::model::FadeBy::Controller,
+                        ..
+                    }
+                )
+        });
+        let mut exec = if controller_fades {
+            exec.with_targets()
+        } else {
+            exec
+        };
         exec.set_overrides(self.current_overrides());
         let outputs = self.outputs(&lib, &plan, &exec, &to).await?;
         let map = exec.map();
@@ -577,9 +598,16 @@ impl Gateway {
                 continue;
             };
             let c = &site.controllers[cm.index];
-            let Output::Modbus { unit, profile, .. } = &c.output else {
+            let Output::Modbus {
+                unit,
+                profile,
+                fade_by,
+                ..
+            } = &c.output
+            else {
                 continue;
             };
+            let controller_fades = *fade_by == nightscape_core::model::FadeBy::Controller;
             let Some(profile) = lib.profiles.get(profile) else {
                 continue;
             };
@@ -595,8 +623,9 @@ impl Gateway {
                 addr: *addr,
                 unit: *unit,
                 profile: profile.clone(),
-                // The gateway renders every fade; the controller's fade register stays 0.
-                controller_fades: false,
+                // Either the controller fades (its fade register set per cue, the target
+                // written once) or the gateway does (the register kept at 0): never both.
+                controller_fades,
                 deadline: MODBUS_DEADLINE,
                 poll_every: MODBUS_POLL,
             };
@@ -623,6 +652,9 @@ impl Gateway {
                 levels: levels_tx,
                 health: health_rx,
                 buf: vec![0; channels],
+                controller_fades,
+                longest_fade: nightscape_core::codec::modbus::longest_fade(&profile)
+                    .unwrap_or_default(),
                 has_meter: profile.power.is_some(),
                 fixtures,
                 unreachable_since: None,
@@ -755,22 +787,13 @@ impl Gateway {
         self.overlays.retain(|(until, _)| *until > now_ms);
         self.out.clear();
         self.out.extend_from_slice(playing.exec.channels());
-        for (_, overlay) in &self.overlays {
-            match overlay {
-                Overlay::Blink(ranges) => {
-                    let on = now_ms.rem_euclid(1000) < 500;
-                    for r in ranges {
-                        if let Some(s) = self.out.get_mut(r.clone()) {
-                            s.fill(if on { 255 } else { 0 });
-                        }
-                    }
-                }
-                Overlay::Set { channel, level } => {
-                    if let Some(v) = self.out.get_mut(*channel) {
-                        *v = *level;
-                    }
-                }
-            }
+        overlay(&self.overlays, now_ms, &mut self.out);
+        let targets = playing.outputs.modbus.iter().any(|m| m.controller_fades);
+        if targets {
+            self.out_target.clear();
+            self.out_target
+                .extend_from_slice(playing.exec.target_channels());
+            overlay(&self.overlays, now_ms, &mut self.out_target);
         }
         let map = playing.exec.map();
         if let Some(dmx) = playing.outputs.dmx.as_mut()
@@ -781,14 +804,22 @@ impl Gateway {
         if let (Some(publisher), Some(client)) = (playing.outputs.mqtt.as_mut(), &self.client) {
             publisher.publish(client, map, &self.out);
         }
+        let target_fade = playing.exec.target_fade();
         for m in &mut playing.outputs.modbus {
-            map.controllers()[m.map_index].sinks[0].gather(&self.out, &mut m.buf);
+            let (source, fade) = match (m.controller_fades, target_fade <= m.longest_fade) {
+                (true, true) => (&self.out_target, Some(target_fade)),
+                // Longer than the controller can fade: the gateway fades, the register at 0.
+                (true, false) => (&self.out, Some(Duration::ZERO)),
+                (false, _) => (&self.out, None),
+            };
+            map.controllers()[m.map_index].sinks[0].gather(source, &mut m.buf);
             let buf = &m.buf;
             m.levels.send_if_modified(|l| {
-                if l.channels == *buf {
+                if l.channels == *buf && l.fade == fade {
                     false
                 } else {
                     l.channels.clone_from(buf);
+                    l.fade = fade;
                     true
                 }
             });
@@ -1526,7 +1557,13 @@ impl Gateway {
                 let zeros = vec![0u8; p.exec.channels().len()];
                 let map = p.exec.map();
                 for m in &p.outputs.modbus {
-                    m.levels.send_modify(|l| l.channels.fill(0));
+                    m.levels.send_modify(|l| {
+                        l.channels.fill(0);
+                        // A controller that fades goes dark at once too.
+                        if m.controller_fades {
+                            l.fade = Some(Duration::ZERO);
+                        }
+                    });
                 }
                 if let (Some(publisher), Some(client)) = (p.outputs.mqtt.as_mut(), &self.client) {
                     tokio::time::sleep(Duration::from_millis(120)).await;
@@ -1560,6 +1597,27 @@ impl Gateway {
             None,
             format!("stopped; outputs {}", if dark { "dark" } else { "holding" }),
         );
+    }
+}
+
+/// Commissioning overlays on top of a frame's layout channels.
+fn overlay(overlays: &[(i64, Overlay)], now_ms: i64, channels: &mut [u8]) {
+    for (_, overlay) in overlays {
+        match overlay {
+            Overlay::Blink(ranges) => {
+                let on = now_ms.rem_euclid(1000) < 500;
+                for r in ranges {
+                    if let Some(s) = channels.get_mut(r.clone()) {
+                        s.fill(if on { 255 } else { 0 });
+                    }
+                }
+            }
+            Overlay::Set { channel, level } => {
+                if let Some(v) = channels.get_mut(*channel) {
+                    *v = *level;
+                }
+            }
+        }
     }
 }
 

@@ -643,6 +643,11 @@ pub fn fade_value(profile: &Profile, fade: Duration) -> Option<(RegisterAddr, u1
     Some((f.register, units.clamp(0.0, f64::from(f.max)) as u16))
 }
 
+/// The longest fade the controller can make itself (none without a fade register).
+pub fn longest_fade(profile: &Profile) -> Option<Duration> {
+    profile.fade.map(|f| f.unit * u32::from(f.max))
+}
+
 /// One register write as the profile allows it: FC16 where the device takes it, FC06 where
 /// it does not.
 pub fn write_one(profile: &Profile, register: RegisterAddr, value: u16) -> Request {

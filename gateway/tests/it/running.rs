@@ -913,3 +913,144 @@ async fn events_made_while_the_broker_was_away_are_delivered_when_it_returns() {
     stop(h, &shutdown).await;
     sim_stop.cancel();
 }
+
+#[tokio::test]
+async fn a_controller_that_fades_itself_gets_the_target_and_the_fade_once() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("ctlfade");
+    // The council's ns-led-v1 controller fades itself (fade_by = "controller"), up to 60 s.
+    let (site, gw) = ("nonsan-council", "council-gw");
+    let site_id: SiteId = site.parse().unwrap();
+    let fading: Vec<_> = lib.sites[&site_id]
+        .controllers
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.output,
+                nightscape_core::model::Output::Modbus {
+                    fade_by: nightscape_core::model::FadeBy::Controller,
+                    ..
+                }
+            )
+        })
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(!fading.is_empty());
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let plan_bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+    publish(&server, &prefix, gw, Topic::Plan, plan_bytes.clone()).await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(
+            config(gw, &temp_dir("ctlfade"), &prefix, 1883),
+            Some(&sim.endpoints),
+            true,
+        ),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "1").await.result,
+        AckResult::Applied
+    );
+    let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
+    let before = expected(&plan_bytes, gw, EVENING, &[]);
+    wait_until("the evening look", || shown() == before).await;
+
+    // Another scene by override: the cue's fade goes to the dimmers' fade register and the
+    // target levels are written once; the gateway does not fade them frame by frame.
+    let scene = lib
+        .scenes_of(&site_id)
+        .map(|s| s.id.clone())
+        .find(|s| {
+            Some(s)
+                != h.status
+                    .borrow()
+                    .cue
+                    .as_ref()
+                    .and_then(|c| c.scene.as_ref())
+        })
+        .unwrap();
+    let fade = lib.scenes[&scene].fade;
+    assert!(
+        fade >= Duration::from_secs(1),
+        "{scene} fades over {fade:?}"
+    );
+    let entry = OverrideEntry {
+        id: "show".into(),
+        kind: OverrideEntryKind::Scene,
+        scene: Some(scene.clone()),
+        brightness_pct: None,
+        from_ms: EVENING - 1000,
+        until_ms: Some(EVENING + 3_600_000),
+        by: "operator".into(),
+        reason: "test".into(),
+    };
+    let overrides = signed_overrides(gw, 1, vec![entry]);
+    publish(&server, &prefix, gw, Topic::Overrides, overrides.clone()).await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "1").await.result,
+        AckResult::Applied
+    );
+    let device_fade = |id: &nightscape_core::ControllerId| {
+        let c = sim.state.sites[&site_id]
+            .controllers
+            .iter()
+            .find(|c| &c.id == id)
+            .unwrap();
+        c.with_device(|d| match d {
+            firmware_sim::state::Device::Modbus(m) => m.view(Duration::ZERO).fade_ms,
+            firmware_sim::state::Device::Dmx(_) => 0,
+        })
+    };
+    wait_until("the fade register set", || {
+        fading
+            .iter()
+            .all(|id| device_fade(id) == fade.as_millis() as u64)
+    })
+    .await;
+    // The virtual clock has not moved: the devices are at the start of their own fade, and
+    // the gateway wrote the target once (no frame-by-frame writes while nothing moves).
+    let accepted = || -> u64 {
+        sim.state.sites[&site_id]
+            .controllers
+            .iter()
+            .filter(|c| fading.contains(&c.id))
+            .map(|c| c.counters.view().accepted)
+            .sum()
+    };
+    let writes = accepted();
+    // Through the fade on the virtual clock, in steps: the devices fade on their own.
+    for _ in 0..10 {
+        clock.advance(fade / 10);
+        let frames = h.status.borrow().frames;
+        wait_status(&h, "frames", |s| s.frames > frames + 2).await;
+    }
+    clock.advance(Duration::from_millis(100));
+    let after_fade = expected(
+        &plan_bytes,
+        gw,
+        EVENING + fade.as_millis() as i64 + 200,
+        &overrides,
+    );
+    wait_until("the override's look after the fade", || {
+        shown() == after_fade
+    })
+    .await;
+    // Polls only (status, power, uptime every 2 s), no level writes during the fade.
+    let polls_at_most = 3 * 2 * fading.len() as u64;
+    assert!(
+        accepted() - writes <= polls_at_most,
+        "{} requests during the fade",
+        accepted() - writes
+    );
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
