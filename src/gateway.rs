@@ -73,7 +73,21 @@ pub fn setup(config: Config, plan_file: Option<&Path>) -> Result<Setup> {
     let plan = plan_file
         .map(|p| fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
+    let ca = match &config.mqtt.ca_file {
+        Some(path) => {
+            let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                bail!(
+                    "{}: no PEM certificate in it (mqtt.ca_file)",
+                    path.display()
+                );
+            }
+            Some(pem)
+        }
+        None => None,
+    };
     Ok(Setup {
+        ca,
         connect: plan.is_none(),
         config,
         trusted,
@@ -166,6 +180,13 @@ pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Res
     options.set_keep_alive(Duration::from_secs(5));
     if let (Some(user), Some(password)) = (&mqtt.username, &setup.password) {
         options.set_credentials(user.clone(), password.clone());
+    }
+    if let Some(ca) = &setup.ca {
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: None,
+        }));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

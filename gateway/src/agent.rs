@@ -45,6 +45,8 @@ pub struct Settings {
     pub mqtt: Mqtt,
     /// The password, read from the configured file by the caller.
     pub password: Option<String>,
+    /// The CA certificate(s) (PEM) the broker's certificate must chain to: TLS when given.
+    pub ca: Option<Vec<u8>>,
     pub keep_alive: Duration,
 }
 
@@ -82,6 +84,14 @@ fn options(s: &Settings) -> MqttOptions {
     o.set_clean_session(true);
     if let (Some(user), Some(password)) = (&s.mqtt.username, &s.password) {
         o.set_credentials(user.clone(), password.clone());
+    }
+    if let Some(ca) = &s.ca {
+        // The broker's certificate must name `mqtt.host` and chain to this CA (rustls, ring).
+        o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: None,
+        }));
     }
     o.set_last_will(LastWill::new(
         wire::topic(&s.mqtt.topic_prefix, &s.gateway, Topic::State),

@@ -82,6 +82,8 @@ pub struct Setup {
     pub endpoints: Option<EndpointMap>,
     /// Read from `config.mqtt.password_file`.
     pub password: Option<String>,
+    /// Read from `config.mqtt.ca_file` (PEM): TLS to the broker.
+    pub ca: Option<Vec<u8>>,
     /// Connect to the broker; without it the gateway plays what it has (`--plan`).
     pub connect: bool,
     /// A signed plan to play first (checked as one from the broker).
@@ -119,9 +121,7 @@ pub enum StartError {
     Plan(String),
     #[error(transparent)]
     Guard(#[from] GuardError),
-    #[error(
-        "mqtt.ca_file is set, but this build of the gateway has no TLS; reach the broker over the site's private network (or a local TLS tunnel) and remove ca_file"
-    )]
+    #[error("mqtt.ca_file is set but no CA certificate was read from it")]
     Tls,
 }
 
@@ -237,7 +237,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Handle, StartError> {
     let config = setup.config.clone();
-    if config.mqtt.ca_file.is_some() && setup.connect {
+    if config.mqtt.ca_file.is_some() && setup.ca.is_none() && setup.connect {
         return Err(StartError::Tls);
     }
     let data = |error: io::Error| StartError::Data {
@@ -256,6 +256,7 @@ pub async fn start(
             gateway: config.gateway.clone(),
             mqtt: config.mqtt.clone(),
             password: setup.password.clone(),
+            ca: setup.ca.clone(),
             keep_alive: Duration::from_secs(15),
         };
         let mqtt = agent::client(&settings);

@@ -83,6 +83,7 @@ async fn the_agent_routes_both_ways_and_its_will_says_offline() {
             topic_prefix: prefix.clone(),
         },
         password: None,
+        ca: None,
         keep_alive: Duration::from_secs(5),
     };
     let (in_tx, mut inbound) = mpsc::channel(16);

@@ -63,6 +63,7 @@ fn setup(config: Config, endpoints: Option<&EndpointMap>, connect: bool) -> Setu
         trusted: vec![key().verifying_key()],
         endpoints: endpoints.cloned(),
         password: None,
+        ca: None,
         connect,
         plan: None,
     }
@@ -823,10 +824,17 @@ struct PrivateBroker(std::process::Child);
 
 impl PrivateBroker {
     fn start(port: u16, dir: &Path) -> PrivateBroker {
+        PrivateBroker::with(port, dir, "")
+    }
+
+    /// With more configuration after the first listener (more listeners, TLS).
+    fn with(port: u16, dir: &Path, more: &str) -> PrivateBroker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n{more}"
+            ),
         )
         .unwrap();
         let child = std::process::Command::new("mosquitto")
@@ -1053,4 +1061,155 @@ async fn a_controller_that_fades_itself_gets_the_target_and_the_fade_once() {
     stop(h, &shutdown).await;
     clear(&server, &prefix, &[gw]).await;
     sim_stop.cancel();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA and a broker certificate for 127.0.0.1 signed by it, made with the openssl tool.
+fn certificates(dir: &Path, name: &str) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = format!("{name}-ca");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &format!("{ca}.key"),
+        "-out",
+        &format!("{ca}.pem"),
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={ca}"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &format!("{name}.key"),
+        "-out",
+        &format!("{name}.csr"),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{name}.csr"),
+        "-CA",
+        &format!("{ca}.pem"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-out",
+        &format!("{name}.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // Mosquitto started as root reads its files as its own user.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("{ca}.pem"),
+    ] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    dir.join(format!("{ca}.pem"))
+}
+
+#[tokio::test]
+async fn the_broker_is_reached_over_tls_and_a_wrong_ca_is_refused() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    // The town office's one controller takes DMX over MQTT: nothing but the broker is
+    // reached, over TLS.
+    let (site, gw) = ("ganggyeong-office", "office-gw");
+    let dir = temp_dir("tls");
+    let ca = certificates(&dir, "broker");
+    let other_ca = certificates(&dir, "stranger");
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = PrivateBroker::with(
+        plain,
+        &dir,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            dir.join("broker.pem").display(),
+            dir.join("broker.key").display()
+        ),
+    );
+    let prefix = prefix("tls");
+    let (_obs, mut seen) = crate::agent::observer_on(&prefix, plain).await;
+    let mut o = MqttOptions::new(
+        format!("srv-tls-{}", std::process::id()),
+        "127.0.0.1",
+        plain,
+    );
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (server, mut events) = AsyncClient::new(o, 64);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 1, 0),
+    )
+    .await;
+
+    // The right CA: connected over TLS, the plan arrives, the ack goes out.
+    let clock = Arc::new(VirtualClock::new(EVENING));
+    let shutdown = CancellationToken::new();
+    let mut s = setup(config(gw, &temp_dir("tls-gw"), &prefix, tls), None, true);
+    s.ca = Some(std::fs::read(&ca).unwrap());
+    s.config.mqtt.ca_file = Some(ca.clone());
+    let h = start(s, clock.clone() as Arc<dyn Clock>, shutdown.clone())
+        .await
+        .unwrap();
+    let ack = ack_of(&mut seen, &prefix, gw, "1").await;
+    assert_eq!(ack.result, AckResult::Applied, "{ack:?}");
+    assert!(h.status.borrow().connected);
+    stop(h, &shutdown).await;
+
+    // A CA the broker's certificate does not chain to: never connected.
+    let shutdown = CancellationToken::new();
+    let mut s = setup(config(gw, &temp_dir("tls-gw"), &prefix, tls), None, true);
+    s.ca = Some(std::fs::read(&other_ca).unwrap());
+    s.config.mqtt.ca_file = Some(other_ca);
+    let h = start(s, clock as Arc<dyn Clock>, shutdown.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!h.status.borrow().connected);
+    stop(h, &shutdown).await;
 }
