@@ -1213,3 +1213,137 @@ async fn the_broker_is_reached_over_tls_and_a_wrong_ca_is_refused() {
     assert!(!h.status.borrow().connected);
     stop(h, &shutdown).await;
 }
+
+#[tokio::test]
+async fn a_plan_waits_for_its_effective_time_also_across_a_restart() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("effective");
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let dir = temp_dir("effective");
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 1, 0),
+    )
+    .await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1883), Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "1").await.result,
+        AckResult::Applied
+    );
+    // Version 2 takes effect in a minute: accepted and kept, version 1 plays meanwhile.
+    let from = EVENING + 60_000;
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 2, from),
+    )
+    .await;
+    let ack = ack_of(&mut seen, &prefix, gw, "2").await;
+    assert_eq!(ack.result, AckResult::Applied);
+    assert!(ack.reason.unwrap_or_default().contains("in effect from"));
+    let status = wait_status(&h, "pending", |s| s.pending_version == Some(2)).await;
+    assert_eq!(status.plan_version, Some(1));
+    stop(h, &shutdown).await;
+
+    // A restart before then, without network: still version 1, version 2 waiting.
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1), Some(&sim.endpoints), false),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let status = wait_status(&h, "frames", |s| s.frames > 2).await;
+    assert_eq!(
+        (status.plan_version, status.pending_version),
+        (Some(1), Some(2))
+    );
+    clock.advance(Duration::from_millis(59_000));
+    let status = wait_status(&h, "frames", |s| s.frames > status.frames + 2).await;
+    assert_eq!(status.plan_version, Some(1), "not a moment early");
+    clock.advance(Duration::from_millis(1_000));
+    let status = wait_status(&h, "version 2", |s| s.plan_version == Some(2)).await;
+    assert_eq!(status.pending_version, None);
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_switch_on_that_draws_no_power_opens_a_did_not_light_fault() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("dark");
+    // The council's ns-led-v1 controller has a power meter.
+    let (site, gw) = ("nonsan-council", "council-gw");
+    let site_id: SiteId = site.parse().unwrap();
+    let controller = lib.sites[&site_id].controllers[0].id.clone();
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    // The meter reads nothing: the lamps are out although the levels are written.
+    sim.state
+        .apply(&Fault {
+            controller: controller.clone(),
+            kind: FaultKind::PowerDrift { factor: 0.01 },
+        })
+        .unwrap();
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    let bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+    assert!(
+        expected(&bytes, gw, EVENING, &[]).iter().any(|&v| v > 0),
+        "lit at the evening"
+    );
+    publish(&server, &prefix, gw, Topic::Plan, bytes).await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(
+            config(gw, &temp_dir("dark"), &prefix, 1883),
+            Some(&sim.endpoints),
+            true,
+        ),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let event_topic = wire::topic(&prefix, &gw.parse().unwrap(), Topic::Event);
+    // The check runs 15 s after the switch-on (real time: lamps take a moment to strike).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    let e = loop {
+        let (topic, bytes) = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .expect("a did-not-light fault within 25 s")
+            .unwrap();
+        if topic != event_topic {
+            continue;
+        }
+        let e: Event = wire::decode(&bytes).unwrap();
+        if e.kind == EventKind::Fault && e.message.starts_with("did not light") {
+            break e;
+        }
+    };
+    assert_eq!(e.controller, Some(controller));
+    assert_eq!(e.severity, Severity::Fault);
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
