@@ -106,6 +106,41 @@ pub enum PlanCommand {
         #[arg(long, default_value = "scenes")]
         library: PathBuf,
     },
+    /// Sign an overrides document for one gateway (until the server publishes them): a
+    /// scene, a blackout and/or a curfew exception from now for some hours.
+    Overrides {
+        #[arg(long)]
+        gateway: String,
+        /// The secret key (from `nightscape keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write it (a gateway's data directory takes it as `overrides.json`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Play this scene.
+        #[arg(long)]
+        scene: Option<String>,
+        /// At this brightness, in percent (default 100).
+        #[arg(long)]
+        brightness: Option<f64>,
+        /// Dark, latched until a document without it.
+        #[arg(long)]
+        blackout: bool,
+        /// Light through the curfew (an admin's exception).
+        #[arg(long)]
+        curfew_exception: bool,
+        /// How long the scene and the exception last.
+        #[arg(long, default_value_t = 1.0)]
+        hours: f64,
+        /// The document version (default: the current time in milliseconds).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Who sets it and why, for the log.
+        #[arg(long, default_value = "engineer")]
+        by: String,
+        #[arg(long, default_value = "set by nightscape plan overrides")]
+        reason: String,
+    },
     /// Check a plan as a gateway would: signature, addressee, version and contents.
     Verify {
         /// The trusted public key.
@@ -324,6 +359,35 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(PlanCommand::Overrides {
+            gateway,
+            key,
+            out,
+            scene,
+            brightness,
+            blackout,
+            curfew_exception,
+            hours,
+            version,
+            by,
+            reason,
+        }) => {
+            let text = plan::overrides(&plan::Overrides {
+                gateway: &gateway,
+                key: &key,
+                out: &out,
+                scene: scene.as_deref(),
+                brightness,
+                blackout,
+                curfew_exception,
+                hours,
+                version,
+                by: &by,
+                reason: &reason,
+            })?;
+            eprintln!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gateway(GatewayCommand::PrintDefaultConfig) => {
             write!(
                 std::io::stdout().lock(),
@@ -333,31 +397,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Gateway(GatewayCommand::CheckConfig { file }) => {
-            let text =
-                fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            match nightscape_gateway::config::parse(&text) {
-                Ok(c) => {
-                    writeln!(
-                        std::io::stdout().lock(),
-                        "{}: gateway `{}`, {} Hz, safe state {:?}, broker {}:{}{}",
-                        file.display(),
-                        c.gateway,
-                        c.frame_rate_hz,
-                        c.safe_state,
-                        c.mqtt.host,
-                        c.mqtt.port,
-                        if c.loopback_only {
-                            ", loopback only"
-                        } else {
-                            ""
-                        }
-                    )?;
+            // The file itself (every problem with its place), then what it points at: the
+            // keys, the endpoint map, the password and CA files.
+            let checked = crate::gateway::read_config(&file).and_then(|c| {
+                let summary = format!(
+                    "{}: gateway `{}`, {} Hz, safe state {:?}, broker {}:{}{}{}",
+                    file.display(),
+                    c.gateway,
+                    c.frame_rate_hz,
+                    c.safe_state,
+                    c.mqtt.host,
+                    c.mqtt.port,
+                    if c.mqtt.ca_file.is_some() {
+                        " (TLS)"
+                    } else {
+                        ""
+                    },
+                    if c.loopback_only {
+                        ", loopback only"
+                    } else {
+                        ""
+                    }
+                );
+                crate::gateway::setup(c, None).map(|_| summary)
+            });
+            match checked {
+                Ok(summary) => {
+                    writeln!(std::io::stdout().lock(), "{summary}")?;
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(errors) => {
-                    for e in errors {
-                        writeln!(std::io::stdout().lock(), "{}:{e}", file.display())?;
-                    }
+                Err(e) => {
+                    writeln!(std::io::stdout().lock(), "{e:#}")?;
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -21,16 +21,29 @@ use crate::process::{Notifier, init_logging, wait_for_signal};
 /// How long the outputs get to reach their safe state after a signal.
 const STOP_WITHIN: Duration = Duration::from_secs(5);
 
-/// Reads and checks the configuration; every problem is printed with its place.
+/// Reads and checks the configuration; every problem is printed with its place. Relative
+/// paths in it are relative to the file's own directory (not to where the command runs).
 pub fn read_config(path: &Path) -> Result<Config> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    config::parse(&text).map_err(|errors| {
+    let mut config = config::parse(&text).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| format!("{}:{e}", path.display()))
             .collect();
         anyhow::anyhow!("{}", lines.join("\n"))
-    })
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut config.data_dir);
+    config.trusted_keys.iter_mut().for_each(resolve);
+    config.endpoints.iter_mut().for_each(resolve);
+    config.mqtt.password_file.iter_mut().for_each(resolve);
+    config.mqtt.ca_file.iter_mut().for_each(resolve);
+    Ok(config)
 }
 
 /// Everything the configuration points at, read and checked.

@@ -136,6 +136,111 @@ pub fn compile(c: &Compile<'_>) -> Result<String> {
     ))
 }
 
+/// What `plan overrides` was asked for.
+#[derive(Debug)]
+pub struct Overrides<'a> {
+    pub gateway: &'a str,
+    pub key: &'a Path,
+    pub out: &'a Path,
+    pub scene: Option<&'a str>,
+    pub brightness: Option<f64>,
+    pub blackout: bool,
+    pub curfew_exception: bool,
+    pub hours: f64,
+    pub version: Option<u64>,
+    pub by: &'a str,
+    pub reason: &'a str,
+}
+
+/// Signs an overrides document; says what it holds.
+pub fn overrides(o: &Overrides<'_>) -> Result<String> {
+    use nightscape_core::plan::{OverrideEntry, OverrideEntryKind, OverridesDocument};
+    let key_text =
+        fs::read_to_string(o.key).with_context(|| format!("reading {}", o.key.display()))?;
+    let key = plan::parse_secret_key(&key_text)
+        .with_context(|| format!("{} is not a Nightscape secret key", o.key.display()))?;
+    if !(o.hours > 0.0 && o.hours <= 24.0 * 31.0) {
+        bail!("--hours {}: give 0–744 hours", o.hours);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let until = now + (o.hours * 3_600_000.0) as i64;
+    let entry = |id: &str, kind, scene: Option<nightscape_core::SceneId>, until_ms| OverrideEntry {
+        id: id.to_string(),
+        kind,
+        scene,
+        brightness_pct: None,
+        from_ms: now,
+        until_ms,
+        by: o.by.to_string(),
+        reason: o.reason.to_string(),
+    };
+    let mut entries = Vec::new();
+    if let Some(scene) = o.scene {
+        let mut e = entry(
+            "scene",
+            OverrideEntryKind::Scene,
+            Some(
+                scene
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--scene {scene}: {e}"))?,
+            ),
+            Some(until),
+        );
+        if let Some(pct) = o.brightness {
+            e.brightness_pct = Some(
+                format!("{pct}%")
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--brightness {pct}: {e}"))?,
+            );
+        }
+        entries.push(e);
+    }
+    if o.curfew_exception {
+        entries.push(entry(
+            "curfew-exception",
+            OverrideEntryKind::CurfewException,
+            None,
+            Some(until),
+        ));
+    }
+    if o.blackout {
+        entries.push(entry("blackout", OverrideEntryKind::Blackout, None, None));
+    }
+    let doc = OverridesDocument {
+        schema: plan::OVERRIDES_SCHEMA,
+        gateway: o
+            .gateway
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--gateway {}: {e}", o.gateway))?,
+        version: o.version.unwrap_or(u64::try_from(now).unwrap_or(0)),
+        issued_at_ms: now,
+        overrides: entries,
+    };
+    let described = if doc.overrides.is_empty() {
+        "no overrides (releases any blackout)".to_string()
+    } else {
+        doc.overrides
+            .iter()
+            .map(|e| match e.kind {
+                OverrideEntryKind::Scene => "scene",
+                OverrideEntryKind::Blackout => "blackout",
+                OverrideEntryKind::CurfewException => "curfew exception",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let version = doc.version;
+    let bytes = serde_json::to_vec(&plan::sign(doc, &key))?;
+    fs::write(o.out, bytes).with_context(|| format!("writing {}", o.out.display()))?;
+    Ok(format!(
+        "{}: overrides version {version} for `{}`: {described}",
+        o.out.display(),
+        o.gateway
+    ))
+}
+
 pub fn verify(
     pubkey: &Path,
     file: &Path,

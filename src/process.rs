@@ -58,7 +58,7 @@ impl Notifier {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
-            .map(|us| Duration::from_micros(us / 2));
+            .map(|us| Duration::from_micros(us / 2).max(Duration::from_millis(1)));
         #[cfg(target_os = "linux")]
         {
             use std::os::linux::net::SocketAddrExt;

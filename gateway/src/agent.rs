@@ -119,11 +119,15 @@ pub async fn run(
 ) {
     let prefix = s.mqtt.topic_prefix.clone();
     let mut last_state: Option<wire::State> = None;
+    let mut retry = std::collections::VecDeque::new();
     let mut backoff = Duration::from_millis(200);
-    let mut attempt: u32 = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
+                // What the gateway said last (its "stopped" event among it) goes out first.
+                while let Ok(message) = outbound.try_recv() {
+                    publish_or_keep(&client, &prefix, &s.gateway, message, &mut retry);
+                }
                 // A clean goodbye: the state says offline (the will is for unclean ones).
                 let _ = client.try_publish(
                     wire::topic(&prefix, &s.gateway, Topic::State),
@@ -144,12 +148,13 @@ pub async fn run(
                 if let Outbound::State(state) = &message {
                     last_state = Some(state.clone());
                 }
-                publish(&client, &prefix, &s.gateway, &message);
+                publish_or_keep(&client, &prefix, &s.gateway, message, &mut retry);
             }
-            event = events.poll() => match event {
+            event = events.poll() => {
+                publish_kept(&client, &prefix, &s.gateway, &mut retry);
+                match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(200);
-                    attempt = 0;
                     let topics = [Topic::Plan, Topic::Overrides, Topic::Cmd].map(|t| {
                         rumqttc::SubscribeFilter::new(
                             wire::topic(&prefix, &s.gateway, t),
@@ -162,6 +167,7 @@ pub async fn run(
                     if let Some(state) = &last_state {
                         publish(&client, &prefix, &s.gateway, &Outbound::State(state.clone()));
                     }
+                    publish_kept(&client, &prefix, &s.gateway, &mut retry);
                     connected.send_replace(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -184,8 +190,9 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => {
                     connected.send_replace(false);
-                    attempt = attempt.saturating_add(1);
-                    let jitter = backoff / 4 * (attempt % 4);
+                    // Random jitter, so a city's gateways do not come back in step after the
+                    // broker restarts.
+                    let jitter = backoff.mul_f64(f64::from(crate::modbus::jitter_percent()) / 200.0);
                     tracing::warn!("MQTT {}:{}: {e}; again in {:?}", s.mqtt.host, s.mqtt.port, backoff + jitter);
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -193,22 +200,61 @@ pub async fn run(
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
-            },
+            }},
         }
     }
 }
 
-fn publish(client: &AsyncClient, prefix: &str, gateway: &GatewayId, message: &Outbound) {
+/// Messages kept for another try when the client's queue was full (acks and events; state
+/// and telemetry are sent again anyway).
+const RETRY_KEEP: usize = 1000;
+
+/// Publishes, or keeps an ack or event for another try.
+fn publish_or_keep(
+    client: &AsyncClient,
+    prefix: &str,
+    gateway: &GatewayId,
+    message: Outbound,
+    retry: &mut std::collections::VecDeque<Outbound>,
+) {
+    let keepable = matches!(message, Outbound::Ack(_) | Outbound::Event(_));
+    // Acks and events keep their order behind those already waiting.
+    let waiting = keepable && !retry.is_empty();
+    if waiting || (!publish(client, prefix, gateway, &message) && keepable) {
+        if retry.len() >= RETRY_KEEP {
+            retry.pop_front();
+            tracing::warn!(
+                "MQTT: {RETRY_KEEP} messages wait for the broker; the oldest was dropped"
+            );
+        }
+        retry.push_back(message);
+    }
+}
+
+/// Sends what waits, in order, until the queue is full again.
+fn publish_kept(
+    client: &AsyncClient,
+    prefix: &str,
+    gateway: &GatewayId,
+    retry: &mut std::collections::VecDeque<Outbound>,
+) {
+    while let Some(message) = retry.front() {
+        if !publish(client, prefix, gateway, message) {
+            return;
+        }
+        retry.pop_front();
+    }
+}
+
+/// Whether the client took the message.
+fn publish(client: &AsyncClient, prefix: &str, gateway: &GatewayId, message: &Outbound) -> bool {
     let (leaf, bytes, qos, retain) = match message {
         Outbound::State(m) => (Topic::State, wire::encode(m), QoS::AtLeastOnce, true),
         Outbound::Ack(m) => (Topic::Ack, wire::encode(m), QoS::AtLeastOnce, false),
         Outbound::Telemetry(m) => (Topic::Telemetry, wire::encode(m), QoS::AtMostOnce, false),
         Outbound::Event(m) => (Topic::Event, wire::encode(m), QoS::AtLeastOnce, false),
     };
-    if client
+    client
         .try_publish(wire::topic(prefix, gateway, leaf), qos, retain, bytes)
-        .is_err()
-    {
-        tracing::warn!("MQTT: the outgoing queue is full; a {leaf} message was dropped");
-    }
+        .is_ok()
 }

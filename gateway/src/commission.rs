@@ -151,9 +151,14 @@ async fn poll_art_net(
             })
             .collect()
     };
-    let socket = match UdpSocket::bind((bind, 0)).await {
+    // Art-Net nodes answer to port 6454 of the poller (some to the port it polled from):
+    // poll from 6454 when it is free (not while a gateway on this box holds it).
+    let socket = match UdpSocket::bind((bind, artnet::PORT)).await {
         Ok(s) => s,
-        Err(e) => return silent(format!("cannot open a socket to poll: {e}")),
+        Err(_) => match UdpSocket::bind((bind, 0)).await {
+            Ok(s) => s,
+            Err(e) => return silent(format!("cannot open a socket to poll: {e}")),
+        },
     };
     let poll = ArtPoll {
         flags: 0,
@@ -195,7 +200,14 @@ async fn poll_art_net(
         .map(|(c, to)| Finding {
             controller: c.clone(),
             to: Some(*to),
-            answer: Answer::ArtNet(replies.iter().filter(|n| n.from == *to).cloned().collect()),
+            // A node answers from its own address, not necessarily the port it was sent to.
+            answer: Answer::ArtNet(
+                replies
+                    .iter()
+                    .filter(|n| n.from.ip() == to.ip())
+                    .cloned()
+                    .collect(),
+            ),
         })
         .collect()
 }
@@ -241,6 +253,9 @@ pub fn report(findings: &[Finding]) -> String {
                     let _ = write!(s, ", {w:.0} W");
                 }
                 s
+            }
+            Answer::Silent(why) if why.contains("exception") => {
+                format!("ANSWERED WITH AN ERROR: {why}")
             }
             Answer::Silent(why) => format!("NO ANSWER: {why}"),
             Answer::NotAsked(why) => format!("not asked ({why})"),

@@ -180,6 +180,23 @@ impl Sender {
         })
     }
 
+    /// Goes on from `before`'s sequence numbers (and last frames) for the universes both
+    /// send to the same place, so receivers that still hold the gateway as a source do not
+    /// drop the new plan's first packets as out of order.
+    pub fn carry_sequences(&mut self, before: &Sender) {
+        for o in &mut self.out {
+            if let Some(b) = before
+                .out
+                .iter()
+                .find(|b| b.universe == o.universe && b.to == o.to)
+            {
+                o.sequence = b.sequence;
+                o.last = b.last;
+            }
+        }
+        self.sync_sequence = before.sync_sequence;
+    }
+
     /// How many universes it sends.
     pub fn universes(&self) -> usize {
         self.out.len()

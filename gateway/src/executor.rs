@@ -169,9 +169,11 @@ impl Executor {
     /// no transition, as the core's `transitions` lists them).
     pub fn tick(&mut self, now_ms: i64) -> Option<&Cue> {
         let cue = self.c.evaluator.cue_with(now_ms, &self.overrides);
+        let blackout = |c: &Cue| c.cause == nightscape_core::schedule::Cause::Blackout;
         let changed = match &self.cue {
             None => true,
-            Some(current) => !current.shows_same(&cue),
+            // A blackout cuts whatever is fading, even a fade to dark.
+            Some(current) => !current.shows_same(&cue) || (blackout(&cue) && !blackout(current)),
         };
         if !changed && self.cue.as_ref() != Some(&cue) {
             self.cue = Some(cue);
@@ -181,13 +183,18 @@ impl Executor {
                 .as_ref()
                 .and_then(|id| self.c.scenes.get(id))
                 .cloned();
-            let fade = if self.started {
-                cue.fade.unwrap_or_else(|| {
-                    cue.scene
-                        .as_ref()
-                        .and_then(|id| self.c.scene_fades.get(id).copied())
-                        .unwrap_or(Duration::ZERO)
-                })
+            // The cue's own fade, else its scene's; going dark (a rule ending, the curfew)
+            // fades out over the outgoing scene's fade. A blackout and the first cue after a
+            // start are immediate.
+            let scene_fade = |c: Option<&Cue>| {
+                c.and_then(|c| c.scene.as_ref())
+                    .and_then(|id| self.c.scene_fades.get(id).copied())
+            };
+            let fade = if self.started && !blackout(&cue) {
+                cue.fade
+                    .or_else(|| scene_fade(Some(&cue)))
+                    .or_else(|| scene_fade(self.cue.as_ref()))
+                    .unwrap_or(Duration::ZERO)
             } else {
                 Duration::ZERO
             };
@@ -208,6 +215,11 @@ impl Executor {
             encode(&self.c.layout, &t.frame, Level::FULL, &mut t.channels);
         }
         if changed { self.cue.as_ref() } else { None }
+    }
+
+    /// Whether the plan has scene `id` (an override naming another plays dark).
+    pub fn has_scene(&self, id: &SceneId) -> bool {
+        self.c.scenes.contains_key(id)
     }
 
     /// The layout channels of the last tick.

@@ -33,7 +33,8 @@ impl Journal {
         let mut problems = Vec::new();
         let mut events = VecDeque::new();
         let mut dropped = 0;
-        match fs::read_to_string(&path) {
+        // Read as bytes: a line cut short mid-character must cost that line, not the file.
+        match fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()) {
             Ok(text) => {
                 for (n, line) in text
                     .lines()
@@ -107,12 +108,15 @@ impl Journal {
     }
 
     /// Up to `max` events kept, oldest first, and how many were dropped; they leave the
-    /// journal (the caller delivers them).
+    /// journal (the caller delivers them). The file is emptied once all are taken: a power
+    /// cut before then delivers some again, which the server's idempotent storage absorbs.
     pub fn take(&mut self, max: usize) -> io::Result<(Vec<Event>, u64)> {
         let n = max.min(self.events.len());
         let events: Vec<Event> = self.events.drain(..n).collect();
         let dropped = std::mem::take(&mut self.dropped);
-        self.rewrite()?;
+        if self.events.is_empty() {
+            self.rewrite()?;
+        }
         Ok((events, dropped))
     }
 

@@ -57,6 +57,17 @@ pub struct Health {
     pub written: Option<Vec<u16>>,
 }
 
+/// Refused writes are sent again after this, doubling up to [`RETRY_MOST`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MOST: Duration = Duration::from_secs(60);
+
+/// 0–99 from the operating system's randomness (0 if it has none to give).
+pub(crate) fn jitter_percent() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b) % 100
+}
+
 /// Why a connection was given up.
 #[derive(Debug)]
 enum Lost {
@@ -72,7 +83,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut attempt: u64 = 0;
     loop {
         let connected = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -83,8 +93,21 @@ pub async fn run(
         };
         let lost = match connected {
             Ok(Ok(ctx)) => {
-                backoff = Duration::from_millis(100);
-                serve(&settings, ctx, &mut levels, &health, &shutdown).await
+                let mut answered = false;
+                let lost = serve(
+                    &settings,
+                    ctx,
+                    &mut levels,
+                    &health,
+                    &shutdown,
+                    &mut answered,
+                )
+                .await;
+                // A device that takes connections but answers nothing is not "back".
+                if answered {
+                    backoff = Duration::from_millis(100);
+                }
+                lost
             }
             Ok(Err(e)) => Lost::Failed(format!("connect: {e}")),
             Err(_) => Lost::Failed(format!("connect: no answer in {:?}", settings.deadline)),
@@ -101,11 +124,9 @@ pub async fn run(
                 tracing::warn!(controller = %settings.controller, "Modbus: {why}; again in {backoff:?}");
             }
         }
-        // Jitter from the attempt count and the controller, so a site's drivers do not
-        // reconnect in step.
-        attempt += 1;
-        let spread = (attempt.wrapping_mul(2_654_435_761) ^ u64::from(settings.unit)) % 100;
-        let wait = backoff + backoff * u32::try_from(spread).unwrap_or(0) / 200;
+        // Random jitter (up to half the back-off), so a site's drivers do not reconnect in
+        // step.
+        let wait = backoff + backoff.mul_f64(f64::from(jitter_percent()) / 200.0);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
@@ -121,8 +142,12 @@ async fn serve(
     levels: &mut watch::Receiver<Levels>,
     health: &watch::Sender<Health>,
     shutdown: &CancellationToken,
+    answered: &mut bool,
 ) -> Lost {
     let profile = &s.profile;
+    // Writes answered with an exception are sent again after this (doubling to a minute).
+    let mut retry_after = RETRY_FIRST;
+    let mut retry_at: Option<Instant> = None;
     // A new connection may be to a device that lost power: start it up.
     let mut written: Option<Vec<u16>> = None;
     let mut last_fade: Option<Duration> = None;
@@ -135,10 +160,17 @@ async fn serve(
         let frame = levels.borrow_and_update().clone();
         modbus::level_registers_into(profile, &frame.channels, &mut desired);
         let fade = s.controller_fades.then_some(frame.fade).flatten();
+        let refresh_due = written.is_some() && next_refresh.is_some_and(|at| Instant::now() >= at);
         let mut requests = match &written {
             None => modbus::start_up(profile, fade, &desired),
+            Some(_) if refresh_due => {
+                next_refresh = refresh_at();
+                modbus::plan_writes(profile, None, &desired)
+            }
             Some(before) => modbus::plan_writes(profile, Some(before), &desired),
         };
+        // The fade register goes first, also before a refresh, so the levels that follow
+        // fade (or not) as the cue says.
         if written.is_some()
             && s.controller_fades
             && fade != last_fade
@@ -146,19 +178,29 @@ async fn serve(
         {
             requests.insert(0, write);
         }
-        if written.is_some() && next_refresh.is_some_and(|at| Instant::now() >= at) {
-            requests = modbus::plan_writes(profile, None, &desired);
-            next_refresh = refresh_at();
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            // Waiting to send again what the device refused; levels keep changing meanwhile.
+            requests.clear();
         }
+        let mut refused = false;
         for request in &requests {
-            if let Err(lost) = write(s, &mut ctx, request, health).await {
-                return lost;
+            match write(s, &mut ctx, request, health).await {
+                Err(lost) => return lost,
+                Ok(true) => *answered = true,
+                Ok(false) => refused = true,
             }
             if !profile.write.min_interval.is_zero() {
                 tokio::time::sleep(profile.write.min_interval).await;
             }
         }
-        if !requests.is_empty() {
+        if refused {
+            // Not written: the same registers go again after a pause (the device may be
+            // busy, or a bridge may have lost its serial line for a moment).
+            retry_at = Some(Instant::now() + retry_after);
+            retry_after = (retry_after * 2).min(RETRY_MOST);
+        } else if !requests.is_empty() {
+            retry_at = None;
+            retry_after = RETRY_FIRST;
             written = Some(desired.clone());
             last_fade = fade;
             health.send_modify(|h| h.written = written.clone());
@@ -169,6 +211,7 @@ async fn serve(
                 Ok(r) => r,
                 Err(lost) => return lost,
             };
+            *answered |= health.borrow().reachable;
             // Uptime going backwards: the device rebooted and lost its levels.
             if let (Some(before), Some(now)) = (last_uptime, readings.uptime)
                 && modbus::rebooted(before, now)
@@ -183,7 +226,8 @@ async fn serve(
                 continue;
             }
         }
-        let until_poll = next_poll.saturating_duration_since(Instant::now());
+        let wake = retry_at.map_or(next_poll, |r| r.min(next_poll));
+        let until_poll = wake.saturating_duration_since(Instant::now());
         tokio::select! {
             () = shutdown.cancelled() => return Lost::Shutdown,
             changed = levels.changed() => if changed.is_err() { return Lost::Shutdown },
@@ -192,14 +236,15 @@ async fn serve(
     }
 }
 
-/// One write with its deadline. An exception is counted and the driver goes on; a timeout
-/// or a transport error ends the connection.
+/// One write with its deadline: `Ok(true)` when taken, `Ok(false)` when refused with an
+/// exception (counted; the connection stays); a timeout or a transport error ends the
+/// connection.
 async fn write(
     s: &Settings,
     ctx: &mut Context,
     request: &Request,
     health: &watch::Sender<Health>,
-) -> Result<(), Lost> {
+) -> Result<bool, Lost> {
     let sent = match request {
         Request::WriteSingle { register, value } => {
             tokio::time::timeout(
@@ -228,11 +273,11 @@ async fn write(
                 h.errors += 1;
                 h.last_error = Some(format!("write to {:?}: {exception}", request.registers()));
             });
-            Ok(())
+            Ok(false)
         }
         Ok(Ok(Ok(()))) => {
             answered(health);
-            Ok(())
+            Ok(true)
         }
     }
 }

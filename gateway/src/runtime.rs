@@ -214,7 +214,12 @@ struct Gateway {
     outbound: Option<mpsc::Sender<Outbound>>,
     connected: bool,
     playing: Option<Playing>,
-    pending: Option<(Plan, ShowLibrary)>,
+    /// A plan accepted and waiting for its `effective_from`, with its bytes.
+    pending: Option<(Plan, ShowLibrary, Vec<u8>)>,
+    /// The current plan copy on disk was damaged at start (the previous one plays).
+    current_damaged: bool,
+    /// Why sending DMX over IP fails, while it does.
+    send_failing: Option<String>,
     overrides: Option<OverridesDocument>,
     overlays: Vec<(i64, Overlay)>,
     /// The frame as sent: the executor's channels with overlays on top.
@@ -288,6 +293,8 @@ pub async fn start(
         connected: false,
         playing: None,
         pending: None,
+        current_damaged: false,
+        send_failing: None,
         overrides: None,
         overlays: Vec::new(),
         out: Vec::new(),
@@ -453,19 +460,20 @@ impl Gateway {
                 format!("playing the previous good plan, version {}", plan.version),
             );
         }
-        if copy == Copy::Current && plan.effective_from_ms > self.now_ms {
-            // Accepted but not yet due: the previous plays until then.
-            if let Ok((prev, prev_lib)) =
-                self.store
-                    .open_plan(&self.trusted, &self.id, Copy::Previous)
-            {
-                self.pending = Some((plan, lib));
-                if let Err(e) = self.play(prev, prev_lib).await {
-                    self.event(EventKind::Plan, Severity::Fault, None, e);
-                }
-                self.publish_status();
-                return Ok(());
+        // The damaged current copy must not push the good one out when the next plan comes.
+        self.current_damaged = copy == Copy::Previous;
+        // A plan accepted but not yet due waits beside it.
+        match self.store.open_next_plan(&self.trusted, &self.id) {
+            Ok(Some((next, next_lib, bytes))) if next.version > plan.version => {
+                self.pending = Some((next, next_lib, bytes));
             }
+            Ok(_) => {}
+            Err(e) => self.event(
+                EventKind::Plan,
+                Severity::Warning,
+                None,
+                format!("a plan waiting for its time could not be read: {e}"),
+            ),
         }
         if let Err(e) = self.play(plan, lib).await {
             self.event(EventKind::Plan, Severity::Fault, None, e);
@@ -487,14 +495,25 @@ impl Gateway {
             self.config.loopback_only,
         )
         .map_err(|e| e.to_string())?;
+        let map = lib
+            .output_map(&plan.site)
+            .ok_or_else(|| format!("the plan's site `{}` has no output map", plan.site))?;
+        // Everything that can fail comes first; the plan in force plays on until then.
+        let mut outputs = self.outputs(&lib, &plan, &map, &to).await?;
         let exec = match self.playing.take() {
-            Some(mut old) => {
-                old.outputs.stop.cancel();
-                old.exec
-                    .change_plan(&lib, self.now_ms)
-                    .map_err(|e| e.to_string())?;
-                old.exec
-            }
+            Some(mut old) => match old.exec.change_plan(&lib, self.now_ms) {
+                Ok(()) => {
+                    old.outputs.stop.cancel();
+                    if let (Some(new), Some(before)) = (&mut outputs.dmx, &old.outputs.dmx) {
+                        new.carry_sequences(before);
+                    }
+                    old.exec
+                }
+                Err(e) => {
+                    self.playing = Some(old);
+                    return Err(e.to_string());
+                }
+            },
             None => Executor::new(&lib, &plan.site, self.now_ms).map_err(|e| e.to_string())?,
         };
         let controller_fades = site.controllers.iter().any(|c| {
@@ -513,7 +532,8 @@ impl Gateway {
             exec
         };
         exec.set_overrides(self.current_overrides());
-        let outputs = self.outputs(&lib, &plan, &exec, &to).await?;
+        // The old drivers are stopped: now the new ones connect (a device may take only one).
+        start_modbus(&mut outputs, &lib, &plan, exec.map(), &to);
         let map = exec.map();
         let mut estimated = Vec::new();
         let metered: Vec<&ControllerId> = outputs
@@ -559,16 +579,15 @@ impl Gateway {
         Ok(())
     }
 
-    /// Builds the senders and starts a driver per Modbus controller.
+    /// Builds the senders (the Modbus drivers start in [`start_modbus`]).
     async fn outputs(
         &self,
         lib: &ShowLibrary,
         plan: &Plan,
-        exec: &Executor,
+        map: &nightscape_core::OutputMap,
         to: &std::collections::BTreeMap<ControllerId, Destination>,
     ) -> Result<Outputs, String> {
         let site = &lib.sites[&plan.site];
-        let map = exec.map();
         let stop = CancellationToken::new();
         let udp = to
             .values()
@@ -593,82 +612,10 @@ impl Gateway {
                 to.get(c) == Some(&Destination::Broker)
             })
         });
-        let mut modbus_outs = Vec::new();
-        for (map_index, cm) in map.controllers().iter().enumerate() {
-            let Some(Destination::Tcp(addr)) = to.get(&cm.controller) else {
-                continue;
-            };
-            let c = &site.controllers[cm.index];
-            let Output::Modbus {
-                unit,
-                profile,
-                fade_by,
-                ..
-            } = &c.output
-            else {
-                continue;
-            };
-            let controller_fades = *fade_by == nightscape_core::model::FadeBy::Controller;
-            let Some(profile) = lib.profiles.get(profile) else {
-                continue;
-            };
-            let profile = Arc::new(profile.clone());
-            let channels = usize::from(profile.levels.channels);
-            let (levels_tx, levels_rx) = watch::channel(Levels {
-                channels: vec![0; channels],
-                fade: None,
-            });
-            let (health_tx, health_rx) = watch::channel(Health::default());
-            let settings = modbus::Settings {
-                controller: c.id.clone(),
-                addr: *addr,
-                unit: *unit,
-                profile: profile.clone(),
-                // Either the controller fades (its fade register set per cue, the target
-                // written once) or the gateway does (the register kept at 0): never both.
-                controller_fades,
-                deadline: MODBUS_DEADLINE,
-                poll_every: MODBUS_POLL,
-            };
-            tokio::spawn(modbus::run(
-                settings,
-                levels_rx,
-                health_tx,
-                stop.child_token(),
-            ));
-            let fixtures = cm
-                .sinks
-                .iter()
-                .flat_map(|s| s.runs.iter())
-                .map(|r| {
-                    (
-                        site.fixtures.get(r.fixture).map_or(0.0, |f| f.power_w),
-                        r.channels.clone(),
-                    )
-                })
-                .collect();
-            modbus_outs.push(ModbusOut {
-                map_index,
-                id: c.id.clone(),
-                levels: levels_tx,
-                health: health_rx,
-                buf: vec![0; channels],
-                controller_fades,
-                longest_fade: nightscape_core::codec::modbus::longest_fade(&profile)
-                    .unwrap_or_default(),
-                has_meter: profile.power.is_some(),
-                fixtures,
-                unreachable_since: None,
-                fault_open: false,
-                status_faults: Vec::new(),
-                rewrites: 0,
-                dark_fault_open: false,
-            });
-        }
         Ok(Outputs {
             dmx,
             mqtt,
-            modbus: modbus_outs,
+            modbus: Vec::new(),
             stop,
         })
     }
@@ -712,17 +659,22 @@ impl Gateway {
             None,
             format!("started at {} Hz", self.config.frame_rate_hz),
         );
+        let mut agent_alive = true;
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                message = inbound.recv(), if self.outbound.is_some() => {
-                    if let Some(message) = message {
-                        self.on_message(message).await;
+                message = inbound.recv(), if self.outbound.is_some() && agent_alive => {
+                    match message {
+                        Some(message) => self.on_message(message).await,
+                        // The agent is gone (it never is while the gateway runs): play on.
+                        None => agent_alive = false,
                     }
                 }
-                changed = connected.changed(), if self.outbound.is_some() => {
-                    if changed.is_ok() {
+                changed = connected.changed(), if self.outbound.is_some() && agent_alive => {
+                    if changed.is_err() {
+                        agent_alive = false;
+                    } else {
                         self.connected = *connected.borrow_and_update();
                         if self.connected {
                             self.send_state();
@@ -765,11 +717,11 @@ impl Gateway {
         if self
             .pending
             .as_ref()
-            .is_some_and(|(p, _)| p.effective_from_ms <= self.now_ms)
-            && let Some((plan, lib)) = self.pending.take()
+            .is_some_and(|(p, _, _)| p.effective_from_ms <= self.now_ms)
+            && let Some((plan, lib, bytes)) = self.pending.take()
         {
             let version = plan.version;
-            if let Err(e) = self.play(plan, lib).await {
+            if let Err(e) = self.take_plan(plan, lib, &bytes).await {
                 self.event(
                     EventKind::Plan,
                     Severity::Fault,
@@ -797,10 +749,13 @@ impl Gateway {
             overlay(&self.overlays, now_ms, &mut self.out_target);
         }
         let map = playing.exec.map();
-        if let Some(dmx) = playing.outputs.dmx.as_mut()
-            && let Err(e) = dmx.send(map, &self.out).await
-        {
-            tracing::warn!("DMX send: {e}");
+        let mut send_change = None;
+        if let Some(dmx) = playing.outputs.dmx.as_mut() {
+            let result = dmx.send(map, &self.out).await;
+            let failing = result.as_ref().err().map(ToString::to_string);
+            if failing != self.send_failing {
+                send_change = Some(failing);
+            }
         }
         if let (Some(publisher), Some(client)) = (playing.outputs.mqtt.as_mut(), &self.client) {
             publisher.publish(client, map, &self.out);
@@ -827,6 +782,15 @@ impl Gateway {
         }
         self.stats.frames += 1;
         self.total_frames += 1;
+        if let Some(failing) = send_change {
+            // Opened and closed once, not logged at every frame.
+            let (severity, message) = match &failing {
+                Some(e) => (Severity::Fault, format!("DMX over IP cannot be sent: {e}")),
+                None => (Severity::Info, "DMX over IP is sent again".to_string()),
+            };
+            self.send_failing = failing;
+            self.event(EventKind::Fault, severity, None, message);
+        }
         if let Some(cue) = changed {
             let lit =
                 cue.scene.is_some() && cue.brightness_pct > nightscape_core::model::Level::ZERO;
@@ -862,7 +826,7 @@ impl Gateway {
         let newest = self
             .pending
             .as_ref()
-            .map(|(p, _)| p)
+            .map(|(p, _, _)| p)
             .or(self.playing.as_ref().map(|p| &p.plan));
         if let Some(newest) = newest {
             if plan.version == newest.version && plan.content_hash == newest.content_hash {
@@ -898,17 +862,18 @@ impl Gateway {
         ) {
             return self.refuse(About::Plan, plan.version.to_string(), e.to_string());
         }
-        if let Err(e) = self.store.save(Kind::Plan, bytes) {
-            return self.refuse(
-                About::Plan,
-                plan.version.to_string(),
-                format!("the plan could not be kept on disk: {e}"),
-            );
-        }
         let version = plan.version;
         if plan.effective_from_ms > self.now_ms {
+            // Kept beside the plan in force (which stays the current copy) until it is due.
+            if let Err(e) = self.store.save(Kind::NextPlan, bytes) {
+                return self.refuse(
+                    About::Plan,
+                    version.to_string(),
+                    format!("the plan could not be kept on disk: {e}"),
+                );
+            }
             let reason = format!("in effect from {} ms", plan.effective_from_ms);
-            self.pending = Some((plan, lib));
+            self.pending = Some((plan, lib, bytes.to_vec()));
             self.ack(
                 About::Plan,
                 version.to_string(),
@@ -916,13 +881,60 @@ impl Gateway {
                 Some(reason),
             );
         } else {
-            self.pending = None;
-            match self.play(plan, lib).await {
-                Ok(()) => self.ack(About::Plan, version.to_string(), AckResult::Applied, None),
+            match self.take_plan(plan, lib, bytes).await {
+                Ok(None) => self.ack(About::Plan, version.to_string(), AckResult::Applied, None),
+                Ok(Some(warning)) => self.ack(
+                    About::Plan,
+                    version.to_string(),
+                    AckResult::Applied,
+                    Some(warning),
+                ),
                 Err(e) => self.refuse(About::Plan, version.to_string(), e),
             }
         }
         self.send_state();
+    }
+
+    /// Plays `plan` and then keeps it as the current copy (the one in force becoming the
+    /// previous); a later plan waiting for its time stays waiting. A plan that cannot play
+    /// changes nothing, on disk or on the wire. `Ok(Some(_))`: playing, but not kept.
+    async fn take_plan(
+        &mut self,
+        plan: Plan,
+        lib: ShowLibrary,
+        bytes: &[u8],
+    ) -> Result<Option<String>, String> {
+        let version = plan.version;
+        self.play(plan, lib).await?;
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(p, _, _)| p.version <= version)
+        {
+            self.pending = None;
+        }
+        let saved = if std::mem::take(&mut self.current_damaged) {
+            self.store.save_over(Kind::Plan, bytes)
+        } else {
+            self.store.save(Kind::Plan, bytes)
+        };
+        let kept = saved.and_then(|()| {
+            if self.pending.is_none() {
+                self.store.remove(Kind::NextPlan)
+            } else {
+                Ok(())
+            }
+        });
+        match kept {
+            Ok(()) => Ok(None),
+            Err(e) => {
+                let why = format!(
+                    "plan version {version} plays but could not be kept on disk ({e}); after a restart the previous plan plays"
+                );
+                self.event(EventKind::Plan, Severity::Fault, None, why.clone());
+                Ok(Some(why))
+            }
+        }
     }
 
     fn on_overrides(&mut self, bytes: &[u8]) {
@@ -952,6 +964,19 @@ impl Gateway {
             Ok(o) => o,
             Err(e) => return self.refuse(About::Overrides, id, e.to_string()),
         };
+        if let Some(p) = &self.playing
+            && let Some(unknown) = doc
+                .overrides
+                .iter()
+                .filter_map(|o| o.scene.as_ref())
+                .find(|scene| !p.exec.has_scene(scene))
+        {
+            let why = format!(
+                "scene `{unknown}` is not in plan version {} (the site would go dark)",
+                p.plan.version
+            );
+            return self.refuse(About::Overrides, id, why);
+        }
         if let Err(e) = self.store.save(Kind::Overrides, bytes) {
             return self.refuse(
                 About::Overrides,
@@ -1024,6 +1049,13 @@ impl Gateway {
         let Some(playing) = self.playing.as_mut() else {
             return Err("no plan plays yet".into());
         };
+        let blackout = playing
+            .exec
+            .cue()
+            .is_some_and(|c| c.cause == nightscape_core::schedule::Cause::Blackout);
+        if blackout && !matches!(action, Action::Resync) {
+            return Err("a blackout is in force; release it before commissioning".into());
+        }
         let layout = playing.exec.layout();
         let map = playing.exec.map();
         let until = |seconds: u32| now_ms + i64::from(seconds.clamp(1, 3600)) * 1000;
@@ -1207,10 +1239,22 @@ impl Gateway {
     }
 
     fn send(&mut self, message: Outbound) {
-        if let Some(out) = &self.outbound
-            && out.try_send(message).is_err()
-        {
-            tracing::warn!("the MQTT agent is not keeping up; a message was dropped");
+        let Some(out) = &self.outbound else {
+            return;
+        };
+        match out.try_send(message) {
+            Ok(()) => {}
+            // An event is kept for later rather than lost; the rest is sent again anyway
+            // (state, telemetry) or answered again when the document comes again (acks).
+            Err(
+                mpsc::error::TrySendError::Full(Outbound::Event(e))
+                | mpsc::error::TrySendError::Closed(Outbound::Event(e)),
+            ) => {
+                if let Err(err) = self.journal.push(e) {
+                    tracing::error!("the event journal cannot be written: {err}");
+                }
+            }
+            Err(_) => tracing::warn!("the MQTT agent is not keeping up; a message was dropped"),
         }
     }
 
@@ -1351,7 +1395,7 @@ impl Gateway {
         let cue = self.playing.as_ref().and_then(|p| p.exec.cue()).map(active);
         let status = Status {
             plan_version: self.plan_version(),
-            pending_version: self.pending.as_ref().map(|(p, _)| p.version),
+            pending_version: self.pending.as_ref().map(|(p, _, _)| p.version),
             overrides_version: self.overrides.as_ref().map(|d| d.version),
             blackout: cue
                 .as_ref()
@@ -1598,6 +1642,91 @@ impl Gateway {
             None,
             format!("stopped; outputs {}", if dark { "dark" } else { "holding" }),
         );
+    }
+}
+
+/// Starts a driver per Modbus controller of the plan that the gateway reaches.
+fn start_modbus(
+    outputs: &mut Outputs,
+    lib: &ShowLibrary,
+    plan: &Plan,
+    map: &nightscape_core::OutputMap,
+    to: &std::collections::BTreeMap<ControllerId, Destination>,
+) {
+    let Some(site) = lib.sites.get(&plan.site) else {
+        return;
+    };
+    let stop = &outputs.stop;
+    for (map_index, cm) in map.controllers().iter().enumerate() {
+        let Some(Destination::Tcp(addr)) = to.get(&cm.controller) else {
+            continue;
+        };
+        let c = &site.controllers[cm.index];
+        let Output::Modbus {
+            unit,
+            profile,
+            fade_by,
+            ..
+        } = &c.output
+        else {
+            continue;
+        };
+        let controller_fades = *fade_by == nightscape_core::model::FadeBy::Controller;
+        let Some(profile) = lib.profiles.get(profile) else {
+            continue;
+        };
+        let profile = Arc::new(profile.clone());
+        let channels = usize::from(profile.levels.channels);
+        let (levels_tx, levels_rx) = watch::channel(Levels {
+            channels: vec![0; channels],
+            fade: None,
+        });
+        let (health_tx, health_rx) = watch::channel(Health::default());
+        let settings = modbus::Settings {
+            controller: c.id.clone(),
+            addr: *addr,
+            unit: *unit,
+            profile: profile.clone(),
+            // Either the controller fades (its fade register set per cue, the target
+            // written once) or the gateway does (the register kept at 0): never both.
+            controller_fades,
+            deadline: MODBUS_DEADLINE,
+            poll_every: MODBUS_POLL,
+        };
+        tokio::spawn(modbus::run(
+            settings,
+            levels_rx,
+            health_tx,
+            stop.child_token(),
+        ));
+        let fixtures = cm
+            .sinks
+            .iter()
+            .flat_map(|s| s.runs.iter())
+            .map(|r| {
+                (
+                    site.fixtures.get(r.fixture).map_or(0.0, |f| f.power_w),
+                    r.channels.clone(),
+                )
+            })
+            .collect();
+        outputs.modbus.push(ModbusOut {
+            map_index,
+            id: c.id.clone(),
+            levels: levels_tx,
+            health: health_rx,
+            buf: vec![0; channels],
+            controller_fades,
+            longest_fade: nightscape_core::codec::modbus::longest_fade(&profile)
+                .unwrap_or_default(),
+            has_meter: profile.power.is_some(),
+            fixtures,
+            unreachable_since: None,
+            fault_open: false,
+            status_faults: Vec::new(),
+            rewrites: 0,
+            dark_fault_open: false,
+        });
     }
 }
 

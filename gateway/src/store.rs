@@ -20,6 +20,8 @@ use nightscape_core::show::ShowLibrary;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Plan,
+    /// A plan accepted but not yet in effect (it becomes the current plan at its time).
+    NextPlan,
     Overrides,
 }
 
@@ -27,6 +29,7 @@ impl Kind {
     fn stem(self) -> &'static str {
         match self {
             Kind::Plan => "plan",
+            Kind::NextPlan => "plan.next",
             Kind::Overrides => "overrides",
         }
     }
@@ -80,6 +83,16 @@ impl Store {
     /// Keeps `bytes` as the current document of `kind`, the current one becoming the
     /// previous; safe against a power cut at any point.
     pub fn save(&self, kind: Kind, bytes: &[u8]) -> io::Result<()> {
+        self.write(kind, bytes, true)
+    }
+
+    /// Keeps `bytes` as the current document of `kind` and leaves the previous copy as it
+    /// is (the current one was found damaged and must not replace a good previous one).
+    pub fn save_over(&self, kind: Kind, bytes: &[u8]) -> io::Result<()> {
+        self.write(kind, bytes, false)
+    }
+
+    fn write(&self, kind: Kind, bytes: &[u8], keep_current: bool) -> io::Result<()> {
         let tmp = self.dir.join(format!("{}.json.tmp", kind.stem()));
         {
             let mut f = File::create(&tmp)?;
@@ -87,7 +100,7 @@ impl Store {
             f.sync_all()?;
         }
         let current = self.path(kind, Copy::Current);
-        if current.exists() {
+        if keep_current && current.exists() {
             fs::rename(&current, self.path(kind, Copy::Previous))?;
         }
         fs::rename(&tmp, &current)?;
@@ -136,6 +149,32 @@ impl Store {
             open_with_any(trusted, |key| plan::open_plan(&bytes, key, gateway, None))
                 .map_err(|e| format!("{}: {e}", self.path(Kind::Plan, copy).display()))
         })
+    }
+
+    /// The plan waiting for its time, if one is kept: the plan, its library and its bytes.
+    #[allow(clippy::type_complexity)]
+    pub fn open_next_plan(
+        &self,
+        trusted: &[VerifyingKey],
+        gateway: &GatewayId,
+    ) -> Result<Option<(Plan, ShowLibrary, Vec<u8>)>, String> {
+        let path = self.path(Kind::NextPlan, Copy::Current);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let (plan, lib) = open_with_any(trusted, |key| plan::open_plan(&bytes, key, gateway, None))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some((plan, lib, bytes)))
+    }
+
+    /// Removes the current copy of `kind` (a waiting plan that came into force).
+    pub fn remove(&self, kind: Kind) -> io::Result<()> {
+        match fs::remove_file(self.path(kind, Copy::Current)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => File::open(&self.dir)?.sync_all(),
+        }
     }
 
     /// The last wall time the gateway trusted (0 when none is kept or it cannot be read).

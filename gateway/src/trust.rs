@@ -12,6 +12,9 @@ use std::time::Duration;
 
 /// A step larger than this is reported.
 pub const STEP: Duration = Duration::from_secs(1);
+/// A clock this little behind the last trusted time is a correction, not a broken clock
+/// (NTP stepping back a little): reported as a step, and believed.
+pub const BACK_SLACK_MS: i64 = 5_000;
 /// A plan issued up to this far ahead of the gateway's clock does not make it untrusted
 /// (the server's and the gateway's clocks differ by a little).
 pub const ISSUE_SLACK_MS: i64 = 10 * 60 * 1000;
@@ -78,6 +81,7 @@ impl WallTime {
         });
         let floor = self
             .last_trusted_ms
+            .saturating_sub(BACK_SLACK_MS)
             .max(plan_issued_ms.map_or(i64::MIN, |t| t.saturating_sub(ISSUE_SLACK_MS)));
         if wall_ms >= floor {
             let mut note = None;
@@ -139,20 +143,21 @@ mod tests {
         // A box that restarted with its clock at 1970.
         let mut w = WallTime::new(T);
         let (played, note) = w.observe(5_000, s(100), None);
-        assert_eq!(played, T);
+        let floor = T - BACK_SLACK_MS;
+        assert_eq!(played, floor);
         assert_eq!(
             note,
             Some(Note::Untrusted {
                 reads_ms: 5_000,
-                floor_ms: T
+                floor_ms: floor
             })
         );
         // An hour later by the monotonic clock, the clock still reads 1970.
         let (played, note) = w.observe(3_605_000, s(3700), None);
-        assert_eq!(played, T + 3_600_000);
+        assert_eq!(played, floor + 3_600_000);
         assert_eq!(note, None);
         assert!(!w.trusted());
-        assert_eq!(w.offset_ms(), T + 3_600_000 - 3_605_000);
+        assert_eq!(w.offset_ms(), floor + 3_600_000 - 3_605_000);
         // NTP sets it right: trusted again, at the time it reads.
         let (played, note) = w.observe(T + 3_601_000, s(3701), None);
         assert_eq!((played, note), (T + 3_601_000, Some(Note::Trusted)));
@@ -178,10 +183,14 @@ mod tests {
         let (played, note) = w.observe(T + 1_000 + 30_000, s(1), None);
         assert_eq!(played, T + 31_000);
         assert_eq!(note, Some(Note::Stepped { by_ms: 30_000 }));
-        // Back by 5 s but still after the last trusted time? No: the last trusted time is
-        // now T + 31 s, so a step back below it is untrusted.
-        let (played, note) = w.observe(T + 27_000, s(2), None);
-        assert_eq!(played, T + 32_000);
+        // Back by 4 s (below the last trusted time, T + 31 s, by less than the slack): a
+        // correction, reported as a step and believed.
+        let (played, note) = w.observe(T + 28_000, s(2), None);
+        assert_eq!(played, T + 28_000);
+        assert_eq!(note, Some(Note::Stepped { by_ms: -4_000 }));
+        // Back by a minute: untrusted, and time runs on from where it was.
+        let (played, note) = w.observe(T - 31_000, s(3), None);
+        assert_eq!(played, T + 29_000);
         assert!(matches!(note, Some(Note::Untrusted { .. })));
         // Small wobble under a second is no step.
         let mut w = WallTime::new(0);

@@ -16,16 +16,36 @@ fn the_default_configuration_checks_and_a_broken_one_says_where() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("gateway.toml");
     std::fs::write(&file, &text).unwrap();
-    let ok = Command::new(bin)
-        .args(["gateway", "check-config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let check = || {
+        let out = Command::new(bin)
+            .args(["gateway", "check-config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The default points at the city's key in /etc, which this machine does not have.
+    let (code, shown) = check();
+    assert_eq!(code, Some(1), "{shown}");
     assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
+        shown.contains("reading trusted key /etc/nightscape/city.pub"),
+        "{shown}"
     );
+    // A key beside the file, named relative to it, wherever the command runs from.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    std::fs::write(
+        dir.join("city.pub"),
+        nightscape_core::plan::public_key_text(&key.verifying_key()),
+    )
+    .unwrap();
+    let text = text.replace("/etc/nightscape/city.pub", "city.pub");
+    std::fs::write(&file, &text).unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("gateway `my-site-gw`"), "{shown}");
     std::fs::write(
         &file,
         text.replace("safe_state = \"hold\"", "safe_state = \"off\""),

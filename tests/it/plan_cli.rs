@@ -111,3 +111,60 @@ fn keys_plans_and_refusals_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("site `nowhere` is not in the library"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `plan overrides` signs a document a gateway opens: a scene, a curfew exception and a
+/// latched blackout, with the times asked for.
+#[test]
+fn an_overrides_document_is_signed_for_one_gateway() {
+    let bin = env!("CARGO_BIN_EXE_nightscape");
+    let dir = std::env::temp_dir().join(format!("ns-ovr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("city");
+    assert!(
+        std::process::Command::new(bin)
+            .args(["keygen", "--out"])
+            .arg(&base)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = dir.join("overrides.json");
+    let run = std::process::Command::new(bin)
+        .args(["plan", "overrides", "--gateway", "culture-gw", "--key"])
+        .arg(base.with_extension("key"))
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--scene",
+            "culture-evening",
+            "--brightness",
+            "60",
+            "--curfew-exception",
+            "--blackout",
+            "--hours",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("scene, curfew exception, blackout"), "{said}");
+    let key = nightscape_core::plan::parse_public_key(
+        &std::fs::read_to_string(base.with_extension("pub")).unwrap(),
+    )
+    .unwrap();
+    let doc: nightscape_core::plan::OverridesDocument = nightscape_core::plan::open(
+        &std::fs::read(&out).unwrap(),
+        &key,
+        &"culture-gw".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let overrides = doc.to_overrides().unwrap();
+    assert_eq!(overrides.len(), 3);
+    let scene = &doc.overrides[0];
+    assert_eq!(scene.brightness_pct.unwrap().get(), 0.6);
+    assert_eq!(scene.until_ms.unwrap() - scene.from_ms, 7_200_000);
+    assert_eq!(doc.overrides[2].until_ms, None, "a blackout is latched");
+}
