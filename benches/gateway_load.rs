@@ -244,6 +244,11 @@ async fn measure(g: &Gateway, receiver: &Receiver) -> Figures {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    // The benchmark (its receiver above all) keeps to the other core.
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
     let dir = std::env::temp_dir().join(format!("nightscape-gw-load-{}", std::process::id()));
     println!(
         "| load | frames/s | interval jitter p99 | longest interval | late frames | packets/s received | gateway CPU (one core) | RSS |"
