@@ -368,3 +368,110 @@ fn commissioning_commands_reach_the_simulated_controllers() {
         .arg(format!("{prefix}nightscape/v1/gw/{gw}/state"))
         .status();
 }
+
+/// sACN by multicast, as on a site network, inside a private network namespace (loopback
+/// only): the gateway with no endpoint for Gyebaek Bridge's receivers sends to their groups
+/// out of the loopback interface, and the simulator joined to those groups shows the scene.
+#[test]
+fn the_gateway_multicasts_sacn_inside_a_private_network() {
+    let bin = env!("CARGO_BIN_EXE_nightscape");
+    let dir = std::env::temp_dir().join(format!("ns-gw-mcast-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let library = format!("{}/scenes", env!("CARGO_MANIFEST_DIR"));
+    run(&["keygen", "--out", "city"]);
+    run(&[
+        "plan",
+        "compile",
+        "--site",
+        "gyebaek-bridge",
+        "--key",
+        "city.key",
+        "--out",
+        "plan.json",
+        "--library",
+        &library,
+    ]);
+    run(&[
+        "plan",
+        "overrides",
+        "--gateway",
+        "gyebaek-gw",
+        "--key",
+        "city.key",
+        "--out",
+        "data/overrides.json",
+        "--scene",
+        "gyebaek-evening-sky",
+        "--curfew-exception",
+    ]);
+    std::fs::write(
+        dir.join("gw.toml"),
+        "gateway = \"gyebaek-gw\"\ndata_dir = \"data\"\ntrusted_keys = [\"city.pub\"]\nloopback_only = true\nendpoints = \"gw-endpoints.toml\"\n[mqtt]\nhost = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    // The gateway's endpoint map keeps only the receiver with a unicast address: the two
+    // others are reached by multicast.
+    let script = r#"set -e
+ip link set lo up
+ip route add 239.0.0.0/8 dev lo
+"$BIN" sim --library "$LIB" --site gyebaek-bridge --ports --multicast \
+  --http 127.0.0.1:8098 --endpoints "$DIR/e.toml" 2> "$DIR/sim.log" &
+sim=$!
+trap 'kill -TERM $sim 2>/dev/null || true' EXIT
+for i in $(seq 100); do grep -q "state API" "$DIR/sim.log" && break; sleep 0.1; done
+grep -E '^(\[controllers\]|gyebaek-px-south )' "$DIR/e.toml" > "$DIR/gw-endpoints.toml"
+"$BIN" gateway run --config "$DIR/gw.toml" --plan "$DIR/plan.json" 2> "$DIR/gw.log" &
+gw=$!
+sleep 2
+curl -s --max-time 5 127.0.0.1:8098/api/sites/gyebaek-bridge > "$DIR/site.json"
+kill -TERM $gw
+wait $gw
+"#;
+    let out = Command::new("unshare")
+        .args(["-n", "bash", "-c", script])
+        .env("BIN", bin)
+        .env("LIB", &library)
+        .env("DIR", &dir)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.join("gw.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}{}\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("playing plan version"), "{log}");
+    let site: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("site.json")).unwrap()).unwrap();
+    for multicast in ["gyebaek-px-north", "gyebaek-piers"] {
+        let lit: u64 = site["fixtures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["controller"] == multicast)
+            .flat_map(|f| f["channels"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_u64())
+            .sum();
+        assert!(lit > 0, "{multicast}: lit by multicast frames");
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("gw-endpoints.toml"))
+            .unwrap()
+            .contains("gyebaek-px-south"),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
