@@ -230,6 +230,18 @@ impl Encoder {
 
     /// What one pixel shows for its channel values: the inverse of [`write`](Self::write).
     pub fn read(&self, channels: &[u8]) -> Rgb {
+        self.mix.emitted(self.levels_of(channels))
+    }
+
+    /// How hard one pixel drives its emitters for its channel values: their mean linear
+    /// level, 0–1 — what its power draw follows (a rated wattage is all emitters at full).
+    pub fn drive(&self, channels: &[u8]) -> f32 {
+        let n = usize::from(self.emitters).max(1);
+        self.levels_of(channels)[..n].iter().sum::<f32>() / n as f32
+    }
+
+    /// Each emitter's linear level for the pixel's channel values.
+    fn levels_of(&self, channels: &[u8]) -> [f32; 4] {
         let mut levels = [0.0f32; 4];
         for (e, level) in levels
             .iter_mut()
@@ -244,7 +256,7 @@ impl Encoder {
             };
             *level = colour::powf_pos(fraction, f64::from(self.gamma)) as f32;
         }
-        self.mix.emitted(levels)
+        levels
     }
 }
 

@@ -151,9 +151,19 @@ async fn serve(
     // A new connection may be to a device that lost power: start it up.
     let mut written: Option<Vec<u16>> = None;
     let mut last_fade: Option<Duration> = None;
-    let mut last_uptime: Option<Duration> = None;
+    let mut last_uptime: Option<Duration>;
     let mut desired: Vec<u16> = Vec::new();
-    let mut next_poll = Instant::now();
+    // Read the device first: its uptime now is what a later reboot is seen against (a
+    // reboot just after the start-up writes would otherwise go unnoticed).
+    match poll(s, &mut ctx, health).await {
+        Ok(readings) => {
+            *answered |= health.borrow().reachable;
+            last_uptime = readings.uptime;
+            health.send_modify(|h| h.readings = readings);
+        }
+        Err(lost) => return lost,
+    }
+    let mut next_poll = Instant::now() + s.poll_every;
     let refresh_at = || profile.write.refresh.map(|r| Instant::now() + r);
     let mut next_refresh = refresh_at();
     loop {

@@ -146,8 +146,8 @@ struct ModbusOut {
     controller_fades: bool,
     longest_fade: Duration,
     has_meter: bool,
-    /// Rated watts of the fixtures it drives, with their layout channels.
-    fixtures: Vec<(f64, Range<usize>)>,
+    /// Rated watts and layout index of the fixtures it drives.
+    fixtures: Vec<(f64, usize)>,
     unreachable_since: Option<Instant>,
     fault_open: bool,
     status_faults: Vec<StatusBit>,
@@ -176,9 +176,9 @@ struct Playing {
     to: std::collections::BTreeMap<ControllerId, Destination>,
     exec: Executor,
     outputs: Outputs,
-    /// Rated watts and layout channels of every fixture driven by this gateway's
-    /// non-metered controllers (DMX ones included).
-    estimated: Vec<(f64, Range<usize>)>,
+    /// Rated watts and layout index of every fixture driven by this gateway's non-metered
+    /// controllers (DMX ones included).
+    estimated: Vec<(f64, usize)>,
 }
 
 /// A commissioning overlay on the frame.
@@ -358,21 +358,26 @@ fn percentile(values: &mut [f32], p: f64) -> f64 {
     f64::from(values[i.min(values.len() - 1)])
 }
 
-/// Mean level (0–1) of some layout channels.
-fn mean_level(channels: &[u8], range: &Range<usize>) -> f64 {
-    let Some(slice) = channels.get(range.clone()) else {
-        return 0.0;
-    };
-    if slice.is_empty() {
-        return 0.0;
-    }
-    slice.iter().map(|&v| f64::from(v)).sum::<f64>() / (255.0 * slice.len() as f64)
-}
-
-fn watts(fixtures: &[(f64, Range<usize>)], channels: &[u8]) -> f64 {
+/// Estimated draw of some fixtures (rated watts and layout index) from the layout channels:
+/// each pixel's emitter drive in linear light (its channels decoded through its curve, 16-bit
+/// pairs as one value), averaged over the fixture, times its rating.
+fn watts(layout: &nightscape_core::Layout, fixtures: &[(f64, usize)], channels: &[u8]) -> f64 {
     fixtures
         .iter()
-        .map(|(w, r)| w * mean_level(channels, r))
+        .filter_map(|&(w, i)| {
+            let f = layout.fixtures().get(i)?;
+            let slots = f.encoder.slots().max(1);
+            let own = channels.get(f.channels.clone())?;
+            let pixels = own.len() / slots;
+            if pixels == 0 {
+                return None;
+            }
+            let drive: f64 = own
+                .chunks_exact(slots)
+                .map(|px| f64::from(f.encoder.drive(px)))
+                .sum();
+            Some(w * drive / pixels as f64)
+        })
         .sum()
 }
 
@@ -546,10 +551,11 @@ impl Gateway {
             if !to.contains_key(&cm.controller) || metered.contains(&&cm.controller) {
                 continue;
             }
-            for sink in &cm.sinks {
-                for run in &sink.runs {
+            for run in cm.sinks.iter().flat_map(|s| s.runs.iter()) {
+                // A fixture spread over several universes counts once.
+                if !estimated.iter().any(|&(_, i)| i == run.fixture) {
                     let w = site.fixtures.get(run.fixture).map_or(0.0, |f| f.power_w);
-                    estimated.push((w, run.channels.clone()));
+                    estimated.push((w, run.fixture));
                 }
             }
         }
@@ -1495,7 +1501,7 @@ impl Gateway {
                 events.push((severity, m.id.clone(), message));
             }
             if lit_due && m.has_meter && h.reachable {
-                let expected = watts(&m.fixtures, channels);
+                let expected = watts(p.exec.layout(), &m.fixtures, channels);
                 let measured = h.readings.power_w.unwrap_or(0.0);
                 if expected > 1.0 && measured < expected * LIT_SHARE {
                     m.dark_fault_open = true;
@@ -1546,10 +1552,10 @@ impl Gateway {
                         measured += w;
                         metered += 1;
                     } else {
-                        measured += watts(&m.fixtures, channels);
+                        measured += watts(p.exec.layout(), &m.fixtures, channels);
                     }
                 }
-                let estimated = watts(&p.estimated, channels);
+                let estimated = watts(p.exec.layout(), &p.estimated, channels);
                 let source = match (metered > 0, !p.estimated.is_empty()) {
                     (true, false) => PowerSource::Measured,
                     (true, true) => PowerSource::Mixed,
@@ -1699,17 +1705,13 @@ fn start_modbus(
             health_tx,
             stop.child_token(),
         ));
-        let fixtures = cm
-            .sinks
-            .iter()
-            .flat_map(|s| s.runs.iter())
-            .map(|r| {
-                (
-                    site.fixtures.get(r.fixture).map_or(0.0, |f| f.power_w),
-                    r.channels.clone(),
-                )
-            })
-            .collect();
+        let mut fixtures: Vec<(f64, usize)> = Vec::new();
+        for r in cm.sinks.iter().flat_map(|s| s.runs.iter()) {
+            if !fixtures.iter().any(|&(_, i)| i == r.fixture) {
+                let w = site.fixtures.get(r.fixture).map_or(0.0, |f| f.power_w);
+                fixtures.push((w, r.fixture));
+            }
+        }
         outputs.modbus.push(ModbusOut {
             map_index,
             id: c.id.clone(),
@@ -1843,15 +1845,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_and_watts() {
+    fn percentiles() {
         let mut v = vec![3.0, 1.0, 2.0, 100.0];
         assert_eq!(percentile(&mut v, 0.0), 1.0);
         assert_eq!(percentile(&mut v, 1.0), 100.0);
         assert_eq!(percentile(&mut [], 0.99), 0.0);
-        let channels = [255, 255, 0, 0];
-        assert_eq!(watts(&[(10.0, 0..2), (8.0, 2..4)], &channels), 10.0);
-        assert_eq!(mean_level(&channels, &(1..3)), 0.5);
-        assert_eq!(mean_level(&channels, &(3..9)), 0.0);
     }
 
     #[test]

@@ -417,3 +417,45 @@ fn shipped_scenes_render_as_recorded() {
     }
     expect_test::expect_file!["snapshots/shipped-scenes.txt"].assert_eq(&text);
 }
+
+/// The drive an encoder reads back from its channels is the linear light it was asked for:
+/// half light on a 16-bit dimmer and on an RGB strip drives their emitters at half, not at
+/// the gamma-encoded channel value (what a power estimate must follow).
+#[test]
+fn drive_read_back_is_linear_light_for_16_bit_dimmers_and_rgb_pixels() {
+    let checked = check(&common::shipped_library());
+    let lib = checked.library;
+    let site = &lib.sites[&"nonsan-culture-center".parse().unwrap()];
+    let layout = Layout::new(site, None).without_limits();
+    let mut frame = Frame::new(&layout);
+    // Each fixture at half of its own full white (a warm dimmer's white is not grey).
+    for f in layout.fixtures() {
+        let half = f.encoder.read(&vec![255; f.encoder.slots()]).scale(0.5);
+        for p in f.pixels.clone() {
+            frame.pixels[p] = half;
+        }
+    }
+    let mut channels = vec![0; layout.channel_count()];
+    nightscape_core::render::encode(&layout, &frame, Level::FULL, &mut channels);
+    for id in ["flood-1", "eaves"] {
+        let f = &layout.fixtures()[layout.fixture_index(&id.parse().unwrap()).unwrap()];
+        let own = &channels[f.channels.clone()];
+        let slots = f.encoder.slots();
+        let drive: f32 = own
+            .chunks_exact(slots)
+            .map(|px| f.encoder.drive(px))
+            .sum::<f32>()
+            / (own.len() / slots) as f32;
+        let full = f.encoder.drive(&vec![255; slots]);
+        // A dimmer's luminance scale and an RGB pixel's white both put half light at half drive
+        // of what full white drives.
+        assert!(
+            (drive / full - 0.5).abs() < 0.02,
+            "{id}: drive {drive} of {full}"
+        );
+        assert!(
+            own.iter().step_by(slots.min(2)).any(|&v| v > 140),
+            "{id}: gamma-encoded above half"
+        );
+    }
+}
