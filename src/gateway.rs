@@ -100,6 +100,7 @@ pub fn setup(config: Config, plan_file: Option<&Path>) -> Result<Setup> {
         None => None,
     };
     Ok(Setup {
+        art_poll_every: nightscape_gateway::runtime::ART_POLL_EVERY,
         ca,
         connect: plan.is_none(),
         config,

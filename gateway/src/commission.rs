@@ -131,7 +131,8 @@ async fn probe(to: SocketAddr, unit: u8, profile: &Profile, wait: Duration) -> A
     }
 }
 
-async fn poll_art_net(
+/// Polls Art-Net nodes (ArtPoll unicast to each) and says which answered within `wait`.
+pub async fn poll_art_net(
     nodes: &[(ControllerId, SocketAddr)],
     loopback_only: bool,
     wait: Duration,

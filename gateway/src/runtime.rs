@@ -65,6 +65,10 @@ const MODBUS_DEADLINE: Duration = Duration::from_secs(1);
 const MODBUS_POLL: Duration = Duration::from_secs(2);
 /// A Modbus controller unreachable this long has a fault opened.
 const UNREACHABLE_FAULT_AFTER: Duration = Duration::from_secs(3);
+/// Art-Net nodes are polled this often by default; one silent for [`ART_MISSED_FAULT`] polls in a row
+/// has a fault opened.
+pub const ART_POLL_EVERY: Duration = Duration::from_secs(10);
+const ART_MISSED_FAULT: u32 = 3;
 /// After a switch-on, measured power is compared with the expected after this long.
 const LIT_CHECK_AFTER: Duration = Duration::from_secs(15);
 /// Measured below this share of the expected power: "did not light".
@@ -88,6 +92,8 @@ pub struct Setup {
     pub connect: bool,
     /// A signed plan to play first (checked as one from the broker).
     pub plan: Option<Vec<u8>>,
+    /// How often Art-Net nodes are polled for their health ([`ART_POLL_EVERY`]).
+    pub art_poll_every: Duration,
 }
 
 /// What the gateway is doing, for the command line, `up` and tests.
@@ -161,7 +167,20 @@ struct Outputs {
     dmx: Option<Sender>,
     mqtt: Option<Publisher>,
     modbus: Vec<ModbusOut>,
+    /// Art-Net nodes, polled every [`ART_POLL_EVERY`] for their health.
+    art_nodes: Vec<ArtNode>,
+    art_polls: watch::Receiver<Option<Vec<ControllerId>>>,
     stop: CancellationToken,
+}
+
+/// An Art-Net node, seen from its polls.
+#[derive(Debug)]
+struct ArtNode {
+    id: ControllerId,
+    /// Polls in a row without an answer.
+    missed: u32,
+    answered_once: bool,
+    fault_open: bool,
 }
 
 /// The plan in force.
@@ -233,6 +252,7 @@ struct Gateway {
     started: std::time::Instant,
     lit_check: Option<Instant>,
     event_seq: u64,
+    art_poll_every: Duration,
 }
 
 /// Starts the gateway; it runs until `shutdown`.
@@ -306,6 +326,7 @@ pub async fn start(
         started: std::time::Instant::now(),
         lit_check: None,
         event_seq: 0,
+        art_poll_every: setup.art_poll_every.max(Duration::from_millis(100)),
         config,
     };
     gw.read_clock();
@@ -618,10 +639,57 @@ impl Gateway {
                 to.get(c) == Some(&Destination::Broker)
             })
         });
+        // The Art-Net nodes' health: polled on a task of its own, answers on a watch.
+        let nodes: Vec<(ControllerId, std::net::SocketAddr)> = site
+            .controllers
+            .iter()
+            .filter(|c| matches!(c.output, Output::ArtNet { .. }))
+            .filter_map(|c| match to.get(&c.id) {
+                Some(Destination::Udp(addr)) => Some((c.id.clone(), *addr)),
+                _ => None,
+            })
+            .collect();
+        let (polls_tx, art_polls) = watch::channel(None);
+        if !nodes.is_empty() {
+            let (stop, loopback_only) = (stop.clone(), self.config.loopback_only);
+            let art_poll_every = self.art_poll_every;
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(art_poll_every);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = every.tick() => {}
+                    }
+                    let found = crate::commission::poll_art_net(
+                        &nodes,
+                        loopback_only,
+                        (art_poll_every / 2).min(Duration::from_secs(1)),
+                    )
+                    .await;
+                    let answered = found
+                        .into_iter()
+                        .filter(|f| !f.silent())
+                        .map(|f| f.controller)
+                        .collect();
+                    polls_tx.send_replace(Some(answered));
+                }
+            });
+        }
         Ok(Outputs {
             dmx,
             mqtt,
             modbus: Vec::new(),
+            art_nodes: nodes
+                .into_iter()
+                .map(|(id, _)| ArtNode {
+                    id,
+                    missed: 0,
+                    answered_once: false,
+                    fault_open: false,
+                })
+                .collect(),
+            art_polls,
             stop,
         })
     }
@@ -1394,6 +1462,15 @@ impl Gateway {
                     uptime_s: h.readings.uptime.map(|u| u.as_secs()),
                 }
             })
+            .chain(p.outputs.art_nodes.iter().map(|n| ControllerHealth {
+                controller: n.id.clone(),
+                faults: Vec::new(),
+                reachable: n.answered_once && n.missed == 0,
+                errors: u64::from(n.missed),
+                last_error: (n.missed > 0).then(|| format!("{} ArtPolls unanswered", n.missed)),
+                power_w: None,
+                uptime_s: None,
+            }))
             .collect()
     }
 
@@ -1450,6 +1527,37 @@ impl Gateway {
             return;
         };
         let channels = p.exec.channels();
+        if p.outputs.art_polls.has_changed().unwrap_or(false)
+            && let Some(answered) = p.outputs.art_polls.borrow_and_update().clone()
+        {
+            for node in &mut p.outputs.art_nodes {
+                if answered.contains(&node.id) {
+                    node.missed = 0;
+                    node.answered_once = true;
+                    if node.fault_open {
+                        node.fault_open = false;
+                        events.push((
+                            Severity::Info,
+                            node.id.clone(),
+                            "answers ArtPoll again".to_string(),
+                        ));
+                    }
+                } else {
+                    node.missed += 1;
+                    if node.missed >= ART_MISSED_FAULT && !node.fault_open {
+                        node.fault_open = true;
+                        events.push((
+                            Severity::Fault,
+                            node.id.clone(),
+                            format!(
+                                "unreachable: no ArtPollReply to {} polls in a row",
+                                node.missed
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         for m in &mut p.outputs.modbus {
             let h = m.health.borrow().clone();
             if h.reachable {

@@ -66,6 +66,7 @@ fn setup(config: Config, endpoints: Option<&EndpointMap>, connect: bool) -> Setu
         ca: None,
         connect,
         plan: None,
+        art_poll_every: Duration::from_millis(300),
     }
 }
 
@@ -1343,6 +1344,70 @@ async fn a_switch_on_that_draws_no_power_opens_a_did_not_light_fault() {
     };
     assert_eq!(e.controller, Some(controller));
     assert_eq!(e.severity, Severity::Fault);
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn an_art_net_node_that_stops_answering_polls_has_a_fault() {
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("artpoll");
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let site_id: SiteId = site.parse().unwrap();
+    let node = lib.sites[&site_id].controllers[0].id.clone();
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = observer(&prefix).await;
+    let server = publisher().await;
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 1, 0),
+    )
+    .await;
+    let shutdown = CancellationToken::new();
+    let h = start(
+        setup(
+            config(gw, &temp_dir("artpoll"), &prefix, 1883),
+            Some(&sim.endpoints),
+            true,
+        ),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    // Polled every 300 ms here (10 s on a site): the node answers and shows as reachable.
+    wait_status(&h, "the node reachable", |s| {
+        s.controllers
+            .iter()
+            .any(|c| c.controller == node && c.reachable)
+    })
+    .await;
+    sim.state
+        .apply(&Fault {
+            controller: node.clone(),
+            kind: FaultKind::Offline,
+        })
+        .unwrap();
+    let event_topic = wire::topic(&prefix, &gw.parse().unwrap(), Topic::Event);
+    let about = |text: &'static str| {
+        let node = node.clone();
+        move |b: &[u8]| {
+            wire::decode::<Event>(b).is_ok_and(|e| {
+                e.kind == EventKind::Fault
+                    && e.controller.as_ref() == Some(&node)
+                    && e.message.contains(text)
+            })
+        }
+    };
+    next_on(&mut seen, &event_topic, about("no ArtPollReply")).await;
+    sim.state.clear(Some(&node));
+    next_on(&mut seen, &event_topic, about("answers ArtPoll again")).await;
     stop(h, &shutdown).await;
     clear(&server, &prefix, &[gw]).await;
     sim_stop.cancel();
