@@ -201,18 +201,23 @@ pub enum GatewayCommand {
     /// Poll the Art-Net nodes and probe the Modbus controllers of the gateway's plan (the one
     /// in its data directory, or --plan) and say what answered; exit 1 if any did not.
     Discover {
+        /// The gateway's configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// A signed plan to take the controllers from (default: the one in the data directory).
         #[arg(long)]
         plan: Option<PathBuf>,
     },
     /// Make a fixture or all of a controller's fixtures blink, through the running gateway
     /// (a command on the broker; waits for its ack).
     Identify {
+        /// The gateway's configuration file (its broker and id).
         #[arg(long)]
         config: PathBuf,
+        /// The fixture that blinks.
         #[arg(long)]
         fixture: Option<String>,
+        /// Or every fixture of this controller.
         #[arg(long)]
         controller: Option<String>,
         /// How long it blinks.
@@ -221,11 +226,14 @@ pub enum GatewayCommand {
     },
     /// Hold one channel of a controller at a level for a while, through the running gateway.
     ChannelTest {
+        /// The gateway's configuration file (its broker and id).
         #[arg(long)]
         config: PathBuf,
+        /// The controller whose channel is held.
         #[arg(long)]
         controller: String,
-        /// The universe, for a controller with several.
+        /// The universe, for a controller with several (sACN universe number, or Art-Net
+        /// port-address as a number: net × 256 + sub-net × 16 + universe).
         #[arg(long)]
         universe: Option<u16>,
         /// 1-based slot (or Modbus channel).
@@ -234,6 +242,7 @@ pub enum GatewayCommand {
         /// 0–255.
         #[arg(long)]
         level: u8,
+        /// How long it is held.
         #[arg(long, default_value_t = 30)]
         seconds: u32,
     },

@@ -142,11 +142,12 @@ pub fn discover(config_path: &Path, plan_file: Option<&Path>) -> Result<ExitCode
         .sites
         .get(&plan.site)
         .with_context(|| format!("the plan has no site `{}`", plan.site))?;
-    let to = nightscape_gateway::guard::destinations(
+    let to = nightscape_gateway::guard::destinations_via(
         site,
         &setup.config.gateway,
         setup.endpoints.as_ref(),
         setup.config.loopback_only,
+        setup.config.multicast_interface,
     )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -56,6 +56,9 @@ pub struct Config {
     pub safe_state: SafeState,
     pub loopback_only: bool,
     pub endpoints: Option<PathBuf>,
+    /// The address of the interface sACN multicast leaves by (the lighting network's, on a
+    /// box with several); the system's route for 239.255.0.0/16 when not given.
+    pub multicast_interface: Option<std::net::Ipv4Addr>,
     pub mqtt: Mqtt,
 }
 
@@ -88,6 +91,7 @@ struct ConfigFile {
     safe_state: Option<Spanned<String>>,
     loopback_only: Option<bool>,
     endpoints: Option<String>,
+    multicast_interface: Option<Spanned<String>>,
     mqtt: MqttFile,
 }
 
@@ -119,6 +123,9 @@ loopback_only = false
 # Optional: where each controller really listens, replacing the show library's addresses
 # (the file `nightscape sim` writes).
 # endpoints = "/etc/nightscape/endpoints.toml"
+# Optional: the address of the interface sACN multicast leaves by, on a box with several
+# networks (the lighting network's address); otherwise the system's route decides.
+# multicast_interface = "10.31.2.1"
 
 [mqtt]
 host = "127.0.0.1"
@@ -232,6 +239,29 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             format!("mqtt.host `{host}` is not loopback, and loopback_only is set"),
         );
     }
+    let multicast_interface = match &file.multicast_interface {
+        None => None,
+        Some(text) => match text.get_ref().parse::<std::net::Ipv4Addr>() {
+            Ok(ip) if loopback_only && !ip.is_loopback() => {
+                error(
+                    text.span(),
+                    format!("multicast_interface {ip} is not loopback, and loopback_only is set"),
+                );
+                None
+            }
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                error(
+                    text.span(),
+                    format!(
+                        "multicast_interface `{}` is not an IPv4 address; write the interface's address, e.g. \"10.31.2.1\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -249,6 +279,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             safe_state,
             loopback_only,
             endpoints: file.endpoints.map(PathBuf::from),
+            multicast_interface,
             mqtt: Mqtt {
                 host,
                 port,
@@ -302,6 +333,25 @@ mod tests {
             "{}",
             shown[3]
         );
+    }
+
+    #[test]
+    fn a_multicast_interface_is_an_address_and_loopback_when_loopback_only() {
+        let with = |line: &str| parse(&format!("{line}\n{DEFAULT}"));
+        assert_eq!(
+            with("multicast_interface = \"10.31.2.1\"")
+                .unwrap()
+                .multicast_interface,
+            Some(std::net::Ipv4Addr::new(10, 31, 2, 1))
+        );
+        let errors = with("multicast_interface = \"eth1\"").unwrap_err();
+        assert!(
+            errors[0].message.contains("not an IPv4 address"),
+            "{errors:?}"
+        );
+        let text = DEFAULT.replace("loopback_only = false", "loopback_only = true");
+        let errors = parse(&format!("multicast_interface = \"10.31.2.1\"\n{text}")).unwrap_err();
+        assert!(errors[0].message.contains("not loopback"), "{errors:?}");
     }
 
     #[test]

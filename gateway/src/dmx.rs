@@ -103,6 +103,12 @@ impl Sender {
             // not choose the interface a group's packets go out of).
             socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST)?;
             socket.set_multicast_loop_v4(true)?;
+        } else if let Some(interface) = destinations.values().find_map(|d| match d {
+            Destination::Multicast { interface } if !interface.is_unspecified() => Some(*interface),
+            _ => None,
+        }) {
+            // The lighting network's interface, on a box with several.
+            socket.set_multicast_if_v4(&interface)?;
         }
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::from((bind, 0)).into())?;

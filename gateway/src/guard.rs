@@ -53,6 +53,18 @@ pub fn destinations(
     endpoints: Option<&EndpointMap>,
     loopback_only: bool,
 ) -> Result<BTreeMap<ControllerId, Destination>, GuardError> {
+    destinations_via(site, gateway, endpoints, loopback_only, None)
+}
+
+/// The same, with sACN multicast leaving by `multicast_interface` (on a box with several
+/// networks; ignored under `loopback_only`, where it is always loopback).
+pub fn destinations_via(
+    site: &Site,
+    gateway: &GatewayId,
+    endpoints: Option<&EndpointMap>,
+    loopback_only: bool,
+    multicast_interface: Option<Ipv4Addr>,
+) -> Result<BTreeMap<ControllerId, Destination>, GuardError> {
     let mut out = BTreeMap::new();
     for c in site.controllers.iter().filter(|c| &c.gateway == gateway) {
         let mapped = endpoints.and_then(|m| m.get(&c.id));
@@ -80,7 +92,7 @@ pub fn destinations(
                 interface: if loopback_only {
                     Ipv4Addr::LOCALHOST
                 } else {
-                    Ipv4Addr::UNSPECIFIED
+                    multicast_interface.unwrap_or(Ipv4Addr::UNSPECIFIED)
                 },
             },
         };

@@ -453,12 +453,7 @@ impl Gateway {
                 .sites
                 .get(&plan.site)
                 .ok_or_else(|| StartError::Plan(format!("no site `{}`", plan.site)))?;
-            guard::destinations(
-                site,
-                &self.id,
-                self.endpoints.as_ref(),
-                self.config.loopback_only,
-            )?;
+            self.destinations(site)?;
             self.play(plan, lib).await.map_err(StartError::Plan)?;
             self.publish_status();
             return Ok(());
@@ -514,13 +509,7 @@ impl Gateway {
             .sites
             .get(&plan.site)
             .ok_or_else(|| format!("the plan has no site `{}`", plan.site))?;
-        let to = guard::destinations(
-            site,
-            &self.id,
-            self.endpoints.as_ref(),
-            self.config.loopback_only,
-        )
-        .map_err(|e| e.to_string())?;
+        let to = self.destinations(site).map_err(|e| e.to_string())?;
         let map = lib
             .output_map(&plan.site)
             .ok_or_else(|| format!("the plan's site `{}` has no output map", plan.site))?;
@@ -692,6 +681,20 @@ impl Gateway {
             art_polls,
             stop,
         })
+    }
+
+    /// Where each controller of `site` is sent (the guard, with this gateway's settings).
+    fn destinations(
+        &self,
+        site: &nightscape_core::Site,
+    ) -> Result<std::collections::BTreeMap<ControllerId, Destination>, GuardError> {
+        guard::destinations_via(
+            site,
+            &self.id,
+            self.endpoints.as_ref(),
+            self.config.loopback_only,
+            self.config.multicast_interface,
+        )
     }
 
     fn current_overrides(&self) -> Vec<nightscape_core::schedule::Override> {
@@ -928,12 +931,7 @@ impl Gateway {
                 format!("the plan has no site `{}`", plan.site),
             );
         };
-        if let Err(e) = guard::destinations(
-            site,
-            &self.id,
-            self.endpoints.as_ref(),
-            self.config.loopback_only,
-        ) {
+        if let Err(e) = self.destinations(site) {
             return self.refuse(About::Plan, plan.version.to_string(), e.to_string());
         }
         let version = plan.version;

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use nightscape_core::check;
 use nightscape_core::endpoints::EndpointMap;
-use nightscape_gateway::guard::{Destination, GuardError, destinations};
+use nightscape_gateway::guard::{Destination, GuardError, destinations, destinations_via};
 
 use crate::shipped_library;
 
@@ -55,6 +55,30 @@ fn field_addresses_are_refused_on_loopback_only_and_the_endpoint_map_replaces_th
     let d = destinations(bridge, &"gyebaek-gw".parse().unwrap(), Some(&map), true).unwrap();
     assert_eq!(
         d[&"gyebaek-px-north".parse().unwrap()],
+        Destination::Multicast {
+            interface: Ipv4Addr::LOCALHOST
+        }
+    );
+}
+
+#[test]
+fn multicast_leaves_by_the_configured_interface_and_by_loopback_under_loopback_only() {
+    let lib = check(&shipped_library()).library;
+    let site = &lib.sites[&"gyebaek-bridge".parse().unwrap()];
+    let gw = "gyebaek-gw".parse().unwrap();
+    let lan = Ipv4Addr::new(10, 31, 2, 1);
+    let north = "gyebaek-px-north".parse().unwrap();
+    // Only where each controller goes is computed here; nothing is sent.
+    let to = destinations_via(site, &gw, None, false, Some(lan)).unwrap();
+    assert_eq!(to[&north], Destination::Multicast { interface: lan });
+    let mut endpoints = EndpointMap::default();
+    endpoints.controllers.insert(
+        "gyebaek-px-south".parse().unwrap(),
+        "127.0.0.1:5568".parse().unwrap(),
+    );
+    let to = destinations_via(site, &gw, Some(&endpoints), true, Some(lan)).unwrap();
+    assert_eq!(
+        to[&north],
         Destination::Multicast {
             interface: Ipv4Addr::LOCALHOST
         }

@@ -46,6 +46,7 @@ fn config(gw: &str, dir: &Path, prefix: &str, port: u16) -> Config {
         safe_state: SafeState::Hold,
         loopback_only: true,
         endpoints: None,
+        multicast_interface: None,
         mqtt: Mqtt {
             host: "127.0.0.1".into(),
             port,
