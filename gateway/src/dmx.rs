@@ -213,6 +213,15 @@ impl Sender {
     /// sACN sync packet to each sACN destination and an ArtSync to each Art-Net node that
     /// got data, so every universe of the frame shows at once.
     pub async fn send(&mut self, map: &OutputMap, channels: &[u8]) -> io::Result<Sent> {
+        let sent = self.prepare(map, channels);
+        self.flush().await?;
+        Ok(sent)
+    }
+
+    /// Writes the packets [`send`](Self::send) would send into the batch, without sending
+    /// them: the frame loop prepares the next frame after sending one, so each frame leaves
+    /// on its tick whatever rendering it cost. A batch not flushed is replaced by the next.
+    pub fn prepare(&mut self, map: &OutputMap, channels: &[u8]) -> Sent {
         let now = Instant::now();
         let mut sent = Sent::default();
         self.batch.clear();
@@ -263,8 +272,14 @@ impl Sender {
             self.batch.push(&art_sync, to);
             sent.sync_packets += 1;
         }
-        self.batch.flush(&self.socket).await?;
-        Ok(sent)
+        sent
+    }
+
+    /// Sends the prepared packets (nothing when none are waiting).
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let result = self.batch.flush(&self.socket).await;
+        self.batch.clear();
+        result
     }
 
     /// Writes universe `i`'s packet of the current slots into the packet buffer.

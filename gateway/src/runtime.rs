@@ -7,7 +7,9 @@
 //! at the configured rate; the wall time each frame renders comes from the [`Clock`]
 //! through the trust rules of [`crate::trust`], so a virtual or scaled clock plays a month
 //! of nights at full frame rate. Every frame goes through the executor to the Art-Net and
-//! sACN sender, the DMX-over-MQTT publisher and one Modbus driver task per controller.
+//! sACN sender, the DMX-over-MQTT publisher and one Modbus driver task per controller; the
+//! sender's packets are prepared after one tick and leave at the next, so they go out on
+//! the tick whatever rendering cost (one frame of latency, constant).
 //!
 //! A plan or overrides document from the broker is opened like the one on disk, acked
 //! applied or rejected with its reason, kept atomically, and played from its
@@ -736,6 +738,8 @@ impl Gateway {
             None,
             format!("started at {} Hz", self.config.frame_rate_hz),
         );
+        // The first frame leaves at once; from then on each is prepared after the last left.
+        self.frame(true).await;
         let mut agent_alive = true;
         loop {
             tokio::select! {
@@ -781,15 +785,42 @@ impl Gateway {
                         self.stats.late += 1;
                     }
                     self.stats.last = Some(now);
-                    self.frame().await;
+                    // The frame prepared after the last tick leaves now; the next is prepared.
+                    self.flush_prepared().await;
+                    self.frame(false).await;
                 }
             }
         }
         self.stop().await;
     }
 
+    /// Sends the DMX-over-IP packets the last paced frame prepared.
+    async fn flush_prepared(&mut self) {
+        let Some(dmx) = self.playing.as_mut().and_then(|p| p.outputs.dmx.as_mut()) else {
+            return;
+        };
+        let failing = dmx.flush().await.err().map(|e| e.to_string());
+        self.note_send(failing);
+    }
+
+    /// A change in whether DMX over IP can be sent: a fault opened or closed once, not a
+    /// line at every frame.
+    fn note_send(&mut self, failing: Option<String>) {
+        if failing == self.send_failing {
+            return;
+        }
+        let (severity, message) = match &failing {
+            Some(e) => (Severity::Fault, format!("DMX over IP cannot be sent: {e}")),
+            None => (Severity::Info, "DMX over IP is sent again".to_string()),
+        };
+        self.send_failing = failing;
+        self.event(EventKind::Fault, severity, None, message);
+    }
+
     /// One frame: the wall time, a pending plan due, the executor, overlays, the outputs.
-    async fn frame(&mut self) {
+    /// DMX over IP is sent at once when `now` (a command, a document: it must not wait for
+    /// the tick), else prepared for the next tick.
+    async fn frame(&mut self, now: bool) {
         self.read_clock();
         if self
             .pending
@@ -828,10 +859,9 @@ impl Gateway {
         let map = playing.exec.map();
         let mut send_change = None;
         if let Some(dmx) = playing.outputs.dmx.as_mut() {
-            let result = dmx.send(map, &self.out).await;
-            let failing = result.as_ref().err().map(ToString::to_string);
-            if failing != self.send_failing {
-                send_change = Some(failing);
+            dmx.prepare(map, &self.out);
+            if now {
+                send_change = Some(dmx.flush().await.err().map(|e| e.to_string()));
             }
         }
         if let (Some(publisher), Some(client)) = (playing.outputs.mqtt.as_mut(), &self.client) {
@@ -860,13 +890,7 @@ impl Gateway {
         self.stats.frames += 1;
         self.total_frames += 1;
         if let Some(failing) = send_change {
-            // Opened and closed once, not logged at every frame.
-            let (severity, message) = match &failing {
-                Some(e) => (Severity::Fault, format!("DMX over IP cannot be sent: {e}")),
-                None => (Severity::Info, "DMX over IP is sent again".to_string()),
-            };
-            self.send_failing = failing;
-            self.event(EventKind::Fault, severity, None, message);
+            self.note_send(failing);
         }
         if let Some(cue) = changed {
             let lit =
@@ -891,7 +915,7 @@ impl Gateway {
             Inbound::Command(bytes) => self.on_command(&bytes).await,
         }
         // What changed leaves now, not at the next frame.
-        self.frame().await;
+        self.frame(true).await;
     }
 
     async fn on_plan(&mut self, bytes: &[u8]) {
