@@ -205,8 +205,8 @@ struct Playing {
 /// A commissioning overlay on the frame.
 #[derive(Debug, Clone)]
 enum Overlay {
-    /// Blink these layout channels at 1 Hz.
-    Blink(Vec<Range<usize>>),
+    /// Blink these layout channels at 1 Hz between dark and their bytes for full white.
+    Blink(Vec<(Range<usize>, Vec<u8>)>),
     /// Hold one layout channel at a level.
     Set { channel: usize, level: u8 },
 }
@@ -1188,6 +1188,23 @@ impl Gateway {
                 if ranges.is_empty() {
                     return Err("identify needs a fixture or a controller".into());
                 }
+                // "On" is full white as the site's limits allow it (the zone's caps hold for a
+                // blinking fixture too), encoded once.
+                let mut white = nightscape_core::Frame::new(layout);
+                white
+                    .pixels
+                    .fill(nightscape_core::colour::Rgb::new(1.0, 1.0, 1.0));
+                let mut on = vec![0; layout.channel_count()];
+                nightscape_core::render::encode(
+                    layout,
+                    &white,
+                    nightscape_core::model::Level::FULL,
+                    &mut on,
+                );
+                let ranges = ranges
+                    .into_iter()
+                    .filter_map(|r| on.get(r.clone()).map(|bytes| (r, bytes.to_vec())))
+                    .collect();
                 self.overlays
                     .push((until(*seconds), Overlay::Blink(ranges)));
                 Ok(format!("identify for {seconds} s"))
@@ -1874,9 +1891,13 @@ fn overlay(overlays: &[(i64, Overlay)], now_ms: i64, channels: &mut [u8]) {
         match overlay {
             Overlay::Blink(ranges) => {
                 let on = now_ms.rem_euclid(1000) < 500;
-                for r in ranges {
+                for (r, white) in ranges {
                     if let Some(s) = channels.get_mut(r.clone()) {
-                        s.fill(if on { 255 } else { 0 });
+                        if on {
+                            s.copy_from_slice(white);
+                        } else {
+                            s.fill(0);
+                        }
                     }
                 }
             }

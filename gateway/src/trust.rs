@@ -15,6 +15,10 @@ pub const STEP: Duration = Duration::from_secs(1);
 /// A clock this little behind the last trusted time is a correction, not a broken clock
 /// (NTP stepping back a little): reported as a step, and believed.
 pub const BACK_SLACK_MS: i64 = 5_000;
+/// A clock further than this past the plan's issue time is implausible (a real-time clock
+/// gone wrong, years ahead): untrusted, and not kept as the last trusted time. Plans come
+/// far more often than this, so a box merely switched off for long is not caught.
+pub const MAX_AHEAD_OF_PLAN_MS: i64 = 3 * 366 * 86_400_000;
 /// A plan issued up to this far ahead of the gateway's clock does not make it untrusted
 /// (the server's and the gateway's clocks differ by a little).
 pub const ISSUE_SLACK_MS: i64 = 10 * 60 * 1000;
@@ -22,7 +26,8 @@ pub const ISSUE_SLACK_MS: i64 = 10 * 60 * 1000;
 /// What changed in the gateway's view of time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// The clock reads `reads_ms`, before `floor_ms`: playing by the monotonic clock.
+    /// The clock reads `reads_ms`, before `floor_ms` (or implausibly far past the plan's
+    /// issue time): playing by the monotonic clock.
     Untrusted { reads_ms: i64, floor_ms: i64 },
     /// The clock is believed again.
     Trusted,
@@ -83,7 +88,8 @@ impl WallTime {
             .last_trusted_ms
             .saturating_sub(BACK_SLACK_MS)
             .max(plan_issued_ms.map_or(i64::MIN, |t| t.saturating_sub(ISSUE_SLACK_MS)));
-        if wall_ms >= floor {
+        let ceiling = plan_issued_ms.map_or(i64::MAX, |t| t.saturating_add(MAX_AHEAD_OF_PLAN_MS));
+        if wall_ms >= floor && wall_ms <= ceiling {
             let mut note = None;
             if !self.trusted {
                 note = Some(Note::Trusted);
@@ -174,6 +180,20 @@ mod tests {
         let (played, note) = w.observe(T - 86_400_000, s(0), Some(T));
         assert_eq!(played, T - ISSUE_SLACK_MS);
         assert!(matches!(note, Some(Note::Untrusted { .. })));
+    }
+
+    #[test]
+    fn a_clock_years_past_the_plan_is_refused_and_not_kept() {
+        let mut w = WallTime::new(T);
+        w.observe(T, s(0), Some(T - 86_400_000));
+        let wild = T + 10 * 366 * 86_400_000;
+        let (played, note) = w.observe(wild, s(1), Some(T - 86_400_000));
+        assert_eq!(played, T + 1000);
+        assert!(matches!(note, Some(Note::Untrusted { .. })));
+        assert_eq!(w.last_trusted_ms(), T, "the wild time is not kept");
+        // Without a plan there is nothing to judge by: believed.
+        let mut w = WallTime::new(0);
+        assert_eq!(w.observe(wild, s(0), None), (wild, None));
     }
 
     #[test]
