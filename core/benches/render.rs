@@ -4,7 +4,8 @@
 //! also gathered through the output map into universes and written as sACN packets: the
 //! whole frame path of a gateway but the socket.
 //!
-//! Run: `cargo bench -p nightscape-core --bench render`
+//! Run: `cargo bench -p nightscape-core --bench render` (`-- encode` for encode beside its
+//! reference only)
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -36,6 +37,11 @@ fn rate(mut step: impl FnMut(i64)) -> f64 {
 }
 
 fn main() {
+    // `-- encode`: only the side-by-side of encode and its reference.
+    if std::env::args().skip(1).any(|a| a == "encode") {
+        encode_side_by_side();
+        return;
+    }
     let checked = check(&common::shipped_library());
     assert_eq!(checked.error_count(), 0, "the shipped library has errors");
     let lib = &checked.library;
@@ -92,6 +98,7 @@ fn main() {
         values / seconds_packed / 1e6
     );
     big_layout();
+    encode_side_by_side();
 }
 
 /// A gateway's send step without the sockets: every universe gathered through the output map
@@ -240,6 +247,42 @@ fn big_layout() {
             with_packets
         );
     }
+}
+
+/// `encode` against its reference (no fast paths) on one rendered wave frame of the big
+/// layout, alternating in one run so both see the same machine.
+fn encode_side_by_side() {
+    let checked = check(&common::pixel_city(2048));
+    let lib = &checked.library;
+    let site = lib.sites.values().next().expect("one site");
+    let layout = Layout::new(site, lib.zone_rule(site));
+    let scene = lib
+        .scenes
+        .values()
+        .find(|s| s.id.as_str() == "big-wave")
+        .expect("the wave");
+    let compiled = CompiledScene::new(scene, &layout);
+    let mut frame = Frame::new(&layout);
+    render(&compiled, &layout, 1_798_000_000_000, &mut frame).expect("compiled for this layout");
+    let mut channels = vec![0u8; layout.channel_count()];
+    let (mut fast, mut reference) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        fast.push(rate_big(|_| {
+            encode(&layout, &frame, Level::FULL, &mut channels);
+            black_box(&channels);
+        }));
+        reference.push(rate_big(|_| {
+            nightscape_core::render::encode_reference(&layout, &frame, Level::FULL, &mut channels);
+            black_box(&channels);
+        }));
+    }
+    let ch = layout.channel_count() as f64;
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max) * ch / 1e6;
+    println!(
+        "\nencode alone on the 2,048-universe wave, best of 5 alternating runs: {:.0} M/s with the RGB 8-bit fast path, {:.0} M/s without (the reference)",
+        best(&fast),
+        best(&reference)
+    );
 }
 
 /// Frames per second of `step` over about `RUN` (whole frames; a frame here is large).

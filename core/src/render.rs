@@ -228,6 +228,22 @@ impl Encoder {
         }
     }
 
+    /// [`write`](Self::write) for an RGB pixel at 8 bits ([`is_rgb8`](Self::is_rgb8)): the same
+    /// arithmetic, without the dispatch on mix and depth.
+    #[inline(always)]
+    fn write_rgb8(&self, c: Rgb, out: &mut [u8]) {
+        let top = 0.0f32.max(c.r).max(c.g).max(c.b);
+        let k = if top > self.cap { self.cap / top } else { 1.0 };
+        let curve = &*self.curve;
+        out[usize::from(self.position[0])] = curve.byte(c.r * k);
+        out[usize::from(self.position[1])] = curve.byte(c.g * k);
+        out[usize::from(self.position[2])] = curve.byte(c.b * k);
+    }
+
+    fn is_rgb8(&self) -> bool {
+        matches!(self.mix, Mix::Rgb) && !self.sixteen
+    }
+
     /// What one pixel shows for its channel values: the inverse of [`write`](Self::write).
     pub fn read(&self, channels: &[u8]) -> Rgb {
         self.mix.emitted(self.levels_of(channels))
@@ -866,6 +882,16 @@ fn render_layer(layer: &CompiledLayer, t_ms: i64, minute: f64, pixels: &mut [Rgb
 /// channels into `out` (`layout.channel_count()` bytes, 16-bit values big-endian). Pixels
 /// missing from a short frame are dark; fixtures past the end of a short `out` are left out.
 pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
+    encode_with(layout, frame, master, out, true);
+}
+
+/// [`encode`] without its fast paths: the reference they are tested and measured against.
+#[doc(hidden)]
+pub fn encode_reference(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
+    encode_with(layout, frame, master, out, false);
+}
+
+fn encode_with(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8], fast: bool) {
     let master = master.get() as f32;
     let clamp = !layout.limits.is_noop();
     for f in &layout.fixtures {
@@ -873,6 +899,8 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
         let Some(out) = out.get_mut(f.channels.clone()) else {
             continue;
         };
+        // Pixel strips are mostly RGB at 8 bits: written without the dispatch on mix and depth.
+        let rgb8 = fast && f.encoder.is_rgb8();
         // Neighbouring pixels are often the same colour: clamp once for a run of them.
         let mut last_in = Rgb::new(-1.0, -1.0, -1.0);
         let mut last_out = Rgb::BLACK;
@@ -891,7 +919,11 @@ pub fn encode(layout: &Layout, frame: &Frame, master: Level, out: &mut [u8]) {
                 last_out = layout.limits.apply(c);
                 last_out
             };
-            f.encoder.write(c, out);
+            if rgb8 {
+                f.encoder.write_rgb8(c, out);
+            } else {
+                f.encoder.write(c, out);
+            }
         }
     }
 }

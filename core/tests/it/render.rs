@@ -459,3 +459,46 @@ fn drive_read_back_is_linear_light_for_16_bit_dimmers_and_rgb_pixels() {
         );
     }
 }
+
+/// `encode`'s fast paths write exactly what the reference does, byte for byte, for every
+/// fixture of every shipped site, with and without limits, on frames of any colours
+/// (beyond full and negative included).
+#[test]
+fn encode_fast_paths_match_the_reference_byte_for_byte() {
+    let lib = check(&common::shipped_library()).library;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 * 1.6 - 0.2
+    };
+    for site in lib.sites.values() {
+        let limited = Layout::new(site, lib.zone_rule(site));
+        for layout in [limited.without_limits(), limited] {
+            let mut frame = Frame::new(&layout);
+            for _ in 0..20 {
+                for p in frame.pixels.iter_mut() {
+                    *p = Rgb::new(next(), next(), next());
+                }
+                // Runs of equal neighbours too (the clamp's cache).
+                let n = frame.pixels.len();
+                for p in (0..n).step_by(3).filter(|p| p + 1 < n) {
+                    frame.pixels[p + 1] = frame.pixels[p];
+                }
+                for master in [Level::FULL, Level::from_pct(37.0).unwrap()] {
+                    let mut fast = vec![0; layout.channel_count()];
+                    let mut reference = vec![0; layout.channel_count()];
+                    nightscape_core::render::encode(&layout, &frame, master, &mut fast);
+                    nightscape_core::render::encode_reference(
+                        &layout,
+                        &frame,
+                        master,
+                        &mut reference,
+                    );
+                    assert_eq!(fast, reference, "{}", site.id);
+                }
+            }
+        }
+    }
+}
