@@ -330,6 +330,13 @@ fn shipped_holidays_include_seollal_chuseok_and_substitutes() {
         (date(2027, 2, 9), "substitute for Seollal"),
         (date(2027, 9, 15), "Chuseok 2027"),
         (date(2027, 12, 27), "substitute for Christmas"),
+        // The 2026 amendment: Labor Day and Constitution Day, with substitutes.
+        (date(2026, 5, 1), "Labor Day"),
+        (date(2026, 7, 17), "Constitution Day"),
+        (date(2027, 5, 1), "Labor Day 2027"),
+        (date(2027, 5, 3), "substitute for Labor Day (Saturday)"),
+        (date(2027, 7, 17), "Constitution Day 2027"),
+        (date(2027, 7, 19), "substitute for Constitution Day (Saturday)"),
     ] {
         assert!(holidays.contains(d), "{d} ({what})");
     }
