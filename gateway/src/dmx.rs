@@ -254,15 +254,19 @@ impl Sender {
                 _ => {}
             }
         }
-        if let Some(sync_address) = self.sync_universe {
+        if let Some(sync_address) = self.sync_universe
+            && !self.sync_to.is_empty()
+        {
+            // One sync packet a frame, with one sequence, to every destination: each
+            // receiver sees the sequence go up by one.
+            self.sync_sequence = self.sync_sequence.wrapping_add(1);
+            let packet = SyncPacket {
+                cid: self.cid,
+                sequence: self.sync_sequence,
+                sync_address,
+            }
+            .encode();
             for to in self.sync_to.drain(..) {
-                self.sync_sequence = self.sync_sequence.wrapping_add(1);
-                let packet = SyncPacket {
-                    cid: self.cid,
-                    sequence: self.sync_sequence,
-                    sync_address,
-                }
-                .encode();
                 self.batch.push(&packet, to);
                 sent.sync_packets += 1;
             }

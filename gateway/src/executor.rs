@@ -136,8 +136,14 @@ impl Executor {
 
     /// Takes a new plan: the running cues move to its layout (re-bound where it has their
     /// scenes, held as they look otherwise) and the next tick fades to its cue.
-    pub fn change_plan(&mut self, library: &ShowLibrary, now_ms: i64) -> Result<(), ExecError> {
-        let next = compile(library, &self.site, now_ms)?;
+    pub fn change_plan(
+        &mut self,
+        library: &ShowLibrary,
+        site: &SiteId,
+        now_ms: i64,
+    ) -> Result<(), ExecError> {
+        let next = compile(library, site, now_ms)?;
+        self.site = site.clone();
         let scenes = &next.scenes;
         self.playback
             .change_layout(&self.c.layout, &next.layout, now_ms, |id| {

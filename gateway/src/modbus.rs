@@ -148,6 +148,7 @@ async fn serve(
     // Writes answered with an exception are sent again after this (doubling to a minute).
     let mut retry_after = RETRY_FIRST;
     let mut retry_at: Option<Instant> = None;
+    let mut refresh_refused = false;
     // A new connection may be to a device that lost power: start it up.
     let mut written: Option<Vec<u16>> = None;
     let mut last_fade: Option<Duration> = None;
@@ -170,13 +171,15 @@ async fn serve(
         let frame = levels.borrow_and_update().clone();
         modbus::level_registers_into(profile, &frame.channels, &mut desired);
         let fade = s.controller_fades.then_some(frame.fade).flatten();
-        let refresh_due = written.is_some() && next_refresh.is_some_and(|at| Instant::now() >= at);
+        if retry_at.is_some_and(|at| Instant::now() >= at) {
+            // The pause is over: what was refused goes again now (below), once.
+            retry_at = None;
+        }
+        let refresh_due = written.is_some()
+            && (refresh_refused || next_refresh.is_some_and(|at| Instant::now() >= at));
         let mut requests = match &written {
             None => modbus::start_up(profile, fade, &desired),
-            Some(_) if refresh_due => {
-                next_refresh = refresh_at();
-                modbus::plan_writes(profile, None, &desired)
-            }
+            Some(_) if refresh_due => modbus::plan_writes(profile, None, &desired),
             Some(before) => modbus::plan_writes(profile, Some(before), &desired),
         };
         // The fade register goes first, also before a refresh, so the levels that follow
@@ -204,11 +207,17 @@ async fn serve(
             }
         }
         if refused {
-            // Not written: the same registers go again after a pause (the device may be
-            // busy, or a bridge may have lost its serial line for a moment).
+            // Not written: the same registers (the whole refresh, if it was one) go again
+            // after a pause — the device may be busy, or a bridge may have lost its serial
+            // line for a moment.
             retry_at = Some(Instant::now() + retry_after);
             retry_after = (retry_after * 2).min(RETRY_MOST);
+            refresh_refused = refresh_due;
         } else if !requests.is_empty() {
+            if refresh_due {
+                next_refresh = refresh_at();
+                refresh_refused = false;
+            }
             retry_at = None;
             retry_after = RETRY_FIRST;
             written = Some(desired.clone());

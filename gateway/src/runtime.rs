@@ -331,11 +331,18 @@ pub async fn start(
         art_poll_every: setup.art_poll_every.max(Duration::from_millis(100)),
         config,
     };
+    // A provisional time to choose the plan by; the clock is judged (and believed or not)
+    // only once the plan's issue time is known, so a wild clock at start is not taken in.
+    gw.now_ms = gw
+        .wall
+        .clone()
+        .observe(gw.clock.now_ms(), gw.clock.monotonic(), None)
+        .0;
+    gw.boot(setup.plan).await?;
     gw.read_clock();
     for p in journal_problems {
         gw.event(EventKind::Gateway, Severity::Warning, None, p);
     }
-    gw.boot(setup.plan).await?;
     let done = tokio::spawn(async move {
         gw.run(inbound, connected_rx, shutdown).await;
         agent_stop.cancel();
@@ -423,7 +430,7 @@ impl Gateway {
                 Note::Untrusted { reads_ms, floor_ms } => (
                     Severity::Fault,
                     format!(
-                        "the clock reads {reads_ms} ms, before the last trusted time {floor_ms} ms; playing by the monotonic clock from there"
+                        "the clock reads {reads_ms} ms, which cannot be right (the last trusted time is {floor_ms} ms, or it is years past the plan); playing by the monotonic clock"
                     ),
                 ),
                 Note::Trusted => (Severity::Info, "the clock is trusted again".to_string()),
@@ -472,11 +479,15 @@ impl Gateway {
             self.event(EventKind::Plan, Severity::Fault, None, p);
         }
         let Some((plan, lib, copy)) = loaded.plan else {
+            // Perhaps only a plan waiting for its time (the first one a gateway got).
+            if let Ok(Some(next)) = self.store.open_next_plan(&self.trusted, &self.id) {
+                self.pending = Some(next);
+            }
             self.event(
                 EventKind::Plan,
                 Severity::Warning,
                 None,
-                "no plan on disk: dark until one arrives".into(),
+                "no plan in force on disk: dark until one arrives or comes into effect".into(),
             );
             self.publish_status();
             return Ok(());
@@ -523,21 +534,33 @@ impl Gateway {
             .ok_or_else(|| format!("the plan's site `{}` has no output map", plan.site))?;
         // Everything that can fail comes first; the plan in force plays on until then.
         let mut outputs = self.outputs(&lib, &plan, &map, &to).await?;
+        let mut carried = None;
         let exec = match self.playing.take() {
-            Some(mut old) => match old.exec.change_plan(&lib, self.now_ms) {
+            Some(mut old) => match old.exec.change_plan(&lib, &plan.site, self.now_ms) {
                 Ok(()) => {
                     old.outputs.stop.cancel();
+                    carried = Some((
+                        std::mem::take(&mut old.outputs.modbus),
+                        std::mem::take(&mut old.outputs.art_nodes),
+                    ));
                     if let (Some(new), Some(before)) = (&mut outputs.dmx, &old.outputs.dmx) {
                         new.carry_sequences(before);
                     }
                     old.exec
                 }
                 Err(e) => {
+                    outputs.stop.cancel();
                     self.playing = Some(old);
                     return Err(e.to_string());
                 }
             },
-            None => Executor::new(&lib, &plan.site, self.now_ms).map_err(|e| e.to_string())?,
+            None => match Executor::new(&lib, &plan.site, self.now_ms) {
+                Ok(exec) => exec,
+                Err(e) => {
+                    outputs.stop.cancel();
+                    return Err(e.to_string());
+                }
+            },
         };
         let controller_fades = site.controllers.iter().any(|c| {
             to.contains_key(&c.id)
@@ -557,6 +580,24 @@ impl Gateway {
         exec.set_overrides(self.current_overrides());
         // The old drivers are stopped: now the new ones connect (a device may take only one).
         start_modbus(&mut outputs, &lib, &plan, exec.map(), &to);
+        // Open faults stay open across a plan change or resync, so they close when fixed.
+        if let Some((modbus, art)) = carried {
+            for m in &mut outputs.modbus {
+                if let Some(old) = modbus.iter().find(|o| o.id == m.id) {
+                    m.fault_open = old.fault_open;
+                    m.status_faults.clone_from(&old.status_faults);
+                    m.dark_fault_open = old.dark_fault_open;
+                    m.rewrites = 0;
+                }
+            }
+            for n in &mut outputs.art_nodes {
+                if let Some(old) = art.iter().find(|o| o.id == n.id) {
+                    n.missed = old.missed;
+                    n.answered_once = old.answered_once;
+                    n.fault_open = old.fault_open;
+                }
+            }
+        }
         let map = exec.map();
         let mut estimated = Vec::new();
         let metered: Vec<&ControllerId> = outputs
@@ -849,6 +890,14 @@ impl Gateway {
             return;
         };
         let changed = playing.exec.tick(now_ms).map(active);
+        if playing
+            .exec
+            .cue()
+            .is_some_and(|c| c.cause == nightscape_core::schedule::Cause::Blackout)
+        {
+            // A blackout ends commissioning: nothing blinks or stays lit through it.
+            self.overlays.clear();
+        }
         let cause_changed =
             changed.is_none() && playing.exec.cue().map(active) != self.status.borrow().cue;
         self.overlays.retain(|(until, _)| *until > now_ms);
@@ -915,6 +964,9 @@ impl Gateway {
     }
 
     async fn on_message(&mut self, message: Inbound) {
+        // The frame prepared for the next tick goes now: what follows replaces it, and its
+        // universes are already counted as sent.
+        self.flush_prepared().await;
         match message {
             Inbound::Plan(bytes) => self.on_plan(&bytes).await,
             Inbound::Overrides(bytes) => self.on_overrides(&bytes),
@@ -1015,11 +1067,14 @@ impl Gateway {
         {
             self.pending = None;
         }
-        let saved = if std::mem::take(&mut self.current_damaged) {
+        let saved = if self.current_damaged {
             self.store.save_over(Kind::Plan, bytes)
         } else {
             self.store.save(Kind::Plan, bytes)
         };
+        if saved.is_ok() {
+            self.current_damaged = false;
+        }
         let kept = saved.and_then(|()| {
             if self.pending.is_none() {
                 self.store.remove(Kind::NextPlan)

@@ -336,7 +336,10 @@ fn shipped_holidays_include_seollal_chuseok_and_substitutes() {
         (date(2027, 5, 1), "Labor Day 2027"),
         (date(2027, 5, 3), "substitute for Labor Day (Saturday)"),
         (date(2027, 7, 17), "Constitution Day 2027"),
-        (date(2027, 7, 19), "substitute for Constitution Day (Saturday)"),
+        (
+            date(2027, 7, 19),
+            "substitute for Constitution Day (Saturday)",
+        ),
     ] {
         assert!(holidays.contains(d), "{d} ({what})");
     }

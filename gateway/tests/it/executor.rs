@@ -55,7 +55,7 @@ fn the_executor_plays_what_should_play_now_and_follows_overrides() {
 
     // The same plan again: no jump at the instant it is taken.
     let before = exec.channels().to_vec();
-    exec.change_plan(&lib, EVENING + 40_000).unwrap();
+    exec.change_plan(&lib, &site, EVENING + 40_000).unwrap();
     exec.tick(EVENING + 40_000);
     assert_eq!(exec.channels(), &before[..]);
     assert!(exec.next_change(EVENING, 2).is_some_and(|t| t > EVENING));

@@ -307,6 +307,24 @@ async fn a_blackout_stays_dark_through_a_restart_without_network() {
     let shown = || sim.state.sites[&site_id].channels(sim.state.clock.as_ref());
     wait_until("lit", || shown().iter().any(|&v| v > 0)).await;
 
+    // An engineer is identifying a fixture when the blackout comes: it must not blink on.
+    let fixture = lib.layout(&site_id).unwrap().fixtures()[0].id.clone();
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Cmd,
+        format!(
+            r#"{{"schema":1,"id":"id-1","expires_ms":{},"action":"identify","fixture":"{fixture}","controller":null,"seconds":600}}"#,
+            EVENING + 60_000
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "id-1").await.result,
+        AckResult::Applied
+    );
     // The blackout: acked, and dark at once (no fade).
     let overrides = signed_overrides(gw, 1, vec![blackout()]);
     publish(&server, &prefix, gw, Topic::Overrides, overrides).await;
@@ -316,6 +334,15 @@ async fn a_blackout_stays_dark_through_a_restart_without_network() {
         (wire::About::Overrides, AckResult::Applied)
     );
     wait_until("dark", || shown().iter().all(|&v| v == 0)).await;
+    // And stays dark through the blink's on-phases (the virtual clock moves a few seconds).
+    for _ in 0..8 {
+        clock.advance(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            shown().iter().all(|&v| v == 0),
+            "no blink through a blackout"
+        );
+    }
     let status = h.status.borrow().clone();
     assert!(status.blackout, "{status:?}");
     stop(h, &shutdown).await;
