@@ -81,7 +81,10 @@ fn options(s: &Settings) -> MqttOptions {
     );
     o.set_keep_alive(s.keep_alive);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-    o.set_clean_session(true);
+    // A persistent session: what was in flight when the connection dropped (acks, events)
+    // is sent again after the reconnect instead of being forgotten with a clean session;
+    // commands queued by the broker meanwhile arrive and are acked expired if they are.
+    o.set_clean_session(false);
     if let (Some(user), Some(password)) = (&s.mqtt.username, &s.password) {
         o.set_credentials(user.clone(), password.clone());
     }
