@@ -1035,7 +1035,33 @@ impl Gateway {
                 Some(reason),
             );
         } else {
+            // The server should not publish a plan that drops a scene an override in force
+            // names; if it does, the plan is taken (it is the city's) and the ack says so.
+            let orphaned: Vec<String> = self
+                .overrides
+                .iter()
+                .flat_map(|d| d.overrides.iter())
+                .filter(|o| o.until_ms.is_none_or(|u| u > self.now_ms))
+                .filter_map(|o| o.scene.as_ref().map(|scene| (o, scene)))
+                .filter(|(_, scene)| !lib.scenes.contains_key(*scene))
+                .map(|(o, scene)| {
+                    format!(
+                        "override `{}` names scene `{scene}`, which this plan lacks: it shows dark",
+                        o.id
+                    )
+                })
+                .collect();
             match self.take_plan(plan, lib, bytes).await {
+                Ok(None) if !orphaned.is_empty() => {
+                    let warning = orphaned.join("; ");
+                    self.event(EventKind::Plan, Severity::Warning, None, warning.clone());
+                    self.ack(
+                        About::Plan,
+                        version.to_string(),
+                        AckResult::Applied,
+                        Some(warning),
+                    );
+                }
                 Ok(None) => self.ack(About::Plan, version.to_string(), AckResult::Applied, None),
                 Ok(Some(warning)) => self.ack(
                     About::Plan,
