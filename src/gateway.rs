@@ -172,7 +172,7 @@ pub fn discover(config_path: &Path, plan_file: Option<&Path>) -> Result<ExitCode
 /// prints its ack.
 pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Result<ExitCode> {
     use nightscape_core::wire::{self, Ack, AckResult, Topic};
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
 
     let config = read_config(config_path)?;
     let setup = setup(config, None)?;
@@ -190,19 +190,13 @@ pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Res
         expires_ms: now + 30_000,
         action,
     };
-    let mut options =
-        MqttOptions::new(format!("nightscape-cli-{id}"), mqtt.host.clone(), mqtt.port);
+    let mut options = nightscape_gateway::agent::broker_options(
+        format!("nightscape-cli-{id}"),
+        mqtt,
+        setup.password.as_deref(),
+        setup.ca.as_deref(),
+    );
     options.set_keep_alive(Duration::from_secs(5));
-    if let (Some(user), Some(password)) = (&mqtt.username, &setup.password) {
-        options.set_credentials(user.clone(), password.clone());
-    }
-    if let Some(ca) = &setup.ca {
-        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-            ca: ca.clone(),
-            alpn: None,
-            client_auth: None,
-        }));
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

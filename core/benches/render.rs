@@ -219,10 +219,7 @@ fn big_layout() {
                         continue;
                     };
                     sink.gather(&channels, &mut slots);
-                    let number = match universe {
-                        nightscape_core::model::Universe::Sacn(u) => u.get(),
-                        _ => 0,
-                    };
+                    let number = universe.number();
                     template.encode_into(
                         &DataFields {
                             sync_address: 0,

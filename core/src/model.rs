@@ -347,6 +347,16 @@ pub enum Universe {
 }
 
 impl Universe {
+    /// Its number as protocols and commands name it: the sACN universe, the Art-Net
+    /// port-address (net × 256 + sub-net × 16 + universe), the DMX-over-MQTT universe.
+    pub fn number(self) -> u16 {
+        match self {
+            Universe::Sacn(u) => u.get(),
+            Universe::ArtNet(u) => u.get(),
+            Universe::DmxMqtt(u) => u,
+        }
+    }
+
     /// The next universe of the same protocol, if there is one.
     pub fn next(self) -> Option<Universe> {
         match self {

@@ -276,6 +276,9 @@ impl Encoder {
     }
 }
 
+/// Pixels of a fixture [`Layout::fixture_drive`] reads at most.
+pub const DRIVE_SAMPLES: usize = 64;
+
 /// One fixture's share of the pixel list and the channel buffer.
 #[derive(Debug, Clone)]
 pub struct FixtureOut {
@@ -532,6 +535,28 @@ impl Layout {
     }
 
     /// The fixture (index into [`fixtures`](Self::fixtures)) with this id.
+    /// How hard fixture `index` drives its emitters for the layout channels `channels`:
+    /// the mean of its pixels' [`Encoder::drive`], 0–1 (what its power draw follows). A long
+    /// strip is sampled at [`DRIVE_SAMPLES`] pixels spread evenly along it.
+    pub fn fixture_drive(&self, index: usize, channels: &[u8]) -> Option<f64> {
+        let f = self.fixtures.get(index)?;
+        let slots = f.encoder.slots().max(1);
+        let own = channels.get(f.channels.clone())?;
+        let pixels = own.len() / slots;
+        if pixels == 0 {
+            return None;
+        }
+        let (mut drive, mut n) = (0.0, 0u32);
+        for px in own
+            .chunks_exact(slots)
+            .step_by(pixels.div_ceil(DRIVE_SAMPLES))
+        {
+            drive += f64::from(f.encoder.drive(px));
+            n += 1;
+        }
+        Some(drive / f64::from(n.max(1)))
+    }
+
     pub fn fixture_index(&self, id: &FixtureId) -> Option<usize> {
         self.fixtures.iter().position(|f| &f.id == id)
     }

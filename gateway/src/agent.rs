@@ -66,6 +66,31 @@ pub fn offline_state(gateway: &GatewayId) -> wire::State {
     }
 }
 
+/// How any Nightscape client reaches the gateway's broker: credentials when given, TLS
+/// with the pinned CA when given, packets up to [`MAX_PACKET`]. The agent and the
+/// command-line tools that talk to a running gateway both connect this way.
+pub fn broker_options(
+    client_id: String,
+    mqtt: &Mqtt,
+    password: Option<&str>,
+    ca: Option<&[u8]>,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    if let (Some(user), Some(password)) = (&mqtt.username, password) {
+        o.set_credentials(user.clone(), password.to_owned());
+    }
+    if let Some(ca) = ca {
+        // The broker's certificate must name `mqtt.host` and chain to this CA (rustls, ring).
+        o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: ca.to_vec(),
+            alpn: None,
+            client_auth: None,
+        }));
+    }
+    o
+}
+
 fn options(s: &Settings) -> MqttOptions {
     // Unique per topic prefix too, so runs sharing a broker do not take each other's session.
     let scope: String = s
@@ -74,28 +99,17 @@ fn options(s: &Settings) -> MqttOptions {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let mut o = MqttOptions::new(
+    let mut o = broker_options(
         format!("nightscape-gw-{scope}{}", s.gateway),
-        s.mqtt.host.clone(),
-        s.mqtt.port,
+        &s.mqtt,
+        s.password.as_deref(),
+        s.ca.as_deref(),
     );
     o.set_keep_alive(s.keep_alive);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     // A persistent session: what was in flight when the connection dropped (acks, events)
     // is sent again after the reconnect instead of being forgotten with a clean session;
     // commands queued by the broker meanwhile arrive and are acked expired if they are.
     o.set_clean_session(false);
-    if let (Some(user), Some(password)) = (&s.mqtt.username, &s.password) {
-        o.set_credentials(user.clone(), password.clone());
-    }
-    if let Some(ca) = &s.ca {
-        // The broker's certificate must name `mqtt.host` and chain to this CA (rustls, ring).
-        o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-            ca: ca.clone(),
-            alpn: None,
-            client_auth: None,
-        }));
-    }
     o.set_last_will(LastWill::new(
         wire::topic(&s.mqtt.topic_prefix, &s.gateway, Topic::State),
         wire::encode(&offline_state(&s.gateway)),

@@ -87,6 +87,8 @@ pub struct Executor {
     /// For controllers that fade themselves: the same cues without the gateway's fades, and
     /// the fade of the last cue change, which such a controller is given instead.
     target: Option<Target>,
+    /// The last tick changed the cue's cause alone.
+    cause_changed: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +126,7 @@ impl Executor {
             cue: None,
             started: false,
             target: None,
+            cause_changed: false,
         })
     }
 
@@ -181,7 +184,8 @@ impl Executor {
             // A blackout cuts whatever is fading, even a fade to dark.
             Some(current) => !current.shows_same(&cue) || (blackout(&cue) && !blackout(current)),
         };
-        if !changed && self.cue.as_ref() != Some(&cue) {
+        self.cause_changed = !changed && self.cue.as_ref() != Some(&cue);
+        if self.cause_changed {
             self.cue = Some(cue);
         } else if changed {
             let scene = cue
@@ -221,6 +225,11 @@ impl Executor {
             encode(&self.c.layout, &t.frame, Level::FULL, &mut t.channels);
         }
         if changed { self.cue.as_ref() } else { None }
+    }
+
+    /// Whether the last tick changed only why the cue plays (nothing shows differently).
+    pub fn cause_changed(&self) -> bool {
+        self.cause_changed
     }
 
     /// Whether the plan has scene `id` (an override naming another plays dark).

@@ -388,32 +388,15 @@ fn percentile(values: &mut [f32], p: f64) -> f64 {
     f64::from(values[i.min(values.len() - 1)])
 }
 
-/// Pixels of one fixture sampled for its power estimate (a long strip is sampled evenly, so
-/// the estimate costs the frame loop well under a millisecond for a city of strips).
-const POWER_SAMPLES: usize = 64;
-
 /// Estimated draw of some fixtures (rated watts and layout index) from the layout channels:
-/// each pixel's emitter drive in linear light (its channels decoded through its curve, 16-bit
-/// pairs as one value), averaged over the fixture, times its rating.
+/// each fixture's emitter drive in linear light (the core's [`Layout::fixture_drive`]) times
+/// its rating.
+///
+/// [`Layout::fixture_drive`]: nightscape_core::Layout::fixture_drive
 fn watts(layout: &nightscape_core::Layout, fixtures: &[(f64, usize)], channels: &[u8]) -> f64 {
     fixtures
         .iter()
-        .filter_map(|&(w, i)| {
-            let f = layout.fixtures().get(i)?;
-            let slots = f.encoder.slots().max(1);
-            let own = channels.get(f.channels.clone())?;
-            let pixels = own.len() / slots;
-            if pixels == 0 {
-                return None;
-            }
-            let step = pixels.div_ceil(POWER_SAMPLES);
-            let (mut drive, mut n) = (0.0, 0);
-            for px in own.chunks_exact(slots).step_by(step) {
-                drive += f64::from(f.encoder.drive(px));
-                n += 1;
-            }
-            Some(w * drive / f64::from(n.max(1)))
-        })
+        .filter_map(|&(w, i)| Some(w * layout.fixture_drive(i, channels)?))
         .sum()
 }
 
@@ -898,8 +881,8 @@ impl Gateway {
             // A blackout ends commissioning: nothing blinks or stays lit through it.
             self.overlays.clear();
         }
-        let cause_changed =
-            changed.is_none() && playing.exec.cue().map(active) != self.status.borrow().cue;
+        // Only why it plays changed (the state says so; nothing shows differently).
+        let cause_changed = playing.exec.cause_changed();
         self.overlays.retain(|(until, _)| *until > now_ms);
         self.out.clear();
         self.out.extend_from_slice(playing.exec.channels());
@@ -1306,7 +1289,7 @@ impl Gateway {
                     .find(|s| match (universe, s.address) {
                         (None, _) => true,
                         (Some(u), nightscape_core::output::SinkAddress::Universe(x)) => {
-                            universe_number(x) == *u
+                            x.number() == *u
                         }
                         (Some(_), _) => false,
                     })
@@ -2013,16 +1996,6 @@ fn new_event(
         controller,
         message,
         cue: None,
-    }
-}
-
-/// A universe's number as commands name it.
-fn universe_number(u: nightscape_core::model::Universe) -> u16 {
-    use nightscape_core::model::Universe;
-    match u {
-        Universe::Sacn(x) => x.get(),
-        Universe::ArtNet(x) => x.get(),
-        Universe::DmxMqtt(x) => x,
     }
 }
 

@@ -71,61 +71,25 @@ fn the_default_configuration_checks_and_a_broken_one_says_where() {
 /// takes it to its dark safe state (Modbus levels written to 0, sACN zeros then terminated).
 #[test]
 fn the_gateway_process_plays_a_plan_without_a_broker_and_stops_dark() {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use ed25519_dalek::SigningKey;
-    use nightscape_core::clock::Clock;
     use nightscape_core::plan::{self, OverrideEntry, OverrideEntryKind, OverridesDocument};
 
     let bin = env!("CARGO_BIN_EXE_nightscape");
-    let (sources, checked) = nightscape::library::load(std::path::Path::new("scenes")).unwrap();
-    let lib = checked.library;
     let (site, gw) = ("nonsan-culture-center", "culture-gw");
-    let site_id: nightscape_core::SiteId = site.parse().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let clock = Arc::new(nightscape::clock::SystemClock::new());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let sim = runtime
-        .block_on(firmware_sim::start(
-            firmware_sim::SimConfig {
-                library: lib.clone(),
-                sites: vec![site_id.clone()],
-                bind: firmware_sim::Bind::Ports,
-                broker: None,
-                multicast: false,
-            },
-            clock.clone() as Arc<dyn Clock>,
-            shutdown.clone(),
-        ))
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("ns-gwrun-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let key = SigningKey::from_bytes(&[11; 32]);
-    std::fs::write(
-        dir.join("city.pub"),
-        plan::public_key_text(&key.verifying_key()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("endpoints.toml"), sim.endpoints.to_toml()).unwrap();
-    let now = clock.now_ms();
-    let p = plan::compile(
-        &sources,
-        &lib,
-        &site_id,
-        &gw.parse().unwrap(),
-        1,
-        now - 60_000,
-        now - 60_000,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("plan.json"),
-        serde_json::to_vec(&plan::sign(p, &key)).unwrap(),
-    )
-    .unwrap();
+    let SimRig {
+        runtime,
+        shutdown,
+        sim,
+        site_id,
+        dir,
+        data,
+        key,
+        now,
+        plan: plan_bytes,
+        ..
+    } = sim_rig(site, gw, "gwrun", 11);
+    std::fs::write(dir.join("plan.json"), plan_bytes).unwrap();
     let overrides = OverridesDocument {
         schema: plan::OVERRIDES_SCHEMA,
         gateway: gw.parse().unwrap(),
@@ -229,59 +193,25 @@ fn commissioning_commands_reach_the_simulated_controllers() {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use ed25519_dalek::SigningKey;
     use nightscape_core::clock::Clock;
-    use nightscape_core::plan;
 
     let bin = env!("CARGO_BIN_EXE_nightscape");
-    let (sources, checked) = nightscape::library::load(std::path::Path::new("scenes")).unwrap();
-    let lib = checked.library;
     let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
-    let site_id: nightscape_core::SiteId = site.parse().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let clock = Arc::new(nightscape::clock::SystemClock::new());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let sim = runtime
-        .block_on(firmware_sim::start(
-            firmware_sim::SimConfig {
-                library: lib.clone(),
-                sites: vec![site_id.clone()],
-                bind: firmware_sim::Bind::Ports,
-                broker: None,
-                multicast: false,
-            },
-            clock.clone() as Arc<dyn Clock>,
-            shutdown.clone(),
-        ))
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("ns-commission-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let key = SigningKey::from_bytes(&[12; 32]);
-    std::fs::write(
-        dir.join("city.pub"),
-        plan::public_key_text(&key.verifying_key()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("endpoints.toml"), sim.endpoints.to_toml()).unwrap();
-    let now = clock.now_ms();
-    let p = plan::compile(
-        &sources,
-        &lib,
-        &site_id,
-        &gw.parse().unwrap(),
-        1,
-        now - 60_000,
-        now - 60_000,
-    )
-    .unwrap();
+    let SimRig {
+        runtime,
+        clock,
+        shutdown,
+        sim,
+        lib,
+        site_id,
+        dir,
+        data,
+        plan: plan_bytes,
+        ..
+    } = sim_rig(site, gw, "commission", 12);
     nightscape_gateway::store::Store::open(&data)
         .unwrap()
-        .save(
-            nightscape_gateway::store::Kind::Plan,
-            &serde_json::to_vec(&plan::sign(p, &key)).unwrap(),
-        )
+        .save(nightscape_gateway::store::Kind::Plan, &plan_bytes)
         .unwrap();
     let prefix = format!("cli-{}/", std::process::id());
     let config = dir.join("gateway.toml");
@@ -361,6 +291,34 @@ fn commissioning_commands_reach_the_simulated_controllers() {
         }
     }
     assert!(on && off, "the fixture blinks on the simulator");
+
+    // A channel test holds one slot of the controller at a level: the first slot of the
+    // first fixture's run shows 77 on the simulator (over the blink, which it outranks).
+    let map = lib.output_map(&site_id).unwrap();
+    let cm = &map.controllers()[0];
+    let run0 = &cm.sinks[0].runs[0];
+    let (controller, slot) = (cm.controller.to_string(), run0.first.to_string());
+    let (code, text) = run(&[
+        "gateway",
+        "channel-test",
+        "--controller",
+        &controller,
+        "--channel",
+        &slot,
+        "--level",
+        "77",
+        "--seconds",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let held = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        shown()[run0.channels.start] == 77
+    });
+    assert!(
+        held,
+        "slot {slot} of `{controller}` held at 77 on the simulator"
+    );
 
     let (code, text) = run(&["gateway", "identify", "--fixture", "no-such-fixture"]);
     assert_eq!(code, Some(1), "{text}");
@@ -481,4 +439,83 @@ wait $gw
             .contains("gyebaek-px-south"),
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The simulator of one shipped site on a runtime of its own (on the system clock, as the
+/// gateway process runs), a signing key's public half and the simulator's endpoint map in a
+/// fresh directory, and the site's plan signed, in effect since a minute ago.
+struct SimRig {
+    runtime: tokio::runtime::Runtime,
+    clock: std::sync::Arc<nightscape::clock::SystemClock>,
+    shutdown: tokio_util::sync::CancellationToken,
+    sim: firmware_sim::Sim,
+    lib: nightscape_core::ShowLibrary,
+    site_id: nightscape_core::SiteId,
+    dir: std::path::PathBuf,
+    data: std::path::PathBuf,
+    key: ed25519_dalek::SigningKey,
+    now: i64,
+    plan: Vec<u8>,
+}
+
+fn sim_rig(site: &str, gw: &str, name: &str, seed: u8) -> SimRig {
+    use nightscape_core::clock::Clock;
+    use nightscape_core::plan;
+    use std::sync::Arc;
+
+    let (sources, checked) = nightscape::library::load(std::path::Path::new("scenes")).unwrap();
+    let lib = checked.library;
+    let site_id: nightscape_core::SiteId = site.parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(nightscape::clock::SystemClock::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sim = runtime
+        .block_on(firmware_sim::start(
+            firmware_sim::SimConfig {
+                library: lib.clone(),
+                sites: vec![site_id.clone()],
+                bind: firmware_sim::Bind::Ports,
+                broker: None,
+                multicast: false,
+            },
+            clock.clone() as Arc<dyn Clock>,
+            shutdown.clone(),
+        ))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ns-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    std::fs::write(
+        dir.join("city.pub"),
+        plan::public_key_text(&key.verifying_key()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("endpoints.toml"), sim.endpoints.to_toml()).unwrap();
+    let now = clock.now_ms();
+    let p = plan::compile(
+        &sources,
+        &lib,
+        &site_id,
+        &gw.parse().unwrap(),
+        1,
+        now - 60_000,
+        now - 60_000,
+    )
+    .unwrap();
+    let plan = serde_json::to_vec(&plan::sign(p, &key)).unwrap();
+    SimRig {
+        runtime,
+        clock,
+        shutdown,
+        sim,
+        lib,
+        site_id,
+        dir,
+        data,
+        key,
+        now,
+        plan,
+    }
 }

@@ -3,7 +3,6 @@
 
 mod agent;
 mod commission;
-mod composed;
 mod dmx;
 mod dmx_mqtt;
 mod executor;
