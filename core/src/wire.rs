@@ -317,6 +317,43 @@ pub struct Event {
     /// For a cue event: what plays from `at_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cue: Option<ActiveCue>,
+    /// For a fault event: which fault of its source (the controller, or the gateway) opened
+    /// or closed, so the server keeps one open fault per source and kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultChange>,
+}
+
+/// A fault opening or closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultChange {
+    pub code: FaultCode,
+    pub open: bool,
+}
+
+/// The kinds of fault a gateway reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultCode {
+    /// A Modbus controller or Art-Net node does not answer.
+    Unreachable,
+    /// A controller's status register reports faults.
+    Status,
+    /// Switched on but drawing far less power than its levels need.
+    DidNotLight,
+    /// DMX over IP cannot be sent.
+    Send,
+}
+
+impl FaultCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultCode::Unreachable => "unreachable",
+            FaultCode::Status => "status",
+            FaultCode::DidNotLight => "did-not-light",
+            FaultCode::Send => "send",
+        }
+    }
 }
 
 impl Message for Event {

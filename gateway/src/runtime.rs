@@ -32,7 +32,7 @@ use nightscape_core::plan::{self, OverridesDocument, Plan, Rejection};
 use nightscape_core::schedule::Cue;
 use nightscape_core::wire::{
     self, About, Ack, AckResult, Action, ActiveCue, Command, ControllerHealth, Event, EventKind,
-    PowerSource, Severity, Telemetry,
+    FaultChange, FaultCode, PowerSource, Severity, Telemetry,
 };
 use nightscape_core::{ControllerId, GatewayId, ShowLibrary};
 use rumqttc::AsyncClient;
@@ -843,8 +843,9 @@ impl Gateway {
             Some(e) => (Severity::Fault, format!("DMX over IP cannot be sent: {e}")),
             None => (Severity::Info, "DMX over IP is sent again".to_string()),
         };
+        let open = failing.is_some();
         self.send_failing = failing;
-        self.event(EventKind::Fault, severity, None, message);
+        self.fault_event(severity, None, message, FaultCode::Send, open);
     }
 
     /// One frame: the wall time, a pending plan due, the executor, overlays, the outputs.
@@ -1460,6 +1461,20 @@ impl Gateway {
         )
     }
 
+    /// A fault of `controller` (or of the gateway) opening or closing.
+    fn fault_event(
+        &mut self,
+        severity: Severity,
+        controller: Option<ControllerId>,
+        message: String,
+        code: FaultCode,
+        open: bool,
+    ) {
+        let mut e = self.make_event(EventKind::Fault, severity, controller, message);
+        e.fault = Some(FaultChange { code, open });
+        self.emit(e);
+    }
+
     fn event(
         &mut self,
         kind: EventKind,
@@ -1649,6 +1664,7 @@ impl Gateway {
                             Severity::Info,
                             node.id.clone(),
                             "answers ArtPoll again".to_string(),
+                            Some((FaultCode::Unreachable, false)),
                         ));
                     }
                 } else {
@@ -1662,6 +1678,7 @@ impl Gateway {
                                 "unreachable: no ArtPollReply to {} polls in a row",
                                 node.missed
                             ),
+                            Some((FaultCode::Unreachable, true)),
                         ));
                     }
                 }
@@ -1677,6 +1694,7 @@ impl Gateway {
                         Severity::Info,
                         m.id.clone(),
                         "reachable again; output restored".to_string(),
+                        Some((FaultCode::Unreachable, false)),
                     ));
                 }
             } else {
@@ -1687,7 +1705,12 @@ impl Gateway {
                         .last_error
                         .clone()
                         .unwrap_or_else(|| "no connection".into());
-                    events.push((Severity::Fault, m.id.clone(), format!("unreachable: {why}")));
+                    events.push((
+                        Severity::Fault,
+                        m.id.clone(),
+                        format!("unreachable: {why}"),
+                        Some((FaultCode::Unreachable, true)),
+                    ));
                 }
             }
             if h.rewrites > m.rewrites {
@@ -1696,6 +1719,7 @@ impl Gateway {
                     Severity::Warning,
                     m.id.clone(),
                     "the controller restarted (its uptime went back); every level was written again".to_string(),
+                    None,
                 ));
             }
             let faults = h
@@ -1714,8 +1738,14 @@ impl Gateway {
                         format!("status reports {}", names.join(", ")),
                     )
                 };
+                let open = !faults.is_empty();
                 m.status_faults = faults;
-                events.push((severity, m.id.clone(), message));
+                events.push((
+                    severity,
+                    m.id.clone(),
+                    message,
+                    Some((FaultCode::Status, open)),
+                ));
             }
             if lit_due && m.has_meter && h.reachable {
                 let expected = watts(p.exec.layout(), &m.fixtures, channels);
@@ -1728,6 +1758,7 @@ impl Gateway {
                         format!(
                             "did not light: {measured:.0} W measured, {expected:.0} W expected"
                         ),
+                        Some((FaultCode::DidNotLight, true)),
                     ));
                 } else if m.dark_fault_open {
                     m.dark_fault_open = false;
@@ -1735,12 +1766,18 @@ impl Gateway {
                         Severity::Info,
                         m.id.clone(),
                         format!("lit: {measured:.0} W measured"),
+                        Some((FaultCode::DidNotLight, false)),
                     ));
                 }
             }
         }
-        for (severity, controller, message) in events {
-            self.event(EventKind::Fault, severity, Some(controller), message);
+        for (severity, controller, message, fault) in events {
+            match fault {
+                Some((code, open)) => {
+                    self.fault_event(severity, Some(controller), message, code, open);
+                }
+                None => self.event(EventKind::Fault, severity, Some(controller), message),
+            }
         }
     }
 
@@ -1996,6 +2033,7 @@ fn new_event(
         controller,
         message,
         cue: None,
+        fault: None,
     }
 }
 

@@ -1,0 +1,1391 @@
+//! The HTTP API. Every route is a row of [`routes`]: method, path, who may call it, and the
+//! types it takes and gives. The router, the access check, the OpenAPI document and the
+//! role-matrix test are all built from that one table, so a route cannot exist without
+//! saying who may call it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Extension, Json, Router};
+use nightscape_core::diag::Severity as DiagSeverity;
+use nightscape_core::show::{self, SourceFile};
+use nightscape_core::{SceneId, SiteId};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::auth::{self, Principal, Role, Via};
+use crate::overrides::{self, Kind, Override, Scope};
+use crate::store::{Audit, StoreError};
+use crate::{AppState, read};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Public,
+    /// Logged in, any role.
+    Viewer,
+    /// Operators (for their own sites, checked by the handler) and admins.
+    Operator,
+    Admin,
+}
+
+impl Access {
+    fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::Viewer => true,
+            Access::Operator => role >= Role::Operator,
+            Access::Admin => role == Role::Admin,
+        }
+    }
+}
+
+type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// One row of the route table.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub request: Option<SchemaFn>,
+    pub response: Option<SchemaFn>,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn schema<T: JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:ident, $summary:literal, $handler:expr, $req:ty, $resp:ty) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: Access::$access,
+            summary: $summary,
+            request: route!(@schema $req),
+            response: route!(@schema $resp),
+            handler: route!(@method $method, $handler),
+        }
+    };
+    (@schema ()) => { None };
+    (@schema $t:ty) => { Some(schema::<$t> as SchemaFn) };
+    (@method GET, $h:expr) => { get($h) };
+    (@method POST, $h:expr) => { post($h) };
+    (@method PUT, $h:expr) => { put($h) };
+    (@method DELETE, $h:expr) => { delete($h) };
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(GET "/healthz", Public, "Liveness and store reachability", healthz, (), Health),
+        route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()),
+        route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi, (), ()),
+        route!(POST "/api/login", Public, "Log in; sets the session cookie", login, LoginRequest, Me),
+        route!(POST "/api/logout", Viewer, "End this session", logout, (), ()),
+        route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
+        route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
+        route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
+        route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>),
+        route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
+        route!(GET "/api/faults", Viewer, "Faults, open first", faults, (), Vec<read::FaultView>),
+        route!(POST "/api/faults/{id}/acknowledge", Operator, "Acknowledge an open fault", acknowledge_fault, (), ()),
+        route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>),
+        route!(GET "/api/events", Viewer, "Recent gateway events", events, (), Vec<read::EventView>),
+        route!(GET "/api/library", Viewer, "The show library's files", library_index, (), Vec<LibraryEntry>),
+        route!(GET "/api/library/export", Viewer, "Every file of the show library", library_export, (), Vec<FileBody>),
+        route!(POST "/api/library/check", Viewer, "Check changes without applying them", library_check, LibraryChange, CheckReport),
+        route!(POST "/api/library/import", Admin, "Replace the whole library: the diff, applied in one transaction or refused", library_import, ImportRequest, ImportReport),
+        route!(GET "/api/library/files/{*path}", Viewer, "One file of the show library", library_get, (), FileBody),
+        route!(PUT "/api/library/files/{*path}", Operator, "Create or replace a file (operators: their sites' scenes and schedules)", library_put, FileText, CheckReport),
+        route!(DELETE "/api/library/files/{*path}", Operator, "Delete a file (operators: their sites' scenes)", library_delete, (), CheckReport),
+        route!(GET "/api/overrides", Viewer, "Overrides and blackouts, recent first", list_overrides, (), Vec<Override>),
+        route!(POST "/api/sites/{site}/override", Operator, "Play a scene at a site until a time", site_override, SiteOverride, Override),
+        route!(POST "/api/sites/{site}/blackout", Operator, "Black out a site until released or a time", site_blackout, Blackout, Override),
+        route!(POST "/api/overrides", Admin, "Override, blackout or curfew exception for many sites or the city", city_override, CityOverride, Override),
+        route!(DELETE "/api/overrides/{id}", Operator, "Release an override or blackout", release_override, (), ()),
+        route!(GET "/api/users", Admin, "Users", list_users, (), Vec<auth::UserView>),
+        route!(PUT "/api/users/{name}", Admin, "Create or change a user", put_user, UserRequest, ()),
+        route!(DELETE "/api/users/{name}", Admin, "Delete a user", delete_user, (), ()),
+        route!(GET "/api/audit", Admin, "The audit log, recent first", audit_log, (), Vec<crate::store::AuditEntry>),
+    ]
+}
+
+/// The router: every route behind its access check, JSON errors, a body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router: Router<Arc<AppState>> = Router::new();
+    for r in routes() {
+        let access = r.access;
+        let checked = r.handler.route_layer(middleware::from_fn_with_state(
+            (state.clone(), access),
+            check_access,
+        ));
+        router = router.route(r.path, checked);
+    }
+    router
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+}
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub const SESSION_COOKIE: &str = "nightscape_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+async fn count_responses(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    state.metrics.http(response.status().as_u16());
+    response
+}
+
+// ---- errors ----
+
+/// The one error shape: `{"error": {"code", "message", "diagnostics"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    diagnostics: Option<Vec<DiagnosticView>>,
+    retry_after_s: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<DiagnosticView>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            diagnostics: None,
+            retry_after_s: None,
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+            diagnostics: self.diagnostics,
+        }});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            other => {
+                // In full in the log, inside the request's span; generic to the client.
+                tracing::error!("store: {other}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not complete the request; it is logged",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body whose problems (syntax, types, unknown fields, size) come back as
+/// [`ApiError`]s that say what to fix.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                format!("the request body does not fit: {}", e.body_text()),
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::bad(format!(
+                "the request body is not JSON: {}",
+                e.body_text()
+            ))),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type",
+                "send the body as JSON with Content-Type: application/json",
+            )),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "the request body could not be read ({}); the limit is {BODY_LIMIT} bytes",
+                    e.body_text()
+                ),
+            )),
+            Err(e) => Err(ApiError::bad(e.body_text())),
+        }
+    }
+}
+
+// ---- access ----
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Principal>> {
+    let now = state.clock.now_ms();
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let token = auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "write the header as `Authorization: Bearer <token>`",
+                )
+            })?;
+        return match auth::from_token(&state.store, token.trim(), now).await? {
+            Some(p) => Ok(Some(p)),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is unknown, revoked or expired; issue a new one",
+            )),
+        };
+    }
+    match cookie(headers, SESSION_COOKIE) {
+        Some(session) => Ok(auth::from_session(&state.store, session, now).await?),
+        None => Ok(None),
+    }
+}
+
+async fn check_access(
+    State((state, access)): State<(Arc<AppState>, Access)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let who = match principal(&state, request.headers()).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "log in first (POST /api/login) or send a bearer token",
+            )
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    if !access.allows(who.role) {
+        return ApiError::forbidden(format!(
+            "this needs the {} role; `{}` is {}",
+            match access {
+                Access::Admin => "admin",
+                _ => "operator",
+            },
+            who.name,
+            who.role.as_str()
+        ))
+        .into_response();
+    }
+    // A change carried by the session cookie must echo the session's CSRF token, which a
+    // page of another origin cannot read (the cookie is SameSite=Strict as well).
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if let Via::Cookie { csrf } = &who.via
+        && !safe
+        && request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            != Some(csrf.as_str())
+    {
+        return ApiError::forbidden(format!(
+            "a change made with the session cookie must carry the session's CSRF token in `{CSRF_HEADER}`"
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(who);
+    next.run(request).await
+}
+
+// ---- handlers: health, metrics, session ----
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    pub ok: bool,
+    pub store: &'static str,
+    pub broker_connected: bool,
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let store = sqlx::query("SELECT 1")
+        .fetch_one(state.store.pool())
+        .await
+        .is_ok();
+    let body = Health {
+        ok: store,
+        store: if store { "ok" } else { "unreachable" },
+        broker_connected: state
+            .metrics
+            .render()
+            .contains("nightscape_broker_connected 1"),
+    };
+    let status = if store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document(&routes()))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+    pub sites: Vec<SiteId>,
+    /// Send this in `x-csrf-token` with every change made through the session cookie.
+    pub csrf: Option<String>,
+}
+
+impl From<&Principal> for Me {
+    fn from(p: &Principal) -> Me {
+        Me {
+            name: p.name.clone(),
+            role: p.role,
+            sites: p.sites.clone(),
+            csrf: match &p.via {
+                Via::Cookie { csrf } => Some(csrf.clone()),
+                Via::Bearer => None,
+            },
+        }
+    }
+}
+
+const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(req): Body<LoginRequest>,
+) -> ApiResult<Response> {
+    let now = state.clock.now_ms();
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("direct")
+        .to_owned();
+    let keys = [format!("user:{}", req.name), format!("client:{client}")];
+    if let Some(wait) = keys
+        .iter()
+        .filter_map(|k| state.limiter.locked(k, now))
+        .max()
+    {
+        state.metrics.login_failed();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many failed logins; try again in {} s", wait / 1000 + 1),
+        );
+        e.retry_after_s = Some(wait / 1000 + 1);
+        return Err(e);
+    }
+    match auth::login(&state.store, &req.name, &req.password, now, SESSION_MS).await? {
+        Some((who, session)) => {
+            for k in &keys {
+                state.limiter.succeeded(k);
+            }
+            let secure = if state.secure_cookies { "; Secure" } else { "" };
+            let cookie = format!(
+                "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+                SESSION_MS / 1000
+            );
+            let mut response = Json(Me::from(&who)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            Ok(response)
+        }
+        None => {
+            for k in &keys {
+                state.limiter.failed(k, now);
+            }
+            state.metrics.login_failed();
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad-login",
+                "the name or the password is wrong",
+            ))
+        }
+    }
+}
+
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        auth::logout(&state.store, session).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "nightscape_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
+    );
+    Ok(response)
+}
+
+async fn me(Extension(who): Extension<Principal>) -> Json<Me> {
+    Json(Me::from(&who))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub label: String,
+    /// Days until it expires (1–365).
+    pub days: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenIssued {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+async fn issue_token(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Body(req): Body<TokenRequest>,
+) -> ApiResult<Json<TokenIssued>> {
+    if !(1..=365).contains(&req.days) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            "days: give 1 to 365",
+        ));
+    }
+    let now = state.clock.now_ms();
+    let expires_at_ms = now + i64::from(req.days) * 86_400_000;
+    let token = auth::issue_token(&state.store, &who.name, &req.label, now, expires_at_ms).await?;
+    Ok(Json(TokenIssued {
+        token,
+        expires_at_ms,
+    }))
+}
+
+// ---- read side ----
+
+async fn sites(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::SiteOverview>>> {
+    Ok(Json(read::overview(&state).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// RFC 3339 instants, or dates (the site's midnight).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub format: Option<String>,
+}
+
+async fn transitions(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    Query(range): Query<Range>,
+) -> ApiResult<Json<Vec<read::TransitionView>>> {
+    let site: SiteId = site
+        .parse()
+        .map_err(|e| ApiError::bad(format!("site: {e}")))?;
+    Ok(Json(
+        read::transitions(&state, &site, range.from.as_deref(), range.to.as_deref()).await?,
+    ))
+}
+
+async fn gateways(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::GatewayView>>> {
+    Ok(Json(read::gateways(&state.store).await?))
+}
+
+async fn faults(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::FaultView>>> {
+    Ok(Json(read::faults(&state.store).await?))
+}
+
+async fn acknowledge_fault(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let row = sqlx::query("SELECT f.gateway, g.site FROM faults f LEFT JOIN gateways g ON g.gateway = f.gateway WHERE f.id = $1")
+        .bind(id)
+        .fetch_optional(state.store.pool())
+        .await
+        .map_err(StoreError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("no fault {id}")))?;
+    let site: Option<String> = row.try_get("site").map_err(StoreError::from)?;
+    let site: Option<SiteId> = site.and_then(|s| s.parse().ok());
+    if !site.as_ref().is_some_and(|s| who.may_operate(s)) && who.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "this fault is at a site you do not operate",
+        ));
+    }
+    if read::acknowledge_fault(&state.store, id, &who.name, state.clock.now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("fault {id} is not open"),
+        ))
+    }
+}
+
+async fn energy(
+    State(state): State<Arc<AppState>>,
+    Query(range): Query<Range>,
+) -> ApiResult<Response> {
+    let rows = read::energy(&state.store, range.from.as_deref(), range.to.as_deref()).await?;
+    match range.format.as_deref() {
+        None | Some("json") => Ok(Json(rows).into_response()),
+        Some("csv") => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"nightscape-energy.csv\"",
+                ),
+            ],
+            read::energy_csv(&rows),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::bad(format!("format `{other}`: give json or csv"))),
+    }
+}
+
+async fn events(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::EventView>>> {
+    Ok(Json(read::events(&state.store, 500).await?))
+}
+
+// ---- the show library ----
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LibraryEntry {
+    pub path: String,
+    pub bytes: usize,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileBody {
+    pub path: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileText {
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryChange {
+    /// Files to write; `text: null` deletes.
+    pub files: Vec<FileChange>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    pub path: String,
+    pub text: Option<String>,
+}
+
+/// A problem the core found, placed in its file.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DiagnosticView {
+    pub severity: String,
+    pub code: String,
+    pub file: String,
+    pub path: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub diagnostics: Vec<DiagnosticView>,
+}
+
+fn diagnostics(checked: &show::Checked) -> CheckReport {
+    let views: Vec<DiagnosticView> = checked
+        .diagnostics
+        .iter()
+        .map(|d| DiagnosticView {
+            severity: match d.severity {
+                DiagSeverity::Error => "error".into(),
+                DiagSeverity::Warning => "warning".into(),
+            },
+            code: d.code.to_string(),
+            file: d.location.file.clone(),
+            path: d.path.to_string(),
+            line: d.location.line_col.map(|lc| lc.line as usize),
+            column: d.location.line_col.map(|lc| lc.col as usize),
+            message: d.message.clone(),
+        })
+        .collect();
+    let errors = views.iter().filter(|d| d.severity == "error").count();
+    CheckReport {
+        ok: errors == 0,
+        errors,
+        warnings: views.len() - errors,
+        diagnostics: views,
+    }
+}
+
+/// A library path must be one the show library reads, relative, without `..`.
+fn check_path(path: &str) -> ApiResult<()> {
+    let ok_ext = path.ends_with(".toml") || path.ends_with(".ics");
+    let ok_chars = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
+    if !ok_ext
+        || !ok_chars
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(ApiError::bad(format!(
+            "library path `{path}`: give a relative path of .toml or .ics files, e.g. sites/city-hall/scenes/warm.toml"
+        )));
+    }
+    Ok(())
+}
+
+/// Operators may change their own sites' scenes and schedules; the rest is for admins.
+fn may_edit(who: &Principal, path: &str) -> bool {
+    if who.role == Role::Admin {
+        return true;
+    }
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("sites"), Some(site), Some("schedule.toml"), None)
+        | (Some("sites"), Some(site), Some("scenes"), Some(_)) => {
+            site.parse::<SiteId>().is_ok_and(|s| who.may_operate(&s))
+        }
+        _ => false,
+    }
+}
+
+/// The library with `changes` applied, checked.
+async fn with_changes(
+    state: &AppState,
+    changes: &[(String, Option<String>)],
+) -> ApiResult<(Vec<SourceFile>, show::Checked)> {
+    let mut files: BTreeMap<String, String> = state
+        .store
+        .library()
+        .await?
+        .into_iter()
+        .map(|f| (f.path, f.text))
+        .collect();
+    for (path, text) in changes {
+        match text {
+            Some(t) => {
+                files.insert(path.clone(), t.clone());
+            }
+            None => {
+                files.remove(path);
+            }
+        }
+    }
+    let sources: Vec<SourceFile> = files
+        .into_iter()
+        .map(|(path, text)| SourceFile { path, text })
+        .collect();
+    let checked = show::check(&sources);
+    Ok((sources, checked))
+}
+
+fn refused(report: CheckReport) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "invalid-library",
+        message: format!(
+            "the change leaves the library with {} errors; nothing was saved",
+            report.errors
+        ),
+        diagnostics: Some(
+            report
+                .diagnostics
+                .into_iter()
+                .filter(|d| d.severity == "error")
+                .collect(),
+        ),
+        retry_after_s: None,
+    }
+}
+
+async fn library_index(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<LibraryEntry>>> {
+    let rows = state.store.library_index().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(path, updated_at_ms, updated_by, bytes)| LibraryEntry {
+                path,
+                bytes,
+                updated_at_ms,
+                updated_by,
+            })
+            .collect(),
+    ))
+}
+
+async fn library_export(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<FileBody>>> {
+    Ok(Json(
+        state
+            .store
+            .library()
+            .await?
+            .into_iter()
+            .map(|f| FileBody {
+                path: f.path,
+                text: f.text,
+            })
+            .collect(),
+    ))
+}
+
+async fn library_get(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> ApiResult<Json<FileBody>> {
+    check_path(&path)?;
+    let text: Option<String> = sqlx::query("SELECT text FROM library_files WHERE path = $1")
+        .bind(&path)
+        .fetch_optional(state.store.pool())
+        .await
+        .map_err(StoreError::from)?
+        .map(|r| r.try_get("text"))
+        .transpose()
+        .map_err(StoreError::from)?;
+    let text = text.ok_or_else(|| ApiError::not_found(format!("no library file `{path}`")))?;
+    Ok(Json(FileBody { path, text }))
+}
+
+async fn library_check(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<LibraryChange>,
+) -> ApiResult<Json<CheckReport>> {
+    let changes = req
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.text))
+        .collect::<Vec<_>>();
+    for (p, _) in &changes {
+        check_path(p)?;
+    }
+    let (_, checked) = with_changes(&state, &changes).await?;
+    Ok(Json(diagnostics(&checked)))
+}
+
+/// Applies `changes` if the library stays free of errors; the audit row names each file.
+async fn apply(
+    state: &AppState,
+    who: &Principal,
+    changes: Vec<(String, Option<String>)>,
+    action: &str,
+) -> ApiResult<CheckReport> {
+    let (_, checked) = with_changes(state, &changes).await?;
+    let report = diagnostics(&checked);
+    if !report.ok {
+        return Err(refused(report));
+    }
+    let before: BTreeMap<String, String> = state
+        .store
+        .library()
+        .await?
+        .into_iter()
+        .map(|f| (f.path, f.text))
+        .collect();
+    let audits: Vec<Audit<'_>> = changes
+        .iter()
+        .filter(|(p, t)| before.get(p) != t.as_ref())
+        .map(|(p, t)| Audit {
+            actor: &who.name,
+            action,
+            target: format!("library:{p}"),
+            before: before.get(p).map(|b| serde_json::Value::String(b.clone())),
+            after: t.as_ref().map(|t| serde_json::Value::String(t.clone())),
+        })
+        .collect();
+    state
+        .store
+        .write_library(&changes, &who.name, state.clock.now_ms(), &audits)
+        .await?;
+    state.publisher.kick.notify_one();
+    Ok(report)
+}
+
+async fn library_put(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(path): Path<String>,
+    Body(req): Body<FileText>,
+) -> ApiResult<Json<CheckReport>> {
+    check_path(&path)?;
+    if !may_edit(&who, &path) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` may not change `{path}`: operators change their own sites' scenes and schedules",
+            who.name
+        )));
+    }
+    Ok(Json(
+        apply(&state, &who, vec![(path, Some(req.text))], "library.put").await?,
+    ))
+}
+
+async fn library_delete(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(path): Path<String>,
+) -> ApiResult<Json<CheckReport>> {
+    check_path(&path)?;
+    if !may_edit(&who, &path) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` may not delete `{path}`",
+            who.name
+        )));
+    }
+    let exists = state.store.library().await?.iter().any(|f| f.path == path);
+    if !exists {
+        return Err(ApiError::not_found(format!("no library file `{path}`")));
+    }
+    Ok(Json(
+        apply(&state, &who, vec![(path, None)], "library.delete").await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// The whole library: files not listed are removed.
+    pub files: Vec<FileBody>,
+    /// false: only show the diff and the diagnostics.
+    pub apply: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ImportReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+    pub applied: bool,
+    pub check: CheckReport,
+}
+
+async fn library_import(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Body(req): Body<ImportRequest>,
+) -> ApiResult<Json<ImportReport>> {
+    let before: BTreeMap<String, String> = state
+        .store
+        .library()
+        .await?
+        .into_iter()
+        .map(|f| (f.path, f.text))
+        .collect();
+    let mut after = BTreeMap::new();
+    for f in req.files {
+        check_path(&f.path)?;
+        if after.insert(f.path.clone(), f.text).is_some() {
+            return Err(ApiError::bad(format!("`{}` is listed twice", f.path)));
+        }
+    }
+    let added: Vec<String> = after
+        .keys()
+        .filter(|p| !before.contains_key(*p))
+        .cloned()
+        .collect();
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(p, t)| before.get(*p).is_some_and(|b| b != *t))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let removed: Vec<String> = before
+        .keys()
+        .filter(|p| !after.contains_key(*p))
+        .cloned()
+        .collect();
+    let unchanged = after.len() - added.len() - changed.len();
+    let changes: Vec<(String, Option<String>)> = added
+        .iter()
+        .chain(&changed)
+        .map(|p| (p.clone(), after.get(p).cloned()))
+        .chain(removed.iter().map(|p| (p.clone(), None)))
+        .collect();
+    let (_, checked) = with_changes(&state, &changes).await?;
+    let check = diagnostics(&checked);
+    if !check.ok {
+        return Err(refused(check));
+    }
+    let applied = req.apply && !changes.is_empty();
+    if applied {
+        apply(&state, &who, changes, "library.import").await?;
+    }
+    Ok(Json(ImportReport {
+        added,
+        changed,
+        removed,
+        unchanged,
+        applied,
+        check,
+    }))
+}
+
+// ---- overrides ----
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteOverride {
+    pub scene: SceneId,
+    /// 100 when left out.
+    pub brightness_pct: Option<f64>,
+    /// How long from now, in minutes (1 to 7 days), or an absolute end.
+    pub minutes: Option<u32>,
+    pub until_ms: Option<i64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Blackout {
+    /// Left out: latched until released.
+    pub until_ms: Option<i64>,
+    pub reason: String,
+    /// Must be true: a blackout darkens the site at once.
+    pub confirm: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CityOverride {
+    pub scope: Scope,
+    pub kind: Kind,
+    pub scene: Option<SceneId>,
+    pub brightness_pct: Option<f64>,
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub reason: String,
+}
+
+const MAX_OVERRIDE_MS: i64 = 7 * 86_400_000;
+const MAX_EXCEPTION_MS: i64 = 86_400_000;
+
+fn new_id(now: i64) -> String {
+    format!("ov-{now:x}-{}", &auth::secret()[..8])
+}
+
+async fn site_known(state: &AppState, site: &str) -> ApiResult<(SiteId, show::Checked)> {
+    let site: SiteId = site
+        .parse()
+        .map_err(|e| ApiError::bad(format!("site: {e}")))?;
+    let (_, checked) = with_changes(state, &[]).await?;
+    if !checked.library.sites.contains_key(&site) {
+        return Err(ApiError::not_found(format!(
+            "no site `{site}` in the library"
+        )));
+    }
+    Ok((site, checked))
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", message)
+}
+
+async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Override>> {
+    overrides::insert(&state.store, &o).await?;
+    state.publisher.kick.notify_one();
+    Ok(Json(o))
+}
+
+async fn site_override(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(site): Path<String>,
+    Body(req): Body<SiteOverride>,
+) -> ApiResult<Json<Override>> {
+    let (site, checked) = site_known(&state, &site).await?;
+    if !who.may_operate(&site) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` does not operate `{site}`",
+            who.name
+        )));
+    }
+    if !checked.library.scenes_of(&site).any(|s| s.id == req.scene) {
+        return Err(invalid(format!(
+            "scene: `{}` is not a scene of `{site}`",
+            req.scene
+        )));
+    }
+    if let Some(b) = req.brightness_pct
+        && !(0.0..=100.0).contains(&b)
+    {
+        return Err(invalid("brightness_pct: give 0 to 100"));
+    }
+    let now = state.clock.now_ms();
+    let until = match (req.minutes, req.until_ms) {
+        (Some(m), None) => now + i64::from(m) * 60_000,
+        (None, Some(u)) => u,
+        _ => return Err(invalid("give either minutes or until_ms")),
+    };
+    if until <= now || until - now > MAX_OVERRIDE_MS {
+        return Err(invalid(
+            "the override must end in the future and within 7 days",
+        ));
+    }
+    create_override(
+        &state,
+        Override {
+            id: new_id(now),
+            scope: Scope::Sites(vec![site]),
+            kind: Kind::Scene,
+            scene: Some(req.scene),
+            brightness_pct: req.brightness_pct,
+            from_ms: now,
+            until_ms: Some(until),
+            created_by: who.name.clone(),
+            reason: req.reason,
+            created_at_ms: now,
+            released_at_ms: None,
+            released_by: None,
+        },
+    )
+    .await
+}
+
+async fn site_blackout(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(site): Path<String>,
+    Body(req): Body<Blackout>,
+) -> ApiResult<Json<Override>> {
+    let (site, _) = site_known(&state, &site).await?;
+    if !who.may_operate(&site) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` does not operate `{site}`",
+            who.name
+        )));
+    }
+    if !req.confirm {
+        return Err(invalid(
+            "confirm: a blackout darkens the site at once; send confirm: true",
+        ));
+    }
+    let now = state.clock.now_ms();
+    if req.until_ms.is_some_and(|u| u <= now) {
+        return Err(invalid("until_ms is in the past"));
+    }
+    create_override(
+        &state,
+        Override {
+            id: new_id(now),
+            scope: Scope::Sites(vec![site]),
+            kind: Kind::Blackout,
+            scene: None,
+            brightness_pct: None,
+            from_ms: now,
+            until_ms: req.until_ms,
+            created_by: who.name.clone(),
+            reason: req.reason,
+            created_at_ms: now,
+            released_at_ms: None,
+            released_by: None,
+        },
+    )
+    .await
+}
+
+async fn city_override(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Body(req): Body<CityOverride>,
+) -> ApiResult<Json<Override>> {
+    let (_, checked) = with_changes(&state, &[]).await?;
+    if let Scope::Sites(list) = &req.scope {
+        if list.is_empty() {
+            return Err(invalid("scope: name at least one site, or use the city"));
+        }
+        if let Some(s) = list
+            .iter()
+            .find(|s| !checked.library.sites.contains_key(*s))
+        {
+            return Err(invalid(format!("scope: no site `{s}` in the library")));
+        }
+    }
+    let now = state.clock.now_ms();
+    let from = req.from_ms.unwrap_or(now);
+    if req.reason.trim().is_empty() {
+        return Err(invalid(
+            "reason: say why (it goes into the audit log and the gateways' documents)",
+        ));
+    }
+    match req.kind {
+        Kind::Scene => {
+            let Scope::Sites(list) = &req.scope else {
+                return Err(invalid(
+                    "a scene belongs to one site; a city-wide override is a blackout",
+                ));
+            };
+            let Some(scene) = &req.scene else {
+                return Err(invalid("scene: a scene override names its scene"));
+            };
+            if let Some(s) = list
+                .iter()
+                .find(|s| !checked.library.scenes_of(s).any(|x| &x.id == scene))
+            {
+                return Err(invalid(format!("scene: `{scene}` is not a scene of `{s}`")));
+            }
+            if req
+                .until_ms
+                .is_none_or(|u| u <= from || u - from > MAX_OVERRIDE_MS)
+            {
+                return Err(invalid(
+                    "until_ms: a scene override ends within 7 days of its start",
+                ));
+            }
+        }
+        Kind::CurfewException => {
+            // Limits are the city's promise to its residents: an exception is short and named.
+            if req
+                .until_ms
+                .is_none_or(|u| u <= from || u - from > MAX_EXCEPTION_MS)
+            {
+                return Err(invalid(
+                    "until_ms: a curfew exception ends within 24 hours of its start",
+                ));
+            }
+        }
+        Kind::Blackout => {
+            if req.until_ms.is_some_and(|u| u <= from) {
+                return Err(invalid("until_ms is before the start"));
+            }
+        }
+    }
+    create_override(
+        &state,
+        Override {
+            id: new_id(now),
+            scope: req.scope,
+            kind: req.kind,
+            scene: req.scene,
+            brightness_pct: req.brightness_pct,
+            from_ms: from,
+            until_ms: req.until_ms,
+            created_by: who.name.clone(),
+            reason: req.reason,
+            created_at_ms: now,
+            released_at_ms: None,
+            released_by: None,
+        },
+    )
+    .await
+}
+
+async fn list_overrides(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Override>>> {
+    Ok(Json(overrides::recent(&state.store, 500).await?))
+}
+
+async fn release_override(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let o = overrides::get(&state.store, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no override `{id}`")))?;
+    let allowed = match &o.scope {
+        Scope::City => who.role == Role::Admin,
+        Scope::Sites(list) => list.iter().all(|s| who.may_operate(s)),
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(format!(
+            "`{}` may not release `{id}`",
+            who.name
+        )));
+    }
+    if overrides::release(&state.store, &id, &who.name, state.clock.now_ms()).await? {
+        state.publisher.kick.notify_one();
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("`{id}` was already released"),
+        ))
+    }
+}
+
+// ---- users and audit ----
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRequest {
+    /// Required to create a user; changes the password when given (at least 12 characters).
+    pub password: Option<String>,
+    pub role: Role,
+    /// For operators: the sites they may change (empty: all).
+    #[serde(default)]
+    pub sites: Vec<SiteId>,
+}
+
+async fn list_users(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<auth::UserView>>> {
+    Ok(Json(auth::users(&state.store).await?))
+}
+
+async fn put_user(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    Body(req): Body<UserRequest>,
+) -> ApiResult<StatusCode> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid("name: 1–64 letters, digits, '-', '_' or '.'"));
+    }
+    if req
+        .password
+        .as_ref()
+        .is_some_and(|p| p.chars().count() < 12)
+    {
+        return Err(invalid("password: at least 12 characters"));
+    }
+    auth::put_user(
+        &state.store,
+        &name,
+        req.password.as_deref(),
+        req.role,
+        &req.sites,
+        &who.name,
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if name == who.name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "you cannot delete yourself",
+        ));
+    }
+    if auth::delete_user(&state.store, &name, &who.name, state.clock.now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no user `{name}`")))
+    }
+}
+
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<Vec<crate::store::AuditEntry>>> {
+    Ok(Json(state.store.audit_log(1000).await?))
+}

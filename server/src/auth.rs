@@ -1,0 +1,499 @@
+//! Users, roles and credentials: argon2id password hashes, session cookies for the dashboard
+//! (HttpOnly, SameSite=Strict, with a CSRF token every cookie-borne change must echo),
+//! bearer tokens for the API, and a login rate limit. Session and token secrets are stored
+//! only as their SHA-256.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use nightscape_core::SiteId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::store::{self, Audit, Store, StoreError};
+
+/// What a user may do. Ordered: each role may do everything the ones before it may.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is asking, and how they proved it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// The sites an operator may change; empty means every site (admins, and operators
+    /// given no list).
+    pub sites: Vec<SiteId>,
+    #[serde(skip)]
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Via {
+    /// A session cookie; changes must carry this CSRF token.
+    Cookie { csrf: String },
+    #[default]
+    Bearer,
+}
+
+impl Principal {
+    /// Whether this user may change `site` (operators only their own sites).
+    pub fn may_operate(&self, site: &SiteId) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Operator => self.sites.is_empty() || self.sites.contains(site),
+            Role::Viewer => false,
+        }
+    }
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub sites: Vec<SiteId>,
+    pub created_at_ms: i64,
+}
+
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| StoreError::Conflict(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Conflict(format!("password salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Conflict(format!("password hash: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A random secret, hex; 32 bytes.
+pub fn secret() -> String {
+    let mut bytes = [0u8; 32];
+    // getrandom only fails where the OS has no randomness at all; a zero secret would then
+    // be refused by nothing, so fail loudly instead.
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!("no randomness from the operating system: {e}");
+        std::process::abort();
+    }
+    nightscape_core::plan::hex(&bytes)
+}
+
+fn digest(secret: &str) -> String {
+    nightscape_core::plan::hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// A password good enough to print once: 20 characters from an unambiguous alphabet.
+pub fn generated_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!("no randomness from the operating system: {e}");
+        std::process::abort();
+    }
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn user_from_row(r: &sqlx::any::AnyRow) -> Result<UserView, StoreError> {
+    let role: String = r.try_get("role")?;
+    let sites: String = r.try_get("sites")?;
+    Ok(UserView {
+        name: r.try_get("name")?,
+        role: Role::parse(&role).unwrap_or(Role::Viewer),
+        sites: sites
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+impl UserView {
+    fn principal(self, via: Via) -> Principal {
+        Principal {
+            name: self.name,
+            role: self.role,
+            sites: self.sites,
+            via,
+        }
+    }
+}
+
+pub async fn user_count(store: &Store) -> Result<i64, StoreError> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM users")
+        .fetch_one(store.pool())
+        .await?
+        .try_get(0)?)
+}
+
+pub async fn users(store: &Store) -> Result<Vec<UserView>, StoreError> {
+    sqlx::query("SELECT name, role, sites, created_at_ms FROM users ORDER BY name")
+        .fetch_all(store.pool())
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+}
+
+/// Creates a user, or replaces its password, role and sites.
+pub async fn put_user(
+    store: &Store,
+    name: &str,
+    password: Option<&str>,
+    role: Role,
+    sites: &[SiteId],
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let before = users(store).await?.into_iter().find(|u| u.name == name);
+    let sites_text = sites
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut tx = store.begin().await?;
+    match (&before, password) {
+        (None, None) => {
+            return Err(StoreError::Conflict(format!(
+                "user `{name}` does not exist yet; give a password to create it"
+            )));
+        }
+        (None, Some(p)) => {
+            sqlx::query(
+                "INSERT INTO users (name, password_hash, role, sites, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(name)
+            .bind(hash_password(p)?)
+            .bind(role.as_str())
+            .bind(&sites_text)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        (Some(_), p) => {
+            sqlx::query("UPDATE users SET role = $1, sites = $2 WHERE name = $3")
+                .bind(role.as_str())
+                .bind(&sites_text)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(p) = p {
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+                    .bind(hash_password(p)?)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                // A new password ends every session of the user.
+                sqlx::query("DELETE FROM sessions WHERE username = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let after = serde_json::json!({"name": name, "role": role, "sites": sites, "password_changed": password.is_some()});
+    store::audit(
+        &mut tx,
+        &Audit {
+            actor,
+            action: "user.put",
+            target: format!("user:{name}"),
+            before: before
+                .map(|b| serde_json::json!({"name": b.name, "role": b.role, "sites": b.sites})),
+            after: Some(after),
+        },
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn delete_user(
+    store: &Store,
+    name: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let done = sqlx::query("DELETE FROM users WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if done {
+        store::audit(
+            &mut tx,
+            &Audit {
+                actor,
+                action: "user.delete",
+                target: format!("user:{name}"),
+                before: Some(serde_json::json!({"name": name})),
+                after: None,
+            },
+            now_ms,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Checks a password; on success a new session: (secret for the cookie, CSRF token).
+pub async fn login(
+    store: &Store,
+    name: &str,
+    password: &str,
+    now_ms: i64,
+    lifetime_ms: i64,
+) -> Result<Option<(Principal, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT name, role, sites, created_at_ms, password_hash FROM users WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(row) = row else {
+        // Hash anyway, so an unknown name takes as long as a wrong password.
+        let _ = verify_password(password, dummy_hash());
+        return Ok(None);
+    };
+    let hash: String = row.try_get("password_hash")?;
+    if !verify_password(password, &hash) {
+        return Ok(None);
+    }
+    let user = user_from_row(&row)?;
+    let session = secret();
+    let csrf = secret();
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at_ms < $1")
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (hash, username, csrf, expires_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(digest(&session))
+    .bind(&user.name)
+    .bind(&csrf)
+    .bind(now_ms + lifetime_ms)
+    .execute(&mut *tx)
+    .await?;
+    store::audit(
+        &mut tx,
+        &Audit {
+            actor: &user.name,
+            action: "session.login",
+            target: format!("user:{}", user.name),
+            before: None,
+            after: None,
+        },
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some((user.principal(Via::Cookie { csrf }), session)))
+}
+
+/// An argon2id hash of a password nobody has, for timing-equal refusals.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&secret()).unwrap_or_default())
+}
+
+pub async fn logout(store: &Store, session: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE hash = $1")
+        .bind(digest(session))
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn from_session(
+    store: &Store,
+    session: &str,
+    now_ms: i64,
+) -> Result<Option<Principal>, StoreError> {
+    let row = sqlx::query(
+        "SELECT u.name, u.role, u.sites, u.created_at_ms, s.csrf FROM sessions s \
+         JOIN users u ON u.name = s.username WHERE s.hash = $1 AND s.expires_at_ms > $2",
+    )
+    .bind(digest(session))
+    .bind(now_ms)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| {
+        let csrf: String = r.try_get("csrf")?;
+        Ok(user_from_row(&r)?.principal(Via::Cookie { csrf }))
+    })
+    .transpose()
+}
+
+pub async fn from_token(
+    store: &Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<Option<Principal>, StoreError> {
+    let row = sqlx::query(
+        "SELECT u.name, u.role, u.sites, u.created_at_ms FROM tokens t \
+         JOIN users u ON u.name = t.username WHERE t.hash = $1 AND t.expires_at_ms > $2",
+    )
+    .bind(digest(token))
+    .bind(now_ms)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| Ok(user_from_row(&r)?.principal(Via::Bearer)))
+        .transpose()
+}
+
+/// A new API token for `user`; the secret is returned once and stored only as its hash.
+pub async fn issue_token(
+    store: &Store,
+    user: &str,
+    label: &str,
+    now_ms: i64,
+    expires_at_ms: i64,
+) -> Result<String, StoreError> {
+    let token = format!("nst_{}", secret());
+    let mut tx = store.begin().await?;
+    sqlx::query(
+        "INSERT INTO tokens (hash, username, label, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(digest(&token))
+    .bind(user)
+    .bind(label)
+    .bind(now_ms)
+    .bind(expires_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    store::audit(
+        &mut tx,
+        &Audit {
+            actor: user,
+            action: "token.issue",
+            target: format!("user:{user}"),
+            before: None,
+            after: Some(serde_json::json!({"label": label, "expires_at_ms": expires_at_ms})),
+        },
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// Failed logins per name and per client address; more than `MAX_FAILURES` in `WINDOW_MS`
+/// locks that key out until the window has passed.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, Vec<i64>>>,
+}
+
+pub const MAX_FAILURES: usize = 5;
+pub const WINDOW_MS: i64 = 5 * 60 * 1000;
+
+impl LoginLimiter {
+    /// Milliseconds until `key` may try again, if it is locked out.
+    pub fn locked(&self, key: &str, now_ms: i64) -> Option<i64> {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.get_mut(key)?;
+        list.retain(|t| now_ms - t < WINDOW_MS);
+        (list.len() >= MAX_FAILURES).then(|| list.first().map_or(0, |t| WINDOW_MS - (now_ms - t)))
+    }
+
+    pub fn failed(&self, key: &str, now_ms: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: an attacker cycling names cannot grow the map without end.
+        if map.len() > 100_000 {
+            map.retain(|_, l| l.last().is_some_and(|t| now_ms - t < WINDOW_MS));
+        }
+        map.entry(key.to_owned()).or_default().push(now_ms);
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("장미꽃 2026").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("장미꽃 2026", &h));
+        assert!(!verify_password("장미꽃 2027", &h));
+        assert!(!verify_password("x", dummy_hash()));
+        assert!(dummy_hash().starts_with("$argon2id$"));
+    }
+
+    #[test]
+    fn the_limiter_locks_after_five_failures_and_forgets_after_the_window() {
+        let l = LoginLimiter::default();
+        for i in 0..MAX_FAILURES {
+            assert_eq!(l.locked("a", 1000), None);
+            l.failed("a", 1000 + i as i64);
+        }
+        assert!(l.locked("a", 2000).is_some());
+        assert_eq!(l.locked("b", 2000), None);
+        assert_eq!(l.locked("a", 1000 + WINDOW_MS + 10), None);
+    }
+}

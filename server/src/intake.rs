@@ -1,0 +1,358 @@
+//! What gateways send up: state (retained), acks, telemetry and events. Each message is
+//! decoded schema-first by the core; one that is malformed, or that names another gateway
+//! than the topic it came on, is counted and logged and changes nothing.
+//!
+//! Events are stored once however often they arrive (the gateway's id is the key); fault
+//! events open and close faults, one open per gateway, source and kind. Telemetry adds to
+//! each site's energy and lit minutes of the local day.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nightscape_core::clock::Clock;
+use nightscape_core::wire::{self, About, Ack, AckResult, Event, State, Telemetry, Topic};
+use nightscape_core::{GatewayId, SiteId};
+use sqlx::Row;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::mqtt::{Inbound, Up};
+use crate::publish::{Publisher, to_i64};
+use crate::store::{Store, StoreError};
+
+/// Telemetry further apart than this is a gap, not energy.
+const MAX_STEP_MS: i64 = 60_000;
+/// A gateway that comes back behind its plan gets it again at most this often.
+const REPUBLISH_EVERY_MS: i64 = 30_000;
+
+pub struct Intake {
+    pub store: Store,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub topic_prefix: String,
+    /// Per gateway: the last telemetry time, for energy steps.
+    last_telemetry: HashMap<GatewayId, i64>,
+    /// Site time zones and each site's first gateway (which alone counts lit minutes).
+    sites: HashMap<GatewayId, (SiteId, jiff::tz::TimeZone, bool)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("{0}")]
+    Wire(#[from] wire::WireError),
+    #[error("names gateway `{named}` on gateway `{topic}`'s topic")]
+    Impostor { topic: GatewayId, named: GatewayId },
+    #[error("not a topic gateways publish on")]
+    Topic,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Refused {
+    fn reason(&self) -> &'static str {
+        match self {
+            Refused::Wire(_) => "malformed",
+            Refused::Impostor { .. } => "impostor",
+            Refused::Topic => "topic",
+            Refused::Store(_) => "store",
+        }
+    }
+}
+
+impl Intake {
+    pub fn new(
+        store: Store,
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        topic_prefix: String,
+    ) -> Intake {
+        Intake {
+            store,
+            publisher,
+            metrics,
+            clock,
+            topic_prefix,
+            last_telemetry: HashMap::new(),
+            sites: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut up: mpsc::Receiver<Up>) {
+        while let Some(message) = up.recv().await {
+            match message {
+                Up::Connected => {
+                    tracing::info!("connected to the broker");
+                    self.metrics.broker_connected(true);
+                    // What the broker forgot (a restarted embedded broker) is sent again.
+                    if let Err(e) = self.publisher.round(true).await {
+                        tracing::error!("republishing after connecting: {e}");
+                    }
+                }
+                Up::Disconnected(why) => {
+                    self.metrics.broker_connected(false);
+                    tracing::warn!("broker connection lost: {why}");
+                }
+                Up::Message(m) => {
+                    if let Err(e) = self.take(&m).await {
+                        self.metrics.rejected(e.reason());
+                        tracing::warn!(topic = %m.topic, "gateway message refused: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn take(&mut self, m: &Inbound) -> Result<(), Refused> {
+        let (gateway, leaf) =
+            wire::parse_topic(&self.topic_prefix, &m.topic).ok_or(Refused::Topic)?;
+        self.metrics.received(leaf);
+        let same = |named: &GatewayId| {
+            if *named == gateway {
+                Ok(())
+            } else {
+                Err(Refused::Impostor {
+                    topic: gateway.clone(),
+                    named: named.clone(),
+                })
+            }
+        };
+        match leaf {
+            Topic::State => {
+                // An empty retained message clears a state; nothing to store.
+                if m.payload.is_empty() {
+                    return Ok(());
+                }
+                let s: State = wire::decode(&m.payload)?;
+                same(&s.gateway)?;
+                self.state(&s, &m.payload).await?;
+            }
+            Topic::Ack => {
+                let a: Ack = wire::decode(&m.payload)?;
+                same(&a.gateway)?;
+                self.ack(&a).await?;
+            }
+            Topic::Telemetry => {
+                let t: Telemetry = wire::decode(&m.payload)?;
+                same(&t.gateway)?;
+                self.telemetry(&t, &m.payload).await?;
+            }
+            Topic::Event => {
+                let e: Event = wire::decode(&m.payload)?;
+                same(&e.gateway)?;
+                self.event(&e, &m.payload).await?;
+            }
+            Topic::Plan | Topic::Overrides | Topic::Cmd => return Err(Refused::Topic),
+        }
+        Ok(())
+    }
+
+    async fn state(&mut self, s: &State, raw: &[u8]) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let row = sqlx::query(
+            "SELECT plan_version, plan_published, republished_at_ms FROM gateways WHERE gateway = $1",
+        )
+        .bind(s.gateway.as_str())
+        .fetch_optional(self.store.pool())
+        .await?;
+        sqlx::query(
+            "UPDATE gateways SET online = $1, state_json = $2, seen_at_ms = $3 WHERE gateway = $4",
+        )
+        .bind(i64::from(s.online))
+        .bind(String::from_utf8_lossy(raw).into_owned())
+        .bind(now)
+        .bind(s.gateway.as_str())
+        .execute(self.store.pool())
+        .await?;
+        // A gateway that comes back behind the plan it should play gets it again (a broker
+        // may not resend retained messages to a resumed session).
+        if let Some(row) = row
+            && s.online
+        {
+            let version: Option<i64> = row.try_get("plan_version")?;
+            let again: Option<i64> = row.try_get("republished_at_ms")?;
+            let behind = version.is_some_and(|v| s.plan_version.is_none_or(|p| to_i64(p) < v));
+            if behind && again.is_none_or(|t| now - t > REPUBLISH_EVERY_MS) {
+                sqlx::query(
+                    "UPDATE gateways SET plan_published = 0, overrides_published = 0, republished_at_ms = $1 WHERE gateway = $2",
+                )
+                .bind(now)
+                .bind(s.gateway.as_str())
+                .execute(self.store.pool())
+                .await?;
+                self.publisher.kick.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    async fn ack(&mut self, a: &Ack) -> Result<(), StoreError> {
+        let version = a.id.parse::<u64>().ok().map(to_i64);
+        match (a.about, a.result, version) {
+            (About::Plan, AckResult::Applied, Some(v)) => {
+                sqlx::query(
+                    "UPDATE gateways SET acked_plan = $1, last_refusal = NULL WHERE gateway = $2 AND (acked_plan IS NULL OR acked_plan < $1)",
+                )
+                .bind(v)
+                .bind(a.gateway.as_str())
+                .execute(self.store.pool())
+                .await?;
+            }
+            (About::Overrides, AckResult::Applied, Some(v)) => {
+                sqlx::query(
+                    "UPDATE gateways SET acked_overrides = $1, last_refusal = NULL WHERE gateway = $2 AND (acked_overrides IS NULL OR acked_overrides < $1)",
+                )
+                .bind(v)
+                .bind(a.gateway.as_str())
+                .execute(self.store.pool())
+                .await?;
+            }
+            (About::Plan | About::Overrides, AckResult::Rejected | AckResult::Expired, _) => {
+                let reason = format!(
+                    "{} {} refused: {}",
+                    if a.about == About::Plan {
+                        "plan"
+                    } else {
+                        "overrides"
+                    },
+                    a.id,
+                    a.reason.as_deref().unwrap_or("no reason given")
+                );
+                tracing::warn!(gateway = %a.gateway, "{reason}");
+                sqlx::query("UPDATE gateways SET last_refusal = $1 WHERE gateway = $2")
+                    .bind(reason)
+                    .bind(a.gateway.as_str())
+                    .execute(self.store.pool())
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn site_of(
+        &mut self,
+        gateway: &GatewayId,
+    ) -> Result<Option<(SiteId, jiff::tz::TimeZone, bool)>, StoreError> {
+        if let Some(s) = self.sites.get(gateway) {
+            return Ok(Some(s.clone()));
+        }
+        let files = self.store.library().await?;
+        let checked = nightscape_core::show::check(&files);
+        for site in checked.library.sites.values() {
+            for (i, g) in site.gateways.iter().enumerate() {
+                self.sites.insert(
+                    g.id.clone(),
+                    (site.id.clone(), site.time_zone.clone(), i == 0),
+                );
+            }
+        }
+        Ok(self.sites.get(gateway).cloned())
+    }
+
+    async fn telemetry(&mut self, t: &Telemetry, raw: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE gateways SET telemetry_json = $1, seen_at_ms = $2 WHERE gateway = $3")
+            .bind(String::from_utf8_lossy(raw).into_owned())
+            .bind(self.clock.now_ms())
+            .bind(t.gateway.as_str())
+            .execute(self.store.pool())
+            .await?;
+        let last = self.last_telemetry.insert(t.gateway.clone(), t.at_ms);
+        let Some(last) = last else { return Ok(()) };
+        let step = t.at_ms - last;
+        if step <= 0 || step > MAX_STEP_MS || !t.power_w.is_finite() || t.power_w < 0.0 {
+            return Ok(());
+        }
+        let Some((site, tz, first)) = self.site_of(&t.gateway).await? else {
+            return Ok(());
+        };
+        let day = nightscape_core::schedule::local_date(t.at_ms, &tz).to_string();
+        let wh = t.power_w * step as f64 / 3_600_000.0;
+        let lit = first
+            && t.cue
+                .as_ref()
+                .is_some_and(|c| c.scene.is_some() && c.brightness_pct.get() > 0.0);
+        let minutes = if lit { step as f64 / 60_000.0 } else { 0.0 };
+        let source = match t.power_source {
+            wire::PowerSource::Measured => "measured",
+            wire::PowerSource::Estimated => "estimated",
+            wire::PowerSource::Mixed => "mixed",
+        };
+        sqlx::query(
+            "INSERT INTO energy (site, day, wh, lit_minutes, source, last_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (site, day) DO UPDATE SET wh = energy.wh + excluded.wh, \
+             lit_minutes = energy.lit_minutes + excluded.lit_minutes, last_at_ms = excluded.last_at_ms, \
+             source = CASE WHEN energy.source = excluded.source THEN energy.source ELSE 'mixed' END",
+        )
+        .bind(site.as_str())
+        .bind(day)
+        .bind(wh)
+        .bind(minutes)
+        .bind(source)
+        .bind(t.at_ms)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn event(&mut self, e: &Event, raw: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        let new = sqlx::query(
+            "INSERT INTO events (gateway, id, at_ms, kind, severity, controller, message, json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (gateway, id) DO NOTHING",
+        )
+        .bind(e.gateway.as_str())
+        .bind(&e.id)
+        .bind(e.at_ms)
+        .bind(kebab(&e.kind))
+        .bind(kebab(&e.severity))
+        .bind(e.controller.as_ref().map(|c| c.to_string()))
+        .bind(&e.message)
+        .bind(String::from_utf8_lossy(raw).into_owned())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if new && let Some(f) = e.fault {
+            let source = e
+                .controller
+                .as_ref()
+                .map_or_else(|| "gateway".to_owned(), |c| c.to_string());
+            if f.open {
+                sqlx::query(
+                    "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms) \
+                     VALUES ($1, $2, $3, 'open', $4, $5) \
+                     ON CONFLICT (gateway, source, kind) WHERE status <> 'closed' DO NOTHING",
+                )
+                .bind(e.gateway.as_str())
+                .bind(&source)
+                .bind(f.code.as_str())
+                .bind(&e.message)
+                .bind(e.at_ms)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE faults SET status = 'closed', closed_at_ms = $1 \
+                     WHERE gateway = $2 AND source = $3 AND kind = $4 AND status <> 'closed'",
+                )
+                .bind(e.at_ms)
+                .bind(e.gateway.as_str())
+                .bind(&source)
+                .bind(f.code.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

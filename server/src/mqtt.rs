@@ -1,0 +1,221 @@
+//! The server's MQTT connection: one task owns rumqttc's event loop. Publishes go in
+//! through a channel and are answered once the broker has acknowledged them (PUBACK), so
+//! the publisher marks a document published only when the broker holds it. Messages on the
+//! gateways' upward topics come out through another channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Documents may be up to 1 MiB (the plan budget is far below); the broker is set alike.
+pub const MAX_PACKET: usize = 1024 * 1024 + 4096;
+
+/// Where the broker is.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A CA certificate (PEM): connect with TLS and trust only it.
+    pub ca: Option<Vec<u8>>,
+    pub topic_prefix: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("the connection to the broker dropped before the broker acknowledged")]
+    Dropped,
+}
+
+struct Job {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+    qos: QoS,
+    done: oneshot::Sender<()>,
+}
+
+/// A message from a gateway.
+#[derive(Debug)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// Connection changes and messages.
+#[derive(Debug)]
+pub enum Up {
+    Connected,
+    Disconnected(String),
+    Message(Inbound),
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+const ACK_DEADLINE: Duration = Duration::from_secs(10);
+
+impl MqttHandle {
+    /// Publishes and waits for the broker's PUBACK (QoS 1) or for the packet to leave (QoS 0).
+    pub async fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+        qos: QoS,
+    ) -> Result<(), PublishError> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                topic,
+                payload,
+                retain,
+                qos,
+                done,
+            })
+            .await
+            .map_err(|_| PublishError::Dropped)?;
+        match tokio::time::timeout(ACK_DEADLINE, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(PublishError::Dropped),
+            Err(_) => Err(PublishError::Timeout(ACK_DEADLINE)),
+        }
+    }
+}
+
+pub fn options(config: &BrokerConfig) -> MqttOptions {
+    let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_keep_alive(Duration::from_secs(15));
+    o.set_clean_session(true);
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        o.set_credentials(user.clone(), password.clone());
+    }
+    if let Some(ca) = &config.ca {
+        o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: None,
+        }));
+    }
+    o
+}
+
+/// Starts the connection task; `subscriptions` are (re)made at every connection.
+pub fn start(
+    config: &BrokerConfig,
+    subscriptions: Vec<String>,
+    shutdown: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> (MqttHandle, mpsc::Receiver<Up>) {
+    let (client, eventloop) = AsyncClient::new(options(config), 1024);
+    let (jobs_tx, jobs_rx) = mpsc::channel(1024);
+    let (up_tx, up_rx) = mpsc::channel(4096);
+    tracker.spawn(run(
+        client,
+        eventloop,
+        subscriptions,
+        jobs_rx,
+        up_tx,
+        shutdown,
+    ));
+    (MqttHandle { jobs: jobs_tx }, up_rx)
+}
+
+async fn run(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    subscriptions: Vec<String>,
+    mut jobs: mpsc::Receiver<Job>,
+    up: mpsc::Sender<Up>,
+    shutdown: CancellationToken,
+) {
+    // Publishes handed to the client, in order, until the event loop says which packet id
+    // each got; then by packet id until the broker acknowledges.
+    let mut sent: VecDeque<(QoS, oneshot::Sender<()>)> = VecDeque::new();
+    let mut by_pkid: HashMap<u16, oneshot::Sender<()>> = HashMap::new();
+    let mut connected = false;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = client.try_disconnect();
+                // Give the DISCONNECT a moment to leave.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while let Ok(e) = eventloop.poll().await {
+                        if matches!(e, Event::Outgoing(Outgoing::Disconnect)) {
+                            break;
+                        }
+                    }
+                }).await;
+                return;
+            }
+            job = jobs.recv(), if connected => {
+                let Some(job) = job else { return };
+                match client.try_publish(job.topic, job.qos, job.retain, job.payload) {
+                    Ok(()) => sent.push_back((job.qos, job.done)),
+                    Err(e) => tracing::warn!("MQTT publish not queued: {e}"),
+                }
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    backoff = Duration::from_millis(200);
+                    let filters = subscriptions.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::warn!("MQTT subscribe not queued: {e}");
+                    }
+                    let _ = up.send(Up::Connected).await;
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some((qos, done)) = sent.pop_front() {
+                        if qos == QoS::AtMostOnce {
+                            let _ = done.send(());
+                        } else {
+                            by_pkid.insert(pkid, done);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(done) = by_pkid.remove(&ack.pkid) {
+                        let _ = done.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let message = Up::Message(Inbound { topic: p.topic, payload: p.payload.to_vec() });
+                    if up.try_send(message).is_err() {
+                        tracing::warn!("the intake is not keeping up; a gateway message was dropped");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!("MQTT connection lost: {e}");
+                        let _ = up.send(Up::Disconnected(e.to_string())).await;
+                    }
+                    connected = false;
+                    // Whatever was waiting fails; the publisher tries again. Nothing is
+                    // retransmitted behind its back, so packet ids stay matched.
+                    sent.clear();
+                    by_pkid.clear();
+                    eventloop.pending.clear();
+                    let jitter = Duration::from_millis(u64::from(crate::jitter_ms(100)));
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff + jitter) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

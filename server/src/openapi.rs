@@ -1,0 +1,66 @@
+//! The OpenAPI 3.1 document, built from the route table and the handlers' types (their
+//! JSON Schemas come from schemars), so it cannot drift from what the server does.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::api::{Access, ErrorBody, Route};
+
+pub fn document(routes: &[Route]) -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let error = generator.subschema_for::<ErrorBody>();
+    let mut paths: Map<String, Value> = Map::new();
+    for r in routes {
+        let mut op = Map::new();
+        op.insert("summary".into(), json!(r.summary));
+        op.insert(
+            "x-nightscape-access".into(),
+            json!(format!("{:?}", r.access).to_lowercase()),
+        );
+        if r.access != Access::Public {
+            op.insert("security".into(), json!([{"bearer": []}, {"session": []}]));
+        }
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name.trim_start_matches('*'), "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(req) = r.request {
+            let schema = req(&mut generator);
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            );
+        }
+        let ok = match r.response {
+            Some(resp) => {
+                json!({"description": "success", "content": {"application/json": {"schema": resp(&mut generator)}}})
+            }
+            None => json!({"description": "success"}),
+        };
+        let err = json!({"description": "the problem, and what to fix", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": error}}}}});
+        op.insert("responses".into(), json!({"200": ok, "4XX": err}));
+        let path = r.path.replace("{*", "{");
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert(r.method.as_str().to_lowercase(), Value::Object(op));
+        }
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Nightscape", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::api::SESSION_COOKIE}
+            }
+        }
+    })
+}

@@ -1,0 +1,387 @@
+//! Publishing: the desired documents of every gateway — its plan compiled from the library
+//! and its overrides document from the overrides in force — against what the store says
+//! was published. A round compiles every gateway's plan (cheap: it selects files), and only
+//! gateways whose content hash changed get a new version: editing one site republishes
+//! only that site's gateways. Each new document is stored first and published after, and
+//! marked published only when the broker has acknowledged it, so a replica killed between
+//! the two leaves the document for the next round of any replica.
+//!
+//! Rounds are serialized across replicas by a PostgreSQL advisory lock (a process mutex on
+//! SQLite), run when a change is notified (in process, or LISTEN/NOTIFY between replicas),
+//! and every few seconds when the change generation moved, as a safety net.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use nightscape_core::clock::Clock;
+use nightscape_core::plan::{self, OverrideEntry, OverridesDocument, Signed};
+use nightscape_core::show;
+use nightscape_core::wire::{self, Topic};
+use nightscape_core::{GatewayId, SiteId};
+use rumqttc::QoS;
+use sqlx::Row;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::mqtt::MqttHandle;
+use crate::overrides;
+use crate::store::{Backend, Store, StoreError, generation};
+
+/// The advisory lock key of publishing rounds ("NSPUBLISH").
+const LOCK_KEY: i64 = 0x4E53_5055_424C;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Gateways given a new plan version, and a new overrides version.
+    pub new_plans: Vec<GatewayId>,
+    pub new_overrides: Vec<GatewayId>,
+    /// Documents the broker acknowledged in this round.
+    pub published: usize,
+    /// Documents still waiting for the broker.
+    pub unpublished: usize,
+    /// Another replica held the lock: nothing done.
+    pub skipped: bool,
+}
+
+pub struct Publisher {
+    pub store: Store,
+    pub mqtt: Option<MqttHandle>,
+    pub key: SigningKey,
+    pub clock: Arc<dyn Clock>,
+    pub topic_prefix: String,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the publishing loop.
+    pub kick: Notify,
+    /// The change generation the last complete round saw.
+    seen: AtomicI64,
+    local: tokio::sync::Mutex<()>,
+}
+
+impl Publisher {
+    pub fn new(
+        store: Store,
+        mqtt: Option<MqttHandle>,
+        key: SigningKey,
+        clock: Arc<dyn Clock>,
+        topic_prefix: String,
+        metrics: Arc<Metrics>,
+    ) -> Publisher {
+        Publisher {
+            store,
+            mqtt,
+            key,
+            clock,
+            topic_prefix,
+            metrics,
+            kick: Notify::new(),
+            seen: AtomicI64::new(-1),
+            local: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// One round under the lock. `all` republishes every current document too (at start:
+    /// an embedded broker forgets retained messages).
+    pub async fn round(&self, all: bool) -> Result<Round, StoreError> {
+        let _local = self.local.lock().await;
+        let mut lock_conn = None;
+        if self.store.backend() == Backend::Postgres {
+            let mut conn = self.store.pool().acquire().await?;
+            let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
+                .bind(LOCK_KEY)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<bool, _>("got")?;
+            if !got {
+                return Ok(Round {
+                    skipped: true,
+                    ..Round::default()
+                });
+            }
+            lock_conn = Some(conn);
+        }
+        let result = self.round_locked(all).await;
+        if let Some(mut conn) = lock_conn {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(LOCK_KEY)
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
+    async fn round_locked(&self, all: bool) -> Result<Round, StoreError> {
+        let generation = generation(&self.store).await?;
+        let mut round = Round::default();
+        if all || generation != self.seen.load(Ordering::Relaxed) {
+            round.new_plans = self.compile_plans().await?;
+        }
+        round.new_overrides = self.compile_overrides().await?;
+        if all {
+            sqlx::query("UPDATE gateways SET plan_published = 0, overrides_published = 0")
+                .execute(self.store.pool())
+                .await?;
+        }
+        let (published, unpublished) = self.publish_pending().await?;
+        round.published = published;
+        round.unpublished = unpublished;
+        if unpublished == 0 {
+            self.seen.store(generation, Ordering::Relaxed);
+        }
+        Ok(round)
+    }
+
+    /// New plan versions for every gateway whose content changed; stored, not yet sent.
+    async fn compile_plans(&self) -> Result<Vec<GatewayId>, StoreError> {
+        let files = self.store.library().await?;
+        let checked = show::check(&files);
+        let now = self.clock.now_ms();
+        let current: BTreeMap<String, Option<String>> =
+            sqlx::query("SELECT gateway, plan_hash FROM gateways")
+                .fetch_all(self.store.pool())
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("gateway")?, r.try_get("plan_hash")?)))
+                .collect::<Result<_, StoreError>>()?;
+        let mut changed = Vec::new();
+        let mut present = Vec::new();
+        for site in checked.library.sites.values() {
+            for gw in &site.gateways {
+                present.push(gw.id.to_string());
+                let Ok(mut plan) =
+                    plan::compile(&files, &checked.library, &site.id, &gw.id, 0, now, now)
+                else {
+                    continue;
+                };
+                if current.get(gw.id.as_str()).cloned().flatten().as_deref()
+                    == Some(plan.content_hash.as_str())
+                {
+                    continue;
+                }
+                plan.version = self.store.next_version(now).await?;
+                let signed = plan::sign(plan, &self.key);
+                let text = String::from_utf8(plan::canonical(&signed)).unwrap_or_default();
+                let p = &signed.document;
+                let mut tx = self.store.begin().await?;
+                sqlx::query(
+                    "INSERT INTO gateways (gateway, site, plan_version, plan_hash, plan_signed, plan_at_ms, plan_published) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (gateway) DO UPDATE SET \
+                     site = excluded.site, plan_version = excluded.plan_version, plan_hash = excluded.plan_hash, \
+                     plan_signed = excluded.plan_signed, plan_at_ms = excluded.plan_at_ms, plan_published = 0, removed = 0",
+                )
+                .bind(p.gateway.as_str())
+                .bind(p.site.as_str())
+                .bind(to_i64(p.version))
+                .bind(&p.content_hash)
+                .bind(&text)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO plan_history (gateway, version, content_hash, issued_at_ms, effective_from_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(p.gateway.as_str())
+                .bind(to_i64(p.version))
+                .bind(&p.content_hash)
+                .bind(p.issued_at_ms)
+                .bind(p.effective_from_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::info!(gateway = %p.gateway, version = p.version, "new plan");
+                changed.push(p.gateway.clone());
+            }
+        }
+        // Gateways that left the library keep their last plan on site; the store marks them.
+        let known: Vec<String> = current.keys().cloned().collect();
+        for gw in known.iter().filter(|g| !present.contains(g)) {
+            sqlx::query("UPDATE gateways SET removed = 1 WHERE gateway = $1")
+                .bind(gw)
+                .execute(self.store.pool())
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    /// New overrides documents where the overrides in force for a gateway changed.
+    async fn compile_overrides(&self) -> Result<Vec<GatewayId>, StoreError> {
+        let now = self.clock.now_ms();
+        let active = overrides::active(&self.store, now).await?;
+        let rows =
+            sqlx::query("SELECT gateway, site, overrides_hash FROM gateways WHERE removed = 0")
+                .fetch_all(self.store.pool())
+                .await?;
+        let mut changed = Vec::new();
+        for r in rows {
+            let gateway: String = r.try_get("gateway")?;
+            let site: String = r.try_get("site")?;
+            let hash: Option<String> = r.try_get("overrides_hash")?;
+            let (Ok(gateway), Ok(site)) = (gateway.parse::<GatewayId>(), site.parse::<SiteId>())
+            else {
+                continue;
+            };
+            let entries: Vec<OverrideEntry> = active
+                .iter()
+                .filter(|o| o.scope.covers(&site))
+                .map(overrides::Override::entry)
+                .collect();
+            let content = plan::hex(&<sha2::Sha256 as sha2::Digest>::digest(plan::canonical(
+                &entries,
+            )));
+            // No document yet and nothing in force: nothing to say.
+            if hash.as_deref() == Some(content.as_str()) || (hash.is_none() && entries.is_empty()) {
+                continue;
+            }
+            let version = self.store.next_version(now).await?;
+            let signed: Signed<OverridesDocument> = plan::sign(
+                OverridesDocument {
+                    schema: plan::OVERRIDES_SCHEMA,
+                    gateway: gateway.clone(),
+                    version,
+                    issued_at_ms: now,
+                    overrides: entries,
+                },
+                &self.key,
+            );
+            let text = String::from_utf8(plan::canonical(&signed)).unwrap_or_default();
+            sqlx::query(
+                "UPDATE gateways SET overrides_version = $1, overrides_hash = $2, overrides_signed = $3, \
+                 overrides_published = 0 WHERE gateway = $4",
+            )
+            .bind(to_i64(version))
+            .bind(&content)
+            .bind(&text)
+            .bind(gateway.as_str())
+            .execute(self.store.pool())
+            .await?;
+            tracing::info!(gateway = %gateway, version, "new overrides document");
+            changed.push(gateway);
+        }
+        Ok(changed)
+    }
+
+    /// Sends every stored document the broker does not hold yet: (sent, still waiting).
+    async fn publish_pending(&self) -> Result<(usize, usize), StoreError> {
+        let rows = sqlx::query(
+            "SELECT gateway, plan_version, plan_signed, plan_published, overrides_version, overrides_signed, \
+             overrides_published FROM gateways WHERE removed = 0 AND \
+             ((plan_version IS NOT NULL AND plan_published < plan_version) OR \
+              (overrides_version IS NOT NULL AND overrides_published < overrides_version))",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        let Some(mqtt) = &self.mqtt else {
+            return Ok((0, rows.len()));
+        };
+        let (mut sent, mut waiting) = (0, 0);
+        // Sent concurrently: the broker acknowledges in order, and a city of gateways is
+        // not published one round trip at a time.
+        let mut inflight = tokio::task::JoinSet::new();
+        for r in rows {
+            let gateway: String = r.try_get("gateway")?;
+            let Ok(gateway) = gateway.parse::<GatewayId>() else {
+                continue;
+            };
+            for (leaf, version, signed, published) in [
+                (Topic::Plan, "plan_version", "plan_signed", "plan_published"),
+                (
+                    Topic::Overrides,
+                    "overrides_version",
+                    "overrides_signed",
+                    "overrides_published",
+                ),
+            ] {
+                let v: Option<i64> = r.try_get(version)?;
+                let text: Option<String> = r.try_get(signed)?;
+                let p: i64 = r.try_get(published)?;
+                let (Some(v), Some(text)) = (v, text) else {
+                    continue;
+                };
+                if p >= v {
+                    continue;
+                }
+                let topic = wire::topic(&self.topic_prefix, &gateway, leaf);
+                let mqtt = mqtt.clone();
+                let gateway = gateway.clone();
+                inflight.spawn(async move {
+                    let r = mqtt
+                        .publish(topic, text.into_bytes(), true, QoS::AtLeastOnce)
+                        .await;
+                    (gateway, leaf, v, r)
+                });
+            }
+        }
+        while let Some(done) = inflight.join_next().await {
+            let Ok((gateway, leaf, v, result)) = done else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    let column = if leaf == Topic::Plan {
+                        "plan"
+                    } else {
+                        "overrides"
+                    };
+                    sqlx::query(&format!(
+                        "UPDATE gateways SET {column}_published = $1 WHERE gateway = $2 AND {column}_version = $1"
+                    ))
+                    .bind(v)
+                    .bind(gateway.as_str())
+                    .execute(self.store.pool())
+                    .await?;
+                    self.metrics.published(leaf);
+                    sent += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(gateway = %gateway, "{leaf} version {v} not published: {e}");
+                    waiting += 1;
+                }
+            }
+        }
+        Ok((sent, waiting))
+    }
+
+    /// Runs rounds until shutdown: at once, when kicked, and every `every` when the change
+    /// generation moved or something waits for the broker.
+    pub async fn run(
+        self: Arc<Self>,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut first = true;
+        loop {
+            let retry;
+            match self.round(first).await {
+                Ok(r) => {
+                    if r.skipped {
+                        retry = true;
+                    } else {
+                        first = false;
+                        retry = r.unpublished > 0;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("publishing round failed: {e}");
+                    retry = true;
+                }
+            }
+            let wait = if retry {
+                every.min(Duration::from_secs(2))
+            } else {
+                every
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.kick.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,332 @@
+//! The store: one set of queries for SQLite (a file, WAL, the default) and PostgreSQL (by
+//! URL, for production and replicas), through sqlx's `Any` driver. Migrations are embedded;
+//! the two dialects differ only in their migration files and in how a version is drawn.
+//!
+//! Every mutation that a user makes runs in one transaction together with its audit row, so
+//! an answered change and its audit entry are both on disk or neither is.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use nightscape_core::show::SourceFile;
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{0}`: write sqlite://PATH or postgres://USER@HOST/DB")]
+    Url(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The embedded migrations of one dialect.
+#[derive(Debug)]
+struct Embedded(Backend);
+
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+type BoxDynError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let list = match self.0 {
+            Backend::Sqlite => SQLITE,
+            Backend::Postgres => POSTGRES,
+        };
+        let migrations = list
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// What a mutation writes into the audit log beside its change.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        let options: AnyConnectOptions =
+            url.parse().map_err(|_| StoreError::Url(url.to_owned()))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets the API read while the publisher writes; FULL makes an
+                        // answered change survive a power cut, not only a killed process.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, backend };
+        Migrator::new(Embedded(backend))
+            .await?
+            .run(&store.pool)
+            .await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A new document version, increasing across every replica.
+    pub async fn next_version(&self, now_ms: i64) -> Result<u64> {
+        let v: i64 = match self.backend {
+            Backend::Postgres => sqlx::query("SELECT nextval('document_version')")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+            Backend::Sqlite => {
+                sqlx::query("INSERT INTO document_version (at_ms) VALUES ($1) RETURNING id")
+                    .bind(now_ms)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?
+            }
+        };
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    // ---- the show library ----
+
+    pub async fn library(&self) -> Result<Vec<SourceFile>> {
+        let rows = sqlx::query("SELECT path, text FROM library_files ORDER BY path")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceFile {
+                    path: r.try_get("path")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Library files with who changed them last.
+    pub async fn library_index(&self) -> Result<Vec<(String, i64, String, usize)>> {
+        let rows = sqlx::query(
+            "SELECT path, updated_at_ms, updated_by, text FROM library_files ORDER BY path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("text")?;
+                Ok((
+                    r.try_get("path")?,
+                    r.try_get("updated_at_ms")?,
+                    r.try_get("updated_by")?,
+                    text.len(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes (`Some`) or deletes (`None`) files and the audit rows, in one transaction.
+    pub async fn write_library(
+        &self,
+        changes: &[(String, Option<String>)],
+        actor: &str,
+        now_ms: i64,
+        audits: &[Audit<'_>],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (path, text) in changes {
+            match text {
+                Some(text) => {
+                    sqlx::query(
+                        "INSERT INTO library_files (path, text, updated_at_ms, updated_by) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (path) DO UPDATE SET \
+                         text = excluded.text, updated_at_ms = excluded.updated_at_ms, \
+                         updated_by = excluded.updated_by",
+                    )
+                    .bind(path)
+                    .bind(text)
+                    .bind(now_ms)
+                    .bind(actor)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM library_files WHERE path = $1")
+                        .bind(path)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        for a in audits {
+            audit(&mut tx, a, now_ms).await?;
+        }
+        bump(&mut tx, self.backend).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, target, before_json, after_json FROM audit \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let json = |c: &str| -> Result<Option<serde_json::Value>> {
+                    let t: Option<String> = r.try_get(c)?;
+                    Ok(t.and_then(|t| serde_json::from_str(&t).ok()))
+                };
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at_ms: r.try_get("at_ms")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    before: json("before_json")?,
+                    after: json("after_json")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Writes one audit row inside `tx`.
+pub async fn audit(tx: &mut Transaction<'static, Any>, a: &Audit<'_>, now_ms: i64) -> Result<()> {
+    let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    sqlx::query(
+        "INSERT INTO audit (at_ms, actor, action, target, before_json, after_json) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_ms)
+    .bind(a.actor)
+    .bind(a.action)
+    .bind(&a.target)
+    .bind(text(&a.before))
+    .bind(text(&a.after))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The channel replicas LISTEN on for changes.
+pub const NOTIFY_CHANNEL: &str = "nightscape_changes";
+
+pub async fn generation(store: &Store) -> Result<i64, StoreError> {
+    Ok(sqlx::query("SELECT value FROM generation WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?
+        .try_get(0)?)
+}
+
+/// Inside a change's transaction: the documents may differ now. PostgreSQL tells the other
+/// replicas at commit.
+pub async fn bump(tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<(), StoreError> {
+    sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    if backend == Backend::Postgres {
+        sqlx::query(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
