@@ -85,10 +85,8 @@ impl Intake {
                 Up::Connected => {
                     tracing::info!("connected to the broker");
                     self.metrics.broker_connected(true);
-                    // What the broker forgot (a restarted embedded broker) is sent again.
-                    if let Err(e) = self.publisher.round(true).await {
-                        tracing::error!("republishing after connecting: {e}");
-                    }
+                    // The next round sends everything again: the broker may have forgotten.
+                    self.publisher.kick.notify_one();
                 }
                 Up::Disconnected(why) => {
                     self.metrics.broker_connected(false);

@@ -60,11 +60,24 @@ pub enum Up {
 #[derive(Debug, Clone)]
 pub struct MqttHandle {
     jobs: mpsc::Sender<Job>,
+    /// Connections made so far (0: none yet).
+    connected: tokio::sync::watch::Receiver<u64>,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
 
 impl MqttHandle {
+    pub fn connected(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Which connection this is: it changes at every (re)connection, when a broker may
+    /// have lost its retained messages.
+    pub fn epoch(&self) -> u64 {
+        *self.connected.borrow()
+    }
+
     /// Publishes and waits for the broker's PUBACK (QoS 1) or for the packet to leave (QoS 0).
     pub async fn publish(
         &self,
@@ -120,15 +133,34 @@ pub fn start(
     let (client, eventloop) = AsyncClient::new(options(config), 1024);
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
     let (up_tx, up_rx) = mpsc::channel(4096);
+    let (connected_tx, connected) = tokio::sync::watch::channel(0);
+    let is_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tracker.spawn(run(
         client,
         eventloop,
         subscriptions,
         jobs_rx,
-        up_tx,
+        Links {
+            up: up_tx,
+            connected: connected_tx,
+            is_up: is_up.clone(),
+        },
         shutdown,
     ));
-    (MqttHandle { jobs: jobs_tx }, up_rx)
+    (
+        MqttHandle {
+            jobs: jobs_tx,
+            connected,
+            up: is_up,
+        },
+        up_rx,
+    )
+}
+
+struct Links {
+    up: mpsc::Sender<Up>,
+    connected: tokio::sync::watch::Sender<u64>,
+    is_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn run(
@@ -136,9 +168,10 @@ async fn run(
     mut eventloop: EventLoop,
     subscriptions: Vec<String>,
     mut jobs: mpsc::Receiver<Job>,
-    up: mpsc::Sender<Up>,
+    links: Links,
     shutdown: CancellationToken,
 ) {
+    let up = links.up;
     // Publishes handed to the client, in order, until the event loop says which packet id
     // each got; then by packet id until the broker acknowledges.
     let mut sent: VecDeque<(QoS, oneshot::Sender<()>)> = VecDeque::new();
@@ -169,6 +202,8 @@ async fn run(
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
+                    links.is_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                    links.connected.send_modify(|n| *n += 1);
                     backoff = Duration::from_millis(200);
                     let filters = subscriptions.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                     if let Err(e) = client.try_subscribe_many(filters) {
@@ -203,8 +238,10 @@ async fn run(
                         let _ = up.send(Up::Disconnected(e.to_string())).await;
                     }
                     connected = false;
-                    // Whatever was waiting fails; the publisher tries again. Nothing is
-                    // retransmitted behind its back, so packet ids stay matched.
+                    links.is_up.store(false, std::sync::atomic::Ordering::Relaxed);
+                    // Whatever was waiting fails, queued or sent; the publisher tries again.
+                    // Nothing is retransmitted behind its back, so packet ids stay matched.
+                    while jobs.try_recv().is_ok() {}
                     sent.clear();
                     by_pkid.clear();
                     eventloop.pending.clear();

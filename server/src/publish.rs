@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -44,6 +44,8 @@ pub struct Round {
     pub unpublished: usize,
     /// Another replica held the lock: nothing done.
     pub skipped: bool,
+    /// Every current document was sent again (a new broker connection).
+    pub republished: bool,
 }
 
 pub struct Publisher {
@@ -57,6 +59,10 @@ pub struct Publisher {
     pub kick: Notify,
     /// The change generation the last complete round saw.
     seen: AtomicI64,
+    /// The broker connection whose retained documents were all sent: a new connection
+    /// (at start, after the broker restarted) gets every current document again, since an
+    /// embedded broker forgets retained messages.
+    synced: AtomicU64,
     local: tokio::sync::Mutex<()>,
 }
 
@@ -78,13 +84,13 @@ impl Publisher {
             metrics,
             kick: Notify::new(),
             seen: AtomicI64::new(-1),
+            synced: AtomicU64::new(0),
             local: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// One round under the lock. `all` republishes every current document too (at start:
-    /// an embedded broker forgets retained messages).
-    pub async fn round(&self, all: bool) -> Result<Round, StoreError> {
+    /// One round under the lock.
+    pub async fn round(&self) -> Result<Round, StoreError> {
         let _local = self.local.lock().await;
         let mut lock_conn = None;
         if self.store.backend() == Backend::Postgres {
@@ -102,7 +108,7 @@ impl Publisher {
             }
             lock_conn = Some(conn);
         }
-        let result = self.round_locked(all).await;
+        let result = self.round_locked().await;
         if let Some(mut conn) = lock_conn {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(LOCK_KEY)
@@ -112,17 +118,24 @@ impl Publisher {
         result
     }
 
-    async fn round_locked(&self, all: bool) -> Result<Round, StoreError> {
+    async fn round_locked(&self) -> Result<Round, StoreError> {
         let generation = generation(&self.store).await?;
         let mut round = Round::default();
-        if all || generation != self.seen.load(Ordering::Relaxed) {
+        if generation != self.seen.load(Ordering::Relaxed) {
             round.new_plans = self.compile_plans().await?;
         }
         round.new_overrides = self.compile_overrides().await?;
-        if all {
+        let epoch = self
+            .mqtt
+            .as_ref()
+            .filter(|m| m.connected())
+            .map_or(0, |m| m.epoch());
+        if epoch != 0 && epoch != self.synced.load(Ordering::Relaxed) {
             sqlx::query("UPDATE gateways SET plan_published = 0, overrides_published = 0")
                 .execute(self.store.pool())
                 .await?;
+            self.synced.store(epoch, Ordering::Relaxed);
+            round.republished = true;
         }
         let (published, unpublished) = self.publish_pending().await?;
         round.published = published;
@@ -273,7 +286,14 @@ impl Publisher {
         )
         .fetch_all(self.store.pool())
         .await?;
-        let Some(mqtt) = &self.mqtt else {
+        // Only on the connection everything was republished on; a connection made since is
+        // the next round's, which sends everything once.
+        let synced = self.synced.load(Ordering::Relaxed);
+        let Some(mqtt) = self
+            .mqtt
+            .as_ref()
+            .filter(|m| m.connected() && m.epoch() == synced)
+        else {
             return Ok((0, rows.len()));
         };
         let (mut sent, mut waiting) = (0, 0);
@@ -351,23 +371,14 @@ impl Publisher {
         every: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        let mut first = true;
         loop {
-            let retry;
-            match self.round(first).await {
-                Ok(r) => {
-                    if r.skipped {
-                        retry = true;
-                    } else {
-                        first = false;
-                        retry = r.unpublished > 0;
-                    }
-                }
+            let retry = match self.round().await {
+                Ok(r) => r.skipped || r.unpublished > 0,
                 Err(e) => {
                     tracing::error!("publishing round failed: {e}");
-                    retry = true;
+                    true
                 }
-            }
+            };
             let wait = if retry {
                 every.min(Duration::from_secs(2))
             } else {

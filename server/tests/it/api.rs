@@ -1,0 +1,599 @@
+//! The API through `oneshot`: the role matrix from the route table, sessions and CSRF,
+//! validation through the core, and bad input.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use nightscape_server::api::{Access, routes};
+use nightscape_server::auth::Role;
+use nightscape_server::overrides::{self, Kind, Override, Scope};
+use serde_json::json;
+
+use crate::common::*;
+
+const SITE: &str = "nonsan-city-hall";
+const OTHER: &str = "chungnyeongtap";
+
+/// Who may call what: one row per route of the table. `true` in the last column: an
+/// operator may do it only at their own sites.
+fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
+    use Access::*;
+    BTreeMap::from([
+        (("GET", "/healthz"), (Public, false)),
+        (("GET", "/metrics"), (Public, false)),
+        (("GET", "/api/openapi.json"), (Public, false)),
+        (("POST", "/api/login"), (Public, false)),
+        (("POST", "/api/logout"), (Viewer, false)),
+        (("GET", "/api/me"), (Viewer, false)),
+        (("POST", "/api/tokens"), (Viewer, false)),
+        (("GET", "/api/sites"), (Viewer, false)),
+        (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
+        (("GET", "/api/gateways"), (Viewer, false)),
+        (("GET", "/api/faults"), (Viewer, false)),
+        (("POST", "/api/faults/{id}/acknowledge"), (Operator, true)),
+        (("GET", "/api/energy"), (Viewer, false)),
+        (("GET", "/api/events"), (Viewer, false)),
+        (("GET", "/api/library"), (Viewer, false)),
+        (("GET", "/api/library/export"), (Viewer, false)),
+        (("POST", "/api/library/check"), (Viewer, false)),
+        (("POST", "/api/library/import"), (Admin, false)),
+        (("GET", "/api/library/files/{*path}"), (Viewer, false)),
+        (("PUT", "/api/library/files/{*path}"), (Operator, true)),
+        (("DELETE", "/api/library/files/{*path}"), (Operator, true)),
+        (("GET", "/api/overrides"), (Viewer, false)),
+        (("POST", "/api/sites/{site}/override"), (Operator, true)),
+        (("POST", "/api/sites/{site}/blackout"), (Operator, true)),
+        (("POST", "/api/overrides"), (Admin, false)),
+        (("DELETE", "/api/overrides/{id}"), (Operator, true)),
+        (("GET", "/api/users"), (Admin, false)),
+        (("PUT", "/api/users/{name}"), (Admin, false)),
+        (("DELETE", "/api/users/{name}"), (Admin, false)),
+        (("GET", "/api/audit"), (Admin, false)),
+    ])
+}
+
+/// A concrete request for a route: the path filled in, and a body that gets past access
+/// (it may still be refused for its content, which is not what this test is about).
+fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_json::Value>) {
+    let p = path
+        .replace("{site}", SITE)
+        .replace("{id}/acknowledge", &format!("{fault}/acknowledge"))
+        .replace(
+            "/api/overrides/{id}",
+            &format!("/api/overrides/{override_id}"),
+        )
+        .replace("{*path}", &format!("sites/{SITE}/scenes/not-there.toml"))
+        .replace("{name}", "nobody-here");
+    let body = match path {
+        "/api/login" => Some(json!({"name": "admin", "password": "wrong"})),
+        "/api/tokens" => Some(json!({"label": "matrix", "days": 1})),
+        "/api/library/check" => Some(json!({"files": []})),
+        "/api/library/import" => Some(json!({"files": [], "apply": false})),
+        "/api/library/files/{*path}" => Some(json!({"text": "not = [valid"})),
+        "/api/sites/{site}/override" => {
+            Some(json!({"scene": "no-such-scene", "minutes": 10, "reason": "matrix"}))
+        }
+        "/api/sites/{site}/blackout" => Some(json!({"reason": "matrix", "confirm": false})),
+        "/api/overrides" => {
+            Some(json!({"scope": {"kind": "city"}, "kind": "blackout", "reason": ""}))
+        }
+        "/api/users/{name}" => Some(json!({"password": "short", "role": "viewer"})),
+        _ => None,
+    };
+    (p, body)
+}
+
+#[tokio::test]
+async fn every_route_has_a_row_in_the_role_matrix_and_every_no_is_enforced() {
+    let db = Db::sqlite("matrix").await;
+    let (state, _) = app_state(&db.url).await;
+    state.publisher.round().await.unwrap();
+    let gw: String = sqlx::query_scalar("SELECT gateway FROM gateways WHERE site = $1")
+        .bind(SITE)
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    let fault: i64 = sqlx::query_scalar(
+        "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms) VALUES ($1, 'x', 'status', 'open', 'm', 1) RETURNING id",
+    )
+    .bind(&gw)
+    .fetch_one(state.store.pool())
+    .await
+    .unwrap();
+    let o = Override {
+        id: "ov-matrix".into(),
+        scope: Scope::Sites(vec![SITE.parse().unwrap()]),
+        kind: Kind::Blackout,
+        scene: None,
+        brightness_pct: None,
+        from_ms: NOW_MS,
+        until_ms: None,
+        created_by: "admin".into(),
+        reason: "matrix".into(),
+        created_at_ms: NOW_MS,
+        released_at_ms: None,
+        released_by: None,
+    };
+    overrides::insert(&state.store, &o).await.unwrap();
+
+    let expected = expected();
+    let table = routes();
+    for r in &table {
+        assert!(
+            expected.contains_key(&(r.method.as_str(), r.path)),
+            "route {} {} has no row in the role matrix; add one",
+            r.method,
+            r.path
+        );
+    }
+    assert_eq!(
+        expected.len(),
+        table.len(),
+        "the matrix has rows for routes that do not exist"
+    );
+
+    let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+    let other = user(&state, "oscar", Role::Operator, &[OTHER]).await;
+    let operator = user(&state, "olivia", Role::Operator, &[SITE]).await;
+    // A bearer token: the matrix logs out, which would end a session mid-way.
+    let admin = user(&state, "ada", Role::Admin, &[]).await;
+    let who: [(&str, &As, Option<Role>, bool); 5] = [
+        ("nobody", &As::Nobody, None, false),
+        ("viewer", &viewer, Some(Role::Viewer), false),
+        (
+            "operator of another site",
+            &other,
+            Some(Role::Operator),
+            false,
+        ),
+        (
+            "operator of the site",
+            &operator,
+            Some(Role::Operator),
+            true,
+        ),
+        ("admin", &admin, Some(Role::Admin), true),
+    ];
+    let mut denials = 0;
+    for r in &table {
+        let (access, scoped) = expected[&(r.method.as_str(), r.path)];
+        for (label, credentials, role, own_site) in &who {
+            let allowed = match (access, role) {
+                (Access::Public, _) => true,
+                (_, None) => false,
+                (Access::Viewer, Some(_)) => true,
+                (Access::Operator, Some(role)) => *role >= Role::Operator && (!scoped || *own_site),
+                (Access::Admin, Some(role)) => *role == Role::Admin,
+            };
+            let (path, body) = concrete(r.path, fault, &o.id);
+            let reply = call(&state, request(r.method.as_str(), &path, credentials, body)).await;
+            if allowed {
+                let code = reply.json["error"]["code"].as_str().unwrap_or("");
+                assert!(
+                    code != "unauthorized" && code != "forbidden",
+                    "{label}: {} {path} should pass access, got {} {}",
+                    r.method,
+                    reply.status,
+                    reply.text
+                );
+            } else {
+                let want = if role.is_none() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(
+                    reply.status, want,
+                    "{label}: {} {path}: {}",
+                    r.method, reply.text
+                );
+                assert!(reply.json["error"]["message"].is_string(), "{}", reply.text);
+                denials += 1;
+            }
+        }
+    }
+    assert!(denials >= 50, "only {denials} denials were checked");
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_cookie_session_needs_its_csrf_token_for_changes_and_logins_are_rate_limited() {
+    let db = Db::sqlite("csrf").await;
+    let (state, _) = app_state(&db.url).await;
+    let As::Cookie(secret, csrf) = login(&state, "admin", ADMIN_PASSWORD).await else {
+        unreachable!()
+    };
+    let reads = call(
+        &state,
+        request(
+            "GET",
+            "/api/me",
+            &As::Cookie(secret.clone(), String::new()),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(reads.status, StatusCode::OK);
+    let forged = As::Cookie(secret.clone(), "not-the-token".into());
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/sites/nonsan-city-hall/blackout",
+            &forged,
+            Some(json!({"reason": "x", "confirm": true})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("CSRF"), "{}", r.text);
+    assert!(
+        overrides::active(&state.store, NOW_MS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+    let ok = As::Cookie(secret, csrf);
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/sites/nonsan-city-hall/blackout",
+            &ok,
+            Some(json!({"reason": "storm", "confirm": true})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    for _ in 0..5 {
+        let r = call(
+            &state,
+            request(
+                "POST",
+                "/api/login",
+                &As::Nobody,
+                Some(json!({"name": "admin", "password": "guess"})),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/login",
+            &As::Nobody,
+            Some(json!({"name": "admin", "password": ADMIN_PASSWORD})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right password is refused while locked out"
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_one_error_shape_that_says_what_to_fix_and_change_nothing() {
+    let db = Db::sqlite("bad").await;
+    let (state, _) = app_state(&db.url).await;
+    let admin = user(&state, "ada", Role::Admin, &[]).await;
+    let audit_before = state.store.audit_log(10_000).await.unwrap().len();
+    let raw = |body: &str| {
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/sites/nonsan-city-hall/blackout")
+            .header(
+                "authorization",
+                match &admin {
+                    As::Bearer(t) => format!("Bearer {t}"),
+                    _ => unreachable!(),
+                },
+            )
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let cases: Vec<(axum::http::Request<axum::body::Body>, StatusCode, &str)> = vec![
+        (raw("{\"reason\": "), StatusCode::BAD_REQUEST, "not JSON"),
+        (
+            raw("{\"reason\": 5, \"confirm\": true}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+        ),
+        (
+            raw("{\"reason\": \"x\", \"confirm\": true, \"colour\": \"red\"}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            raw(&format!(
+                "{{\"reason\": \"{}\", \"confirm\": true}}",
+                "x".repeat(3 * 1024 * 1024)
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+        ),
+        (
+            request(
+                "GET",
+                "/api/sites/nonsan-city-hall/transitions?from=yesterday",
+                &admin,
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "2026-12-24",
+        ),
+        (
+            request("GET", "/api/sites/Not%20A%20Site/transitions", &admin, None),
+            StatusCode::BAD_REQUEST,
+            "site",
+        ),
+        (
+            request("GET", "/api/me", &As::Bearer("nst_forged".into()), None),
+            StatusCode::UNAUTHORIZED,
+            "token",
+        ),
+        (
+            request(
+                "PUT",
+                "/api/library/files/../etc/passwd.toml",
+                &admin,
+                Some(json!({"text": ""})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "relative",
+        ),
+        (
+            request("GET", "/api/nothing-here", &admin, None),
+            StatusCode::NOT_FOUND,
+            "no such route",
+        ),
+    ];
+    for (req, status, says) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let r = call(&state, req).await;
+        assert_eq!(r.status, status, "{what}: {}", r.text);
+        let message = r.json["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: not the error shape: {}", r.text));
+        assert!(
+            message.contains(says),
+            "{what}: `{message}` should mention `{says}`"
+        );
+    }
+    assert!(
+        overrides::active(&state.store, NOW_MS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        state.store.audit_log(10_000).await.unwrap().len(),
+        audit_before
+    );
+
+    // An expired token is refused like a forged one.
+    let token =
+        nightscape_server::auth::issue_token(&state.store, "ada", "old", NOW_MS - 10, NOW_MS - 1)
+            .await
+            .unwrap();
+    let r = call(&state, request("GET", "/api/me", &As::Bearer(token), None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_library_change_with_errors_is_refused_with_every_diagnostic_and_a_good_one_is_audited() {
+    for db in Db::both("library").await {
+        let (state, _) = app_state(&db.url).await;
+        let admin = user(&state, "ada", Role::Admin, &[]).await;
+        let path = "sites/nonsan-city-hall/scenes/cityhall-late.toml";
+        let before = call(
+            &state,
+            request("GET", &format!("/api/library/files/{path}"), &admin, None),
+        )
+        .await;
+        assert_eq!(before.status, StatusCode::OK, "{}", before.text);
+        let good = before.json["text"].as_str().unwrap().to_owned();
+        let bad = format!("{good}\nbogus_key = 1\n[[layers]]\neffect = \"no-such-effect\"\n");
+        let r = call(
+            &state,
+            request(
+                "PUT",
+                &format!("/api/library/files/{path}"),
+                &admin,
+                Some(json!({"text": bad})),
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {}",
+            db.label,
+            r.text
+        );
+        let diags = r.json["error"]["diagnostics"].as_array().unwrap();
+        assert!(
+            diags.len() >= 2,
+            "{}: every error, not the first: {}",
+            db.label,
+            r.text
+        );
+        for d in diags {
+            assert!(
+                d["code"].is_string() && d["path"].is_string() && d["line"].is_number(),
+                "{d}"
+            );
+        }
+        let after = call(
+            &state,
+            request("GET", &format!("/api/library/files/{path}"), &admin, None),
+        )
+        .await;
+        assert_eq!(
+            after.json["text"].as_str().unwrap(),
+            good,
+            "{}: nothing saved",
+            db.label
+        );
+
+        let changed = good.replacen('\n', "\n# a comment from the API test\n", 1);
+        let r = call(
+            &state,
+            request(
+                "PUT",
+                &format!("/api/library/files/{path}"),
+                &admin,
+                Some(json!({"text": changed})),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", db.label, r.text);
+        let audit = state.store.audit_log(5).await.unwrap();
+        assert_eq!(audit[0].action, "library.put");
+        assert_eq!(audit[0].actor, "ada");
+        assert_eq!(audit[0].target, format!("library:{path}"));
+        assert_eq!(
+            audit[0].before.as_ref().and_then(|v| v.as_str()),
+            Some(good.as_str())
+        );
+        db.drop_now().await;
+    }
+}
+
+#[tokio::test]
+async fn import_shows_the_diff_and_export_gives_back_the_library_byte_for_byte() {
+    let db = Db::sqlite("import").await;
+    let (state, _) = app_state(&db.url).await;
+    let admin = user(&state, "ada", Role::Admin, &[]).await;
+    let shipped = shipped_library();
+    let mut files: Vec<serde_json::Value> = shipped
+        .iter()
+        .map(|f| json!({"path": f.path, "text": f.text}))
+        .collect();
+    let i = files
+        .iter()
+        .position(|f| f["path"] == "sites/nonsan-city-hall/scenes/cityhall-late.toml")
+        .unwrap();
+    let text = files[i]["text"].as_str().unwrap().to_owned() + "\n# changed\n";
+    files[i]["text"] = json!(text);
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/library/import",
+            &admin,
+            Some(json!({"files": files, "apply": false})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["changed"],
+        json!(["sites/nonsan-city-hall/scenes/cityhall-late.toml"])
+    );
+    assert_eq!(r.json["applied"], json!(false));
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/library/import",
+            &admin,
+            Some(json!({"files": files, "apply": true})),
+        ),
+    )
+    .await;
+    assert_eq!(r.json["applied"], json!(true), "{}", r.text);
+    let export = call(&state, request("GET", "/api/library/export", &admin, None)).await;
+    let back: Vec<(String, String)> = export
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let sent: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(back, sent);
+
+    // One broken file among many: refused whole.
+    files[i]["text"] = json!("name = ");
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/library/import",
+            &admin,
+            Some(json!({"files": files, "apply": true})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let export2 = call(&state, request("GET", "/api/library/export", &admin, None)).await;
+    assert_eq!(export2.json, export.json, "nothing changed");
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_the_csv_starts_with_a_bom() {
+    let db = Db::sqlite("openapi").await;
+    let (state, _) = app_state(&db.url).await;
+    let r = call(
+        &state,
+        request("GET", "/api/openapi.json", &As::Nobody, None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for route in routes() {
+        let path = route.path.replace("{*", "{");
+        let op = &r.json["paths"][&path][route.method.as_str().to_lowercase()];
+        assert!(
+            op["summary"].is_string(),
+            "{} {path} missing from the OpenAPI document",
+            route.method
+        );
+    }
+    assert!(
+        r.json["components"]["schemas"]["SiteOverride"].is_object(),
+        "{}",
+        r.json["components"]
+    );
+    let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+    sqlx::query("INSERT INTO energy (site, day, wh, lit_minutes, source, last_at_ms) VALUES ('nonsan-city-hall', '2026-11-26', 12345.0, 300.0, 'estimated', 1)")
+        .execute(state.store.pool())
+        .await
+        .unwrap();
+    let csv = call(
+        &state,
+        request("GET", "/api/energy?format=csv", &viewer, None),
+    )
+    .await;
+    assert!(csv.text.starts_with('\u{feff}'), "{:?}", &csv.text[..10]);
+    assert!(
+        csv.text
+            .contains("nonsan-city-hall,2026-11-26,12.345,5,estimated"),
+        "{}",
+        csv.text
+    );
+    db.drop_now().await;
+}

@@ -1,0 +1,89 @@
+//! The store on both databases.
+
+use nightscape_server::store::{Audit, Store, generation};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn library_versions_faults_and_audit_behave_alike_on_sqlite_and_postgresql() {
+    for db in Db::both("store").await {
+        let store = Store::open(&db.url).await.unwrap();
+        // Migrations run once: opening again is harmless.
+        let store2 = Store::open(&db.url).await.unwrap();
+        let g0 = generation(&store).await.unwrap();
+        let audit = Audit {
+            actor: "ada",
+            action: "library.put",
+            target: "library:zones.toml".into(),
+            before: None,
+            after: Some(serde_json::json!("x")),
+        };
+        store
+            .write_library(
+                &[("zones.toml".into(), Some("# 한국어 텍스트\n".into()))],
+                "ada",
+                5,
+                &[audit],
+            )
+            .await
+            .unwrap();
+        let files = store2.library().await.unwrap();
+        assert_eq!(files.len(), 1, "{}", db.label);
+        assert_eq!(files[0].text, "# 한국어 텍스트\n");
+        assert_eq!(
+            generation(&store).await.unwrap(),
+            g0 + 1,
+            "{}: a change bumps the generation",
+            db.label
+        );
+        let log = store.audit_log(10).await.unwrap();
+        assert_eq!(
+            (log[0].actor.as_str(), log[0].action.as_str()),
+            ("ada", "library.put")
+        );
+
+        let mut last = 0;
+        for _ in 0..5 {
+            let v = store.next_version(1).await.unwrap();
+            assert!(
+                v > last,
+                "{}: versions increase ({v} after {last})",
+                db.label
+            );
+            last = v;
+        }
+        let v2 = store2.next_version(1).await.unwrap();
+        assert!(
+            v2 > last,
+            "{}: a second pool draws from the same sequence",
+            db.label
+        );
+
+        let open = "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms) VALUES ('g', 'c', 'status', 'open', 'm', 1) \
+                    ON CONFLICT (gateway, source, kind) WHERE status <> 'closed' DO NOTHING";
+        sqlx::query(open).execute(store.pool()).await.unwrap();
+        sqlx::query(open).execute(store.pool()).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM faults")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{}: one open fault per source and kind", db.label);
+        sqlx::query("UPDATE faults SET status = 'closed'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query(open).execute(store.pool()).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM faults")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 2,
+            "{}: a closed fault does not block a new one",
+            db.label
+        );
+        store.close().await;
+        store2.close().await;
+        db.drop_now().await;
+    }
+}
