@@ -37,6 +37,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// Wall time that runs `scale` times faster than real time from `start_ms` (for `up
+/// --time-scale`); monotonic time stays real, so frames still go out at their rate.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledClock {
+    start_ms: i64,
+    scale: f64,
+    started: Instant,
+}
+
+impl ScaledClock {
+    pub fn new(start_ms: i64, scale: f64) -> ScaledClock {
+        ScaledClock {
+            start_ms,
+            scale,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now_ms(&self) -> i64 {
+        let elapsed = self.started.elapsed().as_secs_f64() * 1000.0 * self.scale;
+        self.start_ms.saturating_add(elapsed as i64)
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

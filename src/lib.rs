@@ -13,4 +13,6 @@ pub mod process;
 pub mod profile;
 pub mod render;
 pub mod schedule;
+pub mod server;
 pub mod sim;
+pub mod up;

@@ -6,8 +6,13 @@ use std::time::Duration;
 /// Logs to stderr at `RUST_LOG` (default info). A second call (tests that run several
 /// commands in one process) is not an error worth stopping for.
 pub fn init_logging() {
+    init_logging_with("info");
+}
+
+/// Logging with `default` as the filter unless `RUST_LOG` says otherwise.
+pub fn init_logging_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,0 +1,119 @@
+//! `nightscape server`: the server as its own process, against a broker and a database
+//! (SQLite by default, PostgreSQL by URL). Replicas run the same command against one
+//! PostgreSQL and one broker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nightscape_server::mqtt::BrokerConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SystemClock;
+
+/// What `nightscape server` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub listen: SocketAddr,
+    pub broker: String,
+    pub broker_user: Option<String>,
+    pub broker_password_file: Option<PathBuf>,
+    pub broker_ca: Option<PathBuf>,
+    pub topic_prefix: String,
+    pub admin_password: Option<String>,
+    pub library: Option<PathBuf>,
+    pub secure_cookies: bool,
+}
+
+pub fn broker_config(options: &Options) -> Result<BrokerConfig> {
+    let (host, port) = options
+        .broker
+        .rsplit_once(':')
+        .with_context(|| format!("--broker `{}`: write host:port", options.broker))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("--broker `{}`: `{port}` is not a port", options.broker))?;
+    let password = options
+        .broker_password_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| t.trim_end().to_owned())
+                .with_context(|| format!("reading {}", p.display()))
+        })
+        .transpose()?;
+    let ca = options
+        .broker_ca
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    // Unique per process, so replicas do not take each other's session.
+    let client_id = format!(
+        "nightscape-server-{}-{}",
+        std::process::id(),
+        nightscape_server::auth::secret().get(..8).unwrap_or("0")
+    );
+    Ok(BrokerConfig {
+        host: host.to_owned(),
+        port,
+        username: options.broker_user.clone(),
+        password,
+        ca,
+        topic_prefix: options.topic_prefix.clone(),
+        client_id,
+    })
+}
+
+pub fn run(options: Options) -> Result<()> {
+    crate::process::init_logging();
+    let broker = broker_config(&options)?;
+    let seed = options
+        .library
+        .as_ref()
+        .map(|dir| crate::library::read_dir(dir))
+        .transpose()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let server = nightscape_server::start(
+            nightscape_server::Config {
+                data_dir: options.data_dir.clone(),
+                database_url: options.database_url.clone(),
+                listen: options.listen,
+                broker: Some(broker),
+                admin_password: options.admin_password.clone(),
+                secure_cookies: options.secure_cookies,
+                publish_every: Duration::from_secs(5),
+                seed_library: seed,
+            },
+            Arc::new(SystemClock::new()),
+            shutdown.clone(),
+            &tracker,
+        )
+        .await?;
+        if let Some((name, password)) = &server.first_admin {
+            eprintln!(
+                "first start: admin login `{name}`, password `{password}` (shown once; change it)"
+            );
+        }
+        eprintln!(
+            "serving on http://{}/ ; gateways pin the public key in {}",
+            server.addr,
+            server.public_key_file.display()
+        );
+        crate::process::Notifier::from_env().notify("READY=1");
+        crate::process::wait_for_signal().await;
+        eprintln!("stopping");
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        server.state.store.close().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,306 @@
+//! `nightscape up`: the whole system in one process on loopback — an embedded MQTT broker
+//! (rumqttd), the server on SQLite, the simulator with every controller of the library,
+//! and one gateway per gateway of the library, all on one wall clock that may run faster
+//! than real time (`--time-scale`) from a chosen start (`--start`). Data lives in one
+//! directory, so a second `up` resumes where the first stopped.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nightscape_core::clock::Clock;
+use nightscape_gateway::config::{Config as GatewayConfig, Mqtt, SafeState};
+use nightscape_server::mqtt::BrokerConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{ScaledClock, SystemClock};
+
+/// What `nightscape up` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub library: PathBuf,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub sim_http: SocketAddr,
+    pub mqtt_port: u16,
+    pub time_scale: f64,
+    /// RFC 3339 with offset, or a local time in Korea (`2026-12-24T17:00`).
+    pub start: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+/// Parses `--start`: an instant with offset, or a civil time taken in Asia/Seoul (the
+/// seed city's zone).
+pub fn parse_start(text: &str) -> Result<i64> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let dt: jiff::civil::DateTime = text.parse().with_context(|| {
+        format!(
+            "--start `{text}`: write 2026-12-24T17:00 (Korea time) or 2026-12-24T17:00:00+09:00"
+        )
+    })?;
+    let tz = jiff::tz::TimeZone::get("Asia/Seoul").context("the time zone database")?;
+    Ok(tz
+        .to_ambiguous_timestamp(dt)
+        .compatible()
+        .with_context(|| format!("--start `{text}`"))?
+        .as_millisecond())
+}
+
+fn embedded_broker(port: u16) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // rumqttd logs a taken port and carries on; find out first and say what to change.
+    TcpListener::bind(addr).with_context(|| {
+        format!("the embedded MQTT broker cannot listen on {addr} (taken?); choose another port with --mqtt-port")
+    })?;
+    let server = rumqttd::ServerSettings {
+        name: "loopback".into(),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: rumqttd::ConnectionSettings {
+            connection_timeout_ms: 10_000,
+            max_payload_size: nightscape_server::mqtt::MAX_PACKET + 1024,
+            max_inflight_count: 100,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 1024,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 8 * 1024 * 1024,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: rumqttd::Strategy::default(),
+        },
+        v4: Some(HashMap::from([("1".to_owned(), server)])),
+        ..rumqttd::Config::default()
+    };
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!("the embedded MQTT broker stopped: {e}");
+            }
+        })
+        .context("starting the embedded broker")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("the embedded MQTT broker did not start listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The admin password of this data directory: given, kept from the first start, or new.
+fn admin_password(dir: &Path, given: Option<&str>) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = dir.join("admin-password");
+    if let Some(p) = given {
+        return Ok(p.to_owned());
+    }
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return Ok(text.trim().to_owned());
+    }
+    let password = nightscape_server::auth::generated_password();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    std::io::Write::write_all(&mut f, password.as_bytes())?;
+    Ok(password)
+}
+
+pub fn run(options: Options) -> Result<()> {
+    crate::process::init_logging_with("info,rumqttd=warn,rumqttc=warn");
+    if options.time_scale.is_nan() || !(0.001..=100_000.0).contains(&options.time_scale) {
+        bail!(
+            "--time-scale {}: give a factor from 0.001 to 100000",
+            options.time_scale
+        );
+    }
+    let start = options.start.as_deref().map(parse_start).transpose()?;
+    for addr in [options.http, options.sim_http] {
+        if !addr.ip().is_loopback() {
+            bail!(
+                "{addr}: `up` serves on loopback only (127.0.0.1); run the parts separately to serve elsewhere"
+            );
+        }
+    }
+    let (sources, checked) = crate::library::load(&options.library)?;
+    if checked.error_count() > 0 {
+        for d in &checked.diagnostics {
+            eprintln!("{d}");
+        }
+        bail!("the library has errors; fix them (nightscape scene check) and run up again");
+    }
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating {}", options.data_dir.display()))?;
+    let password = admin_password(&options.data_dir, options.admin_password.as_deref())?;
+    embedded_broker(options.mqtt_port)?;
+    let clock: Arc<dyn Clock> = if options.time_scale == 1.0 && start.is_none() {
+        Arc::new(SystemClock::new())
+    } else {
+        Arc::new(ScaledClock::new(
+            start.unwrap_or_else(|| SystemClock::new().now_ms()),
+            options.time_scale,
+        ))
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(serve(options, sources, checked.library, clock, password))
+}
+
+async fn serve(
+    options: Options,
+    sources: Vec<nightscape_core::show::SourceFile>,
+    library: nightscape_core::ShowLibrary,
+    clock: Arc<dyn Clock>,
+    password: String,
+) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let data = &options.data_dir;
+
+    let sim = firmware_sim::start(
+        firmware_sim::SimConfig {
+            library: library.clone(),
+            sites: Vec::new(),
+            bind: firmware_sim::Bind::Ports,
+            broker: Some(firmware_sim::Broker {
+                host: "127.0.0.1".into(),
+                port: options.mqtt_port,
+                topic_prefix: String::new(),
+            }),
+            multicast: false,
+        },
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    sim.endpoints.check_loopback()?;
+    let endpoints_file = data.join("sim-endpoints.toml");
+    std::fs::write(&endpoints_file, sim.endpoints.to_toml())
+        .with_context(|| format!("writing {}", endpoints_file.display()))?;
+    let sim_listener = tokio::net::TcpListener::bind(options.sim_http)
+        .await
+        .with_context(|| {
+            format!(
+                "the simulator's page cannot listen on {} (choose another with --sim-http)",
+                options.sim_http
+            )
+        })?;
+    let sim_addr = sim_listener.local_addr()?;
+    let sim_app = firmware_sim::api::router(sim.state.clone());
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        let _ = axum::serve(sim_listener, sim_app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+
+    let server = nightscape_server::start(
+        nightscape_server::Config {
+            data_dir: data.join("server"),
+            database_url: None,
+            listen: options.http,
+            broker: Some(BrokerConfig {
+                host: "127.0.0.1".into(),
+                port: options.mqtt_port,
+                username: None,
+                password: None,
+                ca: None,
+                topic_prefix: String::new(),
+                client_id: "nightscape-up-server".into(),
+            }),
+            admin_password: Some(password.clone()),
+            secure_cookies: false,
+            publish_every: Duration::from_secs(5),
+            seed_library: Some(sources),
+        },
+        clock.clone(),
+        shutdown.clone(),
+        &tracker,
+    )
+    .await?;
+
+    let mut gateways = Vec::new();
+    for site in library.sites.values() {
+        for gw in &site.gateways {
+            let config = GatewayConfig {
+                gateway: gw.id.clone(),
+                data_dir: data.join("gateways").join(gw.id.as_str()),
+                trusted_keys: vec![server.public_key_file.clone()],
+                frame_rate_hz: 40,
+                safe_state: SafeState::Hold,
+                loopback_only: true,
+                endpoints: Some(endpoints_file.clone()),
+                multicast_interface: None,
+                mqtt: Mqtt {
+                    host: "127.0.0.1".into(),
+                    port: options.mqtt_port,
+                    username: None,
+                    password_file: None,
+                    ca_file: None,
+                    topic_prefix: String::new(),
+                },
+            };
+            let setup = crate::gateway::setup(config, None)?;
+            let handle = nightscape_gateway::runtime::start(setup, clock.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("starting gateway {}", gw.id))?;
+            gateways.push(handle);
+        }
+    }
+    let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
+    eprintln!();
+    eprintln!(
+        "Nightscape is up: {} sites, {} gateways, {controllers} simulated controllers",
+        library.sites.len(),
+        gateways.len()
+    );
+    eprintln!(
+        "  API                http://{}/api  (OpenAPI: /api/openapi.json; log in with POST /api/login)",
+        server.addr
+    );
+    eprintln!("  simulator preview  http://{sim_addr}/");
+    eprintln!("  admin login        admin / {password}");
+    eprintln!("  MQTT broker        127.0.0.1:{}", options.mqtt_port);
+    eprintln!("  data               {}", data.display());
+    if options.time_scale != 1.0 || options.start.is_some() {
+        eprintln!(
+            "  clock              ×{} from {}",
+            options.time_scale,
+            jiff::Timestamp::from_millisecond(clock.now_ms())
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        );
+    }
+    eprintln!("Stop with ctrl-c.");
+    crate::process::wait_for_signal().await;
+    eprintln!("stopping");
+    shutdown.cancel();
+    for g in gateways {
+        let _ = tokio::time::timeout(Duration::from_secs(5), g.done).await;
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    sim.tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sim.tracker.wait()).await;
+    server.state.store.close().await;
+    Ok(())
+}
