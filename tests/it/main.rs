@@ -7,3 +7,4 @@ mod profile_cli;
 mod render_cli;
 mod scene_check;
 mod sim_cli;
+mod system;
