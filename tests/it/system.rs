@@ -246,3 +246,144 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
     tracker.close();
     tracker.wait().await;
 }
+
+/// One HTTP/1.1 request over a fresh connection: (status, headers and body as text).
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_answered_2xx_survives_kill_9_on_sqlite_and_postgresql() {
+    use std::io::BufRead;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pg_db = format!("nstest_kill_{}", std::process::id());
+    let admin = "postgres://postgres@127.0.0.1:5432/test";
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {pg_db}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let dir = scratch("kill");
+    let urls = [
+        format!("sqlite://{}?mode=rwc", dir.join("kill.db").display()),
+        format!("postgres://postgres@127.0.0.1:5432/{pg_db}"),
+    ];
+    for url in urls {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--broker",
+                "127.0.0.1:1883",
+                "--admin-password",
+                "kill-test-password",
+            ])
+            .arg("--topic-prefix")
+            .arg(format!("kill-{}/", std::process::id()))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--database-url")
+            .arg(&url)
+            .arg("--library")
+            .arg(root.join("scenes"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the server printed where it serves")
+                .unwrap();
+            if let Some(rest) = line.split("serving on http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let (status, reply) = http(
+            &addr,
+            "POST",
+            "/api/login",
+            &[],
+            r#"{"name": "admin", "password": "kill-test-password"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        let cookie = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+        let csrf = serde_json::from_str::<serde_json::Value>(body).unwrap()["csrf"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, reply) = http(
+            &addr,
+            "POST",
+            "/api/sites/nonsan-city-hall/blackout",
+            &[("cookie", cookie), ("x-csrf-token", csrf)],
+            r#"{"reason": "kill -9 test", "confirm": true}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        child.kill().unwrap(); // SIGKILL, at once after the answer
+        child.wait().unwrap();
+        let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+        let id = serde_json::from_str::<serde_json::Value>(body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let store = nightscape_server::store::Store::open(&url).await.unwrap();
+        let kept = nightscape_server::overrides::get(&store, &id)
+            .await
+            .unwrap();
+        assert!(kept.is_some(), "{url}: the answered blackout was lost");
+        let audit = store.audit_log(5).await.unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "override.create" && a.target == format!("override:{id}")),
+            "{url}: its audit row too"
+        );
+        store.close().await;
+    }
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"))
+        .execute(&mut c)
+        .await;
+}
