@@ -87,6 +87,9 @@ pub enum Command {
         /// Mark the session cookie Secure (serve behind HTTPS).
         #[arg(long)]
         secure_cookies: bool,
+        /// For tests of replicas: wait this long between storing new documents and sending them.
+        #[arg(long, default_value_t = 0, hide = true)]
+        publish_delay_ms: u64,
     },
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
@@ -401,6 +404,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             admin_password,
             library,
             secure_cookies,
+            publish_delay_ms,
         } => {
             crate::server::run(crate::server::Options {
                 data_dir,
@@ -414,6 +418,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 admin_password,
                 library,
                 secure_cookies,
+                publish_delay_ms,
             })?;
             Ok(ExitCode::SUCCESS)
         }

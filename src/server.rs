@@ -28,6 +28,7 @@ pub struct Options {
     pub admin_password: Option<String>,
     pub library: Option<PathBuf>,
     pub secure_cookies: bool,
+    pub publish_delay_ms: u64,
 }
 
 pub fn broker_config(options: &Options) -> Result<BrokerConfig> {
@@ -90,6 +91,7 @@ pub fn run(options: Options) -> Result<()> {
                 admin_password: options.admin_password.clone(),
                 secure_cookies: options.secure_cookies,
                 publish_every: Duration::from_secs(5),
+                publish_delay: Duration::from_millis(options.publish_delay_ms),
                 seed_library: seed,
             },
             Arc::new(SystemClock::new()),

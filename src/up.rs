@@ -230,6 +230,7 @@ async fn serve(
             admin_password: Some(password.clone()),
             secure_cookies: false,
             publish_every: Duration::from_secs(5),
+            publish_delay: Duration::ZERO,
             seed_library: Some(sources),
         },
         clock.clone(),

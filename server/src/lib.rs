@@ -66,6 +66,9 @@ pub struct Config {
     pub secure_cookies: bool,
     /// How often publishers look for changes they were not told about.
     pub publish_every: Duration,
+    /// For tests of replicas: how long a round waits between storing new documents and
+    /// sending them, a window in which to kill it.
+    pub publish_delay: Duration,
     /// Imported when the store has no library yet.
     pub seed_library: Option<Vec<SourceFile>>,
 }
@@ -209,14 +212,16 @@ pub async fn start(
         }
         None => (None, None),
     };
-    let publisher = Arc::new(Publisher::new(
+    let mut publisher = Publisher::new(
         store.clone(),
         mqtt,
         key.clone(),
         clock.clone(),
         prefix.clone(),
         metrics.clone(),
-    ));
+    );
+    publisher.delay = config.publish_delay;
+    let publisher = Arc::new(publisher);
     tracker.spawn(
         publisher
             .clone()

@@ -57,6 +57,8 @@ pub struct Publisher {
     pub metrics: Arc<Metrics>,
     /// Wakes the publishing loop.
     pub kick: Notify,
+    /// Waited between storing new documents and sending them (tests of replicas only).
+    pub delay: Duration,
     /// The change generation the last complete round saw.
     seen: AtomicI64,
     /// The broker connection whose retained documents were all sent: a new connection
@@ -83,6 +85,7 @@ impl Publisher {
             topic_prefix,
             metrics,
             kick: Notify::new(),
+            delay: Duration::ZERO,
             seen: AtomicI64::new(-1),
             synced: AtomicU64::new(0),
             local: tokio::sync::Mutex::new(()),
@@ -136,6 +139,10 @@ impl Publisher {
                 .await?;
             self.synced.store(epoch, Ordering::Relaxed);
             round.republished = true;
+        }
+        if !self.delay.is_zero() && !(round.new_plans.is_empty() && round.new_overrides.is_empty())
+        {
+            tokio::time::sleep(self.delay).await;
         }
         let (published, unpublished) = self.publish_pending().await?;
         round.published = published;

@@ -114,6 +114,7 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
             admin_password: Some("system-test-admin".into()),
             secure_cookies: false,
             publish_every: Duration::from_secs(5),
+            publish_delay: Duration::ZERO,
             seed_library: Some(sources),
         },
         clock.clone() as Arc<dyn Clock>,
@@ -273,100 +274,135 @@ async fn http(
     (status, out)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_answered_2xx_survives_kill_9_on_sqlite_and_postgresql() {
+const PASSWORD: &str = "server-test-password";
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// `nightscape server` as a process on a free port; returns it and its address.
+fn spawn_server(
+    data: &std::path::Path,
+    url: &str,
+    prefix: &str,
+    more: &[&str],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let pg_db = format!("nstest_kill_{}", std::process::id());
-    let admin = "postgres://postgres@127.0.0.1:5432/test";
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {pg_db}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    let dir = scratch("kill");
-    let urls = [
-        format!("sqlite://{}?mode=rwc", dir.join("kill.db").display()),
-        format!("postgres://postgres@127.0.0.1:5432/{pg_db}"),
-    ];
-    for url in urls {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--broker",
-                "127.0.0.1:1883",
-                "--admin-password",
-                "kill-test-password",
-            ])
-            .arg("--topic-prefix")
-            .arg(format!("kill-{}/", std::process::id()))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--database-url")
-            .arg(&url)
-            .arg("--library")
-            .arg(root.join("scenes"))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server printed where it serves")
-                .unwrap();
-            if let Some(rest) = line.split("serving on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let (status, reply) = http(
-            &addr,
-            "POST",
-            "/api/login",
-            &[],
-            r#"{"name": "admin", "password": "kill-test-password"}"#,
-        )
-        .await;
-        assert_eq!(status, 200, "{reply}");
-        let cookie = reply
-            .lines()
-            .find_map(|l| l.strip_prefix("set-cookie: "))
-            .unwrap()
-            .split(';')
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "127.0.0.1:1883",
+            "--admin-password",
+            PASSWORD,
+        ])
+        .arg("--topic-prefix")
+        .arg(prefix)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--database-url")
+        .arg(url)
+        .arg("--library")
+        .arg(root.join("scenes"))
+        .args(more)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
             .next()
-            .unwrap()
-            .to_owned();
-        let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
-        let csrf = serde_json::from_str::<serde_json::Value>(body).unwrap()["csrf"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+            .expect("the server printed where it serves")
+            .unwrap();
+        if let Some(rest) = line.split("serving on http://").nth(1) {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn body_of(reply: &str) -> serde_json::Value {
+    serde_json::from_str(&reply[reply.find("\r\n\r\n").unwrap() + 4..])
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Logs in as admin: the cookie and CSRF headers for changes.
+async fn login(addr: &str) -> Vec<(&'static str, String)> {
+    let body = format!(r#"{{"name": "admin", "password": "{PASSWORD}"}}"#);
+    let (status, reply) = http(addr, "POST", "/api/login", &[], &body).await;
+    assert_eq!(status, 200, "{reply}");
+    let cookie = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    vec![
+        ("cookie", cookie),
+        (
+            "x-csrf-token",
+            body_of(&reply)["csrf"].as_str().unwrap().to_owned(),
+        ),
+    ]
+}
+
+async fn fresh_pg(name: &str) -> (String, String) {
+    use sqlx::Connection;
+    let db = format!("nstest_{name}_{}", std::process::id());
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    (
+        db.clone(),
+        format!("postgres://postgres@127.0.0.1:5432/{db}"),
+    )
+}
+
+async fn drop_pg(db: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut c)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_answered_2xx_survives_kill_9_on_sqlite_and_postgresql() {
+    let (pg_db, pg_url) = fresh_pg("kill").await;
+    let dir = scratch("kill");
+    for url in [
+        format!("sqlite://{}?mode=rwc", dir.join("kill.db").display()),
+        pg_url,
+    ] {
+        let (child, addr) = spawn_server(
+            &dir.join("data"),
+            &url,
+            &format!("kill-{}/", std::process::id()),
+            &[],
+        );
+        let mut child = Reaped(child);
+        let session = login(&addr).await;
         let (status, reply) = http(
             &addr,
             "POST",
             "/api/sites/nonsan-city-hall/blackout",
-            &[("cookie", cookie), ("x-csrf-token", csrf)],
+            &session,
             r#"{"reason": "kill -9 test", "confirm": true}"#,
         )
         .await;
         assert_eq!(status, 200, "{reply}");
-        child.kill().unwrap(); // SIGKILL, at once after the answer
-        child.wait().unwrap();
-        let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
-        let id = serde_json::from_str::<serde_json::Value>(body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        child.0.kill().unwrap(); // SIGKILL, at once after the answer
+        child.0.wait().unwrap();
+        let id = body_of(&reply)["id"].as_str().unwrap().to_owned();
         let store = nightscape_server::store::Store::open(&url).await.unwrap();
         let kept = nightscape_server::overrides::get(&store, &id)
             .await
@@ -381,9 +417,210 @@ async fn a_change_answered_2xx_survives_kill_9_on_sqlite_and_postgresql() {
         );
         store.close().await;
     }
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"))
-        .execute(&mut c)
+    drop_pg(&pg_db).await;
+}
+
+/// A child process killed when the test ends, also by a failed assertion.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every plan published under `prefix`: (gateway, version), in arrival order.
+async fn plan_watcher(prefix: &str) -> tokio::sync::mpsc::UnboundedReceiver<(String, u64)> {
+    let mut o = rumqttc::MqttOptions::new(
+        format!("replica-watch-{}", std::process::id()),
+        "127.0.0.1",
+        1883,
+    );
+    o.set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    client
+        .subscribe(
+            format!("{prefix}nightscape/v1/gw/+/plan"),
+            rumqttc::QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                    let d = &v["document"];
+                    let _ = tx.send((
+                        d["gateway"].as_str().unwrap().to_owned(),
+                        d["version"].as_u64().unwrap(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    rx
+}
+
+async fn drain(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, u64)>,
+    quiet: Duration,
+) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(quiet, rx.recv()).await {
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_publish_each_change_once_and_finish_what_a_killed_one_started() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = nightscape_server::files::read_dir(&root.join("scenes")).unwrap();
+    let library = nightscape_core::show::check(&sources).library;
+    let (pg_db, url) = fresh_pg("replicas").await;
+    let prefix = format!("replicas-{}/", std::process::id());
+    let dir = scratch("replicas");
+    // Both replicas sign with the city's one key.
+    let key =
+        nightscape_core::plan::secret_key_text(&ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]));
+    for r in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(r)).unwrap();
+        std::fs::write(dir.join(r).join("signing.key"), &key).unwrap();
+        std::fs::set_permissions(
+            dir.join(r).join("signing.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let mut plans = plan_watcher(&prefix).await;
+    // Replica A takes its time between storing a document and sending it: a window to kill it in.
+    let (a, addr_a) = spawn_server(
+        &dir.join("a"),
+        &url,
+        &prefix,
+        &["--publish-delay-ms", "1500"],
+    );
+    let (b, addr_b) = spawn_server(&dir.join("b"), &url, &prefix, &[]);
+    let (mut a, mut b) = (Reaped(a), Reaped(b));
+    // Each replica sends everything once when it connects; then quiet.
+    drain(&mut plans, Duration::from_secs(4)).await;
+    // A session made on one replica works on the other: they share only the database.
+    let session = login(&addr_a).await;
+
+    let mut changes = Vec::new();
+    for (i, site) in library.sites.values().take(6).enumerate() {
+        let scene = sources
+            .iter()
+            .find(|f| f.path.starts_with(&format!("sites/{}/scenes/", site.id)))
+            .unwrap();
+        let addr = if i % 2 == 0 { &addr_a } else { &addr_b };
+        let body =
+            serde_json::json!({"text": format!("{}\n# change {i}\n", scene.text)}).to_string();
+        let (status, reply) = http(
+            addr,
+            "PUT",
+            &format!("/api/library/files/{}", scene.path),
+            &session,
+            &body,
+        )
         .await;
+        assert_eq!(status, 200, "{reply}");
+        changes.push(site.gateways[0].id.to_string());
+        let got = drain(&mut plans, Duration::from_secs(3)).await;
+        assert_eq!(
+            got.len(),
+            1,
+            "change {i} through replica {}: one plan published, got {got:?}",
+            if i % 2 == 0 { "A" } else { "B" }
+        );
+        assert_eq!(got[0].0, changes[i]);
+        changes[i] = format!("{}@{}", got[0].0, got[0].1);
+    }
+    let versions: Vec<u64> = changes
+        .iter()
+        .map(|c| c.split('@').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions increase across replicas: {changes:?}"
+    );
+
+    // Replica A is killed after storing a new plan and before sending it; B sends it. B is
+    // paused meanwhile (SIGSTOP), so that A, not B, is the one that takes the round.
+    let signal = |sig: &str, pid: u32| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP", b.0.id());
+    let site = library.sites.values().nth(7).unwrap();
+    let gw = site.gateways[0].id.to_string();
+    let scene = sources
+        .iter()
+        .find(|f| f.path.starts_with(&format!("sites/{}/scenes/", site.id)))
+        .unwrap();
+    let body =
+        serde_json::json!({"text": format!("{}\n# killed mid-publish\n", scene.text)}).to_string();
+    let store = nightscape_server::store::Store::open(&url).await.unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT plan_version FROM gateways WHERE gateway = $1")
+        .bind(&gw)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (status, reply) = http(
+        &addr_a,
+        "PUT",
+        &format!("/api/library/files/{}", scene.path),
+        &session,
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let (v, published): (i64, i64) =
+            sqlx::query_as("SELECT plan_version, plan_published FROM gateways WHERE gateway = $1")
+                .bind(&gw)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if v > before && published < v {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica A never stored the new plan"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    signal("-CONT", b.0.id());
+    let got = drain(&mut plans, Duration::from_secs(6)).await;
+    assert_eq!(
+        got,
+        vec![(gw.clone(), stored as u64)],
+        "replica B published what A had stored, once"
+    );
+    let published: i64 =
+        sqlx::query_scalar("SELECT plan_published FROM gateways WHERE gateway = $1")
+            .bind(&gw)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(published, stored);
+    store.close().await;
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    drop_pg(&pg_db).await;
 }

@@ -111,6 +111,7 @@ async fn start(
             admin_password: Some(ADMIN_PASSWORD.into()),
             secure_cookies: false,
             publish_every: Duration::from_secs(5),
+            publish_delay: Duration::ZERO,
             seed_library: Some(shipped_library()),
         },
         Arc::new(nightscape_core::clock::VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
