@@ -22,7 +22,7 @@ use sqlx::Row;
 
 use crate::auth::{self, Principal, Role, Via};
 use crate::overrides::{self, Kind, Override, Scope};
-use crate::store::{Audit, StoreError};
+use crate::store::{Audit, Library, StoreError};
 use crate::{AppState, read};
 
 /// Who may call a route.
@@ -1074,17 +1074,18 @@ fn new_id(now: i64) -> String {
     format!("ov-{now:x}-{}", &auth::secret()[..8])
 }
 
-async fn site_known(state: &AppState, site: &str) -> ApiResult<(SiteId, show::Checked)> {
+async fn site_known(state: &AppState, site: &str) -> ApiResult<(SiteId, Arc<Library>)> {
     let site: SiteId = site
         .parse()
         .map_err(|e| ApiError::bad(format!("site: {e}")))?;
-    let (_, checked) = with_changes(state, &[]).await?;
+    let lib = state.store.checked_library().await?;
+    let checked = &lib.checked;
     if !checked.library.sites.contains_key(&site) {
         return Err(ApiError::not_found(format!(
             "no site `{site}` in the library"
         )));
     }
-    Ok((site, checked))
+    Ok((site, lib))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -1103,7 +1104,8 @@ async fn site_override(
     Path(site): Path<String>,
     Body(req): Body<SiteOverride>,
 ) -> ApiResult<Json<Override>> {
-    let (site, checked) = site_known(&state, &site).await?;
+    let (site, lib) = site_known(&state, &site).await?;
+    let checked = &lib.checked;
     if !who.may_operate(&site) {
         return Err(ApiError::forbidden(format!(
             "`{}` does not operate `{site}`",
@@ -1199,7 +1201,8 @@ async fn city_override(
     Extension(who): Extension<Principal>,
     Body(req): Body<CityOverride>,
 ) -> ApiResult<Json<Override>> {
-    let (_, checked) = with_changes(&state, &[]).await?;
+    let lib = state.store.checked_library().await?;
+    let checked = &lib.checked;
     if let Scope::Sites(list) = &req.scope {
         if list.is_empty() {
             return Err(invalid("scope: name at least one site, or use the city"));

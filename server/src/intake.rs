@@ -236,8 +236,8 @@ impl Intake {
         if let Some(s) = self.sites.get(gateway) {
             return Ok(Some(s.clone()));
         }
-        let files = self.store.library().await?;
-        let checked = nightscape_core::show::check(&files);
+        let lib = self.store.checked_library().await?;
+        let checked = &lib.checked;
         for site in checked.library.sites.values() {
             for (i, g) in site.gateways.iter().enumerate() {
                 self.sites.insert(

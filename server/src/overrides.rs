@@ -200,7 +200,7 @@ pub async fn insert(store: &Store, o: &Override) -> Result<(), StoreError> {
         o.created_at_ms,
     )
     .await?;
-    store::bump(&mut tx, store.backend()).await?;
+    store::notify(&mut tx, store.backend()).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -234,7 +234,7 @@ pub async fn release(store: &Store, id: &str, by: &str, now_ms: i64) -> Result<b
             now_ms,
         )
         .await?;
-        store::bump(&mut tx, store.backend()).await?;
+        store::notify(&mut tx, store.backend()).await?;
     }
     tx.commit().await?;
     Ok(done)

@@ -18,7 +18,6 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use nightscape_core::clock::Clock;
 use nightscape_core::plan::{self, OverrideEntry, OverridesDocument, Signed};
-use nightscape_core::show;
 use nightscape_core::wire::{self, Topic};
 use nightscape_core::{GatewayId, SiteId};
 use rumqttc::QoS;
@@ -140,8 +139,8 @@ impl Publisher {
             self.synced.store(epoch, Ordering::Relaxed);
             round.republished = true;
         }
-        if !self.delay.is_zero() && !(round.new_plans.is_empty() && round.new_overrides.is_empty())
-        {
+        let stored = !(round.new_plans.is_empty() && round.new_overrides.is_empty());
+        if stored && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         let (published, unpublished) = self.publish_pending().await?;
@@ -155,8 +154,8 @@ impl Publisher {
 
     /// New plan versions for every gateway whose content changed; stored, not yet sent.
     async fn compile_plans(&self) -> Result<Vec<GatewayId>, StoreError> {
-        let files = self.store.library().await?;
-        let checked = show::check(&files);
+        let lib = self.store.checked_library().await?;
+        let (files, checked) = (&lib.files, &lib.checked);
         let now = self.clock.now_ms();
         let current: BTreeMap<String, Option<String>> =
             sqlx::query("SELECT gateway, plan_hash FROM gateways")
@@ -171,7 +170,7 @@ impl Publisher {
             for gw in &site.gateways {
                 present.push(gw.id.to_string());
                 let Ok(mut plan) =
-                    plan::compile(&files, &checked.library, &site.id, &gw.id, 0, now, now)
+                    plan::compile(files, &checked.library, &site.id, &gw.id, 0, now, now)
                 else {
                     continue;
                 };

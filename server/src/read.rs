@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use nightscape_core::SiteId;
-use nightscape_core::show;
 use nightscape_core::sun::Almanac;
 use nightscape_core::wire::{self, ActiveCue, State};
 use schemars::JsonSchema;
@@ -97,8 +96,8 @@ fn epoch_day(ms: i64) -> i64 {
 }
 
 pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreError> {
-    let files = state.store.library().await?;
-    let checked = show::check(&files);
+    let lib = state.store.checked_library().await?;
+    let checked = &lib.checked;
     let gateways = gateways(&state.store).await?;
     let now = state.clock.now_ms();
     let almanac = Arc::new(Almanac::new(epoch_day(now) - 2, epoch_day(now) + 3));
@@ -195,8 +194,8 @@ pub async fn transitions(
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Vec<TransitionView>, ApiError> {
-    let files = state.store.library().await?;
-    let checked = show::check(&files);
+    let lib = state.store.checked_library().await?;
+    let checked = &lib.checked;
     let s = checked.library.sites.get(site).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,

@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
-use nightscape_core::show::SourceFile;
+use std::sync::{Arc, Mutex};
+
+use nightscape_core::show::{self, Checked, SourceFile};
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
@@ -40,6 +42,18 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The library as last read and checked, with the change generation it was read at.
+    checked: Arc<Mutex<Cached>>,
+}
+
+/// The checked library and the change generation it was read at.
+type Cached = Option<(i64, Arc<Library>)>;
+
+/// The show library's files and what the core made of them.
+#[derive(Debug)]
+pub struct Library {
+    pub files: Vec<SourceFile>,
+    pub checked: Checked,
 }
 
 /// The embedded migrations of one dialect.
@@ -140,7 +154,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            checked: Arc::default(),
+        };
         Migrator::new(Embedded(backend))
             .await?
             .run(&store.pool)
@@ -183,6 +201,22 @@ impl Store {
     }
 
     // ---- the show library ----
+
+    /// The library, checked; read and checked again only when the change generation moved
+    /// (checking the whole library takes tens of milliseconds).
+    pub async fn checked_library(&self) -> Result<Arc<Library>> {
+        let generation = generation(self).await?;
+        if let Some((g, lib)) = &*self.checked.lock().unwrap_or_else(|e| e.into_inner())
+            && *g == generation
+        {
+            return Ok(lib.clone());
+        }
+        let files = self.library().await?;
+        let checked = show::check(&files);
+        let lib = Arc::new(Library { files, checked });
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, lib.clone()));
+        Ok(lib)
+    }
 
     pub async fn library(&self) -> Result<Vec<SourceFile>> {
         let rows = sqlx::query("SELECT path, text FROM library_files ORDER BY path")
@@ -317,8 +351,22 @@ pub async fn generation(store: &Store) -> Result<i64, StoreError> {
         .try_get(0)?)
 }
 
-/// Inside a change's transaction: the documents may differ now. PostgreSQL tells the other
-/// replicas at commit.
+/// Inside a transaction that changes overrides: the other replicas are told at commit (the
+/// library, and so the plans, did not change).
+pub async fn notify(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inside a transaction that changes the library: the plans may differ now. PostgreSQL
+/// tells the other replicas at commit.
 pub async fn bump(tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<(), StoreError> {
     sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
         .execute(&mut **tx)
