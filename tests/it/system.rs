@@ -329,7 +329,11 @@ fn body_of(reply: &str) -> serde_json::Value {
 
 /// Logs in as admin: the cookie and CSRF headers for changes.
 async fn login(addr: &str) -> Vec<(&'static str, String)> {
-    let body = format!(r#"{{"name": "admin", "password": "{PASSWORD}"}}"#);
+    login_as(addr, PASSWORD).await
+}
+
+async fn login_as(addr: &str, password: &str) -> Vec<(&'static str, String)> {
+    let body = format!(r#"{{"name": "admin", "password": "{password}"}}"#);
     let (status, reply) = http(addr, "POST", "/api/login", &[], &body).await;
     assert_eq!(status, 200, "{reply}");
     let cookie = reply
@@ -623,4 +627,134 @@ async fn two_replicas_publish_each_change_once_and_finish_what_a_killed_one_star
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     drop_pg(&pg_db).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `nightscape up` as a user runs it: (the process, the API address, the admin password).
+fn spawn_up(data: &std::path::Path, mqtt_port: u16) -> (Reaped, String, String) {
+    use std::io::BufRead;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .arg("up")
+        .arg("--library")
+        .arg(root.join("scenes"))
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--http",
+            &http,
+            "--sim-http",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--mqtt-port",
+            &mqtt_port.to_string(),
+            "--time-scale",
+            "60",
+            "--start",
+            "2026-11-26T17:00",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut password = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(p) = line.split("admin / ").nth(1) {
+            password = Some(p.trim().to_owned());
+        }
+        if line.starts_with("Stop with ctrl-c") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (
+        Reaped(child),
+        http,
+        password.expect("up printed the admin login"),
+    )
+}
+
+/// Waits until every gateway has acknowledged its documents; returns their plan versions.
+async fn all_in_sync(addr: &str, session: &[(&'static str, String)]) -> Vec<(String, u64)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, reply) = http(addr, "GET", "/api/gateways", session, "").await;
+        let gws = body_of(&reply);
+        let list = gws.as_array().cloned().unwrap_or_default();
+        if list.len() == 12
+            && list
+                .iter()
+                .all(|g| g["in_sync"] == true && g["online"] == true)
+        {
+            return list
+                .iter()
+                .map(|g| {
+                    (
+                        g["gateway"].as_str().unwrap().to_owned(),
+                        g["plan_version"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every gateway in sync: {gws}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_city_and_a_second_up_resumes_it() {
+    let data = scratch("up");
+    let mqtt = free_port();
+    let (mut up, addr, password) = spawn_up(&data, mqtt);
+    let session = login_as(&addr, &password).await;
+    let first = all_in_sync(&addr, &session).await;
+    assert!(std::fs::metadata(data.join("server/signing.key")).is_ok());
+    let (status, _) = http(&addr, "GET", "/api/sites", &session, "").await;
+    assert_eq!(status, 200);
+    // SIGTERM stops it cleanly.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &up.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = up.0.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+
+    // A taken broker port is reported with the flag that changes it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--mqtt-port", &port.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mqtt-port"), "{err}");
+
+    // The same data: the same admin, the same plans (nothing changed, so no new versions),
+    // sent again to a broker that forgot them and acknowledged again.
+    let (_up, addr, again) = spawn_up(&data, mqtt);
+    assert_eq!(again, password);
+    let session = login_as(&addr, &password).await;
+    let second = all_in_sync(&addr, &session).await;
+    assert_eq!(first, second);
 }
