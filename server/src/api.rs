@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth::{self, Principal, Role, Via};
+use crate::commands;
 use crate::overrides::{self, Kind, Override, Scope};
 use crate::store::{Audit, Library, StoreError};
 use crate::{AppState, read};
@@ -96,6 +97,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
+        route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, commands::CommandRequest, commands::CommandView),
+        route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
         route!(GET "/api/faults", Viewer, "Faults, open first", faults, (), Vec<read::FaultView>),
         route!(POST "/api/faults/{id}/acknowledge", Operator, "Acknowledge an open fault", acknowledge_fault, (), ()),
         route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>),
@@ -1315,6 +1318,68 @@ async fn release_override(
             format!("`{id}` was already released"),
         ))
     }
+}
+
+// ---- commands ----
+
+async fn send_command(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(gateway): Path<String>,
+    Body(req): Body<commands::CommandRequest>,
+) -> ApiResult<Json<commands::CommandView>> {
+    let gateway: nightscape_core::GatewayId = gateway
+        .parse()
+        .map_err(|e| ApiError::bad(format!("gateway: {e}")))?;
+    let site: Option<String> =
+        sqlx::query("SELECT site FROM gateways WHERE gateway = $1 AND removed = 0")
+            .bind(gateway.as_str())
+            .fetch_optional(state.store.pool())
+            .await
+            .map_err(StoreError::from)?
+            .map(|r| r.try_get("site"))
+            .transpose()
+            .map_err(StoreError::from)?;
+    let site: SiteId = site
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::not_found(format!("no gateway `{gateway}`")))?;
+    if !who.may_operate(&site) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` does not operate `{site}`",
+            who.name
+        )));
+    }
+    let action = req.action().map_err(invalid)?;
+    let mqtt = state
+        .publisher
+        .mqtt
+        .as_ref()
+        .filter(|m| m.connected())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker-down",
+                "the server is not connected to the broker; nothing was sent, try again shortly",
+            )
+        })?;
+    let now = state.clock.now_ms();
+    let sent = commands::send(
+        &state.store,
+        mqtt,
+        &state.publisher.topic_prefix,
+        &gateway,
+        action,
+        &who.name,
+        now,
+    )
+    .await?;
+    Ok(Json(sent))
+}
+
+async fn list_commands(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<Vec<commands::CommandView>>> {
+    Ok(Json(commands::recent(&state.store, 200).await?))
 }
 
 // ---- users and audit ----

@@ -206,6 +206,22 @@ impl Intake {
                 .execute(self.store.pool())
                 .await?;
             }
+            (About::Cmd, result, _) => {
+                let result = match result {
+                    AckResult::Applied => "applied",
+                    AckResult::Rejected => "rejected",
+                    AckResult::Expired => "expired",
+                };
+                crate::commands::answered(
+                    &self.store,
+                    &a.gateway,
+                    &a.id,
+                    result,
+                    a.reason.as_deref(),
+                    self.clock.now_ms(),
+                )
+                .await?;
+            }
             (About::Plan | About::Overrides, AckResult::Rejected | AckResult::Expired, _) => {
                 let reason = format!(
                     "{} {} refused: {}",

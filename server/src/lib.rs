@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commands;
 pub mod files;
 pub mod intake;
 pub mod metrics;

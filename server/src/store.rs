@@ -60,16 +60,30 @@ pub struct Library {
 #[derive(Debug)]
 struct Embedded(Backend);
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "commands",
+        include_str!("../migrations/sqlite/0002_commands.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "commands",
+        include_str!("../migrations/postgres/0002_commands.sql"),
+    ),
+];
 
 type BoxDynError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

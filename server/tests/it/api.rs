@@ -29,6 +29,11 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/api/sites"), (Viewer, false)),
         (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
         (("GET", "/api/gateways"), (Viewer, false)),
+        (
+            ("POST", "/api/gateways/{gateway}/commands"),
+            (Operator, true),
+        ),
+        (("GET", "/api/commands"), (Viewer, false)),
         (("GET", "/api/faults"), (Viewer, false)),
         (("POST", "/api/faults/{id}/acknowledge"), (Operator, true)),
         (("GET", "/api/energy"), (Viewer, false)),
@@ -63,7 +68,8 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
             &format!("/api/overrides/{override_id}"),
         )
         .replace("{*path}", &format!("sites/{SITE}/scenes/not-there.toml"))
-        .replace("{name}", "nobody-here");
+        .replace("{name}", "nobody-here")
+        .replace("{gateway}", "cityhall-gw");
     let body = match path {
         "/api/login" => Some(json!({"name": "admin", "password": "wrong"})),
         "/api/tokens" => Some(json!({"label": "matrix", "days": 1})),
@@ -78,6 +84,7 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
             Some(json!({"scope": {"kind": "city"}, "kind": "blackout", "reason": ""}))
         }
         "/api/users/{name}" => Some(json!({"password": "short", "role": "viewer"})),
+        "/api/gateways/{gateway}/commands" => Some(json!({"action": "resync"})),
         _ => None,
     };
     (p, body)

@@ -341,3 +341,115 @@ async fn gateway_messages_are_stored_once_faults_open_and_close_and_impostors_ar
     tracker.close();
     tracker.wait().await;
 }
+
+#[tokio::test]
+async fn a_command_reaches_its_gateway_once_and_its_ack_is_kept() {
+    let prefix = prefix("command");
+    let (server, shutdown, tracker) = start("command", &prefix).await;
+    let (gw, mut cmds) = watch(&prefix, "nightscape/v1/gw/cityhall-gw/cmd").await;
+    let operator = user(
+        &server.state,
+        "olivia",
+        Role::Operator,
+        &["nonsan-city-hall"],
+    )
+    .await;
+    // The server must be connected and know the gateway (its plan is stored).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let r = call(
+            &server.state,
+            request(
+                "POST",
+                "/api/gateways/cityhall-gw/commands",
+                &operator,
+                Some(serde_json::json!({"action": "identify", "fixture": "wash-1", "seconds": 10})),
+            ),
+        )
+        .await;
+        if r.status.is_success() {
+            break r.json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, payload) = tokio::time::timeout(Duration::from_secs(5), cmds.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let cmd: wire::Command = wire::decode(&payload).unwrap();
+    assert_eq!(cmd.id, sent["id"].as_str().unwrap());
+    assert!(matches!(
+        cmd.action,
+        wire::Action::Identify { seconds: 10, .. }
+    ));
+    let ack = Ack {
+        schema: wire::SCHEMA,
+        gateway: "cityhall-gw".parse().unwrap(),
+        about: About::Cmd,
+        id: cmd.id.clone(),
+        result: AckResult::Rejected,
+        reason: Some("a blackout is in force".into()),
+    };
+    gw.publish(
+        wire::topic(&prefix, &"cityhall-gw".parse().unwrap(), wire::Topic::Ack),
+        QoS::AtLeastOnce,
+        false,
+        wire::encode(&ack),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = call(
+            &server.state,
+            request("GET", "/api/commands", &operator, None),
+        )
+        .await
+        .json;
+        if list[0]["result"] == "rejected" {
+            assert_eq!(list[0]["reason"], "a blackout is in force");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Not for another site's operator; nonsense refused before anything is sent.
+    let other = user(&server.state, "oscar", Role::Operator, &["chungnyeongtap"]).await;
+    let r = call(
+        &server.state,
+        request(
+            "POST",
+            "/api/gateways/cityhall-gw/commands",
+            &other,
+            Some(serde_json::json!({"action": "resync"})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, axum::http::StatusCode::FORBIDDEN);
+    let r = call(
+        &server.state,
+        request(
+            "POST",
+            "/api/gateways/cityhall-gw/commands",
+            &operator,
+            Some(serde_json::json!({"action": "identify", "seconds": 10})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        r.text
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), cmds.recv())
+            .await
+            .is_err(),
+        "nothing more was sent"
+    );
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
