@@ -136,6 +136,9 @@ pub enum Command {
     /// Look at schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Work with calendars.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Compile, sign and check plans.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -144,6 +147,20 @@ pub enum Command {
         /// Where to write, without extension.
         #[arg(long, default_value = "nightscape")]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Add the holidays of the special-day service's answers (KASI `getRestDeInfo`, XML or
+    /// JSON; `-` reads standard input) to a calendar file that does not list them yet.
+    ImportKasi {
+        /// The calendar file to add to (TOML), e.g. scenes/calendars/kr-holidays.toml.
+        #[arg(long)]
+        calendar: PathBuf,
+        /// Response bodies as saved, one file per request.
+        #[arg(required = true)]
+        responses: Vec<PathBuf>,
     },
 }
 
@@ -610,6 +627,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Calendar(CalendarCommand::ImportKasi {
+            calendar,
+            responses,
+        }) => crate::calendar::import_kasi(&calendar, &responses),
         Command::Schedule(ScheduleCommand::Preview {
             site,
             from,

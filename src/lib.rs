@@ -4,6 +4,7 @@
 //! calls the pure core and prints. The server, gateway and simulator arrive as their own
 //! crates and are started from here.
 
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod gateway;

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use jiff::civil::Date;
 
+pub mod kasi;
+
 pub use crate::ids::CalendarId;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -110,6 +110,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/library/files/{*path}", Viewer, "One file of the show library", library_get, (), FileBody),
         route!(PUT "/api/library/files/{*path}", Operator, "Create or replace a file (operators: their sites' scenes and schedules)", library_put, FileText, CheckReport),
         route!(DELETE "/api/library/files/{*path}", Operator, "Delete a file (operators: their sites' scenes)", library_delete, (), CheckReport),
+        route!(POST "/api/calendars/{calendar}/dates", Admin, "Add dates to a calendar (a temporary holiday: one date)", add_calendar_dates, CalendarDates, CheckReport),
+        route!(POST "/api/calendars/{calendar}/kasi", Admin, "Add the holidays of special-day service responses (getRestDeInfo, XML or JSON) to a calendar", import_kasi, KasiImport, CheckReport),
         route!(GET "/api/overrides", Viewer, "Overrides and blackouts, recent first", list_overrides, (), Vec<Override>),
         route!(POST "/api/sites/{site}/override", Operator, "Play a scene at a site until a time", site_override, SiteOverride, Override),
         route!(POST "/api/sites/{site}/blackout", Operator, "Black out a site until released or a time", site_blackout, Blackout, Override),
@@ -1032,6 +1034,118 @@ async fn library_import(
         applied,
         check,
     }))
+}
+
+// ---- calendars ----
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDates {
+    pub dates: Vec<CalendarDate>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDate {
+    /// YYYY-MM-DD.
+    pub date: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KasiImport {
+    /// Bodies of `getRestDeInfo` responses as they came (XML, or JSON with `_type=json`).
+    pub responses: Vec<String>,
+}
+
+/// Adds `dates` to the TOML calendar `calendar` through the library's checks and audit.
+async fn add_dates(
+    state: &AppState,
+    who: &Principal,
+    calendar: &str,
+    dates: Vec<(jiff::civil::Date, String)>,
+    action: &str,
+) -> ApiResult<Json<CheckReport>> {
+    let id: nightscape_core::CalendarId = calendar
+        .parse()
+        .map_err(|e| ApiError::bad(format!("calendar: {e}")))?;
+    let lib = state.store.checked_library().await?;
+    let path = format!("calendars/{id}.toml");
+    let Some(file) = lib.files.iter().find(|f| f.path == path) else {
+        let ics = lib
+            .files
+            .iter()
+            .any(|f| f.path == format!("calendars/{id}.ics"));
+        return Err(if ics {
+            invalid(format!(
+                "`{id}` is an iCalendar file: edit it in a calendar program and PUT it to /api/library/files/calendars/{id}.ics"
+            ))
+        } else {
+            ApiError::not_found(format!("no calendar `{id}` in the library"))
+        });
+    };
+    let known = |d| {
+        lib.checked
+            .library
+            .calendars
+            .get(&id)
+            .is_some_and(|c| c.contains(d))
+    };
+    let (text, added) = nightscape_core::calendar::kasi::add_dates(&file.text, &known, &dates)
+        .ok_or_else(|| invalid(format!("{path} has no `dates = [` list to add to")))?;
+    if added.is_empty() {
+        return Ok(Json(CheckReport {
+            ok: true,
+            errors: 0,
+            warnings: 0,
+            diagnostics: Vec::new(),
+        }));
+    }
+    Ok(Json(
+        apply(state, who, vec![(path, Some(text))], action).await?,
+    ))
+}
+
+async fn add_calendar_dates(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(calendar): Path<String>,
+    Body(req): Body<CalendarDates>,
+) -> ApiResult<Json<CheckReport>> {
+    let mut dates = Vec::new();
+    for d in req.dates {
+        let date: jiff::civil::Date = d
+            .date
+            .parse()
+            .map_err(|_| invalid(format!("date `{}`: write YYYY-MM-DD", d.date)))?;
+        if d.name.trim().is_empty() {
+            return Err(invalid(format!(
+                "{date}: give the day a name (e.g. 임시공휴일 temporary holiday)"
+            )));
+        }
+        dates.push((date, d.name));
+    }
+    add_dates(&state, &who, &calendar, dates, "calendar.add-dates").await
+}
+
+async fn import_kasi(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(calendar): Path<String>,
+    Body(req): Body<KasiImport>,
+) -> ApiResult<Json<CheckReport>> {
+    let mut dates = Vec::new();
+    for (i, text) in req.responses.iter().enumerate() {
+        let days = nightscape_core::calendar::kasi::parse(text)
+            .map_err(|e| invalid(format!("responses[{i}]: {e}")))?;
+        dates.extend(
+            days.into_iter()
+                .filter(|d| d.holiday)
+                .map(|d| (d.date, d.name)),
+        );
+    }
+    add_dates(&state, &who, &calendar, dates, "calendar.import-kasi").await
 }
 
 // ---- overrides ----

@@ -2,6 +2,7 @@
 //! output map, limits and caps, codecs, plans, rendering, schedules and sun times.
 
 mod addressing;
+mod calendars;
 mod caps;
 mod codecs;
 mod common;

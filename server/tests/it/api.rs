@@ -45,6 +45,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/api/library/files/{*path}"), (Viewer, false)),
         (("PUT", "/api/library/files/{*path}"), (Operator, true)),
         (("DELETE", "/api/library/files/{*path}"), (Operator, true)),
+        (("POST", "/api/calendars/{calendar}/dates"), (Admin, false)),
+        (("POST", "/api/calendars/{calendar}/kasi"), (Admin, false)),
         (("GET", "/api/overrides"), (Viewer, false)),
         (("POST", "/api/sites/{site}/override"), (Operator, true)),
         (("POST", "/api/sites/{site}/blackout"), (Operator, true)),
@@ -69,7 +71,8 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
         )
         .replace("{*path}", &format!("sites/{SITE}/scenes/not-there.toml"))
         .replace("{name}", "nobody-here")
-        .replace("{gateway}", "cityhall-gw");
+        .replace("{gateway}", "cityhall-gw")
+        .replace("{calendar}", "kr-holidays");
     let body = match path {
         "/api/login" => Some(json!({"name": "admin", "password": "wrong"})),
         "/api/tokens" => Some(json!({"label": "matrix", "days": 1})),
@@ -85,6 +88,10 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
         }
         "/api/users/{name}" => Some(json!({"password": "short", "role": "viewer"})),
         "/api/gateways/{gateway}/commands" => Some(json!({"action": "resync"})),
+        "/api/calendars/{calendar}/dates" => {
+            Some(json!({"dates": [{"date": "not a date", "name": "x"}]}))
+        }
+        "/api/calendars/{calendar}/kasi" => Some(json!({"responses": ["junk"]})),
         _ => None,
     };
     (p, body)
@@ -602,5 +609,84 @@ async fn the_openapi_document_lists_every_route_and_the_csv_starts_with_a_bom() 
         "{}",
         csv.text
     );
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_temporary_holiday_is_one_request_and_next_years_holidays_one_import() {
+    let db = Db::sqlite("calendar").await;
+    let (state, _) = app_state(&db.url).await;
+    let admin = user(&state, "ada", Role::Admin, &[]).await;
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/calendars/kr-holidays/dates",
+            &admin,
+            Some(
+                json!({"dates": [{"date": "2026-12-28", "name": "임시공휴일 temporary holiday"}]}),
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let file = call(
+        &state,
+        request(
+            "GET",
+            "/api/library/files/calendars/kr-holidays.toml",
+            &admin,
+            None,
+        ),
+    )
+    .await;
+    assert!(
+        file.json["text"]
+            .as_str()
+            .unwrap()
+            .contains(r#"{ date = "2026-12-28", name = "임시공휴일 temporary holiday" },"#)
+    );
+    let audit = state.store.audit_log(1).await.unwrap();
+    assert_eq!(audit[0].action, "calendar.add-dates");
+
+    // The shipped calendar has 2027 already; the service's answer adds nothing, and a
+    // refusal says why.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/kasi/");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+    let r = call(&state, request("POST", "/api/calendars/kr-holidays/kasi", &admin, Some(json!({"responses": [read("getRestDeInfo-2027.xml"), read("getRestDeInfo-2027-06.json")]})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        state.store.audit_log(1).await.unwrap()[0].action,
+        "calendar.add-dates",
+        "nothing new, nothing written"
+    );
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/calendars/kr-holidays/kasi",
+            &admin,
+            Some(json!({"responses": [read("unregistered-key.xml")]})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text.contains("SERVICE_KEY_IS_NOT_REGISTERED_ERROR"),
+        "{}",
+        r.text
+    );
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/calendars/festival-nights/dates",
+            &admin,
+            Some(json!({"dates": [{"date": "2026-12-31", "name": "x"}]})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains("iCalendar"), "{}", r.text);
     db.drop_now().await;
 }
