@@ -90,6 +90,92 @@ codes! {
     StrayFile = "stray-file",
 }
 
+/// The languages people read diagnostics in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ko,
+    En,
+}
+
+impl Lang {
+    /// From an `Accept-Language` value or a `lang` parameter: Korean first, as staff read.
+    pub fn pick(text: &str) -> Lang {
+        let first = text
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .find(|p| p.starts_with("ko") || p.starts_with("en"));
+        match first {
+            Some(p) if p.starts_with("en") => Lang::En,
+            _ => Lang::Ko,
+        }
+    }
+}
+
+impl Code {
+    /// The problem in a few words, for people, in `lang`; the diagnostic's message says
+    /// the details.
+    pub fn title(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (Code::Syntax, Lang::En) => "the file is not valid TOML, or a value has the wrong type",
+            (Code::UnknownKey, Lang::En) => "a key the format does not know",
+            (Code::Missing, Lang::En) => "a required key is missing",
+            (Code::Conflict, Lang::En) => "keys that cannot be used together",
+            (Code::BadId, Lang::En) => "not a valid id",
+            (Code::DuplicateId, Lang::En) => "the id is defined twice",
+            (Code::UnknownRef, Lang::En) => "refers to something that does not exist",
+            (Code::OutOfRange, Lang::En) => "a number outside its allowed range",
+            (Code::BadValue, Lang::En) => "a value that cannot be read",
+            (Code::DmxOverlap, Lang::En) => "two fixtures use the same DMX channel",
+            (Code::RegisterOverlap, Lang::En) => "two fixtures use the same Modbus register",
+            (Code::OutputOverlap, Lang::En) => "two controllers claim the same output",
+            (Code::UniverseOverrun, Lang::En) => "a fixture runs past the end of a universe",
+            (Code::PixelSplit, Lang::En) => "a pixel would be split across two universes",
+            (Code::UniverseRange, Lang::En) => {
+                "a universe outside the controller's or protocol's range"
+            }
+            (Code::RegisterRange, Lang::En) => "a register outside the controller profile's range",
+            (Code::LimitBroken, Lang::En) => "the fixture can emit nothing the site's limits allow",
+            (Code::WhiteApproximate, Lang::En) => {
+                "white is only mixed from colour on a whites-only site"
+            }
+            (Code::LimitClamped, Lang::En) => {
+                "full output is above the zone's limit and will be clamped"
+            }
+            (Code::Unused, Lang::En) => "defined but not used",
+            (Code::CalendarExpiring, Lang::En) => {
+                "a calendar the schedule uses runs out of dates soon"
+            }
+            (Code::StrayFile, Lang::En) => "a file the library does not read",
+            (Code::Syntax, Lang::Ko) => "TOML 문법 오류이거나 값의 형식이 맞지 않습니다",
+            (Code::UnknownKey, Lang::Ko) => "알 수 없는 항목입니다 (오타일 수 있습니다)",
+            (Code::Missing, Lang::Ko) => "필수 항목이 빠졌습니다",
+            (Code::Conflict, Lang::Ko) => "함께 쓸 수 없는 항목입니다",
+            (Code::BadId, Lang::Ko) => "올바른 ID가 아닙니다",
+            (Code::DuplicateId, Lang::Ko) => "같은 ID가 두 번 정의되었습니다",
+            (Code::UnknownRef, Lang::Ko) => "존재하지 않는 대상을 가리킵니다",
+            (Code::OutOfRange, Lang::Ko) => "허용 범위를 벗어난 값입니다",
+            (Code::BadValue, Lang::Ko) => "읽을 수 없는 값입니다",
+            (Code::DmxOverlap, Lang::Ko) => "두 조명기구가 같은 DMX 채널을 사용합니다",
+            (Code::RegisterOverlap, Lang::Ko) => "두 조명기구가 같은 Modbus 레지스터를 사용합니다",
+            (Code::OutputOverlap, Lang::Ko) => "두 컨트롤러가 같은 출력을 사용합니다",
+            (Code::UniverseOverrun, Lang::Ko) => "조명기구 채널이 유니버스 끝을 넘습니다",
+            (Code::PixelSplit, Lang::Ko) => "픽셀 하나가 두 유니버스에 걸칩니다",
+            (Code::UniverseRange, Lang::Ko) => {
+                "컨트롤러 또는 프로토콜 범위를 벗어난 유니버스입니다"
+            }
+            (Code::RegisterRange, Lang::Ko) => "컨트롤러 프로파일 범위를 벗어난 레지스터입니다",
+            (Code::LimitBroken, Lang::Ko) => "현장 밝기·색 제한 안에서 낼 수 있는 빛이 없습니다",
+            (Code::WhiteApproximate, Lang::Ko) => {
+                "백색만 허용된 현장에서 백색을 색 혼합으로만 냅니다"
+            }
+            (Code::LimitClamped, Lang::Ko) => "최대 출력이 조명환경관리구역 기준을 넘어 제한됩니다",
+            (Code::Unused, Lang::Ko) => "정의되었지만 쓰이지 않습니다",
+            (Code::CalendarExpiring, Lang::Ko) => "일정에 쓰이는 달력의 날짜가 곧 끝납니다",
+            (Code::StrayFile, Lang::Ko) => "라이브러리가 읽지 않는 파일입니다",
+        }
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

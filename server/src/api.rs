@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Extension, Json, Router};
-use nightscape_core::diag::Severity as DiagSeverity;
+use nightscape_core::diag::{Lang, Severity as DiagSeverity};
 use nightscape_core::show::{self, SourceFile};
 use nightscape_core::{SceneId, SiteId};
 use schemars::JsonSchema;
@@ -274,6 +274,33 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             )),
             Err(e) => Err(ApiError::bad(e.body_text())),
         }
+    }
+}
+
+/// The language asked for: `?lang=ko|en`, else `Accept-Language`, else Korean.
+pub struct Language(pub Lang);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Language {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let asked = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("lang="))
+            .map(str::to_owned)
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Ok(Language(Lang::pick(&asked)))
     }
 }
 
@@ -693,6 +720,9 @@ pub struct FileChange {
 pub struct DiagnosticView {
     pub severity: String,
     pub code: String,
+    /// The problem in a few words, in the language asked for (`?lang=` or
+    /// `Accept-Language`; Korean by default); `message` gives the details in English.
+    pub title: String,
     pub file: String,
     pub path: String,
     pub line: Option<usize>,
@@ -708,7 +738,7 @@ pub struct CheckReport {
     pub diagnostics: Vec<DiagnosticView>,
 }
 
-fn diagnostics(checked: &show::Checked) -> CheckReport {
+fn diagnostics(checked: &show::Checked, lang: Lang) -> CheckReport {
     let views: Vec<DiagnosticView> = checked
         .diagnostics
         .iter()
@@ -718,6 +748,7 @@ fn diagnostics(checked: &show::Checked) -> CheckReport {
                 DiagSeverity::Warning => "warning".into(),
             },
             code: d.code.to_string(),
+            title: d.code.title(lang).to_owned(),
             file: d.location.file.clone(),
             path: d.path.to_string(),
             line: d.location.line_col.map(|lc| lc.line as usize),
@@ -866,6 +897,7 @@ async fn library_get(
 
 async fn library_check(
     State(state): State<Arc<AppState>>,
+    Language(lang): Language,
     Body(req): Body<LibraryChange>,
 ) -> ApiResult<Json<CheckReport>> {
     let changes = req
@@ -877,7 +909,7 @@ async fn library_check(
         check_path(p)?;
     }
     let (_, checked) = with_changes(&state, &changes).await?;
-    Ok(Json(diagnostics(&checked)))
+    Ok(Json(diagnostics(&checked, lang)))
 }
 
 /// Applies `changes` if the library stays free of errors; the audit row names each file.
@@ -886,9 +918,10 @@ async fn apply(
     who: &Principal,
     changes: Vec<(String, Option<String>)>,
     action: &str,
+    lang: Lang,
 ) -> ApiResult<CheckReport> {
     let (_, checked) = with_changes(state, &changes).await?;
-    let report = diagnostics(&checked);
+    let report = diagnostics(&checked, lang);
     if !report.ok {
         return Err(refused(report));
     }
@@ -921,6 +954,7 @@ async fn apply(
 async fn library_put(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(path): Path<String>,
     Body(req): Body<FileText>,
 ) -> ApiResult<Json<CheckReport>> {
@@ -932,13 +966,21 @@ async fn library_put(
         )));
     }
     Ok(Json(
-        apply(&state, &who, vec![(path, Some(req.text))], "library.put").await?,
+        apply(
+            &state,
+            &who,
+            vec![(path, Some(req.text))],
+            "library.put",
+            lang,
+        )
+        .await?,
     ))
 }
 
 async fn library_delete(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(path): Path<String>,
 ) -> ApiResult<Json<CheckReport>> {
     check_path(&path)?;
@@ -953,7 +995,7 @@ async fn library_delete(
         return Err(ApiError::not_found(format!("no library file `{path}`")));
     }
     Ok(Json(
-        apply(&state, &who, vec![(path, None)], "library.delete").await?,
+        apply(&state, &who, vec![(path, None)], "library.delete", lang).await?,
     ))
 }
 
@@ -979,6 +1021,7 @@ pub struct ImportReport {
 async fn library_import(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Body(req): Body<ImportRequest>,
 ) -> ApiResult<Json<ImportReport>> {
     let before: BTreeMap<String, String> = state
@@ -1018,13 +1061,13 @@ async fn library_import(
         .chain(removed.iter().map(|p| (p.clone(), None)))
         .collect();
     let (_, checked) = with_changes(&state, &changes).await?;
-    let check = diagnostics(&checked);
+    let check = diagnostics(&checked, lang);
     if !check.ok {
         return Err(refused(check));
     }
     let applied = req.apply && !changes.is_empty();
     if applied {
-        apply(&state, &who, changes, "library.import").await?;
+        apply(&state, &who, changes, "library.import", lang).await?;
     }
     Ok(Json(ImportReport {
         added,
@@ -1066,6 +1109,7 @@ async fn add_dates(
     calendar: &str,
     dates: Vec<(jiff::civil::Date, String)>,
     action: &str,
+    lang: Lang,
 ) -> ApiResult<Json<CheckReport>> {
     let id: nightscape_core::CalendarId = calendar
         .parse()
@@ -1103,13 +1147,14 @@ async fn add_dates(
         }));
     }
     Ok(Json(
-        apply(state, who, vec![(path, Some(text))], action).await?,
+        apply(state, who, vec![(path, Some(text))], action, lang).await?,
     ))
 }
 
 async fn add_calendar_dates(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(calendar): Path<String>,
     Body(req): Body<CalendarDates>,
 ) -> ApiResult<Json<CheckReport>> {
@@ -1126,12 +1171,13 @@ async fn add_calendar_dates(
         }
         dates.push((date, d.name));
     }
-    add_dates(&state, &who, &calendar, dates, "calendar.add-dates").await
+    add_dates(&state, &who, &calendar, dates, "calendar.add-dates", lang).await
 }
 
 async fn import_kasi(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(calendar): Path<String>,
     Body(req): Body<KasiImport>,
 ) -> ApiResult<Json<CheckReport>> {
@@ -1145,7 +1191,7 @@ async fn import_kasi(
                 .map(|d| (d.date, d.name)),
         );
     }
-    add_dates(&state, &who, &calendar, dates, "calendar.import-kasi").await
+    add_dates(&state, &who, &calendar, dates, "calendar.import-kasi", lang).await
 }
 
 // ---- overrides ----

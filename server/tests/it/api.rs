@@ -446,7 +446,31 @@ async fn a_library_change_with_errors_is_refused_with_every_diagnostic_and_a_goo
                 d["code"].is_string() && d["path"].is_string() && d["line"].is_number(),
                 "{d}"
             );
+            // Korean unless asked otherwise: staff read Korean first.
+            assert!(
+                d["title"]
+                    .as_str()
+                    .unwrap()
+                    .chars()
+                    .any(|c| ('가'..='힣').contains(&c)),
+                "{d}"
+            );
         }
+        let en = call(
+            &state,
+            request(
+                "PUT",
+                &format!("/api/library/files/{path}?lang=en"),
+                &admin,
+                Some(json!({"text": bad})),
+            ),
+        )
+        .await;
+        let title = en.json["error"]["diagnostics"][0]["title"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(title.is_ascii() && !title.is_empty(), "{title}");
         let after = call(
             &state,
             request("GET", &format!("/api/library/files/{path}"), &admin, None),
