@@ -96,6 +96,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>),
+        route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
         route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, commands::CommandRequest, commands::CommandView),
         route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
@@ -613,6 +614,63 @@ async fn transitions(
     Ok(Json(
         read::transitions(&state, &site, range.from.as_deref(), range.to.as_deref()).await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// An instant (RFC 3339): the schedule's cue then, instead of what the gateway reports now.
+    pub at: Option<String>,
+    /// 200–2000 pixels; 960 by default.
+    pub width: Option<u32>,
+}
+
+async fn site_preview(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    Query(q): Query<PreviewQuery>,
+) -> ApiResult<Response> {
+    let site: SiteId = site
+        .parse()
+        .map_err(|e| ApiError::bad(format!("site: {e}")))?;
+    let width = q.width.unwrap_or(960);
+    if !(200..=2000).contains(&width) {
+        return Err(ApiError::bad("width: give 200 to 2000 pixels"));
+    }
+    let at =
+        q.at.as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .map(|ts| ts.as_millisecond())
+                    .map_err(|_| {
+                        ApiError::bad(format!(
+                            "at `{t}`: give an instant with offset, e.g. 2026-12-24T19:30:00+09:00"
+                        ))
+                    })
+            })
+            .transpose()?;
+    let (png, source) = crate::preview::site_png(
+        &state,
+        &site,
+        at.unwrap_or_else(|| state.clock.now_ms()),
+        width,
+        at.is_none(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
+    let source = match source {
+        crate::preview::Source::Reported => "computed; reported cue",
+        crate::preview::Source::Schedule => "computed; scheduled cue",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        [("x-nightscape-preview", source)],
+        png,
+    )
+        .into_response())
 }
 
 async fn gateways(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::GatewayView>>> {

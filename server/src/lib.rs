@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod openapi;
 pub mod overrides;
+pub mod preview;
 pub mod publish;
 pub mod read;
 pub mod store;

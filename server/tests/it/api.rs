@@ -28,6 +28,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("POST", "/api/tokens"), (Viewer, false)),
         (("GET", "/api/sites"), (Viewer, false)),
         (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
+        (("GET", "/api/sites/{site}/preview.png"), (Viewer, false)),
         (("GET", "/api/gateways"), (Viewer, false)),
         (
             ("POST", "/api/gateways/{gateway}/commands"),
@@ -712,5 +713,68 @@ async fn a_temporary_holiday_is_one_request_and_next_years_holidays_one_import()
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("iCalendar"), "{}", r.text);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_site_preview_is_a_png_labelled_as_computed() {
+    let db = Db::sqlite("preview").await;
+    let (state, _) = app_state(&db.url).await;
+    let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+    // Christmas Eve evening at Gyebaek Bridge against noon: lit against dark, from the schedule.
+    let bright = |at: &str| {
+        let state = state.clone();
+        let viewer = viewer.clone();
+        let at = at.to_owned();
+        async move {
+            let r = call(
+                &state,
+                request(
+                    "GET",
+                    &format!("/api/sites/gyebaek-bridge/preview.png?at={at}&width=640"),
+                    &viewer,
+                    None,
+                ),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            assert_eq!(r.headers["content-type"], "image/png");
+            assert_eq!(r.headers["x-nightscape-preview"], "computed; scheduled cue");
+            let mut reader = png::Decoder::new(std::io::Cursor::new(r.bytes))
+                .read_info()
+                .unwrap();
+            let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            assert_eq!(info.width, 640);
+            // Coloured light: pixels whose channels differ widely (captions are grey).
+            buf[..info.buffer_size()]
+                .chunks(3)
+                .filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 60)
+                .count()
+        }
+    };
+    let evening = bright("2026-12-24T19:30:00%2B09:00").await;
+    let noon = bright("2026-12-24T12:00:00%2B09:00").await;
+    assert!(
+        evening > 1000 && noon < evening / 10,
+        "evening {evening} coloured pixels, noon {noon}"
+    );
+    let r = call(
+        &state,
+        request(
+            "GET",
+            "/api/sites/gyebaek-bridge/preview.png?width=5",
+            &viewer,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(
+        &state,
+        request("GET", "/api/sites/no-such-site/preview.png", &viewer, None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     db.drop_now().await;
 }

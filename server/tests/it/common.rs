@@ -154,6 +154,7 @@ pub struct Reply {
     pub headers: axum::http::HeaderMap,
     pub json: serde_json::Value,
     pub text: String,
+    pub bytes: Vec<u8>,
 }
 
 pub async fn call(state: &Arc<AppState>, request: Request<Body>) -> Reply {
@@ -168,6 +169,7 @@ pub async fn call(state: &Arc<AppState>, request: Request<Body>) -> Reply {
         headers,
         json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         text,
+        bytes: bytes.to_vec(),
     }
 }
 
