@@ -96,6 +96,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>),
+        route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>),
         route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
         route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, commands::CommandRequest, commands::CommandView),
@@ -614,6 +615,45 @@ async fn transitions(
     Ok(Json(
         read::transitions(&state, &site, range.from.as_deref(), range.to.as_deref()).await?,
     ))
+}
+
+async fn site_compliance(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    Query(range): Query<Range>,
+) -> ApiResult<Response> {
+    let site: SiteId = site
+        .parse()
+        .map_err(|e| ApiError::bad(format!("site: {e}")))?;
+    let date = |t: &str| {
+        t.parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::bad(format!("`{t}`: give a date, 2026-12-24")))
+    };
+    let from = range.from.as_deref().map(date).transpose()?;
+    let to = range.to.as_deref().map(date).transpose()?;
+    let nights = crate::compliance::report(&state, &site, from, to)
+        .await
+        .map_err(|e| match e {
+            crate::compliance::Error::Range(m) => ApiError::bad(m),
+            crate::compliance::Error::Store(e) => e.into(),
+        })?
+        .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
+
+    match range.format.as_deref() {
+        None | Some("json") => Ok(Json(nights).into_response()),
+        Some("csv") => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"nightscape-compliance.csv\"",
+                ),
+            ],
+            crate::compliance::csv(&nights),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::bad(format!("format `{other}`: give json or csv"))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

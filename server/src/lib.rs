@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod commands;
+pub mod compliance;
 pub mod files;
 pub mod intake;
 pub mod metrics;

@@ -29,6 +29,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/api/sites"), (Viewer, false)),
         (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
         (("GET", "/api/sites/{site}/preview.png"), (Viewer, false)),
+        (("GET", "/api/sites/{site}/compliance"), (Viewer, false)),
         (("GET", "/api/gateways"), (Viewer, false)),
         (
             ("POST", "/api/gateways/{gateway}/commands"),
@@ -777,4 +778,140 @@ async fn a_site_preview_is_a_png_labelled_as_computed() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     db.drop_now().await;
+}
+
+#[tokio::test]
+async fn the_compliance_report_measures_a_night_from_the_cues_the_gateway_reported() {
+    use nightscape_core::wire;
+    for db in Db::both("compliance").await {
+        let (state, _) = app_state(&db.url).await;
+        let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+        let cue = |id: &str, at: &str, scene: Option<&str>, pct: f64| {
+            let at_ms = at.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+            let e = wire::Event {
+                schema: wire::SCHEMA,
+                gateway: "cityhall-gw".parse().unwrap(),
+                at_ms,
+                id: id.into(),
+                kind: wire::EventKind::Cue,
+                severity: wire::Severity::Info,
+                controller: None,
+                message: "cue".into(),
+                cue: Some(wire::ActiveCue {
+                    scene: scene.map(|s| s.parse().unwrap()),
+                    brightness_pct: nightscape_core::model::Level::from_pct(pct).unwrap(),
+                    cause: wire::Cause::Idle,
+                }),
+                fault: None,
+            };
+            (at_ms, String::from_utf8(wire::encode(&e)).unwrap())
+        };
+        for (id, at, scene, pct) in [
+            (
+                "c1",
+                "2026-11-25T17:30:00+09:00",
+                Some("cityhall-civic-white"),
+                100.0,
+            ),
+            (
+                "c2",
+                "2026-11-25T22:00:00+09:00",
+                Some("cityhall-late"),
+                50.0,
+            ),
+            ("c3", "2026-11-26T00:40:00+09:00", None, 0.0),
+        ] {
+            let (at_ms, json) = cue(id, at, scene, pct);
+            sqlx::query("INSERT INTO events (gateway, id, at_ms, kind, severity, controller, message, json) VALUES ('cityhall-gw', $1, $2, 'cue', 'info', NULL, 'cue', $3)")
+                .bind(id)
+                .bind(at_ms)
+                .bind(json)
+                .execute(state.store.pool())
+                .await
+                .unwrap();
+        }
+        let exception = Override {
+            id: "ov-late-concert".into(),
+            scope: Scope::City,
+            kind: Kind::CurfewException,
+            scene: None,
+            brightness_pct: None,
+            from_ms: "2026-11-25T23:00:00+09:00"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond(),
+            until_ms: Some(
+                "2026-11-26T01:00:00+09:00"
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_millisecond(),
+            ),
+            created_by: "admin".into(),
+            reason: "concert".into(),
+            created_at_ms: NOW_MS,
+            released_at_ms: None,
+            released_by: None,
+        };
+        overrides::insert(&state.store, &exception).await.unwrap();
+        let r = call(
+            &state,
+            request(
+                "GET",
+                "/api/sites/nonsan-city-hall/compliance?from=2026-11-24&to=2026-11-25",
+                &viewer,
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", db.label, r.text);
+        let nights = r.json.as_array().unwrap();
+        assert_eq!(nights.len(), 2);
+        let (before, night) = (&nights[0], &nights[1]);
+        assert_eq!(
+            before["reported"],
+            json!(false),
+            "nothing reported before the first cue"
+        );
+        assert_eq!(night["date"], "2026-11-25");
+        assert_eq!(night["lit_minutes"], json!(430.0), "{night}");
+        assert_eq!(night["lit_after_curfew_minutes"], json!(40.0), "{night}");
+        assert_eq!(
+            (
+                night["cap_pct"].as_f64(),
+                night["max_output_pct"].as_f64(),
+                &night["clamped"]
+            ),
+            (Some(90.0), Some(90.0), &json!(true))
+        );
+        assert!(
+            night["exceptions"][0]
+                .as_str()
+                .unwrap()
+                .contains("ov-late-concert"),
+            "{night}"
+        );
+        let csv = call(
+            &state,
+            request(
+                "GET",
+                "/api/sites/nonsan-city-hall/compliance?from=2026-11-25&to=2026-11-25&format=csv",
+                &viewer,
+                None,
+            ),
+        )
+        .await;
+        assert!(csv.text.starts_with("\u{feff}site,date"), "{}", csv.text);
+        let r = call(
+            &state,
+            request(
+                "GET",
+                "/api/sites/nonsan-city-hall/compliance?from=2026-01-01&to=2026-12-31",
+                &viewer,
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        db.drop_now().await;
+    }
 }
