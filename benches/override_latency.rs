@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nightscape_core::SiteId;
 use nightscape_core::clock::Clock;
-use nightscape_gateway::config::{Config, Mqtt, SafeState};
+use nightscape_gateway::config::Config;
 use nightscape_gateway::runtime::{self, Setup};
 use nightscape_server::auth::{self, Role};
 use nightscape_server::mqtt::BrokerConfig;
@@ -157,23 +157,16 @@ async fn main() {
     .unwrap();
     let server = nightscape_server::start(
         nightscape_server::Config {
-            data_dir: dir.join("server"),
-            database_url: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            broker: Some(BrokerConfig {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                username: None,
-                password: None,
-                ca: None,
-                topic_prefix: prefix.clone(),
-                client_id: format!("bench-server-{}", std::process::id()),
-            }),
             admin_password: Some("bench-admin-password".into()),
-            secure_cookies: false,
-            publish_every: Duration::from_secs(5),
-            publish_delay: Duration::ZERO,
             seed_library: Some(sources),
+            ..nightscape_server::Config::local(
+                dir.join("server"),
+                Some(BrokerConfig::local(
+                    1883,
+                    &prefix,
+                    format!("bench-server-{}", std::process::id()),
+                )),
+            )
         },
         clock.clone(),
         shutdown.clone(),
@@ -183,24 +176,7 @@ async fn main() {
     .unwrap();
     let gateway = runtime::start(
         Setup {
-            config: Config {
-                gateway: GATEWAY.parse().unwrap(),
-                data_dir: dir.join("gateway"),
-                trusted_keys: Vec::new(),
-                frame_rate_hz: 40,
-                safe_state: SafeState::Hold,
-                loopback_only: true,
-                endpoints: None,
-                multicast_interface: None,
-                mqtt: Mqtt {
-                    host: "127.0.0.1".into(),
-                    port: 1883,
-                    username: None,
-                    password_file: None,
-                    ca_file: None,
-                    topic_prefix: prefix.clone(),
-                },
-            },
+            config: Config::local(GATEWAY.parse().unwrap(), dir.join("gateway"), 1883, &prefix),
             trusted: vec![server.public_key],
             endpoints: Some(sim.endpoints.clone()),
             password: None,

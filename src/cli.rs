@@ -26,71 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// The whole system in one process on loopback: an embedded MQTT broker, the server on
     /// SQLite, every gateway of the library and the simulator with every controller.
-    Up {
-        /// The show library (imported into the store on the first start).
-        #[arg(long, default_value = "scenes")]
-        library: PathBuf,
-        /// Where everything is kept; a second `up` resumes it.
-        #[arg(long, default_value = "nightscape-data")]
-        data_dir: PathBuf,
-        /// The dashboard and API.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: std::net::SocketAddr,
-        /// The simulator's live preview and state API.
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        sim_http: std::net::SocketAddr,
-        /// The embedded MQTT broker's port (not 1883, which a system Mosquitto may hold).
-        #[arg(long, default_value_t = 18830)]
-        mqtt_port: u16,
-        /// Run wall time this many times faster (720: a night in a minute).
-        #[arg(long, default_value_t = 1.0)]
-        time_scale: f64,
-        /// Start the shared clock here: 2026-12-24T17:00 (Korea time) or with an offset.
-        #[arg(long)]
-        start: Option<String>,
-        /// The admin's password (default: generated at the first start and kept in the
-        /// data directory).
-        #[arg(long, env = "NIGHTSCAPE_ADMIN_PASSWORD")]
-        admin_password: Option<String>,
-    },
-    /// The server alone (production): the API and dashboard, the store, and publishing,
-    /// against an MQTT broker. Replicas run it against one PostgreSQL.
-    Server {
-        /// Holds the signing key (mode 600), and the SQLite database by default.
-        #[arg(long, default_value = "nightscape-data")]
-        data_dir: PathBuf,
-        /// postgres://USER@HOST/DB (or sqlite://PATH); default: SQLite in the data directory.
-        #[arg(long, env = "NIGHTSCAPE_DATABASE_URL")]
-        database_url: Option<String>,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// The MQTT broker, host:port.
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        broker: String,
-        #[arg(long)]
-        broker_user: Option<String>,
-        /// A file holding the broker password.
-        #[arg(long)]
-        broker_password_file: Option<PathBuf>,
-        /// Connect with TLS, trusting this CA certificate (PEM).
-        #[arg(long)]
-        broker_ca: Option<PathBuf>,
-        /// Prepended to every MQTT topic.
-        #[arg(long, default_value = "")]
-        topic_prefix: String,
-        /// The first admin's password on the first start (default: generated and printed once).
-        #[arg(long, env = "NIGHTSCAPE_ADMIN_PASSWORD")]
-        admin_password: Option<String>,
-        /// A show library imported on the first start.
-        #[arg(long)]
-        library: Option<PathBuf>,
-        /// Mark the session cookie Secure (serve behind HTTPS).
-        #[arg(long)]
-        secure_cookies: bool,
-        /// For tests of replicas: wait this long between storing new documents and sending them.
-        #[arg(long, default_value_t = 0, hide = true)]
-        publish_delay_ms: u64,
-    },
+    Up(crate::up::Options),
+    /// The server alone (production): the API, the store, and publishing, against an MQTT
+    /// broker. Replicas run it against one PostgreSQL.
+    Server(crate::server::Options),
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
     Scene(SceneCommand),
@@ -387,56 +326,12 @@ pub enum SceneCommand {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Up {
-            library,
-            data_dir,
-            http,
-            sim_http,
-            mqtt_port,
-            time_scale,
-            start,
-            admin_password,
-        } => {
-            crate::up::run(crate::up::Options {
-                library,
-                data_dir,
-                http,
-                sim_http,
-                mqtt_port,
-                time_scale,
-                start,
-                admin_password,
-            })?;
+        Command::Up(options) => {
+            crate::up::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Server {
-            data_dir,
-            database_url,
-            listen,
-            broker,
-            broker_user,
-            broker_password_file,
-            broker_ca,
-            topic_prefix,
-            admin_password,
-            library,
-            secure_cookies,
-            publish_delay_ms,
-        } => {
-            crate::server::run(crate::server::Options {
-                data_dir,
-                database_url,
-                listen,
-                broker,
-                broker_user,
-                broker_password_file,
-                broker_ca,
-                topic_prefix,
-                admin_password,
-                library,
-                secure_cookies,
-                publish_delay_ms,
-            })?;
+        Command::Server(options) => {
+            crate::server::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => {

@@ -2,7 +2,6 @@
 //! (SQLite by default, PostgreSQL by URL). Replicas run the same command against one
 //! PostgreSQL and one broker.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,19 +14,41 @@ use tokio_util::task::TaskTracker;
 use crate::clock::SystemClock;
 
 /// What `nightscape server` was asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// Holds the signing key (mode 600), and the SQLite database by default.
+    #[arg(long, default_value = "nightscape-data")]
     pub data_dir: PathBuf,
+    /// postgres://USER@HOST/DB (or sqlite://PATH); default: SQLite in the data directory.
+    #[arg(long, env = "NIGHTSCAPE_DATABASE_URL")]
     pub database_url: Option<String>,
-    pub listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The MQTT broker, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
     pub broker: String,
+    #[arg(long)]
     pub broker_user: Option<String>,
+    /// A file holding the broker password.
+    #[arg(long)]
     pub broker_password_file: Option<PathBuf>,
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    #[arg(long)]
     pub broker_ca: Option<PathBuf>,
+    /// Prepended to every MQTT topic.
+    #[arg(long, default_value = "")]
     pub topic_prefix: String,
+    /// The first admin's password on the first start (default: generated and printed once).
+    #[arg(long, env = "NIGHTSCAPE_ADMIN_PASSWORD")]
     pub admin_password: Option<String>,
+    /// A show library imported on the first start.
+    #[arg(long)]
     pub library: Option<PathBuf>,
+    /// Mark the session cookie Secure (serve behind HTTPS).
+    #[arg(long)]
     pub secure_cookies: bool,
+    /// For tests of replicas: wait this long between storing new documents and sending them.
+    #[arg(long, default_value_t = 0, hide = true)]
     pub publish_delay_ms: u64,
 }
 

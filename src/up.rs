@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nightscape_core::clock::Clock;
-use nightscape_gateway::config::{Config as GatewayConfig, Mqtt, SafeState};
+use nightscape_gateway::config::Config as GatewayConfig;
 use nightscape_server::mqtt::BrokerConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,16 +20,32 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{ScaledClock, SystemClock};
 
 /// What `nightscape up` was asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The show library (imported into the store on the first start).
+    #[arg(long, default_value = "scenes")]
     pub library: PathBuf,
+    /// Where everything is kept; a second `up` resumes it.
+    #[arg(long, default_value = "nightscape-data")]
     pub data_dir: PathBuf,
-    pub http: SocketAddr,
-    pub sim_http: SocketAddr,
+    /// The HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: std::net::SocketAddr,
+    /// The simulator's live preview and state API.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub sim_http: std::net::SocketAddr,
+    /// The embedded MQTT broker's port (not 1883, which a system Mosquitto may hold).
+    #[arg(long, default_value_t = 18830)]
     pub mqtt_port: u16,
+    /// Run wall time this many times faster (720: a night in a minute).
+    #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
-    /// RFC 3339 with offset, or a local time in Korea (`2026-12-24T17:00`).
+    /// Start the shared clock here: 2026-12-24T17:00 (Korea time) or with an offset.
+    #[arg(long)]
     pub start: Option<String>,
+    /// The admin's password (default: generated at the first start and kept in the
+    /// data directory).
+    #[arg(long, env = "NIGHTSCAPE_ADMIN_PASSWORD")]
     pub admin_password: Option<String>,
 }
 
@@ -215,23 +231,17 @@ async fn serve(
 
     let server = nightscape_server::start(
         nightscape_server::Config {
-            data_dir: data.join("server"),
-            database_url: None,
             listen: options.http,
-            broker: Some(BrokerConfig {
-                host: "127.0.0.1".into(),
-                port: options.mqtt_port,
-                username: None,
-                password: None,
-                ca: None,
-                topic_prefix: String::new(),
-                client_id: "nightscape-up-server".into(),
-            }),
             admin_password: Some(password.clone()),
-            secure_cookies: false,
-            publish_every: Duration::from_secs(5),
-            publish_delay: Duration::ZERO,
             seed_library: Some(sources),
+            ..nightscape_server::Config::local(
+                data.join("server"),
+                Some(BrokerConfig::local(
+                    options.mqtt_port,
+                    "",
+                    "nightscape-up-server".into(),
+                )),
+            )
         },
         clock.clone(),
         shutdown.clone(),
@@ -243,22 +253,14 @@ async fn serve(
     for site in library.sites.values() {
         for gw in &site.gateways {
             let config = GatewayConfig {
-                gateway: gw.id.clone(),
-                data_dir: data.join("gateways").join(gw.id.as_str()),
                 trusted_keys: vec![server.public_key_file.clone()],
-                frame_rate_hz: 40,
-                safe_state: SafeState::Hold,
-                loopback_only: true,
                 endpoints: Some(endpoints_file.clone()),
-                multicast_interface: None,
-                mqtt: Mqtt {
-                    host: "127.0.0.1".into(),
-                    port: options.mqtt_port,
-                    username: None,
-                    password_file: None,
-                    ca_file: None,
-                    topic_prefix: String::new(),
-                },
+                ..GatewayConfig::local(
+                    gw.id.clone(),
+                    data.join("gateways").join(gw.id.as_str()),
+                    options.mqtt_port,
+                    "",
+                )
             };
             let setup = crate::gateway::setup(config, None)?;
             let handle = nightscape_gateway::runtime::start(setup, clock.clone(), shutdown.clone())

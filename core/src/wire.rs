@@ -360,7 +360,7 @@ impl Message for Event {
     const KIND: &'static str = "event";
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Action {
     /// Flash a fixture (or all of a controller's) so staff can find it.

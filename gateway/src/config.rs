@@ -62,6 +62,37 @@ pub struct Config {
     pub mqtt: Mqtt,
 }
 
+impl Config {
+    /// A gateway on this machine, for `up`, tests and benchmarks: loopback only, 40 Hz,
+    /// holding its look when it stops, the broker on 127.0.0.1:`mqtt_port` with no
+    /// credentials; no keys or endpoint map files (they are given to the runtime directly).
+    pub fn local(
+        gateway: GatewayId,
+        data_dir: PathBuf,
+        mqtt_port: u16,
+        topic_prefix: &str,
+    ) -> Config {
+        Config {
+            gateway,
+            data_dir,
+            trusted_keys: Vec::new(),
+            frame_rate_hz: 40,
+            safe_state: SafeState::Hold,
+            loopback_only: true,
+            endpoints: None,
+            multicast_interface: None,
+            mqtt: Mqtt {
+                host: "127.0.0.1".into(),
+                port: mqtt_port,
+                username: None,
+                password_file: None,
+                ca_file: None,
+                topic_prefix: topic_prefix.to_owned(),
+            },
+        }
+    }
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

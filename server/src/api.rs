@@ -99,7 +99,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>),
         route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
-        route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, commands::CommandRequest, commands::CommandView),
+        route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, nightscape_core::wire::Action, commands::CommandView),
         route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
         route!(GET "/api/faults", Viewer, "Faults, open first", faults, (), Vec<read::FaultView>),
         route!(POST "/api/faults/{id}/acknowledge", Operator, "Acknowledge an open fault", acknowledge_fault, (), ()),
@@ -1398,18 +1398,17 @@ async fn site_override(
     create_override(
         &state,
         Override {
-            id: new_id(now),
-            scope: Scope::Sites(vec![site]),
-            kind: Kind::Scene,
             scene: Some(req.scene),
             brightness_pct: req.brightness_pct,
-            from_ms: now,
             until_ms: Some(until),
-            created_by: who.name.clone(),
-            reason: req.reason,
-            created_at_ms: now,
-            released_at_ms: None,
-            released_by: None,
+            ..Override::new(
+                new_id(now),
+                Scope::Sites(vec![site]),
+                Kind::Scene,
+                &who.name,
+                req.reason,
+                now,
+            )
         },
     )
     .await
@@ -1440,18 +1439,15 @@ async fn site_blackout(
     create_override(
         &state,
         Override {
-            id: new_id(now),
-            scope: Scope::Sites(vec![site]),
-            kind: Kind::Blackout,
-            scene: None,
-            brightness_pct: None,
-            from_ms: now,
             until_ms: req.until_ms,
-            created_by: who.name.clone(),
-            reason: req.reason,
-            created_at_ms: now,
-            released_at_ms: None,
-            released_by: None,
+            ..Override::new(
+                new_id(now),
+                Scope::Sites(vec![site]),
+                Kind::Blackout,
+                &who.name,
+                req.reason,
+                now,
+            )
         },
     )
     .await
@@ -1527,18 +1523,11 @@ async fn city_override(
     create_override(
         &state,
         Override {
-            id: new_id(now),
-            scope: req.scope,
-            kind: req.kind,
             scene: req.scene,
             brightness_pct: req.brightness_pct,
             from_ms: from,
             until_ms: req.until_ms,
-            created_by: who.name.clone(),
-            reason: req.reason,
-            created_at_ms: now,
-            released_at_ms: None,
-            released_by: None,
+            ..Override::new(new_id(now), req.scope, req.kind, &who.name, req.reason, now)
         },
     )
     .await
@@ -1584,7 +1573,7 @@ async fn send_command(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
     Path(gateway): Path<String>,
-    Body(req): Body<commands::CommandRequest>,
+    Body(action): Body<nightscape_core::wire::Action>,
 ) -> ApiResult<Json<commands::CommandView>> {
     let gateway: nightscape_core::GatewayId = gateway
         .parse()
@@ -1607,7 +1596,7 @@ async fn send_command(
             who.name
         )));
     }
-    let action = req.action().map_err(invalid)?;
+    commands::check(&action).map_err(invalid)?;
     let mqtt = state
         .publisher
         .mqtt

@@ -1,11 +1,11 @@
 //! Transient commands to one gateway (identify, channel test, resync, discover): sent once,
 //! not retained, with an expiry; the gateway's ack is stored beside the command.
 
+use nightscape_core::GatewayId;
 use nightscape_core::wire::{self, Action, Command, Topic};
-use nightscape_core::{ControllerId, FixtureId, GatewayId};
 use rumqttc::QoS;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 
 use crate::store::{self, Audit, Store, StoreError};
@@ -13,71 +13,27 @@ use crate::store::{self, Audit, Store, StoreError};
 /// How long a command stays valid; one that reaches the gateway later is acked `expired`.
 pub const VALID_MS: i64 = 60_000;
 
-/// A command as the API takes it.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum CommandRequest {
-    /// Blink a fixture, or all of a controller's, for `seconds` (1–3600).
-    Identify {
-        fixture: Option<FixtureId>,
-        controller: Option<ControllerId>,
-        seconds: u32,
-    },
-    /// Hold one channel of a controller at a level for `seconds` (1–3600).
-    ChannelTest {
-        controller: ControllerId,
-        universe: Option<u16>,
-        channel: u16,
-        level: u8,
-        seconds: u32,
-    },
-    /// Republish state and rewrite every controller.
-    Resync,
-    /// Poll the Art-Net nodes and probe the Modbus controllers; findings come back as an event.
-    Discover,
-}
-
-impl CommandRequest {
-    /// The wire action, or what is wrong with the request.
-    pub fn action(self) -> Result<Action, String> {
-        let seconds_ok = |s: u32| {
-            if (1..=3600).contains(&s) {
-                Ok(s)
-            } else {
-                Err(format!("seconds: give 1 to 3600, not {s}"))
+/// Checks an action as staff send it: a fixture or a controller to identify, and a duration
+/// of 1 s to an hour.
+pub fn check(action: &Action) -> Result<(), String> {
+    let seconds = match action {
+        Action::Identify {
+            fixture,
+            controller,
+            seconds,
+        } => {
+            if fixture.is_none() == controller.is_none() {
+                return Err("identify: name either a fixture or a controller".into());
             }
-        };
-        Ok(match self {
-            CommandRequest::Identify {
-                fixture,
-                controller,
-                seconds,
-            } => {
-                if fixture.is_none() == controller.is_none() {
-                    return Err("identify: name either a fixture or a controller".into());
-                }
-                Action::Identify {
-                    fixture,
-                    controller,
-                    seconds: seconds_ok(seconds)?,
-                }
-            }
-            CommandRequest::ChannelTest {
-                controller,
-                universe,
-                channel,
-                level,
-                seconds,
-            } => Action::ChannelTest {
-                controller,
-                universe,
-                channel,
-                level,
-                seconds: seconds_ok(seconds)?,
-            },
-            CommandRequest::Resync => Action::Resync,
-            CommandRequest::Discover => Action::Discover,
-        })
+            *seconds
+        }
+        Action::ChannelTest { seconds, .. } => *seconds,
+        Action::Resync | Action::Discover => return Ok(()),
+    };
+    if (1..=3600).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(format!("seconds: give 1 to 3600, not {seconds}"))
     }
 }
 

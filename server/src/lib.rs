@@ -77,6 +77,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// A server on a free loopback port with SQLite in `data_dir`, publishing through
+    /// `broker`; set the rest with struct update syntax.
+    pub fn local(data_dir: PathBuf, broker: Option<BrokerConfig>) -> Config {
+        Config {
+            data_dir,
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            broker,
+            admin_password: None,
+            secure_cookies: false,
+            publish_every: Duration::from_secs(5),
+            publish_delay: Duration::ZERO,
+            seed_library: None,
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(

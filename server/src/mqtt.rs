@@ -26,6 +26,21 @@ pub struct BrokerConfig {
     pub client_id: String,
 }
 
+impl BrokerConfig {
+    /// A broker on 127.0.0.1:`port` without credentials or TLS.
+    pub fn local(port: u16, topic_prefix: &str, client_id: String) -> BrokerConfig {
+        BrokerConfig {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password: None,
+            ca: None,
+            topic_prefix: topic_prefix.to_owned(),
+            client_id,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("the broker did not acknowledge within {0:?}")]

@@ -93,6 +93,32 @@ impl Kind {
 }
 
 impl Override {
+    /// An override made now by `by`, from now, open-ended, with no scene: set the rest
+    /// with struct update syntax.
+    pub fn new(
+        id: String,
+        scope: Scope,
+        kind: Kind,
+        by: &str,
+        reason: String,
+        now_ms: i64,
+    ) -> Override {
+        Override {
+            id,
+            scope,
+            kind,
+            scene: None,
+            brightness_pct: None,
+            from_ms: now_ms,
+            until_ms: None,
+            created_by: by.to_owned(),
+            reason,
+            created_at_ms: now_ms,
+            released_at_ms: None,
+            released_by: None,
+        }
+    }
+
     pub fn entry(&self) -> OverrideEntry {
         OverrideEntry {
             id: self.id.clone(),

@@ -11,7 +11,7 @@ use firmware_sim::{Bind, SimConfig};
 use http_body_util::BodyExt;
 use nightscape_core::SiteId;
 use nightscape_core::clock::{Clock, VirtualClock};
-use nightscape_gateway::config::{Config, Mqtt, SafeState};
+use nightscape_gateway::config::Config;
 use nightscape_gateway::runtime::{self, Setup};
 use nightscape_server::mqtt::BrokerConfig;
 use tokio_util::sync::CancellationToken;
@@ -99,23 +99,16 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
     .unwrap();
     let server = nightscape_server::start(
         nightscape_server::Config {
-            data_dir: dir.join("server"),
-            database_url: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            broker: Some(BrokerConfig {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                username: None,
-                password: None,
-                ca: None,
-                topic_prefix: prefix.clone(),
-                client_id: format!("system-server-{}", std::process::id()),
-            }),
             admin_password: Some("system-test-admin".into()),
-            secure_cookies: false,
-            publish_every: Duration::from_secs(5),
-            publish_delay: Duration::ZERO,
             seed_library: Some(sources),
+            ..nightscape_server::Config::local(
+                dir.join("server"),
+                Some(BrokerConfig::local(
+                    1883,
+                    &prefix,
+                    format!("system-server-{}", std::process::id()),
+                )),
+            )
         },
         clock.clone() as Arc<dyn Clock>,
         shutdown.clone(),
@@ -134,24 +127,7 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
     .unwrap();
     let gateway = runtime::start(
         Setup {
-            config: Config {
-                gateway: gw.parse().unwrap(),
-                data_dir: dir.join("gateway"),
-                trusted_keys: Vec::new(),
-                frame_rate_hz: 40,
-                safe_state: SafeState::Hold,
-                loopback_only: true,
-                endpoints: None,
-                multicast_interface: None,
-                mqtt: Mqtt {
-                    host: "127.0.0.1".into(),
-                    port: 1883,
-                    username: None,
-                    password_file: None,
-                    ca_file: None,
-                    topic_prefix: prefix.clone(),
-                },
-            },
+            config: Config::local(gw.parse().unwrap(), dir.join("gateway"), 1883, &prefix),
             trusted: vec![server.public_key],
             endpoints: Some(sim.endpoints.clone()),
             password: None,

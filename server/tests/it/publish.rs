@@ -96,23 +96,16 @@ async fn start(
     let tracker = TaskTracker::new();
     let server = nightscape_server::start(
         nightscape_server::Config {
-            data_dir: dir,
-            database_url: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            broker: Some(BrokerConfig {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                username: None,
-                password: None,
-                ca: None,
-                topic_prefix: prefix.to_owned(),
-                client_id: format!("server-{}", prefix.replace('/', "-")),
-            }),
             admin_password: Some(ADMIN_PASSWORD.into()),
-            secure_cookies: false,
-            publish_every: Duration::from_secs(5),
-            publish_delay: Duration::ZERO,
             seed_library: Some(shipped_library()),
+            ..nightscape_server::Config::local(
+                dir,
+                Some(BrokerConfig::local(
+                    1883,
+                    prefix,
+                    format!("server-{}", prefix.replace('/', "-")),
+                )),
+            )
         },
         Arc::new(nightscape_core::clock::VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
         shutdown.clone(),
