@@ -227,6 +227,7 @@ pub fn overrides(o: &Overrides<'_>) -> Result<String> {
                 OverrideEntryKind::Scene => "scene",
                 OverrideEntryKind::Blackout => "blackout",
                 OverrideEntryKind::CurfewException => "curfew exception",
+                OverrideEntryKind::Dim => "dim",
             })
             .collect::<Vec<_>>()
             .join(", ")

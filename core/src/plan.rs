@@ -410,6 +410,8 @@ pub enum OverrideEntryKind {
     Scene,
     Blackout,
     CurfewException,
+    /// Whatever plays at `brightness_pct` of its brightness.
+    Dim,
 }
 
 /// The desired manual state of one gateway.
@@ -448,6 +450,11 @@ impl OverridesDocument {
                 let kind = match e.kind {
                     OverrideEntryKind::Blackout => OverrideKind::Blackout,
                     OverrideEntryKind::CurfewException => OverrideKind::CurfewException,
+                    OverrideEntryKind::Dim => OverrideKind::Dim {
+                        factor: e
+                            .brightness_pct
+                            .ok_or_else(|| bad(e, "a dim needs brightness_pct"))?,
+                    },
                     OverrideEntryKind::Scene => OverrideKind::Scene {
                         scene: e
                             .scene

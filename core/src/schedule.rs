@@ -241,6 +241,11 @@ pub enum OverrideKind {
     Blackout,
     /// An admin's audited, time-bounded permission to light through the curfew.
     CurfewException,
+    /// Whatever plays, at this share of its brightness (energy-saving nights, mourning):
+    /// the lowest of the dims in force applies.
+    Dim {
+        factor: Level,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -716,7 +721,7 @@ impl Evaluator {
                 _ => None,
             })
             .max_by_key(|(from, ..)| *from);
-        let cue = match manual {
+        let mut cue = match manual {
             Some((_, scene, brightness)) => Cue {
                 scene: Some(scene.clone()),
                 brightness,
@@ -725,6 +730,16 @@ impl Evaluator {
             },
             None => self.choose(t_ms, w.spans.iter().copied(), false),
         };
+        let dim = active
+            .iter()
+            .filter_map(|o| match o.kind {
+                OverrideKind::Dim { factor } => Some(factor.get()),
+                _ => None,
+            })
+            .reduce(f64::min);
+        if let Some(f) = dim {
+            cue.brightness = Level::from_pct(cue.brightness.pct() * f).unwrap_or(Level::ZERO);
+        }
         if in_curfew && !exception {
             self.clamp_curfew(cue)
         } else {

@@ -1330,6 +1330,7 @@ pub struct CityOverride {
 
 const MAX_OVERRIDE_MS: i64 = 7 * 86_400_000;
 const MAX_EXCEPTION_MS: i64 = 86_400_000;
+const MAX_DIM_MS: i64 = 92 * 86_400_000;
 
 fn new_id(now: i64) -> String {
     format!("ov-{now:x}-{}", &auth::secret()[..8])
@@ -1512,6 +1513,22 @@ async fn city_override(
                 return Err(invalid(
                     "until_ms: a curfew exception ends within 24 hours of its start",
                 ));
+            }
+        }
+        Kind::Dim => {
+            if req
+                .brightness_pct
+                .is_none_or(|b| !(0.0..=100.0).contains(&b))
+            {
+                return Err(invalid(
+                    "brightness_pct: a dim says how bright, 0 to 100 % of what would play",
+                ));
+            }
+            if req
+                .until_ms
+                .is_none_or(|u| u <= from || u - from > MAX_DIM_MS)
+            {
+                return Err(invalid("until_ms: a dim ends within 92 days of its start"));
             }
         }
         Kind::Blackout => {

@@ -72,6 +72,8 @@ pub enum Kind {
     Blackout,
     /// An admin's audited, time-bounded exception to the curfew limit.
     CurfewException,
+    /// Whatever plays, at `brightness_pct` of its brightness (energy-saving nights).
+    Dim,
 }
 
 impl Kind {
@@ -80,6 +82,7 @@ impl Kind {
             Kind::Scene => "scene",
             Kind::Blackout => "blackout",
             Kind::CurfewException => "curfew-exception",
+            Kind::Dim => "dim",
         }
     }
 
@@ -87,6 +90,7 @@ impl Kind {
         match text {
             "scene" => Kind::Scene,
             "curfew-exception" => Kind::CurfewException,
+            "dim" => Kind::Dim,
             _ => Kind::Blackout,
         }
     }
@@ -126,6 +130,7 @@ impl Override {
                 Kind::Scene => OverrideEntryKind::Scene,
                 Kind::Blackout => OverrideEntryKind::Blackout,
                 Kind::CurfewException => OverrideEntryKind::CurfewException,
+                Kind::Dim => OverrideEntryKind::Dim,
             },
             scene: self.scene.clone(),
             brightness_pct: self.brightness_pct.and_then(|b| Level::from_pct(b).ok()),

@@ -218,6 +218,51 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
         Some("cityhall-civic-white")
     );
 
+    // An energy-saving night for the whole city: the site plays on at half its brightness.
+    for _ in 0..100 {
+        clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let full: u64 = shown().iter().map(|&v| u64::from(v)).sum();
+    let until = clock.now_ms() + 3_600_000;
+    let (code, body) = api(
+        &server.state,
+        "POST",
+        "/api/overrides",
+        &token,
+        Some(
+            serde_json::json!({"scope": {"kind": "city"}, "kind": "dim", "brightness_pct": 50.0,
+            "until_ms": until, "reason": "energy-saving night"}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // The cross-fade runs on the shared clock.
+    let mut dimmed = false;
+    for _ in 0..60 {
+        clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let now: u64 = shown().iter().map(|&v| u64::from(v)).sum();
+        // Half the light is about three quarters of the channel value (the fixtures' gamma).
+        if now > 0 && now * 10 < full * 8 {
+            dimmed = true;
+            break;
+        }
+    }
+    assert!(
+        dimmed,
+        "dimmed within a minute: {full} before, {:?}",
+        *status.borrow()
+    );
+    assert_eq!(
+        status
+            .borrow()
+            .cue
+            .as_ref()
+            .map(|c| c.brightness_pct.pct().round()),
+        Some(50.0)
+    );
+
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), gateway.done).await;
     tracker.close();

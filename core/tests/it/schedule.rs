@@ -309,6 +309,30 @@ end = "23:30"
         eval.cue_with(at("2026-06-11T02:00:00+09:00"), &o).scene,
         None
     );
+    // An energy-saving night: whatever plays, at half its brightness; the lower of two
+    // dims wins, and the curfew exception still lets it through the curfew.
+    let dim = |pct| OverrideKind::Dim {
+        factor: Level::from_pct(pct).unwrap(),
+    };
+    let saving = [
+        with_exception[0].clone(),
+        with_exception[1].clone(),
+        over(
+            dim(50.0),
+            "2026-06-10T00:00:00+09:00",
+            Some("2026-06-12T00:00:00+09:00"),
+        ),
+        over(
+            dim(80.0),
+            "2026-06-10T00:00:00+09:00",
+            Some("2026-06-12T00:00:00+09:00"),
+        ),
+    ];
+    let cue = eval.cue_with(t, &saving);
+    assert_eq!(
+        (cue.scene.as_ref().unwrap().as_str(), cue.brightness),
+        ("b", Level::from_pct(50.0).unwrap())
+    );
 }
 
 #[test]
