@@ -176,6 +176,7 @@ pub async fn start(
         .await
         .with_context(|| format!("opening the store at {}", redact(&url)))?;
     let now = clock.now_ms();
+    store.raise_versions(now).await?;
     let mut first_admin = None;
     if auth::user_count(&store).await? == 0 {
         let (password, generated) = match &config.admin_password {

@@ -214,6 +214,32 @@ impl Store {
         Ok(u64::try_from(v).unwrap_or(0))
     }
 
+    /// Raises the version sequence to at least `floor` (the time in milliseconds at a
+    /// start), so that versions stay above those `nightscape plan compile` gives by default
+    /// (the time in milliseconds): a gateway that played such a plan takes the server's.
+    pub async fn raise_versions(&self, floor: i64) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query(
+                    "SELECT setval('document_version', $1) WHERE (SELECT last_value FROM document_version) < $1",
+                )
+                .bind(floor)
+                .fetch_all(&self.pool)
+                .await?;
+            }
+            Backend::Sqlite => {
+                sqlx::query(
+                    "INSERT INTO document_version (id, at_ms) SELECT $1, $1 \
+                     WHERE (SELECT COALESCE(MAX(id), 0) FROM document_version) < $1",
+                )
+                .bind(floor)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     // ---- the show library ----
 
     /// The library, checked; read and checked again only when the change generation moved

@@ -58,6 +58,13 @@ async fn library_versions_faults_and_audit_behave_alike_on_sqlite_and_postgresql
             "{}: a second pool draws from the same sequence",
             db.label
         );
+        // Raised to the time at a start, never lowered: above versions made by
+        // `plan compile` (the time in milliseconds by default).
+        store.raise_versions(1_795_777_200_000).await.unwrap();
+        let v3 = store2.next_version(1).await.unwrap();
+        assert_eq!(v3, 1_795_777_200_001, "{}", db.label);
+        store.raise_versions(10).await.unwrap();
+        assert!(store.next_version(1).await.unwrap() > v3, "{}", db.label);
 
         let open = "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms) VALUES ('g', 'c', 'status', 'open', 'm', 1) \
                     ON CONFLICT (gateway, source, kind) WHERE status <> 'closed' DO NOTHING";
