@@ -492,11 +492,11 @@ async fn login(
         .unwrap_or("direct")
         .to_owned();
     let keys = [format!("user:{}", req.name), format!("client:{client}")];
-    if let Some(wait) = keys
-        .iter()
-        .filter_map(|k| state.limiter.locked(k, now))
-        .max()
-    {
+    let mut waits = Vec::new();
+    for k in &keys {
+        waits.extend(auth::locked(&state.store, k, now).await?);
+    }
+    if let Some(wait) = waits.into_iter().max() {
         state.metrics.login_failed();
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -509,7 +509,7 @@ async fn login(
     match auth::login(&state.store, &req.name, &req.password, now, SESSION_MS).await? {
         Some((who, session)) => {
             for k in &keys {
-                state.limiter.succeeded(k);
+                auth::succeeded(&state.store, k).await?;
             }
             let secure = if state.secure_cookies { "; Secure" } else { "" };
             let cookie = format!(
@@ -524,7 +524,7 @@ async fn login(
         }
         None => {
             for k in &keys {
-                state.limiter.failed(k, now);
+                auth::failed(&state.store, k, now).await?;
             }
             state.metrics.login_failed();
             Err(ApiError::new(

@@ -3,9 +3,6 @@
 //! bearer tokens for the API, and a login rate limit. Session and token secrets are stored
 //! only as their SHA-256.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use nightscape_core::SiteId;
@@ -435,40 +432,46 @@ pub async fn issue_token(
     Ok(token)
 }
 
-/// Failed logins per name and per client address; more than `MAX_FAILURES` in `WINDOW_MS`
-/// locks that key out until the window has passed.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<i64>>>,
-}
-
-pub const MAX_FAILURES: usize = 5;
+/// More than this many failed logins for one name or client in [`WINDOW_MS`] lock it out
+/// until the window has passed. Kept in the store, so every replica counts the same.
+pub const MAX_FAILURES: i64 = 5;
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
 
-impl LoginLimiter {
-    /// Milliseconds until `key` may try again, if it is locked out.
-    pub fn locked(&self, key: &str, now_ms: i64) -> Option<i64> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let list = map.get_mut(key)?;
-        list.retain(|t| now_ms - t < WINDOW_MS);
-        (list.len() >= MAX_FAILURES).then(|| list.first().map_or(0, |t| WINDOW_MS - (now_ms - t)))
-    }
+/// Milliseconds until `key` may try again, if it is locked out.
+pub async fn locked(store: &Store, key: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM login_failures WHERE key = $1 AND at_ms > $2",
+    )
+    .bind(key)
+    .bind(now_ms - WINDOW_MS)
+    .fetch_one(store.pool())
+    .await?;
+    let n: i64 = row.try_get("n")?;
+    let first: Option<i64> = row.try_get("first")?;
+    Ok((n >= MAX_FAILURES).then(|| WINDOW_MS - (now_ms - first.unwrap_or(now_ms))))
+}
 
-    pub fn failed(&self, key: &str, now_ms: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: an attacker cycling names cannot grow the map without end.
-        if map.len() > 100_000 {
-            map.retain(|_, l| l.last().is_some_and(|t| now_ms - t < WINDOW_MS));
-        }
-        map.entry(key.to_owned()).or_default().push(now_ms);
-    }
+pub async fn failed(store: &Store, key: &str, now_ms: i64) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM login_failures WHERE at_ms <= $1")
+        .bind(now_ms - WINDOW_MS)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
+        .bind(key)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
 
-    pub fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
+pub async fn succeeded(store: &Store, key: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM login_failures WHERE key = $1")
+        .bind(key)
+        .execute(store.pool())
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -483,17 +486,5 @@ mod tests {
         assert!(!verify_password("장미꽃 2027", &h));
         assert!(!verify_password("x", dummy_hash()));
         assert!(dummy_hash().starts_with("$argon2id$"));
-    }
-
-    #[test]
-    fn the_limiter_locks_after_five_failures_and_forgets_after_the_window() {
-        let l = LoginLimiter::default();
-        for i in 0..MAX_FAILURES {
-            assert_eq!(l.locked("a", 1000), None);
-            l.failed("a", 1000 + i as i64);
-        }
-        assert!(l.locked("a", 2000).is_some());
-        assert_eq!(l.locked("b", 2000), None);
-        assert_eq!(l.locked("a", 1000 + WINDOW_MS + 10), None);
     }
 }

@@ -49,7 +49,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<metrics::Metrics>,
-    pub limiter: auth::LoginLimiter,
     pub secure_cookies: bool,
 }
 
@@ -271,7 +270,6 @@ pub async fn start(
         clock,
         publisher,
         metrics,
-        limiter: auth::LoginLimiter::default(),
         secure_cookies: config.secure_cookies,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -71,6 +71,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "commands",
         include_str!("../migrations/sqlite/0002_commands.sql"),
     ),
+    (
+        3,
+        "login failures",
+        include_str!("../migrations/sqlite/0003_login_failures.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -82,6 +87,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "commands",
         include_str!("../migrations/postgres/0002_commands.sql"),
+    ),
+    (
+        3,
+        "login failures",
+        include_str!("../migrations/postgres/0003_login_failures.sql"),
     ),
 ];
 
@@ -417,4 +427,36 @@ pub async fn bump(tx: &mut Transaction<'static, Any>, backend: Backend) -> Resul
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_both_dialects() {
+        for (dir, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            assert_eq!(files.len(), list.len(), "{dir}: {files:?}");
+            for (f, (version, _, sql)) in files.iter().zip(list) {
+                assert!(
+                    f.starts_with(&format!("{version:04}_")),
+                    "{dir}: {f} is not version {version}"
+                );
+                assert_eq!(
+                    std::fs::read_to_string(path.join(f)).unwrap(),
+                    *sql,
+                    "{dir}/{f}"
+                );
+            }
+        }
+        assert_eq!(SQLITE.len(), POSTGRES.len());
+    }
 }

@@ -142,7 +142,6 @@ pub async fn app_state(url: &str) -> (Arc<AppState>, Arc<VirtualClock>) {
         clock: clock.clone(),
         publisher,
         metrics,
-        limiter: auth::LoginLimiter::default(),
         secure_cookies: false,
     });
     (state, clock)

@@ -94,3 +94,41 @@ async fn library_versions_faults_and_audit_behave_alike_on_sqlite_and_postgresql
         db.drop_now().await;
     }
 }
+
+#[tokio::test]
+async fn failed_logins_are_counted_in_the_store_so_every_replica_sees_them() {
+    use nightscape_server::auth;
+    for db in Db::both("logins").await {
+        let (a, b) = (
+            Store::open(&db.url).await.unwrap(),
+            Store::open(&db.url).await.unwrap(),
+        );
+        for i in 0..auth::MAX_FAILURES {
+            assert_eq!(
+                auth::locked(&a, "user:admin", 1_000 + i).await.unwrap(),
+                None,
+                "{}",
+                db.label
+            );
+            // Alternate replicas.
+            let s = if i % 2 == 0 { &a } else { &b };
+            auth::failed(s, "user:admin", 1_000 + i).await.unwrap();
+        }
+        let wait = auth::locked(&b, "user:admin", 2_000).await.unwrap();
+        assert_eq!(wait, Some(auth::WINDOW_MS - 1_000), "{}", db.label);
+        assert_eq!(auth::locked(&b, "user:other", 2_000).await.unwrap(), None);
+        assert_eq!(
+            auth::locked(&a, "user:admin", 1_000 + auth::WINDOW_MS + 10)
+                .await
+                .unwrap(),
+            None,
+            "{}: the window passes",
+            db.label
+        );
+        auth::succeeded(&a, "user:admin").await.unwrap();
+        assert_eq!(auth::locked(&b, "user:admin", 2_000).await.unwrap(), None);
+        a.close().await;
+        b.close().await;
+        db.drop_now().await;
+    }
+}
