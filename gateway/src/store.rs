@@ -213,7 +213,7 @@ impl Store {
         }
         LoadedPlan {
             plan: None,
-            problems,
+            problems: self.unless_fresh(Kind::Plan, problems),
         }
     }
 
@@ -240,8 +240,16 @@ impl Store {
         }
         LoadedOverrides {
             overrides: None,
-            problems,
+            problems: self.unless_fresh(Kind::Overrides, problems),
         }
+    }
+
+    /// No copy at all is a gateway that never had one (its first start), not damage.
+    fn unless_fresh(&self, kind: Kind, problems: Vec<String>) -> Vec<String> {
+        let none = [Copy::Current, Copy::Previous]
+            .iter()
+            .all(|c| !self.path(kind, *c).exists());
+        if none { Vec::new() } else { problems }
     }
 }
 

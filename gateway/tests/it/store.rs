@@ -27,7 +27,8 @@ fn the_current_plan_plays_and_a_damaged_one_falls_back_to_the_previous() {
     let store = Store::open(&temp_dir("plans")).unwrap();
     let nothing = store.load_plan(&trusted, &gw());
     assert!(nothing.plan.is_none());
-    assert_eq!(nothing.problems.len(), 2, "{:?}", nothing.problems);
+    // A first start is not damage: nothing to report.
+    assert!(nothing.problems.is_empty(), "{:?}", nothing.problems);
 
     store.save(Kind::Plan, &signed_plan(1, &key)).unwrap();
     store.save(Kind::Plan, &signed_plan(2, &key)).unwrap();
