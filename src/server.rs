@@ -119,7 +119,8 @@ pub fn run(options: Options) -> Result<()> {
             shutdown.clone(),
             &tracker,
         )
-        .await?;
+        .await
+        .context("choose another address with --listen")?;
         if let Some((name, password)) = &server.first_admin {
             eprintln!(
                 "first start: admin login `{name}`, password `{password}` (shown once; change it)"

@@ -143,7 +143,9 @@ fn admin_password(dir: &Path, given: Option<&str>) -> Result<String> {
 }
 
 pub fn run(options: Options) -> Result<()> {
-    crate::process::init_logging_with("info,rumqttd=warn,rumqttc=warn");
+    // The embedded broker logs ordinary disconnects as errors; RUST_LOG=info,rumqttd=warn
+    // shows them.
+    crate::process::init_logging_with("info,rumqttd=off,rumqttc=warn");
     if options.time_scale.is_nan() || !(0.001..=100_000.0).contains(&options.time_scale) {
         bail!(
             "--time-scale {}: give a factor from 0.001 to 100000",
@@ -247,7 +249,8 @@ async fn serve(
         shutdown.clone(),
         &tracker,
     )
-    .await?;
+    .await
+    .context("choose another port with --http")?;
 
     let mut gateways = Vec::new();
     for site in library.sites.values() {
@@ -270,22 +273,22 @@ async fn serve(
         }
     }
     let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
-    eprintln!();
-    eprintln!(
+    println!();
+    println!(
         "Nightscape is up: {} sites, {} gateways, {controllers} simulated controllers",
         library.sites.len(),
         gateways.len()
     );
-    eprintln!(
+    println!(
         "  API                http://{}/api  (OpenAPI: /api/openapi.json; log in with POST /api/login)",
         server.addr
     );
-    eprintln!("  simulator preview  http://{sim_addr}/");
-    eprintln!("  admin login        admin / {password}");
-    eprintln!("  MQTT broker        127.0.0.1:{}", options.mqtt_port);
-    eprintln!("  data               {}", data.display());
+    println!("  simulator preview  http://{sim_addr}/");
+    println!("  admin login        admin / {password}");
+    println!("  MQTT broker        127.0.0.1:{}", options.mqtt_port);
+    println!("  data               {}", data.display());
     if options.time_scale != 1.0 || options.start.is_some() {
-        eprintln!(
+        println!(
             "  clock              ×{} from {}",
             options.time_scale,
             jiff::Timestamp::from_millisecond(clock.now_ms())
@@ -293,7 +296,7 @@ async fn serve(
                 .unwrap_or_default()
         );
     }
-    eprintln!("Stop with ctrl-c.");
+    println!("Stop with ctrl-c.");
     crate::process::wait_for_signal().await;
     eprintln!("stopping");
     shutdown.cancel();

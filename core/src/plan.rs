@@ -439,40 +439,45 @@ impl Document for OverridesDocument {
 impl OverridesDocument {
     /// The entries as schedule overrides; an entry that makes no sense is a typed error.
     pub fn to_overrides(&self) -> Result<Vec<crate::schedule::Override>, Rejection> {
-        use crate::schedule::{Override, OverrideKind};
-        let bad = |e: &OverrideEntry, why: &str| Rejection::Malformed {
-            kind: Self::KIND,
-            detail: format!("override `{}`: {why}", e.id),
-        };
         self.overrides
             .iter()
-            .map(|e| {
-                let kind = match e.kind {
-                    OverrideEntryKind::Blackout => OverrideKind::Blackout,
-                    OverrideEntryKind::CurfewException => OverrideKind::CurfewException,
-                    OverrideEntryKind::Dim => OverrideKind::Dim {
-                        factor: e
-                            .brightness_pct
-                            .ok_or_else(|| bad(e, "a dim needs brightness_pct"))?,
-                    },
-                    OverrideEntryKind::Scene => OverrideKind::Scene {
-                        scene: e
-                            .scene
-                            .clone()
-                            .ok_or_else(|| bad(e, "a scene override needs a scene id"))?,
-                        brightness: e.brightness_pct.unwrap_or(Level::FULL),
-                    },
-                };
-                if e.until_ms.is_none() && kind != OverrideKind::Blackout {
-                    return Err(bad(e, "only a blackout may be open-ended; give until_ms"));
-                }
-                Ok(Override {
-                    kind,
-                    from_ms: e.from_ms,
-                    until_ms: e.until_ms,
-                })
-            })
+            .map(OverrideEntry::to_override)
             .collect()
+    }
+}
+
+impl OverrideEntry {
+    /// The entry as a schedule override, or why it makes no sense.
+    pub fn to_override(&self) -> Result<crate::schedule::Override, Rejection> {
+        use crate::schedule::{Override, OverrideKind};
+        let bad = |why: &str| Rejection::Malformed {
+            kind: OverridesDocument::KIND,
+            detail: format!("override `{}`: {why}", self.id),
+        };
+        let kind = match self.kind {
+            OverrideEntryKind::Blackout => OverrideKind::Blackout,
+            OverrideEntryKind::CurfewException => OverrideKind::CurfewException,
+            OverrideEntryKind::Dim => OverrideKind::Dim {
+                factor: self
+                    .brightness_pct
+                    .ok_or_else(|| bad("a dim needs brightness_pct"))?,
+            },
+            OverrideEntryKind::Scene => OverrideKind::Scene {
+                scene: self
+                    .scene
+                    .clone()
+                    .ok_or_else(|| bad("a scene override needs a scene id"))?,
+                brightness: self.brightness_pct.unwrap_or(Level::FULL),
+            },
+        };
+        if self.until_ms.is_none() && kind != OverrideKind::Blackout {
+            return Err(bad("only a blackout may be open-ended; give until_ms"));
+        }
+        Ok(Override {
+            kind,
+            from_ms: self.from_ms,
+            until_ms: self.until_ms,
+        })
     }
 }
 

@@ -22,7 +22,9 @@
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
+
 use std::time::Duration;
+use tracing::Instrument;
 
 use ed25519_dalek::VerifyingKey;
 use nightscape_core::clock::Clock;
@@ -257,8 +259,19 @@ struct Gateway {
     art_poll_every: Duration,
 }
 
-/// Starts the gateway; it runs until `shutdown`.
+/// Starts the gateway; it runs until `shutdown`. Everything it logs is inside a
+/// `gateway{id=…}` span, so the logs of several gateways in one process (`up`) say whose
+/// they are.
 pub async fn start(
+    setup: Setup,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<Handle, StartError> {
+    let span = tracing::info_span!("gateway", id = %setup.config.gateway);
+    start_in_span(setup, clock, shutdown).instrument(span).await
+}
+
+async fn start_in_span(
     setup: Setup,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
@@ -289,14 +302,17 @@ pub async fn start(
         let mqtt = agent::client(&settings);
         let client = mqtt.0.clone();
         let (out_tx, out_rx) = mpsc::channel(256);
-        let task = tokio::spawn(agent::run(
-            settings,
-            mqtt,
-            inbound_tx,
-            out_rx,
-            connected_tx,
-            agent_stop.clone(),
-        ));
+        let task = tokio::spawn(
+            agent::run(
+                settings,
+                mqtt,
+                inbound_tx,
+                out_rx,
+                connected_tx,
+                agent_stop.clone(),
+            )
+            .in_current_span(),
+        );
         (Some(client), Some(out_tx), Some(task))
     } else {
         (None, None, None)
@@ -343,13 +359,16 @@ pub async fn start(
     for p in journal_problems {
         gw.event(EventKind::Gateway, Severity::Warning, None, p);
     }
-    let done = tokio::spawn(async move {
-        gw.run(inbound, connected_rx, shutdown).await;
-        agent_stop.cancel();
-        if let Some(task) = agent_task {
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    let done = tokio::spawn(
+        async move {
+            gw.run(inbound, connected_rx, shutdown).await;
+            agent_stop.cancel();
+            if let Some(task) = agent_task {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
         }
-    });
+        .in_current_span(),
+    );
     Ok(Handle {
         status: status_rx,
         done,
@@ -1953,12 +1972,9 @@ fn start_modbus(
             deadline: MODBUS_DEADLINE,
             poll_every: MODBUS_POLL,
         };
-        tokio::spawn(modbus::run(
-            settings,
-            levels_rx,
-            health_tx,
-            stop.child_token(),
-        ));
+        tokio::spawn(
+            modbus::run(settings, levels_rx, health_tx, stop.child_token()).in_current_span(),
+        );
         let mut fixtures: Vec<(f64, usize)> = Vec::new();
         for r in cm.sinks.iter().flat_map(|s| s.runs.iter()) {
             if !fixtures.iter().any(|&(_, i)| i == r.fixture) {

@@ -115,9 +115,9 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/calendars/{calendar}/dates", Admin, "Add dates to a calendar (a temporary holiday: one date)", add_calendar_dates, CalendarDates, CheckReport),
         route!(POST "/api/calendars/{calendar}/kasi", Admin, "Add the holidays of special-day service responses (getRestDeInfo, XML or JSON) to a calendar", import_kasi, KasiImport, CheckReport),
         route!(GET "/api/overrides", Viewer, "Overrides and blackouts, recent first", list_overrides, (), Vec<Override>),
-        route!(POST "/api/sites/{site}/override", Operator, "Play a scene at a site until a time", site_override, SiteOverride, Override),
-        route!(POST "/api/sites/{site}/blackout", Operator, "Black out a site until released or a time", site_blackout, Blackout, Override),
-        route!(POST "/api/overrides", Admin, "Override, blackout or curfew exception for many sites or the city", city_override, CityOverride, Override),
+        route!(POST "/api/sites/{site}/override", Operator, "Play a scene at a site until a time", site_override, SiteOverride, Created),
+        route!(POST "/api/sites/{site}/blackout", Operator, "Black out a site until released or a time", site_blackout, Blackout, Created),
+        route!(POST "/api/overrides", Admin, "Override, blackout or curfew exception for many sites or the city", city_override, CityOverride, Created),
         route!(DELETE "/api/overrides/{id}", Operator, "Release an override or blackout", release_override, (), ()),
         route!(GET "/api/users", Admin, "Users", list_users, (), Vec<auth::UserView>),
         route!(PUT "/api/users/{name}", Admin, "Create or change a user", put_user, UserRequest, ()),
@@ -139,6 +139,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not take that method; /api/openapi.json lists what each takes",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -255,7 +262,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-body",
-                format!("the request body does not fit: {}", e.body_text()),
+                format!(
+                    "the request body does not fit: {}",
+                    e.body_text().trim_start_matches(
+                        "Failed to deserialize the JSON body into the target type: "
+                    )
+                ),
             )),
             Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::bad(format!(
                 "the request body is not JSON: {}",
@@ -303,6 +315,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Language {
             })
             .unwrap_or_default();
         Ok(Language(Lang::pick(&asked)))
+    }
+}
+
+/// Query parameters whose problems come back as [`ApiError`]s naming the parameter.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(ApiError::bad(
+                e.body_text()
+                    .trim_start_matches("Failed to deserialize query string: ")
+                    .to_owned(),
+            )),
+        }
     }
 }
 
@@ -607,11 +640,14 @@ pub struct Range {
 async fn transitions(
     State(state): State<Arc<AppState>>,
     Path(site): Path<String>,
-    Query(range): Query<Range>,
+    Q(range): Q<Range>,
 ) -> ApiResult<Json<Vec<read::TransitionView>>> {
     let site: SiteId = site
         .parse()
         .map_err(|e| ApiError::bad(format!("site: {e}")))?;
+    if range.format.is_some() {
+        return Err(ApiError::bad("format: transitions come as JSON only"));
+    }
     Ok(Json(
         read::transitions(&state, &site, range.from.as_deref(), range.to.as_deref()).await?,
     ))
@@ -620,7 +656,7 @@ async fn transitions(
 async fn site_compliance(
     State(state): State<Arc<AppState>>,
     Path(site): Path<String>,
-    Query(range): Query<Range>,
+    Q(range): Q<Range>,
 ) -> ApiResult<Response> {
     let site: SiteId = site
         .parse()
@@ -668,7 +704,7 @@ pub struct PreviewQuery {
 async fn site_preview(
     State(state): State<Arc<AppState>>,
     Path(site): Path<String>,
-    Query(q): Query<PreviewQuery>,
+    Q(q): Q<PreviewQuery>,
 ) -> ApiResult<Response> {
     let site: SiteId = site
         .parse()
@@ -677,18 +713,20 @@ async fn site_preview(
     if !(200..=2000).contains(&width) {
         return Err(ApiError::bad("width: give 200 to 2000 pixels"));
     }
-    let at =
-        q.at.as_deref()
-            .map(|t| {
-                t.parse::<jiff::Timestamp>()
-                    .map(|ts| ts.as_millisecond())
-                    .map_err(|_| {
-                        ApiError::bad(format!(
-                            "at `{t}`: give an instant with offset, e.g. 2026-12-24T19:30:00+09:00"
-                        ))
-                    })
-            })
-            .transpose()?;
+    let at = match q.at.as_deref() {
+        Some(t) => {
+            let lib = state.store.checked_library().await?;
+            let tz = lib
+                .checked
+                .library
+                .sites
+                .get(&site)
+                .map(|s| s.time_zone.clone())
+                .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
+            Some(read::instant(t, &tz)?)
+        }
+        None => None,
+    };
     let (png, source) = crate::preview::site_png(
         &state,
         &site,
@@ -750,10 +788,16 @@ async fn acknowledge_fault(
     }
 }
 
-async fn energy(
-    State(state): State<Arc<AppState>>,
-    Query(range): Query<Range>,
-) -> ApiResult<Response> {
+async fn energy(State(state): State<Arc<AppState>>, Q(range): Q<Range>) -> ApiResult<Response> {
+    for (name, value) in [("from", &range.from), ("to", &range.to)] {
+        if let Some(v) = value
+            && v.parse::<jiff::civil::Date>().is_err()
+        {
+            return Err(ApiError::bad(format!(
+                "{name} `{v}`: give a date, 2026-12-24"
+            )));
+        }
+    }
     let rows = read::energy(&state.store, range.from.as_deref(), range.to.as_deref()).await?;
     match range.format.as_deref() {
         None | Some("json") => Ok(Json(rows).into_response()),
@@ -1354,10 +1398,65 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", message)
 }
 
-async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Override>> {
+/// An override as made, with what staff should know about it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Created {
+    #[serde(flatten)]
+    pub made: Override,
+    /// Why it may not show as asked (a site in its curfew).
+    pub warnings: Vec<String>,
+}
+
+async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Created>> {
+    if o.reason.trim().is_empty() || o.reason.chars().count() > 500 {
+        return Err(invalid(
+            "reason: say why in 1 to 500 characters (it goes into the audit log and the gateways' documents)",
+        ));
+    }
+    let warnings = curfew_warnings(state, &o).await?;
     overrides::insert(&state.store, &o).await?;
     state.publisher.kick.notify_one();
-    Ok(Json(o))
+    Ok(Json(Created { made: o, warnings }))
+}
+
+/// A scene override that starts inside a site's curfew plays at the curfew level (dark by
+/// default) unless a curfew exception is in force: say so, instead of a silent success.
+async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String>> {
+    if o.kind != Kind::Scene {
+        return Ok(Vec::new());
+    }
+    let lib = state.store.checked_library().await?;
+    let in_force = overrides::active(&state.store, o.from_ms).await?;
+    let day = o.from_ms.div_euclid(86_400_000);
+    let almanac = Arc::new(nightscape_core::sun::Almanac::new(day - 2, day + 2));
+    let mut out = Vec::new();
+    for site in lib
+        .checked
+        .library
+        .sites
+        .values()
+        .filter(|s| o.scope.covers(&s.id))
+    {
+        let Some(ev) = lib.checked.library.evaluator(&site.id, almanac.clone()) else {
+            continue;
+        };
+        let mut list: Vec<nightscape_core::schedule::Override> = in_force
+            .iter()
+            .filter(|x| x.scope.covers(&site.id))
+            .chain([o])
+            .filter_map(|x| x.entry().to_override().ok())
+            .collect();
+        list.retain(|x| x.from_ms <= o.from_ms);
+        let cue = ev.cue_with(o.from_ms, &list);
+        if matches!(cue.cause, nightscape_core::schedule::Cause::Curfew { .. }) {
+            out.push(format!(
+                "`{}` is in its curfew: the override plays at the curfew level ({} %) until sunrise, unless an admin grants a curfew exception",
+                site.id,
+                site.limits.curfew_level.pct()
+            ));
+        }
+    }
+    Ok(out)
 }
 
 async fn site_override(
@@ -1365,7 +1464,7 @@ async fn site_override(
     Extension(who): Extension<Principal>,
     Path(site): Path<String>,
     Body(req): Body<SiteOverride>,
-) -> ApiResult<Json<Override>> {
+) -> ApiResult<Json<Created>> {
     let (site, lib) = site_known(&state, &site).await?;
     let checked = &lib.checked;
     if !who.may_operate(&site) {
@@ -1420,7 +1519,7 @@ async fn site_blackout(
     Extension(who): Extension<Principal>,
     Path(site): Path<String>,
     Body(req): Body<Blackout>,
-) -> ApiResult<Json<Override>> {
+) -> ApiResult<Json<Created>> {
     let (site, _) = site_known(&state, &site).await?;
     if !who.may_operate(&site) {
         return Err(ApiError::forbidden(format!(
@@ -1458,7 +1557,7 @@ async fn city_override(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
     Body(req): Body<CityOverride>,
-) -> ApiResult<Json<Override>> {
+) -> ApiResult<Json<Created>> {
     let lib = state.store.checked_library().await?;
     let checked = &lib.checked;
     if let Scope::Sites(list) = &req.scope {
@@ -1474,11 +1573,6 @@ async fn city_override(
     }
     let now = state.clock.now_ms();
     let from = req.from_ms.unwrap_or(now);
-    if req.reason.trim().is_empty() {
-        return Err(invalid(
-            "reason: say why (it goes into the audit log and the gateways' documents)",
-        ));
-    }
     match req.kind {
         Kind::Scene => {
             let Scope::Sites(list) = &req.scope else {
@@ -1683,6 +1777,14 @@ async fn put_user(
         .is_some_and(|p| p.chars().count() < 12)
     {
         return Err(invalid("password: at least 12 characters"));
+    }
+    let lib = state.store.checked_library().await?;
+    if let Some(s) = req
+        .sites
+        .iter()
+        .find(|s| !lib.checked.library.sites.contains_key(*s))
+    {
+        return Err(invalid(format!("sites: no site `{s}` in the library")));
     }
     auth::put_user(
         &state.store,

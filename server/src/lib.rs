@@ -274,7 +274,7 @@ pub async fn start(
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listening on {} (--listen)", config.listen))?;
+        .with_context(|| format!("the API cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let stop = shutdown.clone();

@@ -165,18 +165,27 @@ pub struct TransitionView {
     pub cause: String,
 }
 
-fn instant(text: &str, tz: &jiff::tz::TimeZone) -> Result<i64, ApiError> {
+/// An instant with an offset, a date and time at the site, or a date (the site's midnight).
+pub fn instant(text: &str, tz: &jiff::tz::TimeZone) -> Result<i64, ApiError> {
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Ok(ts.as_millisecond());
     }
-    let date: jiff::civil::Date = text.parse().map_err(|_| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "bad-request",
-            format!("`{text}`: give a date (2026-12-24) or an instant with offset (2026-12-24T18:00:00+09:00)"),
-        )
-    })?;
-    tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+    let civil = text
+        .parse::<jiff::civil::DateTime>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::Date>()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!(
+                    "`{text}`: give a date (2026-12-24), a time at the site (2026-12-24T19:30) or an instant with offset (2026-12-24T19:30:00+09:00)"
+                ),
+            )
+        })?;
+    tz.to_ambiguous_timestamp(civil)
         .compatible()
         .map(|ts| ts.as_millisecond())
         .map_err(|e| {
@@ -234,7 +243,14 @@ pub async fn transitions(
                     let dt = off.to_datetime(
                         jiff::Timestamp::from_millisecond(t.at_ms).unwrap_or_default(),
                     );
-                    format!("{}{}", dt.strftime("%Y-%m-%dT%H:%M:%S"), off)
+                    let minutes = off.seconds() / 60;
+                    let sign = if minutes < 0 { '-' } else { '+' };
+                    format!(
+                        "{}{sign}{:02}:{:02}",
+                        dt.strftime("%Y-%m-%dT%H:%M:%S"),
+                        minutes.abs() / 60,
+                        minutes.abs() % 60
+                    )
                 })
                 .unwrap_or_default(),
             scene: t.cue.scene.as_ref().map(|s| s.to_string()),

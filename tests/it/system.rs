@@ -683,10 +683,12 @@ fn spawn_up(data: &std::path::Path, mqtt_port: u16) -> (Reaped, String, String) 
             "--start",
             "2026-11-26T17:00",
         ])
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // The banner is on standard output; the logs on standard error.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = None;
     for line in lines.by_ref() {
         let line = line.unwrap();

@@ -371,6 +371,48 @@ async fn bad_requests_get_one_error_shape_that_says_what_to_fix_and_change_nothi
             StatusCode::NOT_FOUND,
             "no such route",
         ),
+        (
+            request(
+                "GET",
+                "/api/sites/nonsan-city-hall/transitions?start=2026-12-24",
+                &admin,
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "unknown field `start`",
+        ),
+        (
+            request("GET", "/api/energy?from=garbage", &admin, None),
+            StatusCode::BAD_REQUEST,
+            "2026-12-24",
+        ),
+        (
+            request("PATCH", "/api/sites", &admin, None),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+        ),
+        (
+            request(
+                "POST",
+                "/api/sites/nonsan-city-hall/blackout",
+                &admin,
+                Some(json!({"reason": "", "confirm": true})),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+        ),
+        (
+            request(
+                "PUT",
+                "/api/users/olga",
+                &admin,
+                Some(
+                    json!({"password": "a-long-password-1", "role": "operator", "sites": ["nowhere"]}),
+                ),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nowhere",
+        ),
     ];
     for (req, status, says) in cases {
         let what = format!("{} {}", req.method(), req.uri());
@@ -914,4 +956,50 @@ async fn the_compliance_report_measures_a_night_from_the_cues_the_gateway_report
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         db.drop_now().await;
     }
+}
+
+#[tokio::test]
+async fn an_override_inside_the_curfew_says_it_will_not_show_without_an_exception() {
+    let db = Db::sqlite("curfew").await;
+    let (state, clock) = app_state(&db.url).await;
+    let operator = user(&state, "olivia", Role::Operator, &["nonsan-city-hall"]).await;
+    let body = json!({"scene": "cityhall-blue-hour", "minutes": 30, "reason": "visitors"});
+    // 20:00: before City Hall's curfew (00:00).
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/sites/nonsan-city-hall/override",
+            &operator,
+            Some(body.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["warnings"], json!([]));
+    assert!(
+        r.json["id"].is_string(),
+        "the override's own fields stay at the top: {}",
+        r.json
+    );
+    // 02:00: inside it.
+    clock.set_wall(NOW_MS + 6 * 3_600_000);
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/sites/nonsan-city-hall/override",
+            &operator,
+            Some(body),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let warning = r.json["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("curfew") && warning.contains("exception"),
+        "{}",
+        r.json
+    );
+    db.drop_now().await;
 }
