@@ -57,7 +57,21 @@ pub struct Route {
     pub summary: &'static str,
     pub request: Option<SchemaFn>,
     pub response: Option<SchemaFn>,
+    /// The query parameters' type, for the OpenAPI document.
+    pub query: Option<SchemaFn>,
     handler: MethodRouter<Arc<AppState>>,
+}
+
+impl Route {
+    fn query<T: JsonSchema>(mut self) -> Route {
+        self.query = Some(schema_inline::<T> as SchemaFn);
+        self
+    }
+}
+
+/// A type's schema written out in full (its properties become query parameters).
+fn schema_inline<T: JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    T::json_schema(g)
 }
 
 fn schema<T: JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -73,6 +87,7 @@ macro_rules! route {
             summary: $summary,
             request: route!(@schema $req),
             response: route!(@schema $resp),
+            query: None,
             handler: route!(@method $method, $handler),
         }
     };
@@ -95,15 +110,15 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
-        route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>),
-        route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>),
-        route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()),
+        route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Range>(),
+        route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>(),
+        route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()).query::<PreviewQuery>(),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
         route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, nightscape_core::wire::Action, commands::CommandView),
         route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
         route!(GET "/api/faults", Viewer, "Faults, open first", faults, (), Vec<read::FaultView>),
         route!(POST "/api/faults/{id}/acknowledge", Operator, "Acknowledge an open fault", acknowledge_fault, (), ()),
-        route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>),
+        route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>).query::<Range>(),
         route!(GET "/api/events", Viewer, "Recent gateway events", events, (), Vec<read::EventView>),
         route!(GET "/api/library", Viewer, "The show library's files", library_index, (), Vec<LibraryEntry>),
         route!(GET "/api/library/export", Viewer, "Every file of the show library", library_export, (), Vec<FileBody>),
@@ -628,7 +643,7 @@ async fn sites(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::S
     Ok(Json(read::overview(&state).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     /// RFC 3339 instants, or dates (the site's midnight).
@@ -692,7 +707,7 @@ async fn site_compliance(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     /// An instant (RFC 3339): the schedule's cue then, instead of what the gateway reports now.
@@ -1345,6 +1360,7 @@ pub struct SiteOverride {
     /// 100 when left out.
     pub brightness_pct: Option<f64>,
     /// How long from now, in minutes (1 to 7 days), or an absolute end.
+    #[schemars(range(min = 1, max = 10080))]
     pub minutes: Option<u32>,
     pub until_ms: Option<i64>,
     pub reason: String,

@@ -20,12 +20,24 @@ pub fn document(routes: &[Route]) -> Value {
         if r.access != Access::Public {
             op.insert("security".into(), json!([{"bearer": []}, {"session": []}]));
         }
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name.trim_start_matches('*'), "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        if let Some(query) = r.query {
+            let schema = query(&mut generator);
+            let props = schema
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .cloned()
+                .unwrap_or_default();
+            for (name, prop) in props {
+                let description = prop.get("description").cloned().unwrap_or(Value::Null);
+                params.push(json!({"name": name, "in": "query", "required": false, "schema": prop, "description": description}));
+            }
+        }
         if !params.is_empty() {
             op.insert("parameters".into(), Value::Array(params));
         }

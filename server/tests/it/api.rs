@@ -660,6 +660,11 @@ async fn the_openapi_document_lists_every_route_and_the_csv_starts_with_a_bom() 
         "{}",
         r.json["components"]
     );
+    let params = r.json["paths"]["/api/sites/{site}/compliance"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["site", "format", "from", "to"], "{params:?}");
     let viewer = user(&state, "vera", Role::Viewer, &[]).await;
     sqlx::query("INSERT INTO energy (site, day, wh, lit_minutes, source, last_at_ms) VALUES ('nonsan-city-hall', '2026-11-26', 12345.0, 300.0, 'estimated', 1)")
         .execute(state.store.pool())
