@@ -71,6 +71,9 @@ fn compile(library: &ShowLibrary, site: &SiteId, now_ms: i64) -> Result<Compiled
     })
 }
 
+/// How far back a fade starts: one frame at 40 Hz.
+const FIRST_STEP_MS: i64 = 25;
+
 /// The frame logic of one site.
 #[derive(Debug)]
 pub struct Executor {
@@ -214,7 +217,20 @@ impl Executor {
                     .cue(scene.clone(), cue.brightness, now_ms, Duration::ZERO);
                 t.fade = fade;
             }
-            self.playback.cue(scene, cue.brightness, now_ms, fade);
+            // A fade starts one frame back, so the frame that goes out the moment a change
+            // arrives already moves toward the new look: staff see their action answered
+            // at once, not a frame later (a fade's first frame is otherwise what shows).
+            // (Not after a plan change, which asks again with no cue known: the look must not
+            // jump at the instant a plan is taken.)
+            let lead = if self.cue.is_some() {
+                i64::try_from(fade.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .min(FIRST_STEP_MS)
+            } else {
+                0
+            };
+            self.playback
+                .cue(scene, cue.brightness, now_ms - lead, fade);
             self.cue = Some(cue);
         }
         self.playback

@@ -41,6 +41,9 @@ fn the_executor_plays_what_should_play_now_and_follows_overrides() {
     exec.tick(EVENING + 30_000);
     let later = exec.channels().iter().map(|&v| u64::from(v)).sum::<u64>();
     assert!(early < later, "fading back: {early} then {later}");
+    // The fade is already under way in the frame that answers the release: staff see their
+    // action at once, not a frame later.
+    assert!(early > 0, "the first frame after the release moves");
 
     // A scene override outranks the rule.
     exec.set_overrides(vec![Override {
