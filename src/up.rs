@@ -280,7 +280,7 @@ async fn serve(
         gateways.len()
     );
     println!(
-        "  API                http://{}/api  (OpenAPI: /api/openapi.json; log in with POST /api/login)",
+        "  dashboard          http://{}/  (API: /api, OpenAPI: /api/openapi.json)",
         server.addr
     );
     println!("  simulator preview  http://{sim_addr}/");

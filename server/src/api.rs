@@ -59,10 +59,17 @@ pub struct Route {
     pub response: Option<SchemaFn>,
     /// The query parameters' type, for the OpenAPI document.
     pub query: Option<SchemaFn>,
+    /// A dashboard page: HTML, and a visitor who is not logged in is sent to the login page.
+    pub page: bool,
     handler: MethodRouter<Arc<AppState>>,
 }
 
 impl Route {
+    fn page(mut self) -> Route {
+        self.page = true;
+        self
+    }
+
     fn query<T: JsonSchema>(mut self) -> Route {
         self.query = Some(schema_inline::<T> as SchemaFn);
         self
@@ -88,6 +95,7 @@ macro_rules! route {
             request: route!(@schema $req),
             response: route!(@schema $resp),
             query: None,
+            page: false,
             handler: route!(@method $method, $handler),
         }
     };
@@ -102,6 +110,10 @@ macro_rules! route {
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     vec![
+        route!(GET "/", Viewer, "The dashboard: to the city overview", crate::web::root, (), ()).page(),
+        route!(GET "/login", Public, "The login page", crate::web::login_page, (), ()).page(),
+        route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page(),
+        route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page(),
         route!(GET "/healthz", Public, "Liveness and store reachability", healthz, (), Health),
         route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()),
         route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi, (), ()),
@@ -145,7 +157,7 @@ pub fn routes() -> Vec<Route> {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for r in routes() {
-        let access = r.access;
+        let access = (r.access, r.page);
         let checked = r.handler.route_layer(middleware::from_fn_with_state(
             (state.clone(), access),
             check_access,
@@ -213,6 +225,10 @@ impl ApiError {
             diagnostics: None,
             retry_after_s: None,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     fn bad(message: impl Into<String>) -> ApiError {
@@ -397,7 +413,7 @@ async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Pr
 }
 
 async fn check_access(
-    State((state, access)): State<(Arc<AppState>, Access)>,
+    State((state, (access, page))): State<(Arc<AppState>, (Access, bool))>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -406,6 +422,9 @@ async fn check_access(
     }
     let who = match principal(&state, request.headers()).await {
         Ok(Some(p)) => p,
+        Ok(None) if page => {
+            return axum::response::Redirect::to("/login").into_response();
+        }
         Ok(None) => {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -533,13 +552,29 @@ async fn login(
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
+    let (who, cookie) = log_in(&state, &headers, &req.name, &req.password).await?;
+    let mut response = Json(Me::from(&who)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// Checks a login against the limit and the password: the user and the session cookie to
+/// set (for the API's login and the login page alike).
+pub async fn log_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    password: &str,
+) -> ApiResult<(Principal, String)> {
     let now = state.clock.now_ms();
     let client = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("direct")
         .to_owned();
-    let keys = [format!("user:{}", req.name), format!("client:{client}")];
+    let keys = [format!("user:{name}"), format!("client:{client}")];
     let mut waits = Vec::new();
     for k in &keys {
         waits.extend(auth::locked(&state.store, k, now).await?);
@@ -554,7 +589,7 @@ async fn login(
         e.retry_after_s = Some(wait / 1000 + 1);
         return Err(e);
     }
-    match auth::login(&state.store, &req.name, &req.password, now, SESSION_MS).await? {
+    match auth::login(&state.store, name, password, now, SESSION_MS).await? {
         Some((who, session)) => {
             for k in &keys {
                 auth::succeeded(&state.store, k).await?;
@@ -564,11 +599,7 @@ async fn login(
                 "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 SESSION_MS / 1000
             );
-            let mut response = Json(Me::from(&who)).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            Ok(response)
+            Ok((who, cookie))
         }
         None => {
             for k in &keys {

@@ -25,6 +25,7 @@ pub mod preview;
 pub mod publish;
 pub mod read;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

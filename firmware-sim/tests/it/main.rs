@@ -11,3 +11,4 @@ mod modbus;
 mod preview;
 mod reference;
 mod sacn;
+mod webdriver;

@@ -19,6 +19,10 @@ const OTHER: &str = "chungnyeongtap";
 fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
     use Access::*;
     BTreeMap::from([
+        (("GET", "/"), (Viewer, false)),
+        (("GET", "/login"), (Public, false)),
+        (("POST", "/login"), (Public, false)),
+        (("GET", "/overview"), (Viewer, false)),
         (("GET", "/healthz"), (Public, false)),
         (("GET", "/metrics"), (Public, false)),
         (("GET", "/api/openapi.json"), (Public, false)),
@@ -193,17 +197,22 @@ async fn every_route_has_a_row_in_the_role_matrix_and_every_no_is_enforced() {
                     reply.text
                 );
             } else {
-                let want = if role.is_none() {
-                    StatusCode::UNAUTHORIZED
-                } else {
-                    StatusCode::FORBIDDEN
+                // A page sends a visitor who is not logged in to the login page.
+                let want = match (role, r.page) {
+                    (None, true) => StatusCode::SEE_OTHER,
+                    (None, false) => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::FORBIDDEN,
                 };
                 assert_eq!(
                     reply.status, want,
                     "{label}: {} {path}: {}",
                     r.method, reply.text
                 );
-                assert!(reply.json["error"]["message"].is_string(), "{}", reply.text);
+                if want == StatusCode::SEE_OTHER {
+                    assert_eq!(reply.headers["location"], "/login");
+                } else {
+                    assert!(reply.json["error"]["message"].is_string(), "{}", reply.text);
+                }
                 denials += 1;
             }
         }

@@ -6,3 +6,6 @@ mod api;
 mod common;
 mod publish;
 mod store;
+mod web;
+#[path = "../../../firmware-sim/tests/it/webdriver.rs"]
+mod webdriver;

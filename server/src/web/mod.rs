@@ -1,0 +1,404 @@
+//! The dashboard for facility staff: server-rendered pages in Korean or English (switchable,
+//! remembered in a cookie), on the same route table and access checks as the API. Pages
+//! are plain functions that write escaped HTML; the wording lives in `ko.toml` and
+//! `en.toml`, which must have the same keys.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+
+use axum::Extension;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use nightscape_core::diag::Lang;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::api::ApiError;
+use crate::auth::{Principal, Role};
+use crate::read;
+
+pub const LANG_COOKIE: &str = "nightscape_lang";
+
+type Catalog = BTreeMap<String, String>;
+
+fn parse(text: &str) -> Catalog {
+    toml::from_str(text).unwrap_or_default()
+}
+
+pub fn catalogs() -> &'static (Catalog, Catalog) {
+    static BOTH: OnceLock<(Catalog, Catalog)> = OnceLock::new();
+    BOTH.get_or_init(|| {
+        (
+            parse(include_str!("ko.toml")),
+            parse(include_str!("en.toml")),
+        )
+    })
+}
+
+/// The wording of `key` in `lang` (the key itself if a catalogue lacks it, which a test
+/// forbids).
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    let (ko, en) = catalogs();
+    let catalog = if lang == Lang::En { en } else { ko };
+    catalog
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| Box::leak(key.to_owned().into_boxed_str()))
+}
+
+/// HTML-escapes text for element content and attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The page language: `?lang=` (then remembered in a cookie), the cookie, else Korean.
+pub struct PageLang {
+    pub lang: Lang,
+    /// Set when `?lang=` chose it: the response remembers it.
+    pub chosen: bool,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageLang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        if let Some(l) = query.split('&').find_map(|kv| kv.strip_prefix("lang=")) {
+            return Ok(PageLang {
+                lang: Lang::pick(l),
+                chosen: true,
+            });
+        }
+        // Korean unless the user chose English here: staff read Korean first, whatever
+        // language their browser was set up with.
+        let asked = cookie(&parts.headers, LANG_COOKIE)
+            .unwrap_or("ko")
+            .to_owned();
+        Ok(PageLang {
+            lang: Lang::pick(&asked),
+            chosen: false,
+        })
+    }
+}
+
+fn code(lang: Lang) -> &'static str {
+    if lang == Lang::En { "en" } else { "ko" }
+}
+
+/// A whole page: header (the user's name and role, the language switch), then `main`.
+fn page(lang: PageLang, who: Option<&Principal>, title: &str, path: &str, main: &str) -> Response {
+    let l = lang.lang;
+    let other = if l == Lang::En { "ko" } else { "en" };
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title><style>{}</style></head><body>",
+        code(l),
+        esc(title),
+        esc(t(l, "app-name")),
+        CSS
+    );
+    let _ = write!(
+        html,
+        "<a class=\"skip\" href=\"#main\">{}</a><header><strong>{}</strong>",
+        esc(t(l, "skip-to-content")),
+        esc(t(l, "app-name"))
+    );
+    if who.is_some() {
+        let _ = write!(
+            html,
+            "<nav><a href=\"/overview\">{}</a></nav>",
+            esc(t(l, "nav-overview"))
+        );
+    }
+    let _ = write!(
+        html,
+        "<span class=\"spacer\"></span><a href=\"{path}?lang={other}\" hreflang=\"{other}\" lang=\"{other}\">{}</a>",
+        esc(t(l, "other-lang"))
+    );
+    if let Some(p) = who {
+        let role = match p.role {
+            Role::Viewer => "role-viewer",
+            Role::Operator => "role-operator",
+            Role::Admin => "role-admin",
+        };
+        let _ = write!(
+            html,
+            "<span class=\"who\" data-user=\"{}\">{} ({})</span><button type=\"button\" id=\"logout\" data-csrf=\"{}\">{}</button>",
+            esc(&p.name),
+            esc(&p.name),
+            esc(t(l, role)),
+            esc(match &p.via {
+                crate::auth::Via::Cookie { csrf } => csrf,
+                crate::auth::Via::Bearer => "",
+            }),
+            esc(t(l, "logout"))
+        );
+    }
+    let _ = write!(
+        html,
+        "</header><main id=\"main\">{main}</main><script>{JS}</script></body></html>"
+    );
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response();
+    if lang.chosen
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Strict",
+            code(l)
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+const CSS: &str = include_str!("app.css");
+const JS: &str = include_str!("app.js");
+
+// ---- login ----
+
+pub async fn login_page(lang: PageLang) -> Response {
+    login_form(lang, None, StatusCode::OK)
+}
+
+fn login_form(lang: PageLang, problem: Option<&str>, status: StatusCode) -> Response {
+    let l = lang.lang;
+    let mut main = format!("<h1>{}</h1>", esc(t(l, "login-title")));
+    if let Some(p) = problem {
+        let _ = write!(main, "<p class=\"problem\" role=\"alert\">{}</p>", esc(p));
+    }
+    let _ = write!(
+        main,
+        "<form method=\"post\" action=\"/login\" class=\"login\"><label for=\"name\">{}</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required><label for=\"password\">{}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button type=\"submit\">{}</button></form>",
+        esc(t(l, "login-name")),
+        esc(t(l, "login-password")),
+        esc(t(l, "login-submit"))
+    );
+    let title = t(l, "login-title");
+    let mut r = page(lang, None, title, "/login", &main);
+    *r.status_mut() = status;
+    r
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    pub name: String,
+    pub password: String,
+}
+
+pub async fn login_submit(
+    State(state): State<Arc<AppState>>,
+    lang: PageLang,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match crate::api::log_in(&state, &headers, &form.name, &form.password).await {
+        Ok((_, cookie)) => {
+            let mut r = Redirect::to("/overview").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(e) => {
+            let (status, key) = if e.status() == StatusCode::TOO_MANY_REQUESTS {
+                (StatusCode::TOO_MANY_REQUESTS, "login-locked")
+            } else {
+                (StatusCode::UNAUTHORIZED, "login-failed")
+            };
+            let l = lang.lang;
+            login_form(lang, Some(t(l, key)), status)
+        }
+    }
+}
+
+pub async fn root() -> Redirect {
+    Redirect::to("/overview")
+}
+
+// ---- the city overview ----
+
+fn local_time(ms: Option<i64>) -> String {
+    let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap_or(jiff::tz::TimeZone::UTC);
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|ts| seoul.to_datetime(ts).strftime("%H:%M").to_string())
+        .unwrap_or_else(|| "–".into())
+}
+
+pub async fn overview(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    lang: PageLang,
+) -> Result<Response, ApiError> {
+    let l = lang.lang;
+    let sites = read::overview(&state).await?;
+    let mut main = format!("<h1>{}</h1>", esc(t(l, "overview-title")));
+    // The map: sites placed by latitude and longitude in a box around them.
+    let (min_lat, max_lat) = sites.iter().fold((f64::MAX, f64::MIN), |(a, b), s| {
+        (a.min(s.lat), b.max(s.lat))
+    });
+    let (min_lon, max_lon) = sites.iter().fold((f64::MAX, f64::MIN), |(a, b), s| {
+        (a.min(s.lon), b.max(s.lon))
+    });
+    let span = |a: f64, b: f64| if b - a > 1e-9 { b - a } else { 1.0 };
+    let _ = write!(
+        main,
+        "<section aria-labelledby=\"map-h\"><h2 id=\"map-h\">{}</h2><svg class=\"map\" viewBox=\"0 0 1000 600\" role=\"img\" aria-labelledby=\"map-h\">",
+        esc(t(l, "overview-map"))
+    );
+    for s in &sites {
+        let x = 50.0 + 900.0 * (s.lon - min_lon) / span(min_lon, max_lon);
+        let y = 550.0 - 500.0 * (s.lat - min_lat) / span(min_lat, max_lat);
+        let name = if l == Lang::En {
+            s.name_en.as_deref().unwrap_or(&s.name)
+        } else {
+            &s.name
+        };
+        let lit = s.cue.as_ref().is_some_and(|c| c.scene.is_some());
+        let _ = write!(
+            main,
+            "<a href=\"#site-{id}\"><g data-site=\"{id}\"><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"12\" class=\"{}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text></g></a>",
+            if !s.online {
+                "offline"
+            } else if lit {
+                "lit"
+            } else {
+                "dark"
+            },
+            x + 16.0,
+            y + 5.0,
+            esc(name),
+            id = esc(s.site.as_str())
+        );
+    }
+    main.push_str("</svg></section>");
+    let _ = write!(
+        main,
+        "<section aria-labelledby=\"sites-h\"><h2 id=\"sites-h\">{}</h2><ul class=\"cards\">",
+        esc(t(l, "overview-sites"))
+    );
+    for s in &sites {
+        let name = if l == Lang::En {
+            s.name_en.as_deref().unwrap_or(&s.name)
+        } else {
+            &s.name
+        };
+        let cue = match &s.cue {
+            Some(c) => {
+                let cause = match &c.cause {
+                    nightscape_core::wire::Cause::Rule { .. } => "cause-rule",
+                    nightscape_core::wire::Cause::Curfew { .. } => "cause-curfew",
+                    nightscape_core::wire::Cause::Override => "cause-override",
+                    nightscape_core::wire::Cause::Blackout => "cause-blackout",
+                    nightscape_core::wire::Cause::Idle => "cause-idle",
+                };
+                match &c.scene {
+                    Some(scene) => format!(
+                        "{} {:.0} % · {}",
+                        esc(scene.as_str()),
+                        c.brightness_pct.pct(),
+                        esc(t(l, cause))
+                    ),
+                    None => format!("{} · {}", esc(t(l, "site-dark")), esc(t(l, cause))),
+                }
+            }
+            None => "–".into(),
+        };
+        let unacked = s.gateways.iter().any(|g| !g.in_sync);
+        let _ = write!(
+            main,
+            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3>{name}</h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
+            id = esc(s.site.as_str()),
+            name = esc(name),
+            alt = esc(&format!("{name}: {}", t(l, "preview-alt"))),
+            st = esc(t(l, "site-status")),
+            oc = if s.online { "online" } else { "offline" },
+            online = esc(t(
+                l,
+                if s.online {
+                    "site-online"
+                } else {
+                    "site-offline"
+                }
+            )),
+            now = esc(t(l, "site-cue")),
+            cue = cue,
+            tonight = esc(t(l, "site-tonight")),
+            on = esc(t(l, "site-on")),
+            on_t = local_time(s.on_at_ms),
+            off = esc(t(l, "site-off")),
+            off_t = local_time(s.off_at_ms),
+            faults = esc(t(l, "site-faults")),
+            nf = if s.open_faults == 0 {
+                esc(t(l, "site-none"))
+            } else {
+                s.open_faults.to_string()
+            },
+            ack = if unacked {
+                format!("<p class=\"unacked\">{}</p>", esc(t(l, "site-unacked")))
+            } else {
+                String::new()
+            },
+        );
+    }
+    main.push_str("</ul></section>");
+    let title = t(l, "overview-title");
+    Ok(page(lang, Some(&who), title, "/overview", &main))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_catalogues_have_the_same_keys_and_no_empty_text() {
+        let (ko, en) = catalogs();
+        assert!(!ko.is_empty());
+        let missing_en: Vec<&String> = ko.keys().filter(|k| !en.contains_key(*k)).collect();
+        let missing_ko: Vec<&String> = en.keys().filter(|k| !ko.contains_key(*k)).collect();
+        assert!(missing_en.is_empty(), "missing in en.toml: {missing_en:?}");
+        assert!(missing_ko.is_empty(), "missing in ko.toml: {missing_ko:?}");
+        assert!(ko.values().chain(en.values()).all(|v| !v.trim().is_empty()));
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The dashboard in real headless Chromium: the login page, the city overview with every
+//! site, and the language switch remembered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightscape_core::clock::{Clock, VirtualClock};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::common::*;
+use crate::webdriver::Browser;
+
+async fn wait_for(browser: &Browser, what: &str, js: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let v = browser.run(js).await;
+        if !v.is_null() && v != json!(false) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn staff_log_in_see_every_site_and_switch_the_language() {
+    let dir = scratch("web");
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let server = nightscape_server::start(
+        nightscape_server::Config {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            seed_library: Some(shipped_library()),
+            ..nightscape_server::Config::local(dir, None)
+        },
+        Arc::new(VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+
+    let browser = Browser::start(1280, 800).await;
+    browser.go(&format!("{base}/overview")).await;
+    // Not logged in: the login page, in Korean.
+    wait_for(
+        &browser,
+        "the login page",
+        "return location.pathname === '/login' && document.querySelector('form.login') !== null;",
+    )
+    .await;
+    assert_eq!(
+        browser.run("return document.documentElement.lang;").await,
+        json!("ko")
+    );
+    browser
+        .run(&format!(
+            "document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{ADMIN_PASSWORD}'; document.querySelector('form.login').submit(); return true;"
+        ))
+        .await;
+    wait_for(&browser, "the overview", "return location.pathname === '/overview' && document.querySelectorAll('li.card').length > 0;").await;
+    assert_eq!(
+        browser
+            .run("return document.querySelectorAll('li.card').length;")
+            .await,
+        json!(12),
+        "every site is a card"
+    );
+    assert_eq!(
+        browser
+            .run("return document.querySelectorAll('svg.map [data-site]').length;")
+            .await,
+        json!(12),
+        "and on the map"
+    );
+    assert_eq!(
+        browser
+            .run("return document.querySelector('h1').textContent;")
+            .await,
+        json!("도시 현황")
+    );
+    assert_eq!(
+        browser
+            .run("return document.querySelector('.who').textContent;")
+            .await,
+        json!("admin (관리자)")
+    );
+    std::fs::write(
+        shots.join("overview-ko-1280.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    // English, and it stays English on the next visit.
+    browser
+        .run("document.querySelector('a[hreflang=en]').click(); return true;")
+        .await;
+    wait_for(
+        &browser,
+        "English",
+        "return document.documentElement.lang === 'en';",
+    )
+    .await;
+    assert_eq!(
+        browser
+            .run("return document.querySelector('h1').textContent;")
+            .await,
+        json!("City overview")
+    );
+    browser.go(&format!("{base}/overview")).await;
+    wait_for(
+        &browser,
+        "English remembered",
+        "return document.documentElement.lang === 'en';",
+    )
+    .await;
+
+    // Logging out ends the session: the overview sends back to the login page.
+    browser
+        .run("document.getElementById('logout').click(); return true;")
+        .await;
+    wait_for(
+        &browser,
+        "the login page again",
+        "return location.pathname === '/login';",
+    )
+    .await;
+    browser.go(&format!("{base}/overview")).await;
+    wait_for(
+        &browser,
+        "still logged out",
+        "return location.pathname === '/login';",
+    )
+    .await;
+
+    // A wrong password is said on the page, in the page's language.
+    browser.go(&format!("{base}/login?lang=ko")).await;
+    browser
+        .run("document.getElementById('name').value = 'admin'; document.getElementById('password').value = 'wrong'; document.querySelector('form.login').submit(); return true;")
+        .await;
+    let problem = wait_for(
+        &browser,
+        "the refusal",
+        "const p = document.querySelector('.problem'); return p ? p.textContent : null;",
+    )
+    .await;
+    assert_eq!(problem, json!("아이디 또는 비밀번호가 틀립니다."));
+    drop(browser);
+
+    // At phone width the cards stack.
+    let phone = Browser::start(390, 844).await;
+    phone.go(&format!("{base}/login")).await;
+    phone
+        .run(&format!(
+            "document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{ADMIN_PASSWORD}'; document.querySelector('form.login').submit(); return true;"
+        ))
+        .await;
+    wait_for(
+        &phone,
+        "the overview",
+        "return document.querySelectorAll('li.card').length === 12;",
+    )
+    .await;
+    let widths = phone
+        .run("return [document.querySelector('li.card').getBoundingClientRect().width, document.documentElement.scrollWidth, window.innerWidth];")
+        .await;
+    let (card, page, window) = (
+        widths[0].as_f64().unwrap(),
+        widths[1].as_f64().unwrap(),
+        widths[2].as_f64().unwrap(),
+    );
+    assert!(window < 600.0, "a phone-sized window: {widths}");
+    assert!(
+        card > window * 0.8 && page <= window,
+        "one card per row, no sideways scrolling: {widths}"
+    );
+    std::fs::write(shots.join("overview-ko-390.png"), phone.screenshot().await).unwrap();
+    drop(phone);
+
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
