@@ -114,6 +114,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/login", Public, "The login page", crate::web::login_page, (), ()).page(),
         route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page(),
         route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page(),
+        route!(GET "/sites/{site}", Viewer, "A site's page: now, tonight, the week, limits, compliance; actions for its operators", crate::web::site, (), ()).page(),
         route!(GET "/healthz", Public, "Liveness and store reachability", healthz, (), Health),
         route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()),
         route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi, (), ()),

@@ -157,6 +157,19 @@ impl Browser {
             .clone()
     }
 
+    /// Runs `js` with `done` bound to the callback that ends it, and returns what it passes.
+    pub async fn run_async(&self, js: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1]; {js}");
+        call(
+            &self.addr,
+            "POST",
+            &format!("{}/execute/async", self.session),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await["value"]
+            .clone()
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         let shot = call(

@@ -340,7 +340,7 @@ pub async fn overview(
         let unacked = s.gateways.iter().any(|g| !g.in_sync);
         let _ = write!(
             main,
-            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3>{name}</h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
+            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3><a href=\"/sites/{id}\">{name}</a></h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
             id = esc(s.site.as_str()),
             name = esc(name),
             alt = esc(&format!("{name}: {}", t(l, "preview-alt"))),
@@ -377,6 +377,281 @@ pub async fn overview(
     main.push_str("</ul></section>");
     let title = t(l, "overview-title");
     Ok(page(lang, Some(&who), title, "/overview", &main))
+}
+
+// ---- a site ----
+
+fn site_time(tz: &jiff::tz::TimeZone, ms: i64, with_date: bool) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| {
+            tz.to_datetime(ts)
+                .strftime(if with_date { "%m-%d %H:%M" } else { "%H:%M" })
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn site(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    axum::extract::Path(site): axum::extract::Path<String>,
+    lang: PageLang,
+) -> Result<Response, ApiError> {
+    let l = lang.lang;
+    let id: nightscape_core::SiteId = site
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such site"))?;
+    let lib = state.store.checked_library().await?;
+    let library = &lib.checked.library;
+    let s = library.sites.get(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no site `{id}`"),
+        )
+    })?;
+    let tz = &s.time_zone;
+    let name = if l == Lang::En {
+        s.name.en.as_deref().unwrap_or(&s.name.ko)
+    } else {
+        &s.name.ko
+    };
+    let now = state.clock.now_ms();
+    let id_text = esc(id.as_str());
+    let mut main = format!(
+        "<p><a href=\"/overview\">← {}</a></p><h1>{}</h1>",
+        esc(t(l, "nav-back")),
+        esc(name)
+    );
+
+    // Now: the computed picture, refreshed, and the gateways' acknowledgement.
+    let gateways: Vec<read::GatewayView> = read::gateways(&state.store)
+        .await?
+        .into_iter()
+        .filter(|g| g.site == id.as_str())
+        .collect();
+    let _ = write!(
+        main,
+        "<section aria-labelledby=\"now-h\"><h2 id=\"now-h\">{}</h2><img id=\"preview\" src=\"/api/sites/{id_text}/preview.png?width=800\" width=\"800\" alt=\"{}\" data-site=\"{id_text}\"><p id=\"gateways\" role=\"status\" data-site=\"{id_text}\" data-acked=\"{}\" data-waiting=\"{}\">",
+        esc(t(l, "site-preview")),
+        esc(&format!("{name}: {}", t(l, "preview-alt"))),
+        esc(t(l, "gw-acked")),
+        esc(t(l, "gw-waiting"))
+    );
+    for g in &gateways {
+        let _ = write!(
+            main,
+            "<span data-gateway=\"{}\">{} {}<span>: {}</span></span> ",
+            esc(&g.gateway),
+            esc(t(l, "site-gateways")),
+            esc(&g.gateway),
+            esc(t(l, if g.in_sync { "gw-acked" } else { "gw-waiting" }))
+        );
+    }
+    main.push_str("</p></section>");
+
+    // Actions, for those who may operate the site: the buttons are not in the page otherwise.
+    if who.may_operate(&id) {
+        let _ = write!(
+            main,
+            "<section aria-labelledby=\"act-h\"><h2 id=\"act-h\">{}</h2><form id=\"override\" data-site=\"{id_text}\"><label for=\"scene\">{}</label><select id=\"scene\" name=\"scene\">",
+            esc(t(l, "action-override")),
+            esc(t(l, "action-scene"))
+        );
+        for sc in library.scenes_of(&id) {
+            let label = if l == Lang::En {
+                sc.name.en.as_deref().unwrap_or(&sc.name.ko)
+            } else {
+                &sc.name.ko
+            };
+            let _ = write!(
+                main,
+                "<option value=\"{}\">{}</option>",
+                esc(sc.id.as_str()),
+                esc(label)
+            );
+        }
+        let _ = write!(
+            main,
+            "</select><label for=\"minutes\">{}</label><input id=\"minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" value=\"60\" required><label for=\"reason\">{}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\">{}</button></form><p><button type=\"button\" id=\"blackout\" class=\"danger\" data-site=\"{id_text}\" data-confirm=\"{}\">{}</button></p><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+            esc(t(l, "action-minutes")),
+            esc(t(l, "action-reason")),
+            esc(t(l, "action-apply")),
+            esc(t(l, "action-blackout-confirm")),
+            esc(t(l, "action-blackout")),
+            esc(t(l, "action-sent")),
+            esc(t(l, "action-failed"))
+        );
+        let active: Vec<crate::overrides::Override> = crate::overrides::active(&state.store, now)
+            .await?
+            .into_iter()
+            .filter(|o| o.scope.covers(&id))
+            .collect();
+        if !active.is_empty() {
+            let _ = write!(
+                main,
+                "<h3>{}</h3><ul class=\"in-force\">",
+                esc(t(l, "site-in-force"))
+            );
+            for o in &active {
+                let what = match &o.scene {
+                    Some(sc) => sc.to_string(),
+                    None => format!("{:?}", o.kind).to_lowercase(),
+                };
+                let until = o
+                    .until_ms
+                    .map(|u| site_time(tz, u, true))
+                    .unwrap_or_else(|| "∞".into());
+                let release = if matches!(o.scope, crate::overrides::Scope::City)
+                    && who.role != Role::Admin
+                {
+                    String::new()
+                } else {
+                    format!(
+                        "<button type=\"button\" class=\"release\" data-override=\"{}\">{}</button>",
+                        esc(&o.id),
+                        esc(t(l, "action-release"))
+                    )
+                };
+                let _ = write!(
+                    main,
+                    "<li>{} → {} · {} {release}</li>",
+                    esc(&what),
+                    esc(&until),
+                    esc(&o.reason)
+                );
+            }
+            main.push_str("</ul>");
+        }
+        main.push_str("</section>");
+    }
+
+    // Tonight and the week ahead, from the schedule.
+    let day = now.div_euclid(86_400_000);
+    let almanac = Arc::new(nightscape_core::sun::Almanac::new(day - 2, day + 9));
+    let place = nightscape_core::sun::Place::new(s.location.lat, s.location.lon);
+    let zones = library.zones.as_ref();
+    let sunset = almanac
+        .event(place, day, nightscape_core::sun::Event::Sunset)
+        .ok();
+    let sunrise = almanac
+        .event(place, day + 1, nightscape_core::sun::Event::Sunrise)
+        .ok();
+    let _ = write!(
+        main,
+        "<section aria-labelledby=\"tonight-h\"><h2 id=\"tonight-h\">{}</h2><ul class=\"timeline\">",
+        esc(t(l, "site-timeline"))
+    );
+    if let Some(ss) = sunset {
+        let _ = write!(
+            main,
+            "<li><time>{}</time> {}</li>",
+            site_time(tz, ss, false),
+            esc(t(l, "site-sunset"))
+        );
+    }
+    if let (Some(ss), Some(sr), Some(z)) = (sunset, sunrise, zones) {
+        let _ = write!(
+            main,
+            "<li><time>{}–{}</time> {}</li>",
+            site_time(tz, ss + z.applies_after_sunset.as_millis() as i64, false),
+            site_time(tz, sr - z.applies_before_sunrise.as_millis() as i64, false),
+            esc(t(l, "site-legal"))
+        );
+    }
+    if let Some(ev) = library.evaluator(&id, almanac.clone()) {
+        let (tonight, _) = ev.transitions(now, now + 86_400_000);
+        for tr in &tonight {
+            let what = match &tr.cue.scene {
+                Some(sc) => format!("{sc} {:.0} %", tr.cue.brightness.pct()),
+                None => t(l, "site-dark").to_owned(),
+            };
+            let _ = write!(
+                main,
+                "<li><time>{}</time> {}</li>",
+                site_time(tz, tr.at_ms, false),
+                esc(&what)
+            );
+        }
+        main.push_str("</ul></section>");
+        let (week, _) = ev.transitions(now, now + 7 * 86_400_000);
+        let _ = write!(
+            main,
+            "<section aria-labelledby=\"week-h\"><h2 id=\"week-h\">{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+            esc(t(l, "site-week")),
+            esc(t(l, "col-time")),
+            esc(t(l, "col-what"))
+        );
+        for tr in &week {
+            let what = match &tr.cue.scene {
+                Some(sc) => format!("{sc} {:.0} %", tr.cue.brightness.pct()),
+                None => t(l, "site-dark").to_owned(),
+            };
+            let _ = write!(
+                main,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                site_time(tz, tr.at_ms, true),
+                esc(&what)
+            );
+        }
+        main.push_str("</tbody></table></section>");
+    } else {
+        main.push_str("</ul></section>");
+    }
+
+    // Limits and zone, and the recent nights.
+    let curfew = match s.limits.curfew {
+        nightscape_core::model::Curfew::At(t) => {
+            format!("{:02}:{:02}", t.minutes() / 60, t.minutes() % 60)
+        }
+        nightscape_core::model::Curfew::None => "–".into(),
+    };
+    let zone = library
+        .zone_rule(s)
+        .map(|z| {
+            if l == Lang::En {
+                z.name.en.clone().unwrap_or_else(|| z.name.ko.clone())
+            } else {
+                z.name.ko.clone()
+            }
+        })
+        .unwrap_or_default();
+    let _ = write!(
+        main,
+        "<section aria-labelledby=\"limits-h\"><h2 id=\"limits-h\">{}</h2><dl class=\"limits\"><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{:.0} %</dd><dt>{}</dt><dd>{}</dd></dl></section>",
+        esc(t(l, "site-limits")),
+        esc(t(l, "site-zone")),
+        esc(&zone),
+        esc(t(l, "site-cap")),
+        s.limits.max_output.pct(),
+        esc(t(l, "site-curfew")),
+        esc(&curfew)
+    );
+    if let Ok(Some(nights)) = crate::compliance::report(&state, &id, None, None).await {
+        let _ = write!(
+            main,
+            "<section aria-labelledby=\"comp-h\"><h2 id=\"comp-h\">{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+            esc(t(l, "site-compliance")),
+            esc(t(l, "col-date")),
+            esc(t(l, "col-max")),
+            esc(t(l, "col-after-curfew")),
+            esc(t(l, "col-exceptions"))
+        );
+        for n in nights.iter().rev() {
+            let _ = write!(
+                main,
+                "<tr><td>{}</td><td>{:.0} / {:.0} %</td><td>{:.0}</td><td>{}</td></tr>",
+                esc(&n.date),
+                n.max_output_pct,
+                n.cap_pct,
+                n.lit_after_curfew_minutes,
+                esc(&n.exceptions.join("; "))
+            );
+        }
+        main.push_str("</tbody></table></section>");
+    }
+    let path = format!("/sites/{id}");
+    Ok(page(lang, Some(&who), name, &path, &main))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/login"), (Public, false)),
         (("POST", "/login"), (Public, false)),
         (("GET", "/overview"), (Viewer, false)),
+        (("GET", "/sites/{site}"), (Viewer, false)),
         (("GET", "/healthz"), (Public, false)),
         (("GET", "/metrics"), (Public, false)),
         (("GET", "/api/openapi.json"), (Public, false)),

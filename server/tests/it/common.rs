@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
-/// 2026-11-26 20:00 in Korea.
+/// 2026-11-27 20:00 in Korea (a Friday evening).
 pub const NOW_MS: i64 = 1_795_777_200_000;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);

@@ -184,3 +184,103 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
     tracker.close();
     tracker.wait().await;
 }
+
+async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
+    browser.go(&format!("{base}/login")).await;
+    browser
+        .run(&format!(
+            "document.getElementById('name').value = '{name}'; document.getElementById('password').value = '{password}'; document.querySelector('form.login').submit(); return true;"
+        ))
+        .await;
+    wait_for(
+        browser,
+        "the overview",
+        "return location.pathname === '/overview';",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_viewer_has_no_override_button_and_its_cookie_cannot_post_one_but_an_operator_can() {
+    let dir = scratch("web-roles");
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let server = nightscape_server::start(
+        nightscape_server::Config {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            seed_library: Some(shipped_library()),
+            ..nightscape_server::Config::local(dir, None)
+        },
+        Arc::new(VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .unwrap();
+    let store = &server.state.store;
+    for (name, role) in [
+        ("vera", nightscape_server::auth::Role::Viewer),
+        ("olivia", nightscape_server::auth::Role::Operator),
+    ] {
+        nightscape_server::auth::put_user(
+            store,
+            name,
+            Some("a-long-password-1"),
+            role,
+            &["nonsan-city-hall".parse().unwrap()],
+            "test",
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+    }
+    let base = format!("http://{}", server.addr);
+    let post = "fetch('/api/sites/nonsan-city-hall/override', {method: 'POST', headers: {'content-type': 'application/json', 'x-csrf-token': document.getElementById('logout').dataset.csrf}, body: JSON.stringify({scene: 'cityhall-blue-hour', minutes: 30, reason: 'test'})}).then(r => done(r.status));";
+
+    let viewer = Browser::start(1280, 800).await;
+    log_in(&viewer, &base, "vera", "a-long-password-1").await;
+    viewer.go(&format!("{base}/sites/nonsan-city-hall")).await;
+    wait_for(&viewer, "the site page", "return document.querySelector('h1') && document.querySelector('h1').textContent === '논산시청';").await;
+    assert_eq!(viewer.run("return document.getElementById('override') === null && document.getElementById('blackout') === null;").await, json!(true), "no actions in a viewer's page");
+    assert_eq!(
+        viewer.run_async(post).await,
+        json!(403),
+        "nor through the API with its cookie"
+    );
+    drop(viewer);
+
+    let operator = Browser::start(1280, 800).await;
+    log_in(&operator, &base, "olivia", "a-long-password-1").await;
+    operator.go(&format!("{base}/sites/nonsan-city-hall")).await;
+    wait_for(
+        &operator,
+        "the override form",
+        "return document.getElementById('override') !== null;",
+    )
+    .await;
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-ko-1280.png"),
+        operator.screenshot().await,
+    )
+    .unwrap();
+    operator
+        .run("document.getElementById('scene').value = 'cityhall-blue-hour'; document.getElementById('minutes').value = '45'; document.getElementById('reason').value = '방문객 안내'; document.querySelector('#override button').click(); return true;")
+        .await;
+    wait_for(
+        &operator,
+        "the answer",
+        "const r = document.getElementById('action-result'); return r && r.textContent.length > 0;",
+    )
+    .await;
+    let active = nightscape_server::overrides::active(store, NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].created_by, "olivia");
+    assert_eq!(active[0].reason, "방문객 안내");
+    assert_eq!(active[0].until_ms, Some(NOW_MS + 45 * 60_000));
+    drop(operator);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
