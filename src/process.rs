@@ -20,26 +20,36 @@ pub fn init_logging_with(default: &str) {
         .try_init();
 }
 
-/// Returns on ctrl-c or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed the process still stops on SIGTERM.
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: call it before saying "ready", so a signal sent right after
+/// is not the default one that kills the process.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = wait_on(term.as_mut()) => {}
+                () = wait_on(int.as_mut()) => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(unix)]
+async fn wait_on(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        // A handler that could not be installed: the other one still stops the process.
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -121,6 +121,8 @@ pub fn run(options: Options) -> Result<()> {
         )
         .await
         .context("choose another address with --listen")?;
+        // Before saying it serves: a SIGTERM right after must stop it cleanly.
+        let signal = crate::process::wait_for_signal();
         if let Some((name, password)) = &server.first_admin {
             eprintln!(
                 "first start: admin login `{name}`, password `{password}` (shown once; change it)"
@@ -132,7 +134,7 @@ pub fn run(options: Options) -> Result<()> {
             server.public_key_file.display()
         );
         crate::process::Notifier::from_env().notify("READY=1");
-        crate::process::wait_for_signal().await;
+        signal.await;
         eprintln!("stopping");
         shutdown.cancel();
         tracker.close();

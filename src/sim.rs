@@ -124,6 +124,8 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {} (--http)", options.http))?;
     let local = listener.local_addr()?;
+    // Before saying where it serves: a SIGTERM right after must stop it cleanly.
+    let signal = crate::process::wait_for_signal();
     let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
     eprintln!(
         "simulating {controllers} controllers of {} sites; endpoint map in {}; preview at http://{local}/ and state API at http://{local}/api/sites",
@@ -137,7 +139,7 @@ async fn serve(
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    crate::process::wait_for_signal().await;
+    signal.await;
     eprintln!("stopping");
     shutdown.cancel();
     sim.tracker.wait().await;

@@ -272,6 +272,8 @@ async fn serve(
             gateways.push(handle);
         }
     }
+    // Before the banner: a SIGTERM right after must stop it cleanly.
+    let signal = crate::process::wait_for_signal();
     let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
     println!();
     println!(
@@ -297,7 +299,7 @@ async fn serve(
         );
     }
     println!("Stop with ctrl-c.");
-    crate::process::wait_for_signal().await;
+    signal.await;
     eprintln!("stopping");
     shutdown.cancel();
     for g in gateways {
