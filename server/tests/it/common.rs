@@ -260,3 +260,41 @@ pub async fn user(state: &Arc<AppState>, name: &str, role: auth::Role, sites: &[
         .unwrap();
     As::Bearer(token)
 }
+
+/// A whole server (`nightscape_server::start`) on a free port with the shipped library, the
+/// test key and an admin, on the test clock; with a broker when given one.
+pub async fn running(
+    name: &str,
+    broker: Option<nightscape_server::mqtt::BrokerConfig>,
+) -> (
+    nightscape_server::Server,
+    tokio_util::sync::CancellationToken,
+    tokio_util::task::TaskTracker,
+) {
+    let dir = scratch(name);
+    std::fs::write(
+        dir.join("signing.key"),
+        nightscape_core::plan::secret_key_text(&key()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join("signing.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let server = nightscape_server::start(
+        nightscape_server::Config {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            seed_library: Some(shipped_library()),
+            ..nightscape_server::Config::local(dir, broker)
+        },
+        Arc::new(VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .unwrap();
+    (server, shutdown, tracker)
+}

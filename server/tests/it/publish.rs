@@ -3,10 +3,8 @@
 //! they lie about who they are.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use nightscape_core::clock::Clock;
 use nightscape_core::plan::{self, Plan, Signed};
 use nightscape_core::wire::{
     self, About, Ack, AckResult, Event, EventKind, FaultChange, FaultCode, Severity,
@@ -85,35 +83,8 @@ async fn start(
     name: &str,
     prefix: &str,
 ) -> (nightscape_server::Server, CancellationToken, TaskTracker) {
-    let dir = scratch(name);
-    std::fs::write(dir.join("signing.key"), plan::secret_key_text(&key())).unwrap();
-    std::fs::set_permissions(
-        dir.join("signing.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let server = nightscape_server::start(
-        nightscape_server::Config {
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            seed_library: Some(shipped_library()),
-            ..nightscape_server::Config::local(
-                dir,
-                Some(BrokerConfig::local(
-                    1883,
-                    prefix,
-                    format!("server-{}", prefix.replace('/', "-")),
-                )),
-            )
-        },
-        Arc::new(nightscape_core::clock::VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
-        shutdown.clone(),
-        &tracker,
-    )
-    .await
-    .unwrap();
-    (server, shutdown, tracker)
+    let client = format!("server-{}", prefix.replace('/', "-"));
+    running(name, Some(BrokerConfig::local(1883, prefix, client))).await
 }
 
 #[tokio::test]

@@ -1,13 +1,9 @@
 //! The dashboard in real headless Chromium: the login page, the city overview with every
 //! site, and the language switch remembered.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use nightscape_core::clock::{Clock, VirtualClock};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::common::*;
 use crate::webdriver::Browser;
@@ -25,21 +21,7 @@ async fn wait_for(browser: &Browser, what: &str, js: &str) -> serde_json::Value 
 
 #[tokio::test]
 async fn staff_log_in_see_every_site_and_switch_the_language() {
-    let dir = scratch("web");
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let server = nightscape_server::start(
-        nightscape_server::Config {
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            seed_library: Some(shipped_library()),
-            ..nightscape_server::Config::local(dir, None)
-        },
-        Arc::new(VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
-        shutdown.clone(),
-        &tracker,
-    )
-    .await
-    .unwrap();
+    let (server, shutdown, tracker) = running("web", None).await;
     let base = format!("http://{}", server.addr);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
 
@@ -202,21 +184,7 @@ async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
 
 #[tokio::test]
 async fn a_viewer_has_no_override_button_and_its_cookie_cannot_post_one_but_an_operator_can() {
-    let dir = scratch("web-roles");
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let server = nightscape_server::start(
-        nightscape_server::Config {
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            seed_library: Some(shipped_library()),
-            ..nightscape_server::Config::local(dir, None)
-        },
-        Arc::new(VirtualClock::new(NOW_MS)) as Arc<dyn Clock>,
-        shutdown.clone(),
-        &tracker,
-    )
-    .await
-    .unwrap();
+    let (server, shutdown, tracker) = running("web-roles", None).await;
     let store = &server.state.store;
     for (name, role) in [
         ("vera", nightscape_server::auth::Role::Viewer),
