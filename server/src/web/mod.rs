@@ -279,29 +279,52 @@ pub async fn overview(
         "<section aria-labelledby=\"map-h\"><h2 id=\"map-h\">{}</h2><svg class=\"map\" viewBox=\"0 0 1000 600\" role=\"img\" aria-labelledby=\"map-h\">",
         esc(t(l, "overview-map"))
     );
-    for s in &sites {
-        let x = 50.0 + 900.0 * (s.lon - min_lon) / span(min_lon, max_lon);
-        let y = 550.0 - 500.0 * (s.lat - min_lat) / span(min_lat, max_lat);
+    let points: Vec<(f64, f64)> = sites
+        .iter()
+        .map(|s| {
+            (
+                60.0 + 880.0 * (s.lon - min_lon) / span(min_lon, max_lon),
+                550.0 - 500.0 * (s.lat - min_lat) / span(min_lat, max_lat),
+            )
+        })
+        .collect();
+    for (n, (s, (x, y))) in sites.iter().zip(&points).enumerate() {
         let name = if l == Lang::En {
             s.name_en.as_deref().unwrap_or(&s.name)
         } else {
             &s.name
         };
         let lit = s.cue.as_ref().is_some_and(|c| c.scene.is_some());
+        // Downtown sites sit close together: each has its number, and its name only where
+        // no other site is near enough for the labels to run into each other.
+        let crowded = points
+            .iter()
+            .enumerate()
+            .any(|(m, (x2, y2))| m != n && (x - x2).abs() < 220.0 && (y - y2).abs() < 36.0);
         let _ = write!(
             main,
-            "<a href=\"#site-{id}\"><g data-site=\"{id}\"><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"12\" class=\"{}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text></g></a>",
-            if !s.online {
+            "<a href=\"/sites/{id}\" aria-label=\"{label}\"><g data-site=\"{id}\"><title>{label}</title><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
+            id = esc(s.site.as_str()),
+            label = esc(&format!("{} {name}", n + 1)),
+            class = if !s.online {
                 "offline"
             } else if lit {
                 "lit"
             } else {
                 "dark"
             },
-            x + 16.0,
-            y + 5.0,
-            esc(name),
-            id = esc(s.site.as_str())
+            ty = y + 6.0,
+            num = n + 1,
+            name_label = if crowded {
+                String::new()
+            } else {
+                format!(
+                    "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+                    x + 20.0,
+                    y + 6.0,
+                    esc(name)
+                )
+            },
         );
     }
     main.push_str("</svg></section>");
@@ -310,7 +333,7 @@ pub async fn overview(
         "<section aria-labelledby=\"sites-h\"><h2 id=\"sites-h\">{}</h2><ul class=\"cards\">",
         esc(t(l, "overview-sites"))
     );
-    for s in &sites {
+    for (n, s) in sites.iter().enumerate() {
         let name = if l == Lang::En {
             s.name_en.as_deref().unwrap_or(&s.name)
         } else {
@@ -340,8 +363,9 @@ pub async fn overview(
         let unacked = s.gateways.iter().any(|g| !g.in_sync);
         let _ = write!(
             main,
-            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3><a href=\"/sites/{id}\">{name}</a></h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
+            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3><span class=\"num\">{num}</span> <a href=\"/sites/{id}\">{name}</a></h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
             id = esc(s.site.as_str()),
+            num = n + 1,
             name = esc(name),
             alt = esc(&format!("{name}: {}", t(l, "preview-alt"))),
             st = esc(t(l, "site-status")),
