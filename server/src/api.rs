@@ -373,7 +373,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
 
 // ---- access ----
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -488,10 +488,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let body = Health {
         ok: store,
         store: if store { "ok" } else { "unreachable" },
-        broker_connected: state
-            .metrics
-            .render()
-            .contains("nightscape_broker_connected 1"),
+        broker_connected: state.publisher.mqtt.as_ref().is_some_and(|m| m.connected()),
     };
     let status = if store {
         StatusCode::OK

@@ -25,6 +25,8 @@ const MAX_STEP_MS: i64 = 60_000;
 /// A gateway that comes back behind its plan gets it again at most this often.
 const REPUBLISH_EVERY_MS: i64 = 30_000;
 
+type SiteMap = HashMap<GatewayId, (SiteId, jiff::tz::TimeZone, bool)>;
+
 pub struct Intake {
     pub store: Store,
     pub publisher: Arc<Publisher>,
@@ -33,8 +35,9 @@ pub struct Intake {
     pub topic_prefix: String,
     /// Per gateway: the last telemetry time, for energy steps.
     last_telemetry: HashMap<GatewayId, i64>,
-    /// Site time zones and each site's first gateway (which alone counts lit minutes).
-    sites: HashMap<GatewayId, (SiteId, jiff::tz::TimeZone, bool)>,
+    /// Per gateway, its site, the site's time zone and whether it is the site's first
+    /// gateway (which alone counts lit minutes), for the library they were read from.
+    sites: (Option<Arc<crate::store::Library>>, SiteMap),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +78,7 @@ impl Intake {
             clock,
             topic_prefix,
             last_telemetry: HashMap::new(),
-            sites: HashMap::new(),
+            sites: (None, HashMap::new()),
         }
     }
 
@@ -249,20 +252,21 @@ impl Intake {
         &mut self,
         gateway: &GatewayId,
     ) -> Result<Option<(SiteId, jiff::tz::TimeZone, bool)>, StoreError> {
-        if let Some(s) = self.sites.get(gateway) {
-            return Ok(Some(s.clone()));
-        }
+        // Built again whenever the library changed (a gateway moved, a zone changed).
         let lib = self.store.checked_library().await?;
-        let checked = &lib.checked;
-        for site in checked.library.sites.values() {
-            for (i, g) in site.gateways.iter().enumerate() {
-                self.sites.insert(
-                    g.id.clone(),
-                    (site.id.clone(), site.time_zone.clone(), i == 0),
-                );
+        if !self.sites.0.as_ref().is_some_and(|l| Arc::ptr_eq(l, &lib)) {
+            let mut map = HashMap::new();
+            for site in lib.checked.library.sites.values() {
+                for (i, g) in site.gateways.iter().enumerate() {
+                    map.insert(
+                        g.id.clone(),
+                        (site.id.clone(), site.time_zone.clone(), i == 0),
+                    );
+                }
             }
+            self.sites = (Some(lib), map);
         }
-        Ok(self.sites.get(gateway).cloned())
+        Ok(self.sites.1.get(gateway).cloned())
     }
 
     async fn telemetry(&mut self, t: &Telemetry, raw: &[u8]) -> Result<(), StoreError> {

@@ -30,6 +30,9 @@ pub struct SiteOverview {
     pub cue: Option<ActiveCue>,
     /// Tonight: the first switch-on and the last switch-off of the next 24 hours.
     pub on_at_ms: Option<i64>,
+    /// The same in the site's time zone, HH:MM.
+    pub on_local: Option<String>,
+    pub off_local: Option<String>,
     pub off_at_ms: Option<i64>,
     pub open_faults: i64,
 }
@@ -91,6 +94,13 @@ pub async fn gateways(store: &Store) -> Result<Vec<GatewayView>, StoreError> {
         .collect()
 }
 
+/// HH:MM at `t_ms` in `tz`.
+fn clock_time(t_ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(t_ms)
+        .map(|ts| tz.to_datetime(ts).strftime("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
 fn epoch_day(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
 }
@@ -146,6 +156,8 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
             gateways: mine,
             on_at_ms: on,
             off_at_ms: off,
+            on_local: on.map(|t| clock_time(t, &site.time_zone)),
+            off_local: off.map(|t| clock_time(t, &site.time_zone)),
             open_faults: faults
                 .iter()
                 .find(|(s, _)| s == site.id.as_str())

@@ -39,13 +39,10 @@ pub fn catalogs() -> &'static (Catalog, Catalog) {
 
 /// The wording of `key` in `lang` (the key itself if a catalogue lacks it, which a test
 /// forbids).
-pub fn t(lang: Lang, key: &str) -> &'static str {
+pub fn t(lang: Lang, key: &'static str) -> &'static str {
     let (ko, en) = catalogs();
     let catalog = if lang == Lang::En { en } else { ko };
-    catalog
-        .get(key)
-        .map(String::as_str)
-        .unwrap_or_else(|| Box::leak(key.to_owned().into_boxed_str()))
+    catalog.get(key).map_or(key, String::as_str)
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -62,17 +59,6 @@ pub fn esc(text: &str) -> String {
         }
     }
     out
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// The page language: `?lang=` (then remembered in a cookie), the cookie, else Korean.
@@ -98,7 +84,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageLang {
         }
         // Korean unless the user chose English here: staff read Korean first, whatever
         // language their browser was set up with.
-        let asked = cookie(&parts.headers, LANG_COOKIE)
+        let asked = crate::api::cookie(&parts.headers, LANG_COOKIE)
             .unwrap_or("ko")
             .to_owned();
         Ok(PageLang {
@@ -251,13 +237,6 @@ pub async fn root() -> Redirect {
 
 // ---- the city overview ----
 
-fn local_time(ms: Option<i64>) -> String {
-    let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap_or(jiff::tz::TimeZone::UTC);
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-        .map(|ts| seoul.to_datetime(ts).strftime("%H:%M").to_string())
-        .unwrap_or_else(|| "–".into())
-}
-
 pub async fn overview(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
@@ -382,9 +361,9 @@ pub async fn overview(
             cue = cue,
             tonight = esc(t(l, "site-tonight")),
             on = esc(t(l, "site-on")),
-            on_t = local_time(s.on_at_ms),
+            on_t = s.on_local.as_deref().unwrap_or("–"),
             off = esc(t(l, "site-off")),
-            off_t = local_time(s.off_at_ms),
+            off_t = s.off_local.as_deref().unwrap_or("–"),
             faults = esc(t(l, "site-faults")),
             nf = if s.open_faults == 0 {
                 esc(t(l, "site-none"))

@@ -1018,3 +1018,23 @@ async fn an_override_inside_the_curfew_says_it_will_not_show_without_an_exceptio
     );
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn the_overview_gives_tonight_in_each_sites_own_time() {
+    let db = Db::sqlite("overview").await;
+    let (state, _) = app_state(&db.url).await;
+    let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+    let r = call(&state, request("GET", "/api/sites", &viewer, None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let sites = r.json.as_array().unwrap();
+    assert_eq!(sites.len(), 12);
+    // 20:00 on a Friday: City Hall is lit already and goes dark at its curfew, midnight in
+    // Korea (15:00 UTC).
+    let hall = sites
+        .iter()
+        .find(|s| s["site"] == "nonsan-city-hall")
+        .unwrap();
+    assert_eq!(hall["on_local"], json!(null), "{hall}");
+    assert_eq!(hall["off_local"], json!("00:00"), "{hall}");
+    db.drop_now().await;
+}
