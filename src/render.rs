@@ -4,11 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nightscape_core::model::Level;
-use nightscape_core::preview::{self, Image, View};
-use nightscape_core::render::{CompiledScene, Layout, decode, render_channels};
+use nightscape_core::render::Layout;
 use nightscape_core::scene::SceneId;
 use nightscape_core::show::ShowLibrary;
+use nightscape_server::preview::{gif_bytes, png_bytes, scene_frames};
 
 /// What to draw.
 pub struct Request<'a> {
@@ -70,31 +69,20 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
         .sites
         .get(&scene.site)
         .context("the scene's site is missing")?;
-    let layout = Layout::new(site, library.zone_rule(site));
-    let compiled = CompiledScene::new(scene, &layout);
     let start = parse_at(request.at, &site.time_zone)?;
-    let view = View::fit(&layout, request.width);
-    let title = format!(
-        "{} - {}",
-        site.name.en.as_deref().unwrap_or(site.id.as_str()),
-        scene.name.en.as_deref().unwrap_or(id.as_str())
-    );
-    let draw = |t: jiff::Timestamp| -> Image {
-        let channels = render_channels(&compiled, &layout, t.as_millisecond(), Level::FULL);
-        // The channels come from this layout, so their count is the layout's.
-        let colours = decode(&layout, &channels).unwrap_or_default();
-        let local = site.time_zone.to_datetime(t);
-        let caption = format!(
+    let caption = |layout: &Layout, t: jiff::Timestamp| {
+        format!(
             "scene {}  |  {} {}  |  {} fixtures, {} pixels, {} channels",
             id,
-            local.strftime("%Y-%m-%d %H:%M:%S"),
+            site.time_zone.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S"),
             site.time_zone.iana_name().unwrap_or("local"),
             layout.fixtures().len(),
             layout.pixel_count(),
             layout.channel_count()
-        );
-        preview::draw(&layout, &view, &colours, &title, &caption)
+        )
     };
+    let (view, draw) = scene_frames(library, &id, request.width, caption)
+        .context("the scene's site is missing")?;
     let extension = request
         .out
         .extension()
@@ -102,51 +90,36 @@ pub fn run(library: &ShowLibrary, request: &Request<'_>) -> Result<String> {
         .unwrap_or("");
     // Everything is made in memory and written at the end: a mistake never leaves an empty
     // or half-written file in place of a good one.
-    let mut bytes = Vec::new();
     let local = site
         .time_zone
         .to_datetime(start)
         .strftime("%Y-%m-%d %H:%M:%S")
         .to_string();
-    let summary = match (extension, request.duration) {
+    let (bytes, summary) = match (extension, request.duration) {
         ("png", None) => {
             let image = draw(start);
-            let mut encoder = png::Encoder::new(&mut bytes, image.width, image.height);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut png = encoder.write_header().context("encoding PNG")?;
-            png.write_image_data(&image.rgb).context("encoding PNG")?;
-            drop(png);
-            format!(
+            let summary = format!(
                 "wrote {} ({}x{}) of {id} at {local} site time",
                 request.out.display(),
                 image.width,
                 image.height
-            )
+            );
+            (png_bytes(&image)?, summary)
         }
         ("gif", Some(duration)) => {
             // GIF delays are whole hundredths of a second.
             let delay = (100.0 / f64::from(request.fps)).round().clamp(2.0, 100.0) as u16;
-            let step_ms = u64::from(delay) * 10;
-            let frames = (duration.as_millis() as u64 / step_ms).max(1);
-            let (w, h) = (u16::try_from(view.width)?, u16::try_from(view.height)?);
-            let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[]).context("encoding GIF")?;
-            encoder
-                .set_repeat(gif::Repeat::Infinite)
-                .context("encoding GIF")?;
-            for k in 0..frames {
-                let t = start + jiff::SignedDuration::from_millis((k * step_ms) as i64);
-                let image = draw(t);
-                let mut frame = gif::Frame::from_rgb_speed(w, h, &image.rgb, 10);
-                frame.delay = delay;
-                encoder.write_frame(&frame).context("encoding GIF")?;
-            }
-            drop(encoder);
-            format!(
+            let step_ms = i64::from(delay) * 10;
+            let frames = (duration.as_millis() as i64 / step_ms).max(1);
+            let images =
+                (0..frames).map(|k| draw(start + jiff::SignedDuration::from_millis(k * step_ms)));
+            let bytes = gif_bytes(images, view.width, view.height, delay)?;
+            let summary = format!(
                 "wrote {} ({frames} frames, {:.1} fps) of {id} from {local} site time",
                 request.out.display(),
                 100.0 / f64::from(delay)
-            )
+            );
+            (bytes, summary)
         }
         ("png", Some(_)) => bail!("--duration makes an animation: write to a .gif file"),
         ("gif", None) => bail!("a .gif needs --duration, e.g. --duration 10s"),

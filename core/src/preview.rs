@@ -62,7 +62,8 @@ impl View {
         }
     }
 
-    fn project(self, p: [f32; 2]) -> (f32, f32) {
+    /// Where a point of the site (metres) lands in the picture (pixels from the top left).
+    pub fn project(self, p: [f32; 2]) -> (f32, f32) {
         let x = MARGIN + (p[0] - self.min[0]) * self.scale;
         // y grows upwards on site, downwards in the picture.
         let y = self.height as f32

@@ -115,6 +115,13 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page(),
         route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page(),
         route!(GET "/sites/{site}", Viewer, "A site's page: now, tonight, the week, limits, compliance; actions for its operators", crate::web::site, (), ()).page(),
+        route!(GET "/library", Viewer, "The scene library page: every scene animated, every file", crate::web::library, (), ()).page(),
+        route!(GET "/library/{*path}", Viewer, "A library file's page: the editor, checked before saving", crate::web::library_file, (), ()).page(),
+        route!(GET "/schedule", Viewer, "The schedules and calendars page: a month, adding a date, each site's rules", crate::web::schedule, (), ()).page(),
+        route!(GET "/faults", Viewer, "The faults page: open faults to acknowledge, and their history", crate::web::faults, (), ()).page(),
+        route!(GET "/energy", Viewer, "The energy page: each site's use and lit hours in a month", crate::web::energy, (), ()).page(),
+        route!(GET "/city", Admin, "The city-wide action page: dim or darken every site for a range of nights", crate::web::city, (), ()).page(),
+        route!(GET "/audit", Admin, "The audit log page", crate::web::audit, (), ()).page(),
         route!(GET "/healthz", Public, "Liveness and store reachability", healthz, (), Health),
         route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()),
         route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi, (), ()),
@@ -126,6 +133,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Range>(),
         route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>(),
         route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()).query::<PreviewQuery>(),
+        route!(GET "/api/sites/{site}/preview.json", Viewer, "The picture of preview.png as data: where each fixture is drawn and the colour it emits", site_preview_fixtures, (), crate::preview::SitePicture).query::<PreviewQuery>(),
+        route!(GET "/api/scenes/{scene}/animation.gif", Viewer, "A scene at full brightness in its site's layout: a six-second looping animation", scene_animation, (), ()).query::<WidthQuery>(),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
         route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, nightscape_core::wire::Action, commands::CommandView),
         route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
@@ -259,6 +268,22 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
+    }
+}
+
+impl From<crate::preview::PreviewError> for ApiError {
+    fn from(e: crate::preview::PreviewError) -> ApiError {
+        match e {
+            crate::preview::PreviewError::Store(e) => e.into(),
+            other => {
+                tracing::error!("preview: {other}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not draw the picture; it is logged",
+                )
+            }
+        }
     }
 }
 
@@ -745,11 +770,12 @@ pub struct PreviewQuery {
     pub width: Option<u32>,
 }
 
-async fn site_preview(
-    State(state): State<Arc<AppState>>,
-    Path(site): Path<String>,
-    Q(q): Q<PreviewQuery>,
-) -> ApiResult<Response> {
+/// The site, width and instant a picture is asked for.
+async fn picture_request(
+    state: &AppState,
+    site: &str,
+    q: &PreviewQuery,
+) -> ApiResult<(SiteId, u32, Option<i64>)> {
     let site: SiteId = site
         .parse()
         .map_err(|e| ApiError::bad(format!("site: {e}")))?;
@@ -757,20 +783,24 @@ async fn site_preview(
     if !(200..=2000).contains(&width) {
         return Err(ApiError::bad("width: give 200 to 2000 pixels"));
     }
-    let at = match q.at.as_deref() {
-        Some(t) => {
-            let lib = state.store.checked_library().await?;
-            let tz = lib
-                .checked
-                .library
-                .sites
-                .get(&site)
-                .map(|s| s.time_zone.clone())
-                .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
-            Some(read::instant(t, &tz)?)
-        }
-        None => None,
-    };
+    let lib = state.store.checked_library().await?;
+    let tz = lib
+        .checked
+        .library
+        .sites
+        .get(&site)
+        .map(|s| s.time_zone.clone())
+        .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
+    let at = q.at.as_deref().map(|t| read::instant(t, &tz)).transpose()?;
+    Ok((site, width, at))
+}
+
+async fn site_preview(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    Q(q): Q<PreviewQuery>,
+) -> ApiResult<Response> {
+    let (site, width, at) = picture_request(&state, &site, &q).await?;
     let (png, source) = crate::preview::site_png(
         &state,
         &site,
@@ -780,17 +810,70 @@ async fn site_preview(
     )
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
-    let source = match source {
-        crate::preview::Source::Reported => "computed; reported cue",
-        crate::preview::Source::Schedule => "computed; scheduled cue",
-    };
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        [("x-nightscape-preview", source)],
+        [(
+            "x-nightscape-preview",
+            format!("computed; {} cue", source.as_str()),
+        )],
         png,
+    )
+        .into_response())
+}
+
+async fn site_preview_fixtures(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    Q(q): Q<PreviewQuery>,
+) -> ApiResult<Json<crate::preview::SitePicture>> {
+    let (site, width, at) = picture_request(&state, &site, &q).await?;
+    let missing = || ApiError::not_found(format!("no site `{site}` in the library"));
+    let light = crate::preview::site_light(
+        &state,
+        &site,
+        at.unwrap_or_else(|| state.clock.now_ms()),
+        at.is_none(),
+    )
+    .await?
+    .ok_or_else(missing)?;
+    let lib = state.store.checked_library().await?;
+    let s = lib.checked.library.sites.get(&site).ok_or_else(missing)?;
+    Ok(Json(light.fixtures(s, width)))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WidthQuery {
+    /// 200–1200 pixels; 480 by default.
+    pub width: Option<u32>,
+}
+
+async fn scene_animation(
+    State(state): State<Arc<AppState>>,
+    Path(scene): Path<String>,
+    Q(q): Q<WidthQuery>,
+) -> ApiResult<Response> {
+    let scene: SceneId = scene
+        .parse()
+        .map_err(|e| ApiError::bad(format!("scene: {e}")))?;
+    let width = q.width.unwrap_or(480);
+    if !(200..=1200).contains(&width) {
+        return Err(ApiError::bad("width: give 200 to 1200 pixels"));
+    }
+    let gif = state
+        .animations
+        .scene_gif(&state, &scene, width, state.clock.now_ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no scene `{scene}` in the library")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "private, max-age=60"),
+        ],
+        gif.as_ref().clone(),
     )
         .into_response())
 }
@@ -924,7 +1007,7 @@ pub struct CheckReport {
     pub diagnostics: Vec<DiagnosticView>,
 }
 
-fn diagnostics(checked: &show::Checked, lang: Lang) -> CheckReport {
+pub(crate) fn diagnostics(checked: &show::Checked, lang: Lang) -> CheckReport {
     let views: Vec<DiagnosticView> = checked
         .diagnostics
         .iter()
@@ -972,7 +1055,7 @@ fn check_path(path: &str) -> ApiResult<()> {
 }
 
 /// Operators may change their own sites' scenes and schedules; the rest is for admins.
-fn may_edit(who: &Principal, path: &str) -> bool {
+pub(crate) fn may_edit(who: &Principal, path: &str) -> bool {
     if who.role == Role::Admin {
         return true;
     }
@@ -1414,7 +1497,44 @@ pub struct CityOverride {
     pub brightness_pct: Option<f64>,
     pub from_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// Instead of `from_ms` and `until_ms`: the nights of these dates, from noon on the
+    /// first to noon after the last, in the sites' time zone.
+    pub nights: Option<Nights>,
     pub reason: String,
+}
+
+/// Nights by date, both included.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nights {
+    /// YYYY-MM-DD: the first evening.
+    pub from: String,
+    /// YYYY-MM-DD: the last evening.
+    pub to: String,
+}
+
+impl Nights {
+    /// From noon on the first date to noon after the last, in `tz`.
+    fn span(&self, tz: &jiff::tz::TimeZone) -> ApiResult<(i64, i64)> {
+        let date = |field: &str, text: &str| {
+            text.parse::<jiff::civil::Date>()
+                .map_err(|_| invalid(format!("nights.{field} `{text}`: write YYYY-MM-DD")))
+        };
+        let (first, last) = (date("from", &self.from)?, date("to", &self.to)?);
+        if last < first {
+            return Err(invalid("nights: `to` is before `from`"));
+        }
+        let noon = |d: jiff::civil::Date| {
+            tz.to_ambiguous_timestamp(d.at(12, 0, 0, 0))
+                .compatible()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| invalid(format!("nights: {e}")))
+        };
+        let after = last
+            .tomorrow()
+            .map_err(|_| invalid("nights.to: too far in the future"))?;
+        Ok((noon(first)?, noon(after)?))
+    }
 }
 
 const MAX_OVERRIDE_MS: i64 = 7 * 86_400_000;
@@ -1601,7 +1721,7 @@ async fn site_blackout(
 async fn city_override(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
-    Body(req): Body<CityOverride>,
+    Body(mut req): Body<CityOverride>,
 ) -> ApiResult<Json<Created>> {
     let lib = state.store.checked_library().await?;
     let checked = &lib.checked;
@@ -1617,6 +1737,22 @@ async fn city_override(
         }
     }
     let now = state.clock.now_ms();
+    if let Some(nights) = &req.nights {
+        if req.from_ms.is_some() || req.until_ms.is_some() {
+            return Err(invalid(
+                "nights: give either nights or from_ms and until_ms, not both",
+            ));
+        }
+        // The sites share one zone in a city; the first site of the scope names it.
+        let first = match &req.scope {
+            Scope::Sites(list) => list.first().and_then(|s| checked.library.sites.get(s)),
+            Scope::City => checked.library.sites.values().next(),
+        };
+        let tz = first.map_or(jiff::tz::TimeZone::UTC, |s| s.time_zone.clone());
+        let (from, until) = nights.span(&tz)?;
+        req.from_ms = Some(from);
+        req.until_ms = Some(until);
+    }
     let from = req.from_ms.unwrap_or(now);
     match req.kind {
         Kind::Scene => {

@@ -51,6 +51,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<metrics::Metrics>,
     pub secure_cookies: bool,
+    /// Scene animations made for the library, kept until it changes.
+    pub animations: preview::Animations,
 }
 
 /// How to run the server.
@@ -272,6 +274,7 @@ pub async fn start(
         publisher,
         metrics,
         secure_cookies: config.secure_cookies,
+        animations: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

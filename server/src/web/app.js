@@ -55,3 +55,131 @@ if (preview || gateways) {
     }
   }, 2000);
 }
+
+// Each fixture's computed colour beside the site's picture, refreshed with it.
+const fixtureList = document.getElementById("fixture-list");
+async function showFixtures() {
+  const res = await fetch(`/api/sites/${fixtureList.dataset.site}/preview.json?width=800`);
+  if (!res.ok) return;
+  const picture = await res.json();
+  fixtureList.replaceChildren(...picture.fixtures.map((f) => {
+    const li = document.createElement("li");
+    li.dataset.fixture = f.id;
+    li.dataset.colour = f.colour;
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = f.colour;
+    li.append(swatch, ` ${f.id} ${f.colour}`);
+    return li;
+  }));
+}
+if (fixtureList) { showFixtures(); setInterval(showFixtures, 2000); }
+
+// Faults: acknowledge through the API.
+document.querySelectorAll("button.ack").forEach((b) =>
+  b.addEventListener("click", () => act("POST", `/api/faults/${b.dataset.fault}/acknowledge`)));
+
+// Schedules: add a date to a calendar.
+document.getElementById("add-date")?.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const f = e.currentTarget;
+  act("POST", `/api/calendars/${f.calendar.value}/dates?lang=${document.documentElement.lang}`, {
+    dates: [{ date: f.date.value, name: f.name.value }],
+  });
+});
+
+// The city-wide action, after a confirmation.
+document.getElementById("city-action")?.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const f = e.currentTarget;
+  if (!confirm(f.dataset.confirm)) return;
+  const kind = f.kind.value;
+  act("POST", "/api/overrides", {
+    scope: { kind: "city" }, kind,
+    brightness_pct: kind === "dim" ? Number(f.brightness.value) : undefined,
+    nights: { from: f.from.value, to: f.to.value }, reason: f.reason.value,
+  });
+});
+
+// The library editor: line numbers beside the text, each problem marked at its line, a
+// check through the core before anything is saved.
+const editor = document.getElementById("editor");
+if (editor) {
+  const text = editor.querySelector("textarea");
+  const gutter = editor.querySelector(".gutter");
+  const list = document.getElementById("diagnostics");
+  const result = document.getElementById("check-result");
+  const lang = editor.dataset.lang;
+  const marks = () => {
+    const bad = new Map();
+    list.querySelectorAll("li[data-line]").forEach((li) => bad.set(Number(li.dataset.line), li.className));
+    const lines = text.value.split("\n").length;
+    gutter.innerHTML = "";
+    for (let n = 1; n <= lines; n++) {
+      const row = document.createElement("div");
+      row.textContent = n;
+      if (bad.has(n)) row.className = bad.get(n);
+      gutter.append(row);
+    }
+    gutter.scrollTop = text.scrollTop;
+  };
+  const goTo = (line, column) => {
+    const lines = text.value.split("\n");
+    let at = 0;
+    for (let k = 0; k < line - 1 && k < lines.length; k++) at += lines[k].length + 1;
+    text.focus();
+    text.setSelectionRange(at + column - 1, at + (lines[line - 1]?.length ?? 0));
+    const height = text.scrollHeight / Math.max(lines.length, 1);
+    text.scrollTop = Math.max(0, (line - 5) * height);
+  };
+  const show = (report) => {
+    const mine = report.diagnostics.filter((d) => d.file === editor.dataset.path);
+    const others = report.diagnostics.length - mine.length;
+    list.replaceChildren(...mine.map((d) => {
+      const li = document.createElement("li");
+      li.className = d.severity;
+      li.dataset.line = d.line ?? 1;
+      const go = document.createElement("button");
+      go.type = "button";
+      go.className = "goto";
+      go.textContent = `${editor.dataset.line} ${d.line ?? 1}`;
+      go.addEventListener("click", () => goTo(d.line ?? 1, d.column ?? 1));
+      const title = document.createElement("strong");
+      title.textContent = d.title;
+      const field = document.createElement("code");
+      field.textContent = d.path;
+      li.append(go, " ", title, " ", field, ` ${d.message}`);
+      return li;
+    }));
+    text.setAttribute("aria-invalid", report.errors > 0 ? "true" : "false");
+    result.textContent = report.diagnostics.length === 0 ? editor.dataset.ok
+      : others > 0 ? `${editor.dataset.others}: ${others}` : "";
+    marks();
+  };
+  const send = async (method, url, body) => {
+    const res = await fetch(url, {
+      method, headers: { "content-type": "application/json", "x-csrf-token": csrf() }, body: JSON.stringify(body),
+    });
+    const answer = await res.json().catch(() => ({}));
+    if (answer.error?.diagnostics) {
+      show({ diagnostics: answer.error.diagnostics, errors: 1 });
+      return false;
+    }
+    if (!res.ok) { result.textContent = `${editor.dataset.failed}: ${answer.error?.message || res.status}`; return false; }
+    show(answer);
+    return true;
+  };
+  text.addEventListener("input", marks);
+  text.addEventListener("scroll", () => { gutter.scrollTop = text.scrollTop; });
+  list.querySelectorAll("button.goto").forEach((b) =>
+    b.addEventListener("click", () => goTo(Number(b.dataset.line), Number(b.dataset.column))));
+  document.getElementById("check").addEventListener("click", () =>
+    send("POST", `/api/library/check?lang=${lang}`, { files: [{ path: editor.dataset.path, text: text.value }] }));
+  editor.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (await send("PUT", `/api/library/files/${editor.dataset.path}?lang=${lang}`, { text: text.value })) {
+      result.textContent = editor.dataset.saved;
+    }
+  });
+  marks();
+}

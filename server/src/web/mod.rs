@@ -19,6 +19,18 @@ use crate::api::ApiError;
 use crate::auth::{Principal, Role};
 use crate::read;
 
+mod audit;
+mod city;
+mod faults;
+mod library;
+mod schedule;
+
+pub use audit::audit;
+pub use city::city;
+pub use faults::{energy, faults};
+pub use library::{library, library_file};
+pub use schedule::schedule;
+
 pub const LANG_COOKIE: &str = "nightscape_lang";
 
 type Catalog = BTreeMap<String, String>;
@@ -99,7 +111,13 @@ fn code(lang: Lang) -> &'static str {
 }
 
 /// A whole page: header (the user's name and role, the language switch), then `main`.
-fn page(lang: PageLang, who: Option<&Principal>, title: &str, path: &str, main: &str) -> Response {
+pub(crate) fn page(
+    lang: PageLang,
+    who: Option<&Principal>,
+    title: &str,
+    path: &str,
+    main: &str,
+) -> Response {
     let l = lang.lang;
     let other = if l == Lang::En { "ko" } else { "en" };
     let mut html = String::new();
@@ -117,12 +135,22 @@ fn page(lang: PageLang, who: Option<&Principal>, title: &str, path: &str, main: 
         esc(t(l, "skip-to-content")),
         esc(t(l, "app-name"))
     );
-    if who.is_some() {
-        let _ = write!(
-            html,
-            "<nav><a href=\"/overview\">{}</a></nav>",
-            esc(t(l, "nav-overview"))
-        );
+    if let Some(p) = who {
+        html.push_str("<nav>");
+        for (href, key) in NAV {
+            let admin_only = matches!(*href, "/city" | "/audit");
+            if admin_only && p.role != Role::Admin {
+                continue;
+            }
+            let here = path == *href || (*href != "/" && path.starts_with(&format!("{href}/")));
+            let _ = write!(
+                html,
+                "<a href=\"{href}\"{}>{}</a>",
+                if here { " aria-current=\"page\"" } else { "" },
+                esc(t(l, key))
+            );
+        }
+        html.push_str("</nav>");
     }
     let _ = write!(
         html,
@@ -169,6 +197,88 @@ fn page(lang: PageLang, who: Option<&Principal>, title: &str, path: &str, main: 
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
+}
+
+/// The pages every logged-in user reaches from the header; the last two are the admins'.
+const NAV: &[(&str, &str)] = &[
+    ("/overview", "nav-overview"),
+    ("/library", "nav-library"),
+    ("/schedule", "nav-schedule"),
+    ("/faults", "nav-faults"),
+    ("/energy", "nav-energy"),
+    ("/city", "nav-city"),
+    ("/audit", "nav-audit"),
+];
+
+/// A name in the page's language (Korean when there is no English).
+pub fn name_in(l: Lang, name: &nightscape_core::model::Name) -> &str {
+    if l == Lang::En {
+        name.en.as_deref().unwrap_or(&name.ko)
+    } else {
+        &name.ko
+    }
+}
+
+/// An instant as the sites' local date and time.
+pub fn local_time(tz: &jiff::tz::TimeZone, ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| tz.to_datetime(ts).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// The city's time zone: the sites share one, and the first names it.
+pub fn city_zone(library: &nightscape_core::ShowLibrary) -> jiff::tz::TimeZone {
+    library
+        .sites
+        .values()
+        .next()
+        .map_or(jiff::tz::TimeZone::UTC, |s| s.time_zone.clone())
+}
+
+/// The query of pages that show a month (`?month=2026-12`) and may carry `?lang=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct MonthQuery {
+    pub month: Option<String>,
+}
+
+/// The first day of the month asked for, else of the month of `now` in `tz`.
+pub fn month_of(q: &MonthQuery, tz: &jiff::tz::TimeZone, now_ms: i64) -> jiff::civil::Date {
+    let asked = q
+        .month
+        .as_deref()
+        .and_then(|m| format!("{m}-01").parse::<jiff::civil::Date>().ok());
+    asked.unwrap_or_else(|| {
+        let today = jiff::Timestamp::from_millisecond(now_ms)
+            .map(|t| tz.to_datetime(t).date())
+            .unwrap_or_default();
+        today.first_of_month()
+    })
+}
+
+/// Links to the month before and after, keeping the page's other query empty.
+pub fn month_nav(l: Lang, path: &str, month: jiff::civil::Date) -> String {
+    let prev = month
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap_or(month);
+    let next = month
+        .checked_add(jiff::Span::new().months(1))
+        .unwrap_or(month);
+    format!(
+        "<p class=\"month-nav\"><a href=\"{path}?month={}\" rel=\"prev\">← {}</a> <strong>{}</strong> <a href=\"{path}?month={}\" rel=\"next\">{} →</a></p>",
+        prev.strftime("%Y-%m"),
+        esc(t(l, "month-prev")),
+        esc(&month_title(l, month)),
+        next.strftime("%Y-%m"),
+        esc(t(l, "month-next")),
+    )
+}
+
+pub fn month_title(l: Lang, month: jiff::civil::Date) -> String {
+    if l == Lang::En {
+        month.strftime("%B %Y").to_string()
+    } else {
+        format!("{}년 {}월", month.year(), month.month())
+    }
 }
 
 const CSS: &str = include_str!("app.css");
@@ -451,7 +561,11 @@ pub async fn site(
             esc(t(l, if g.in_sync { "gw-acked" } else { "gw-waiting" }))
         );
     }
-    main.push_str("</p></section>");
+    let _ = write!(
+        main,
+        "</p><details><summary>{}</summary><ul id=\"fixture-list\" class=\"fixtures\" data-site=\"{id_text}\"></ul></details></section>",
+        esc(t(l, "site-fixtures"))
+    );
 
     // Actions, for those who may operate the site: the buttons are not in the page otherwise.
     if who.may_operate(&id) {

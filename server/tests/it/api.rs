@@ -24,6 +24,13 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("POST", "/login"), (Public, false)),
         (("GET", "/overview"), (Viewer, false)),
         (("GET", "/sites/{site}"), (Viewer, false)),
+        (("GET", "/library"), (Viewer, false)),
+        (("GET", "/library/{*path}"), (Viewer, false)),
+        (("GET", "/schedule"), (Viewer, false)),
+        (("GET", "/faults"), (Viewer, false)),
+        (("GET", "/energy"), (Viewer, false)),
+        (("GET", "/city"), (Admin, false)),
+        (("GET", "/audit"), (Admin, false)),
         (("GET", "/healthz"), (Public, false)),
         (("GET", "/metrics"), (Public, false)),
         (("GET", "/api/openapi.json"), (Public, false)),
@@ -35,6 +42,11 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
         (("GET", "/api/sites/{site}/preview.png"), (Viewer, false)),
         (("GET", "/api/sites/{site}/compliance"), (Viewer, false)),
+        (("GET", "/api/sites/{site}/preview.json"), (Viewer, false)),
+        (
+            ("GET", "/api/scenes/{scene}/animation.gif"),
+            (Viewer, false),
+        ),
         (("GET", "/api/gateways"), (Viewer, false)),
         (
             ("POST", "/api/gateways/{gateway}/commands"),
@@ -79,7 +91,8 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
         .replace("{*path}", &format!("sites/{SITE}/scenes/not-there.toml"))
         .replace("{name}", "nobody-here")
         .replace("{gateway}", "cityhall-gw")
-        .replace("{calendar}", "kr-holidays");
+        .replace("{calendar}", "kr-holidays")
+        .replace("{scene}", "cityhall-blue-hour");
     let body = match path {
         "/api/login" => Some(json!({"name": "admin", "password": "wrong"})),
         "/api/tokens" => Some(json!({"label": "matrix", "days": 1})),
