@@ -2,6 +2,7 @@
 //! `plan compile` and `plan verify` run as a user runs them.
 
 mod calendar_cli;
+mod dashboard;
 mod gateway_cli;
 mod plan_cli;
 mod profile_cli;
@@ -9,3 +10,5 @@ mod render_cli;
 mod scene_check;
 mod sim_cli;
 mod system;
+#[path = "../../firmware-sim/tests/it/webdriver.rs"]
+mod webdriver;

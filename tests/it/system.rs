@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-fn scratch(name: &str) -> std::path::PathBuf {
+pub fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nightscape-system-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -270,7 +270,7 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status, headers and body as text).
-async fn http(
+pub async fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -343,7 +343,7 @@ fn spawn_server(
     (child, addr)
 }
 
-fn body_of(reply: &str) -> serde_json::Value {
+pub fn body_of(reply: &str) -> serde_json::Value {
     serde_json::from_str(&reply[reply.find("\r\n\r\n").unwrap() + 4..])
         .unwrap_or(serde_json::Value::Null)
 }
@@ -353,7 +353,7 @@ async fn login(addr: &str) -> Vec<(&'static str, String)> {
     login_as(addr, PASSWORD).await
 }
 
-async fn login_as(addr: &str, password: &str) -> Vec<(&'static str, String)> {
+pub async fn login_as(addr: &str, password: &str) -> Vec<(&'static str, String)> {
     let body = format!(r#"{{"name": "admin", "password": "{password}"}}"#);
     let (status, reply) = http(addr, "POST", "/api/login", &[], &body).await;
     assert_eq!(status, 200, "{reply}");
@@ -446,7 +446,7 @@ async fn a_change_answered_2xx_survives_kill_9_on_sqlite_and_postgresql() {
 }
 
 /// A child process killed when the test ends, also by a failed assertion.
-struct Reaped(std::process::Child);
+pub struct Reaped(pub std::process::Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -650,7 +650,7 @@ async fn two_replicas_publish_each_change_once_and_finish_what_a_killed_one_star
     drop_pg(&pg_db).await;
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -660,29 +660,40 @@ fn free_port() -> u16 {
 
 /// `nightscape up` as a user runs it: (the process, the API address, the admin password).
 fn spawn_up(data: &std::path::Path, mqtt_port: u16) -> (Reaped, String, String) {
+    let up = spawn_up_with(
+        data,
+        mqtt_port,
+        &["--time-scale", "60", "--start", "2026-11-26T17:00"],
+    );
+    (up.process, up.http, up.password)
+}
+
+/// A running `nightscape up`.
+pub struct Up {
+    pub process: Reaped,
+    /// The dashboard and API.
+    pub http: String,
+    /// The simulator's page and state API.
+    pub sim_http: String,
+    pub password: String,
+}
+
+/// `nightscape up` with a clock of its own (`--time-scale`, `--start`).
+pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> Up {
     use std::io::BufRead;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let http = format!("127.0.0.1:{}", free_port());
+    let sim_http = format!("127.0.0.1:{}", free_port());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
         .arg("up")
         .arg("--library")
         .arg(root.join("scenes"))
         .arg("--data-dir")
         .arg(data)
-        .args([
-            "--http",
-            &http,
-            "--sim-http",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .args([
-            "--mqtt-port",
-            &mqtt_port.to_string(),
-            "--time-scale",
-            "60",
-            "--start",
-            "2026-11-26T17:00",
-        ])
+        .args(["--http", &http, "--sim-http", &sim_http])
+        .args(["--mqtt-port", &mqtt_port.to_string()])
+        .args(clock)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -700,15 +711,16 @@ fn spawn_up(data: &std::path::Path, mqtt_port: u16) -> (Reaped, String, String) 
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (
-        Reaped(child),
+    Up {
+        process: Reaped(child),
         http,
-        password.expect("up printed the admin login"),
-    )
+        sim_http,
+        password: password.expect("up printed the admin login"),
+    }
 }
 
 /// Waits until every gateway has acknowledged its documents; returns their plan versions.
-async fn all_in_sync(addr: &str, session: &[(&'static str, String)]) -> Vec<(String, u64)> {
+pub async fn all_in_sync(addr: &str, session: &[(&'static str, String)]) -> Vec<(String, u64)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let (_, reply) = http(addr, "GET", "/api/gateways", session, "").await;

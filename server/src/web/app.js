@@ -39,19 +39,25 @@ document.getElementById("blackout")?.addEventListener("click", (e) => {
 });
 document.querySelectorAll("button.release").forEach((b) =>
   b.addEventListener("click", () => act("DELETE", `/api/overrides/${b.dataset.override}`)));
-const preview = document.getElementById("preview");
+// Live pictures: each `img[data-live]` is fetched again past any cache and swapped in.
+async function refresh(img) {
+  const res = await fetch(img.dataset.live, { cache: "no-store" });
+  if (!res.ok) return;
+  const old = img.src;
+  img.src = URL.createObjectURL(await res.blob());
+  if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+}
+const live = document.querySelectorAll("img[data-live]");
+if (live.length > 0) setInterval(() => live.forEach(refresh), live.length > 1 ? 5000 : 2000);
 const gateways = document.getElementById("gateways");
-if (preview || gateways) {
+if (gateways) {
   setInterval(async () => {
-    if (preview) preview.src = `/api/sites/${preview.dataset.site}/preview.png?width=800&t=${Date.now()}`;
-    if (gateways) {
-      const res = await fetch("/api/gateways");
-      if (!res.ok) return;
-      for (const g of await res.json()) {
-        const span = gateways.querySelector(`[data-gateway="${g.gateway}"]`);
-        const status = span?.querySelector("span");
-        if (status) status.textContent = `: ${g.in_sync ? gateways.dataset.acked : gateways.dataset.waiting}`;
-      }
+    const res = await fetch("/api/gateways");
+    if (!res.ok) return;
+    for (const g of await res.json()) {
+      const span = gateways.querySelector(`[data-gateway="${g.gateway}"]`);
+      const status = span?.querySelector("span");
+      if (status) status.textContent = `: ${g.in_sync ? gateways.dataset.acked : gateways.dataset.waiting}`;
     }
   }, 2000);
 }

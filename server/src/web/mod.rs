@@ -452,7 +452,7 @@ pub async fn overview(
         let unacked = s.gateways.iter().any(|g| !g.in_sync);
         let _ = write!(
             main,
-            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3><span class=\"num\">{num}</span> <a href=\"/sites/{id}\">{name}</a></h3><img src=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
+            "<li class=\"card\" id=\"site-{id}\" data-site=\"{id}\"><h3><span class=\"num\">{num}</span> <a href=\"/sites/{id}\">{name}</a></h3><img src=\"/api/sites/{id}/preview.png?width=320\" data-live=\"/api/sites/{id}/preview.png?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><dl><dt>{st}</dt><dd class=\"{oc}\">{online}</dd><dt>{now}</dt><dd>{cue}</dd><dt>{tonight}</dt><dd>{on} {on_t} · {off} {off_t}</dd><dt>{faults}</dt><dd>{nf}</dd></dl>{ack}</li>",
             id = esc(s.site.as_str()),
             num = n + 1,
             name = esc(name),
@@ -545,7 +545,7 @@ pub async fn site(
         .collect();
     let _ = write!(
         main,
-        "<section aria-labelledby=\"now-h\"><h2 id=\"now-h\">{}</h2><img id=\"preview\" src=\"/api/sites/{id_text}/preview.png?width=800\" width=\"800\" alt=\"{}\" data-site=\"{id_text}\"><p id=\"gateways\" role=\"status\" data-site=\"{id_text}\" data-acked=\"{}\" data-waiting=\"{}\">",
+        "<section aria-labelledby=\"now-h\"><h2 id=\"now-h\">{}</h2><img id=\"preview\" src=\"/api/sites/{id_text}/preview.png?width=800\" data-live=\"/api/sites/{id_text}/preview.png?width=800\" width=\"800\" alt=\"{}\" data-site=\"{id_text}\"><p id=\"gateways\" role=\"status\" data-site=\"{id_text}\" data-acked=\"{}\" data-waiting=\"{}\">",
         esc(t(l, "site-preview")),
         esc(&format!("{name}: {}", t(l, "preview-alt"))),
         esc(t(l, "gw-acked")),
