@@ -10,5 +10,7 @@ mod render_cli;
 mod scene_check;
 mod sim_cli;
 mod system;
+// Test helpers outside #[test] functions: a failed call is a failed test.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../../firmware-sim/tests/it/webdriver.rs"]
 mod webdriver;
