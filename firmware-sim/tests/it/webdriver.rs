@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub const TAB: char = '\u{E004}';
+pub const ENTER: char = '\u{E007}';
+pub const DOWN: char = '\u{E015}';
+pub const CTRL: char = '\u{E009}';
+
 /// One HTTP/1.1 exchange with a JSON body; returns the parsed answer. chromedriver keeps the
 /// connection open, so the body is read by its length.
 pub async fn call(addr: &str, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -110,15 +115,20 @@ impl Browser {
         }
         let profile =
             std::env::temp_dir().join(format!("ns-chromium-{}-{port}", std::process::id()));
+        let mut options = json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", "--disable-sync",
+                     format!("--window-size={},{height}", width.max(500)), "--force-device-scale-factor=1",
+                     format!("--user-data-dir={}", profile.display())]
+        });
+        // A window is at least 500 pixels wide; narrower, a phone is emulated.
+        if width < 500 {
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "touch": true}});
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                         "--disable-component-update", "--no-first-run", "--disable-sync",
-                         format!("--window-size={width},{height}"), "--force-device-scale-factor=1",
-                         format!("--user-data-dir={}", profile.display())]
-            }
+            "goog:chromeOptions": options
         }}});
         let answer = call(&addr, "POST", "/session", Some(caps)).await;
         let pid = answer["value"]["capabilities"]["goog:processID"].as_u64();
@@ -168,6 +178,32 @@ impl Browser {
         )
         .await["value"]
             .clone()
+    }
+
+    /// Types `text` into whatever has the focus, as key presses: WebDriver's special keys
+    /// are written as their code points (`TAB`, `ENTER`, …), and `CTRL` is held with the next key.
+    pub async fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        let mut held = None;
+        for c in text.chars() {
+            if c == CTRL {
+                actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+                held = Some(c);
+                continue;
+            }
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+            if let Some(h) = held.take() {
+                actions.push(json!({"type": "keyUp", "value": h.to_string()}));
+            }
+        }
+        call(
+            &self.addr,
+            "POST",
+            &format!("{}/actions", self.session),
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
     }
 
     /// A PNG of the window.

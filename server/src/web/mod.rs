@@ -365,7 +365,7 @@ pub async fn overview(
     let span = |a: f64, b: f64| if b - a > 1e-9 { b - a } else { 1.0 };
     let _ = write!(
         main,
-        "<section aria-labelledby=\"map-h\"><h2 id=\"map-h\">{}</h2><svg class=\"map\" viewBox=\"0 0 1000 600\" role=\"img\" aria-labelledby=\"map-h\">",
+        "<section aria-labelledby=\"map-h\"><h2 id=\"map-h\">{}</h2><svg class=\"map\" viewBox=\"0 0 1000 600\" role=\"group\" aria-labelledby=\"map-h\">",
         esc(t(l, "overview-map"))
     );
     let points: Vec<(f64, f64)> = sites
@@ -392,7 +392,7 @@ pub async fn overview(
             .any(|(m, (x2, y2))| m != n && (x - x2).abs() < 220.0 && (y - y2).abs() < 36.0);
         let _ = write!(
             main,
-            "<a href=\"/sites/{id}\" aria-label=\"{label}\"><g data-site=\"{id}\"><title>{label}</title><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
+            "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\"><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
             id = esc(s.site.as_str()),
             label = esc(&format!("{} {name}", n + 1)),
             class = if !s.online {

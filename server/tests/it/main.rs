@@ -4,6 +4,7 @@
 
 mod api;
 mod common;
+mod pages;
 mod publish;
 mod store;
 mod web;

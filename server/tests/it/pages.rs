@@ -1,0 +1,349 @@
+//! Every main page of the dashboard in headless Chromium: axe-core (vendored) finds no serious
+//! or critical problem, the page reads at 1280×800 and at phone width without sideways
+//! scrolling, the editor puts the core's problems beside their lines in Korean, and an
+//! operator can make an override with the keyboard alone.
+//!
+//! Screenshots of each page at both widths go to `$NIGHTSCAPE_SCREENSHOTS` when it is set
+//! (the docs' are made that way), else to the target directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::webdriver::{Browser, CTRL, DOWN, ENTER, TAB};
+
+const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
+const PAGES: &[(&str, &str)] = &[
+    ("overview", "/overview"),
+    ("site", "/sites/nonsan-city-hall"),
+    ("library", "/library"),
+    (
+        "editor",
+        "/library/sites/nonsan-city-hall/scenes/cityhall-blue-hour.toml",
+    ),
+    ("schedule", "/schedule?month=2026-12"),
+    ("faults", "/faults"),
+    ("energy", "/energy?month=2026-11"),
+    ("city", "/city"),
+    ("audit", "/audit"),
+];
+
+fn shots() -> PathBuf {
+    std::env::var_os("NIGHTSCAPE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+async fn wait_for(browser: &Browser, what: &str, js: &str) -> Value {
+    for _ in 0..150 {
+        let v = browser.run(js).await;
+        if !v.is_null() && v != json!(false) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
+    browser.go(&format!("{base}/login")).await;
+    browser
+        .run(&format!(
+            "document.getElementById('name').value = '{name}'; document.getElementById('password').value = '{password}'; document.querySelector('form.login').submit(); return true;"
+        ))
+        .await;
+    wait_for(
+        browser,
+        "the overview",
+        "return location.pathname === '/overview';",
+    )
+    .await;
+}
+
+/// axe-core's serious and critical violations on the page, as text.
+async fn axe(browser: &Browser) -> Vec<String> {
+    browser.run(&format!("{AXE}; return true;")).await;
+    let found = browser
+        .run_async(
+            "axe.run(document, {resultTypes: ['violations']}).then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`))).catch((e) => done([`axe failed: ${e}`]));",
+        )
+        .await;
+    found
+        .as_array()
+        .unwrap_or_else(|| panic!("axe answered {found}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Data for the pages to show: an open and a closed fault, energy for some nights, a
+/// city-wide dim in force.
+async fn seed(server: &nightscape_server::Server) {
+    let pool = server.state.store.pool();
+    server.state.publisher.round().await.unwrap();
+    for (status, closed) in [("open", None), ("closed", Some(NOW_MS - 3_600_000))] {
+        sqlx::query(
+            "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms, closed_at_ms) VALUES ('cityhall-gw', 'cityhall-art', $1, $2, 'no answer for 3 s', $3, $4)",
+        )
+        .bind(if closed.is_some() { "timeout" } else { "status" })
+        .bind(status)
+        .bind(NOW_MS - 7_200_000)
+        .bind(closed)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    for (k, site) in ["nonsan-city-hall", "gyebaek-bridge", "chungnyeongtap"]
+        .iter()
+        .enumerate()
+    {
+        for day in 1..=25 {
+            sqlx::query(
+                "INSERT INTO energy (site, day, wh, lit_minutes, source, last_at_ms) VALUES ($1, $2, $3, $4, $5, 0)",
+            )
+            .bind(site)
+            .bind(format!("2026-11-{day:02}"))
+            .bind(1500.0 * (k + 1) as f64 + 40.0 * f64::from(day))
+            .bind(300.0 + f64::from(day))
+            .bind(if k == 0 { "measured" } else { "estimated" })
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
+    let (server, shutdown, tracker) = running("pages", None).await;
+    seed(&server).await;
+    let base = format!("http://{}", server.addr);
+    let dir = shots();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut problems = Vec::new();
+    for (width, height) in [(1280, 800), (390, 844)] {
+        let browser = Browser::start(width, height).await;
+        browser.go(&format!("{base}/login")).await;
+        wait_for(
+            &browser,
+            "the login page",
+            "return document.readyState === 'complete';",
+        )
+        .await;
+        for p in axe(&browser).await {
+            problems.push(format!("/login at {width}: {p}"));
+        }
+        log_in(&browser, &base, "admin", ADMIN_PASSWORD).await;
+        for (name, path) in PAGES {
+            browser.go(&format!("{base}{path}")).await;
+            wait_for(
+                &browser,
+                path,
+                // The first picture (below it, they load as they are scrolled to).
+                "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
+            )
+            .await;
+            for p in axe(&browser).await {
+                problems.push(format!("{path} at {width}: {p}"));
+            }
+            let sizes = browser
+                .run("return [document.documentElement.scrollWidth, window.innerWidth];")
+                .await;
+            let (page, window) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
+            if page > window {
+                problems.push(format!(
+                    "{path} at {width}: scrolls sideways ({page} px in a {window} px window)"
+                ));
+            }
+            std::fs::write(
+                dir.join(format!("dashboard-{name}-{width}.png")),
+                browser.screenshot().await,
+            )
+            .unwrap();
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
+async fn the_editor_puts_each_problem_beside_its_line_in_korean_and_saves_nothing_wrong() {
+    let (server, shutdown, tracker) = running("editor", None).await;
+    let base = format!("http://{}", server.addr);
+    let path = "sites/nonsan-city-hall/scenes/cityhall-blue-hour.toml";
+    let texts = async || {
+        server
+            .state
+            .store
+            .library()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.text))
+            .collect::<Vec<_>>()
+    };
+    let before = texts().await;
+    let browser = Browser::start(1280, 800).await;
+    log_in(&browser, &base, "admin", ADMIN_PASSWORD).await;
+    browser.go(&format!("{base}/library/{path}")).await;
+    wait_for(
+        &browser,
+        "the editor",
+        "return document.getElementById('text') !== null;",
+    )
+    .await;
+    // A wrong type on line 4, then "check and save".
+    browser
+        .run("const t = document.getElementById('text'); t.value = t.value.replace('fade_ms = 8000', 'fade_ms = \"slow\"'); t.dispatchEvent(new Event('input')); document.getElementById('save').click(); return true;")
+        .await;
+    let item = wait_for(
+        &browser,
+        "the problem",
+        "const li = document.querySelector('#diagnostics li.error'); return li ? [li.dataset.line, li.textContent] : null;",
+    )
+    .await;
+    assert_eq!(item[0], json!("4"), "{item}");
+    let text = item[1].as_str().unwrap();
+    assert!(text.contains("줄 4"), "{text}");
+    assert!(text.contains("\"slow\""), "the value is named: {text}");
+    assert!(
+        text.chars().any(|c| ('가'..='힣').contains(&c)),
+        "the problem is titled in Korean: {text}"
+    );
+    assert_eq!(
+        browser
+            .run("return document.querySelector('.gutter').children[3].className;")
+            .await,
+        json!("error"),
+        "line 4 is marked beside the text"
+    );
+    assert_eq!(
+        browser
+            .run("return document.getElementById('text').getAttribute('aria-invalid');")
+            .await,
+        json!("true")
+    );
+    // Going to the problem selects its line.
+    browser
+        .run("document.querySelector('#diagnostics button.goto').click(); return true;")
+        .await;
+    let selected = browser
+        .run("const t = document.getElementById('text'); return t.value.slice(t.selectionStart, t.selectionEnd);")
+        .await;
+    assert!(
+        selected.as_str().unwrap_or("").contains("\"slow\""),
+        "{selected}"
+    );
+    assert_eq!(texts().await, before, "nothing was saved");
+    drop(browser);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
+async fn an_operator_makes_an_override_with_the_keyboard_alone() {
+    let (server, shutdown, tracker) = running("keyboard", None).await;
+    nightscape_server::auth::put_user(
+        &server.state.store,
+        "olivia",
+        Some("a-long-password-1"),
+        nightscape_server::auth::Role::Operator,
+        &["nonsan-city-hall".parse().unwrap()],
+        "test",
+        NOW_MS,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let browser = Browser::start(1280, 800).await;
+    // Logging in by keyboard: the name field, Tab, the password, Enter.
+    browser.go(&format!("{base}/login")).await;
+    wait_for(
+        &browser,
+        "the login page",
+        "return document.getElementById('name') !== null;",
+    )
+    .await;
+    let mut keys = String::new();
+    for _ in 0..12 {
+        browser.keys(&TAB.to_string()).await;
+        if browser.run("return document.activeElement.id;").await == json!("name") {
+            keys.push_str("olivia");
+            break;
+        }
+    }
+    assert!(!keys.is_empty(), "Tab reaches the name field");
+    browser
+        .keys(&format!("{keys}{TAB}a-long-password-1{ENTER}"))
+        .await;
+    wait_for(
+        &browser,
+        "the overview",
+        "return location.pathname === '/overview';",
+    )
+    .await;
+    browser.go(&format!("{base}/sites/nonsan-city-hall")).await;
+    wait_for(
+        &browser,
+        "the site page",
+        "return document.getElementById('scene') !== null;",
+    )
+    .await;
+    // The first Tab stop skips to the content, and focus is visible.
+    browser.keys(&TAB.to_string()).await;
+    assert_eq!(
+        browser
+            .run("return document.activeElement.className;")
+            .await,
+        json!("skip")
+    );
+    assert_ne!(
+        browser
+            .run("return getComputedStyle(document.activeElement).outlineStyle;")
+            .await,
+        json!("none"),
+        "focus is visible"
+    );
+    let mut reached = false;
+    for _ in 0..60 {
+        browser.keys(&TAB.to_string()).await;
+        if browser.run("return document.activeElement.id;").await == json!("scene") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab reaches the scene");
+    let first = browser
+        .run("return document.getElementById('scene').value;")
+        .await;
+    browser
+        .keys(&format!("{DOWN}{TAB}{CTRL}a30{TAB}키보드로 지정{ENTER}"))
+        .await;
+    wait_for(
+        &browser,
+        "the answer",
+        "const r = document.getElementById('action-result'); return r && r.textContent.length > 0;",
+    )
+    .await;
+    let active = nightscape_server::overrides::active(&server.state.store, NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].reason, "키보드로 지정");
+    assert_eq!(active[0].until_ms, Some(NOW_MS + 30 * 60_000));
+    assert_ne!(
+        active[0].scene.as_ref().map(|s| s.to_string()),
+        first.as_str().map(str::to_owned),
+        "the arrow key chose the next scene"
+    );
+    drop(browser);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
