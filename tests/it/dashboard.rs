@@ -178,12 +178,54 @@ async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the
         "const g = document.getElementById('gateways'); return g && g.textContent.includes(g.dataset.acked) && !g.textContent.includes(g.dataset.waiting);",
     )
     .await;
-    std::fs::write(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-override-1280.png"),
-        browser.screenshot().await,
-    )
-    .unwrap();
     drop(browser);
+
+    // The main pages of the running city, in Korean, at a desk and on a phone: the docs'
+    // screenshots are these (NIGHTSCAPE_SCREENSHOTS=docs/screenshots).
+    let dir = std::env::var_os("NIGHTSCAPE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1280, 800), (390, 844)] {
+        let browser = Browser::start(width, height).await;
+        browser.go(&format!("{base}/login")).await;
+        browser
+            .run(&format!("document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{}'; document.querySelector('form.login').submit(); return true;", up.password))
+            .await;
+        wait_for(
+            &browser,
+            "the overview",
+            "return location.pathname === '/overview';",
+        )
+        .await;
+        for (name, path) in [
+            ("overview", "/overview".to_owned()),
+            ("site", format!("/sites/{SITE}")),
+            ("library", "/library".to_owned()),
+            (
+                "editor",
+                "/library/sites/nonsan-city-hall/scenes/cityhall-blue-hour.toml".to_owned(),
+            ),
+            ("schedule", "/schedule?month=2026-12".to_owned()),
+            ("faults", "/faults".to_owned()),
+            ("energy", "/energy".to_owned()),
+            ("city", "/city".to_owned()),
+            ("audit", "/audit".to_owned()),
+        ] {
+            browser.go(&format!("{base}{path}")).await;
+            wait_for(
+                &browser,
+                &path,
+                "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
+            )
+            .await;
+            std::fs::write(
+                dir.join(format!("dashboard-{name}-{width}.png")),
+                browser.screenshot().await,
+            )
+            .unwrap();
+        }
+    }
     drop(up);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -377,7 +377,8 @@ pub async fn overview(
             )
         })
         .collect();
-    for (n, (s, (x, y))) in sites.iter().zip(&points).enumerate() {
+    let placed = spread(&points, 36.0);
+    for (n, ((s, (x, y)), (x0, y0))) in sites.iter().zip(&placed).zip(&points).enumerate() {
         let name = if l == Lang::En {
             s.name_en.as_deref().unwrap_or(&s.name)
         } else {
@@ -386,13 +387,13 @@ pub async fn overview(
         let lit = s.cue.as_ref().is_some_and(|c| c.scene.is_some());
         // Downtown sites sit close together: each has its number, and its name only where
         // no other site is near enough for the labels to run into each other.
-        let crowded = points
+        let crowded = placed
             .iter()
             .enumerate()
             .any(|(m, (x2, y2))| m != n && (x - x2).abs() < 220.0 && (y - y2).abs() < 36.0);
         let _ = write!(
             main,
-            "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\"><circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
+            "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\">{leader}<circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
             id = esc(s.site.as_str()),
             label = esc(&format!("{} {name}", n + 1)),
             class = if !s.online {
@@ -404,6 +405,14 @@ pub async fn overview(
             },
             ty = y + 6.0,
             num = n + 1,
+            // A marker moved off a crowded spot keeps a line to where the site is.
+            leader = if (x - x0).hypot(y - y0) > 1.0 {
+                format!(
+                    "<line x1=\"{x0:.0}\" y1=\"{y0:.0}\" x2=\"{x:.0}\" y2=\"{y:.0}\" class=\"leader\"/><circle cx=\"{x0:.0}\" cy=\"{y0:.0}\" r=\"3\" class=\"spot\"/>"
+                )
+            } else {
+                String::new()
+            },
             name_label = if crowded {
                 String::new()
             } else {
@@ -490,6 +499,45 @@ pub async fn overview(
     main.push_str("</ul></section>");
     let title = t(l, "overview-title");
     Ok(page(lang, Some(&who), title, "/overview", &main))
+}
+
+/// Markers at `points`, moved apart until none is nearer than `gap` to another, each as
+/// little as it takes: downtown sites sit a few hundred metres apart, which a city-wide map
+/// draws on top of each other.
+fn spread(points: &[(f64, f64)], gap: f64) -> Vec<(f64, f64)> {
+    let mut placed = points.to_vec();
+    for _ in 0..200 {
+        let mut moved = false;
+        for a in 0..placed.len() {
+            for b in a + 1..placed.len() {
+                let (dx, dy) = (placed[b].0 - placed[a].0, placed[b].1 - placed[a].1);
+                let d = dx.hypot(dy);
+                if d >= gap {
+                    continue;
+                }
+                // Coincident markers part along a fixed direction per pair.
+                let (ux, uy) = if d > 1e-6 {
+                    (dx / d, dy / d)
+                } else {
+                    let angle = (a * 7 + b * 13) as f64;
+                    (angle.cos(), angle.sin())
+                };
+                let push = (gap - d) / 2.0 + 0.01;
+                placed[a].0 -= ux * push;
+                placed[a].1 -= uy * push;
+                placed[b].0 += ux * push;
+                placed[b].1 += uy * push;
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    placed
+        .into_iter()
+        .map(|(x, y)| (x.clamp(20.0, 980.0), y.clamp(20.0, 580.0)))
+        .collect()
 }
 
 // ---- a site ----
@@ -784,6 +832,51 @@ mod tests {
         assert!(missing_en.is_empty(), "missing in en.toml: {missing_en:?}");
         assert!(missing_ko.is_empty(), "missing in ko.toml: {missing_ko:?}");
         assert!(ko.values().chain(en.values()).all(|v| !v.trim().is_empty()));
+    }
+
+    #[test]
+    fn every_key_the_pages_ask_for_is_in_the_catalogues() {
+        let (ko, _) = catalogs();
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("library.rs"),
+            include_str!("schedule.rs"),
+            include_str!("faults.rs"),
+            include_str!("city.rs"),
+            include_str!("audit.rs"),
+        ];
+        let mut asked = 0;
+        for source in sources {
+            for piece in source.split("t(l, \"").skip(1) {
+                let key = piece.split('"').next().unwrap_or_default();
+                assert!(ko.contains_key(key), "`{key}` is in no catalogue");
+                asked += 1;
+            }
+        }
+        assert!(
+            asked > 100,
+            "only {asked} keys found: the pattern is out of date"
+        );
+    }
+
+    #[test]
+    fn crowded_markers_are_spread_apart_and_lone_ones_stay() {
+        let points = [
+            (500.0, 300.0),
+            (505.0, 302.0),
+            (500.0, 300.0),
+            (900.0, 100.0),
+        ];
+        let placed = spread(&points, 36.0);
+        for a in 0..placed.len() {
+            for b in a + 1..placed.len() {
+                let d = (placed[a].0 - placed[b].0).hypot(placed[a].1 - placed[b].1);
+                assert!(d >= 35.9, "{a} and {b} are {d} apart: {placed:?}");
+            }
+        }
+        assert_eq!(placed[3], points[3], "a lone marker does not move");
+        let drift = |k: usize| (placed[k].0 - points[k].0).hypot(placed[k].1 - points[k].1);
+        assert!((0..3).all(|k| drift(k) < 60.0), "{placed:?}");
     }
 
     #[test]

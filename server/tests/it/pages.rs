@@ -295,6 +295,13 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
         "return document.getElementById('scene') !== null;",
     )
     .await;
+    // Without a broker no gateway has acknowledged its documents, and the page says so.
+    assert_eq!(
+        browser
+            .run("const g = document.getElementById('gateways'); return g.textContent.includes(g.dataset.waiting);")
+            .await,
+        json!(true)
+    );
     // The first Tab stop skips to the content, and focus is visible.
     browser.keys(&TAB.to_string()).await;
     assert_eq!(
