@@ -22,14 +22,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `nightscape server`: run it, or write the broker's access control.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerCommand {
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+    #[command(flatten)]
+    pub options: crate::server::Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Mosquitto's ACL and password file for the city: the server, every gateway and every
+    /// DMX-over-MQTT controller of the library, each allowed only its own topics.
+    MqttAcl(crate::mqtt_acl::Options),
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole system in one process on loopback: an embedded MQTT broker, the server on
     /// SQLite, every gateway of the library and the simulator with every controller.
     Up(crate::up::Options),
     /// The server alone (production): the API, the store, and publishing, against an MQTT
-    /// broker. Replicas run it against one PostgreSQL.
-    Server(crate::server::Options),
+    /// broker. Replicas run it against one PostgreSQL. `server mqtt-acl` writes the broker's
+    /// access control.
+    Server(ServerCommand),
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
     Scene(SceneCommand),
@@ -330,7 +348,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::up::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Server(options) => {
+        Command::Server(ServerCommand {
+            action: Some(ServerAction::MqttAcl(options)),
+            ..
+        }) => {
+            println!("{}", crate::mqtt_acl::run(&options)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Server(ServerCommand {
+            action: None,
+            options,
+        }) => {
             crate::server::run(options)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod gateway;
 pub mod library;
+pub mod mqtt_acl;
 pub mod plan;
 pub mod process;
 pub mod profile;

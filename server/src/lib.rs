@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker_acl;
 pub mod commands;
 pub mod compliance;
 pub mod files;

@@ -7,6 +7,7 @@ mod gateway_cli;
 mod plan_cli;
 mod profile_cli;
 mod render_cli;
+mod rogue;
 mod scene_check;
 mod sim_cli;
 mod system;

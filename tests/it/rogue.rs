@@ -1,0 +1,248 @@
+//! A rogue gateway against the broker's access control made by `nightscape server mqtt-acl`,
+//! on a private Mosquitto using it: gateway A's credentials cannot publish on gateway B's
+//! topics, cannot read B's plan, and cannot publish a plan (not even its own); anonymous and
+//! wrong-password clients are refused; and what A may do still works, so the refusals are
+//! the ACL's and not a broken setup. (A forged plan or overrides document reaching a gateway
+//! anyway is refused by the gateway with an ack naming why: `gateway/tests/it/running.rs`.)
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+use crate::system::{Reaped, free_port, scratch};
+
+/// A connected client: its handle and every message it receives.
+struct Client {
+    handle: AsyncClient,
+    got: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+/// Connects as `user` (or anonymously); `Err` with the broker's refusal.
+async fn connect(port: u16, name: &str, login: Option<(&str, &str)>) -> Result<Client, String> {
+    let mut o = MqttOptions::new(name, "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        o.set_credentials(user, password);
+    }
+    let (handle, mut eventloop) = AsyncClient::new(o, 100);
+    let (tx, got) = mpsc::unbounded_channel();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ready_tx = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(r) = ready_tx.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = ready_tx.take() {
+                        let _ = r.send(Err(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(5), ready).await {
+        Ok(Ok(Ok(()))) => Ok(Client { handle, got }),
+        Ok(Ok(Err(e))) => Err(e),
+        _ => Err("no answer from the broker".into()),
+    }
+}
+
+impl Client {
+    /// Everything received within `wait`.
+    async fn drain(&mut self, wait: Duration) -> Vec<(String, Vec<u8>)> {
+        let mut all = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.got.recv()).await {
+            all.push(m);
+        }
+        all
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_cannot_touch_another_gateways_topics_nor_publish_a_plan() {
+    let dir = scratch("rogue");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .args(["server", "mqtt-acl", "--library"])
+        .arg(root.join("scenes"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = |user: &str| {
+        std::fs::read_to_string(dir.join("secrets").join(user))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nuser root\nlog_dest none\n",
+            dir.join("passwd").display(),
+            dir.join("acl").display()
+        ),
+    )
+    .unwrap();
+    let _broker = Reaped(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gw = |id: &str, leaf: &str| format!("nightscape/v1/gw/{id}/{leaf}");
+
+    // Nobody gets in without the password the command wrote.
+    assert!(connect(port, "anon", None).await.is_err(), "anonymous");
+    assert!(
+        connect(port, "guess", Some(("cityhall-gw", "not-its-password")))
+            .await
+            .is_err(),
+        "a wrong password"
+    );
+
+    // The server publishes both gateways' plans, retained, and listens to every state.
+    let server_password = secret("nightscape-server");
+    let mut server = connect(
+        port,
+        "server",
+        Some(("nightscape-server", server_password.as_str())),
+    )
+    .await
+    .expect("the server's credentials");
+    server
+        .handle
+        .subscribe("nightscape/v1/gw/+/state", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    for id in ["cityhall-gw", "gyebaek-gw"] {
+        server
+            .handle
+            .publish(
+                gw(id, "plan"),
+                QoS::AtLeastOnce,
+                true,
+                format!("plan of {id}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Gateway A, with its own credentials.
+    let a_password = secret("cityhall-gw");
+    let mut a = connect(port, "a", Some(("cityhall-gw", a_password.as_str())))
+        .await
+        .expect("A's credentials");
+    a.handle
+        .subscribe(gw("cityhall-gw", "plan"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    a.handle
+        .subscribe(gw("gyebaek-gw", "plan"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    a.handle
+        .subscribe("nightscape/v1/gw/+/plan", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let read = a.drain(Duration::from_secs(1)).await;
+    assert!(
+        read.iter()
+            .any(|(t, p)| *t == gw("cityhall-gw", "plan") && p == b"plan of cityhall-gw"),
+        "A reads its own plan: {read:?}"
+    );
+    assert!(
+        read.iter().all(|(t, _)| *t == gw("cityhall-gw", "plan")),
+        "and nothing of B's: {read:?}"
+    );
+
+    // A writes its own state (allowed), B's state, and a plan for itself and for B.
+    a.handle
+        .publish(
+            gw("cityhall-gw", "state"),
+            QoS::AtLeastOnce,
+            false,
+            "A's state",
+        )
+        .await
+        .unwrap();
+    a.handle
+        .publish(
+            gw("gyebaek-gw", "state"),
+            QoS::AtLeastOnce,
+            false,
+            "forged state of B",
+        )
+        .await
+        .unwrap();
+    for id in ["cityhall-gw", "gyebaek-gw"] {
+        a.handle
+            .publish(gw(id, "plan"), QoS::AtLeastOnce, true, "a forged plan")
+            .await
+            .unwrap();
+    }
+    let states = server.drain(Duration::from_secs(1)).await;
+    assert!(
+        states
+            .iter()
+            .any(|(t, p)| *t == gw("cityhall-gw", "state") && p == b"A's state"),
+        "A's own state arrives: {states:?}"
+    );
+    assert!(
+        states.iter().all(|(t, _)| *t != gw("gyebaek-gw", "state")),
+        "B's state cannot be written by A: {states:?}"
+    );
+    let echoed = a.drain(Duration::from_millis(500)).await;
+    assert!(
+        echoed.is_empty(),
+        "A's forged plan was not delivered: {echoed:?}"
+    );
+
+    // B and a fresh A see the server's plans, retained, not the forgeries.
+    for id in ["gyebaek-gw", "cityhall-gw"] {
+        let password = secret(id);
+        let mut fresh = connect(port, &format!("fresh-{id}"), Some((id, password.as_str())))
+            .await
+            .expect("its credentials");
+        fresh
+            .handle
+            .subscribe(gw(id, "plan"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let got = fresh.drain(Duration::from_secs(1)).await;
+        assert_eq!(
+            got,
+            vec![(gw(id, "plan"), format!("plan of {id}").into_bytes())],
+            "{id} reads the server's plan only"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
