@@ -61,6 +61,8 @@ pub struct Route {
     pub query: Option<SchemaFn>,
     /// A dashboard page: HTML, and a visitor who is not logged in is sent to the login page.
     pub page: bool,
+    /// What a success answers with besides (or instead of) JSON: `image/png`, `text/csv`, ….
+    pub produces: &'static [&'static str],
     handler: MethodRouter<Arc<AppState>>,
 }
 
@@ -73,6 +75,22 @@ impl Route {
     fn query<T: JsonSchema>(mut self) -> Route {
         self.query = Some(schema_inline::<T> as SchemaFn);
         self
+    }
+
+    fn produces(mut self, types: &'static [&'static str]) -> Route {
+        self.produces = types;
+        self
+    }
+}
+
+/// A type's schema by reference, or none for `()` (no body). Decided by type, not by the
+/// macro's tokens: a type captured by a macro no longer matches a literal `()`, which once
+/// gave every route without a body a required `null` one in the OpenAPI document.
+fn schema_of<T: JsonSchema + 'static>() -> Option<SchemaFn> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
+        None
+    } else {
+        Some(schema::<T> as SchemaFn)
     }
 }
 
@@ -92,15 +110,14 @@ macro_rules! route {
             path: $path,
             access: Access::$access,
             summary: $summary,
-            request: route!(@schema $req),
-            response: route!(@schema $resp),
+            request: schema_of::<$req>(),
+            response: schema_of::<$resp>(),
             query: None,
             page: false,
+            produces: &[],
             handler: route!(@method $method, $handler),
         }
     };
-    (@schema ()) => { None };
-    (@schema $t:ty) => { Some(schema::<$t> as SchemaFn) };
     (@method GET, $h:expr) => { get($h) };
     (@method POST, $h:expr) => { post($h) };
     (@method PUT, $h:expr) => { put($h) };
@@ -110,37 +127,37 @@ macro_rules! route {
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(GET "/", Viewer, "The dashboard: to the city overview", crate::web::root, (), ()).page(),
-        route!(GET "/login", Public, "The login page", crate::web::login_page, (), ()).page(),
-        route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page(),
-        route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page(),
-        route!(GET "/sites/{site}", Viewer, "A site's page: now, tonight, the week, limits, compliance; actions for its operators", crate::web::site, (), ()).page(),
-        route!(GET "/library", Viewer, "The scene library page: every scene animated, every file", crate::web::library, (), ()).page(),
-        route!(GET "/library/{*path}", Viewer, "A library file's page: the editor, checked before saving", crate::web::library_file, (), ()).page(),
-        route!(GET "/schedule", Viewer, "The schedules and calendars page: a month, adding a date, each site's rules", crate::web::schedule, (), ()).page(),
-        route!(GET "/faults", Viewer, "The faults page: open faults to acknowledge, and their history", crate::web::faults, (), ()).page(),
-        route!(GET "/energy", Viewer, "The energy page: each site's use and lit hours in a month", crate::web::energy, (), ()).page(),
-        route!(GET "/city", Admin, "The city-wide action page: dim or darken every site for a range of nights", crate::web::city, (), ()).page(),
-        route!(GET "/audit", Admin, "The audit log page", crate::web::audit, (), ()).page(),
+        route!(GET "/", Viewer, "The dashboard: to the city overview", crate::web::root, (), ()).page().produces(&["text/html"]),
+        route!(GET "/login", Public, "The login page", crate::web::login_page, (), ()).page().produces(&["text/html"]),
+        route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page().produces(&["text/html"]),
+        route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page().produces(&["text/html"]),
+        route!(GET "/sites/{site}", Viewer, "A site's page: now, tonight, the week, limits, compliance; actions for its operators", crate::web::site, (), ()).page().produces(&["text/html"]),
+        route!(GET "/library", Viewer, "The scene library page: every scene animated, every file", crate::web::library, (), ()).page().produces(&["text/html"]),
+        route!(GET "/library/{*path}", Viewer, "A library file's page: the editor, checked before saving", crate::web::library_file, (), ()).page().produces(&["text/html"]),
+        route!(GET "/schedule", Viewer, "The schedules and calendars page: a month, adding a date, each site's rules", crate::web::schedule, (), ()).page().produces(&["text/html"]),
+        route!(GET "/faults", Viewer, "The faults page: open faults to acknowledge, and their history", crate::web::faults, (), ()).page().produces(&["text/html"]),
+        route!(GET "/energy", Viewer, "The energy page: each site's use and lit hours in a month", crate::web::energy, (), ()).page().produces(&["text/html"]),
+        route!(GET "/city", Admin, "The city-wide action page: dim or darken every site for a range of nights", crate::web::city, (), ()).page().produces(&["text/html"]),
+        route!(GET "/audit", Admin, "The audit log page", crate::web::audit, (), ()).page().produces(&["text/html"]),
         route!(GET "/healthz", Public, "Liveness and store reachability", healthz, (), Health),
-        route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()),
+        route!(GET "/metrics", Public, "Prometheus metrics", metrics, (), ()).produces(&["text/plain"]),
         route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi, (), ()),
         route!(POST "/api/login", Public, "Log in; sets the session cookie", login, LoginRequest, Me),
         route!(POST "/api/logout", Viewer, "End this session", logout, (), ()),
         route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
-        route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Range>(),
-        route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>(),
-        route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()).query::<PreviewQuery>(),
+        route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Span>(),
+        route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>().produces(&["text/csv"]),
+        route!(GET "/api/sites/{site}/preview.png", Viewer, "A picture of the site computed from the library and its reported cue (or the schedule's at ?at=)", site_preview, (), ()).query::<PreviewQuery>().produces(&["image/png"]),
         route!(GET "/api/sites/{site}/preview.json", Viewer, "The picture of preview.png as data: where each fixture is drawn and the colour it emits", site_preview_fixtures, (), crate::preview::SitePicture).query::<PreviewQuery>(),
-        route!(GET "/api/scenes/{scene}/animation.gif", Viewer, "A scene at full brightness in its site's layout: a six-second looping animation", scene_animation, (), ()).query::<WidthQuery>(),
+        route!(GET "/api/scenes/{scene}/animation.gif", Viewer, "A scene at full brightness in its site's layout: a six-second looping animation", scene_animation, (), ()).query::<WidthQuery>().produces(&["image/gif"]),
         route!(GET "/api/gateways", Viewer, "Every gateway: documents published and acknowledged, state", gateways, (), Vec<read::GatewayView>),
         route!(POST "/api/gateways/{gateway}/commands", Operator, "Identify, channel test, resync or discover at one gateway (sent once, valid a minute)", send_command, nightscape_core::wire::Action, commands::CommandView),
         route!(GET "/api/commands", Viewer, "Recent commands and their acks", list_commands, (), Vec<commands::CommandView>),
         route!(GET "/api/faults", Viewer, "Faults, open first", faults, (), Vec<read::FaultView>),
         route!(POST "/api/faults/{id}/acknowledge", Operator, "Acknowledge an open fault", acknowledge_fault, (), ()),
-        route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>).query::<Range>(),
+        route!(GET "/api/energy", Viewer, "Energy and lit minutes per site and day (JSON, or CSV with ?format=csv)", energy, (), Vec<read::EnergyRow>).query::<Range>().produces(&["text/csv"]),
         route!(GET "/api/events", Viewer, "Recent gateway events", events, (), Vec<read::EventView>),
         route!(GET "/api/library", Viewer, "The show library's files", library_index, (), Vec<LibraryEntry>),
         route!(GET "/api/library/export", Viewer, "Every file of the show library", library_export, (), Vec<FileBody>),
@@ -697,26 +714,58 @@ async fn sites(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::S
     Ok(Json(read::overview(&state).await?))
 }
 
+/// Days by date, both included; as JSON or CSV.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
-    /// RFC 3339 instants, or dates (the site's midnight).
+    /// YYYY-MM-DD.
+    #[schemars(schema_with = "date")]
     pub from: Option<String>,
+    /// YYYY-MM-DD.
+    #[schemars(schema_with = "date")]
     pub to: Option<String>,
-    pub format: Option<String>,
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+/// A span of time at a site, at most a year: RFC 3339 instants, or dates (the site's
+/// midnight); from now for a week by default.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Span {
+    #[schemars(schema_with = "date_or_instant")]
+    pub from: Option<String>,
+    #[schemars(schema_with = "date_or_instant")]
+    pub to: Option<String>,
+}
+
+fn date(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "format": "date"})
+}
+
+fn date_or_instant(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"}
+        ]
+    })
 }
 
 async fn transitions(
     State(state): State<Arc<AppState>>,
     Path(site): Path<String>,
-    Q(range): Q<Range>,
+    Q(range): Q<Span>,
 ) -> ApiResult<Json<Vec<read::TransitionView>>> {
     let site: SiteId = site
         .parse()
         .map_err(|e| ApiError::bad(format!("site: {e}")))?;
-    if range.format.is_some() {
-        return Err(ApiError::bad("format: transitions come as JSON only"));
-    }
     Ok(Json(
         read::transitions(&state, &site, range.from.as_deref(), range.to.as_deref()).await?,
     ))
@@ -744,9 +793,9 @@ async fn site_compliance(
         })?
         .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
 
-    match range.format.as_deref() {
-        None | Some("json") => Ok(Json(nights).into_response()),
-        Some("csv") => Ok((
+    match range.format {
+        None | Some(Format::Json) => Ok(Json(nights).into_response()),
+        Some(Format::Csv) => Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (
@@ -757,7 +806,6 @@ async fn site_compliance(
             crate::compliance::csv(&nights),
         )
             .into_response()),
-        Some(other) => Err(ApiError::bad(format!("format `{other}`: give json or csv"))),
     }
 }
 
@@ -767,6 +815,7 @@ pub struct PreviewQuery {
     /// An instant (RFC 3339): the schedule's cue then, instead of what the gateway reports now.
     pub at: Option<String>,
     /// 200–2000 pixels; 960 by default.
+    #[schemars(range(min = 200, max = 2000))]
     pub width: Option<u32>,
 }
 
@@ -848,6 +897,7 @@ async fn site_preview_fixtures(
 #[serde(deny_unknown_fields)]
 pub struct WidthQuery {
     /// 200–1200 pixels; 480 by default.
+    #[schemars(range(min = 200, max = 1200))]
     pub width: Option<u32>,
 }
 
@@ -889,8 +939,11 @@ async fn faults(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<read::
 async fn acknowledge_fault(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no fault `{id}`: faults are numbered")))?;
     let row = sqlx::query("SELECT f.gateway, g.site FROM faults f LEFT JOIN gateways g ON g.gateway = f.gateway WHERE f.id = $1")
         .bind(id)
         .fetch_optional(state.store.pool())
@@ -926,9 +979,9 @@ async fn energy(State(state): State<Arc<AppState>>, Q(range): Q<Range>) -> ApiRe
         }
     }
     let rows = read::energy(&state.store, range.from.as_deref(), range.to.as_deref()).await?;
-    match range.format.as_deref() {
-        None | Some("json") => Ok(Json(rows).into_response()),
-        Some("csv") => Ok((
+    match range.format {
+        None | Some(Format::Json) => Ok(Json(rows).into_response()),
+        Some(Format::Csv) => Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (
@@ -939,7 +992,6 @@ async fn energy(State(state): State<Arc<AppState>>, Q(range): Q<Range>) -> ApiRe
             read::energy_csv(&rows),
         )
             .into_response()),
-        Some(other) => Err(ApiError::bad(format!("format `{other}`: give json or csv"))),
     }
 }
 

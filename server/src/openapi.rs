@@ -48,14 +48,47 @@ pub fn document(routes: &[Route]) -> Value {
                 json!({"required": true, "content": {"application/json": {"schema": schema}}}),
             );
         }
-        let ok = match r.response {
-            Some(resp) => {
-                json!({"description": "success", "content": {"application/json": {"schema": resp(&mut generator)}}})
-            }
-            None => json!({"description": "success"}),
+        let mut content = Map::new();
+        if let Some(resp) = r.response {
+            content.insert(
+                "application/json".into(),
+                json!({"schema": resp(&mut generator)}),
+            );
+        }
+        for media in r.produces {
+            content.insert((*media).into(), json!({}));
+        }
+        let ok = if content.is_empty() {
+            json!({"description": "success"})
+        } else {
+            json!({"description": "success", "content": content})
         };
-        let err = json!({"description": "the problem, and what to fix", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": error}}}}});
-        op.insert("responses".into(), json!({"200": ok, "4XX": err}));
+        let mut err_content = Map::new();
+        err_content.insert(
+            "application/json".into(),
+            json!({"schema": {"type": "object", "properties": {"error": error}}}),
+        );
+        let mut responses = Map::new();
+        responses.insert("200".into(), ok);
+        if r.page {
+            // A page answers a visitor who is not logged in with the login page's address,
+            // and a form's problem with the page again.
+            err_content.insert("text/html".into(), json!({}));
+            responses.insert(
+                "303".into(),
+                json!({"description": "to the login page, or on after a form"}),
+            );
+        } else if r.response.is_none() {
+            responses.insert(
+                "204".into(),
+                json!({"description": "done; nothing to answer"}),
+            );
+        }
+        responses.insert(
+            "4XX".into(),
+            json!({"description": "the problem, and what to fix", "content": err_content}),
+        );
+        op.insert("responses".into(), Value::Object(responses));
         let path = r.path.replace("{*", "{");
         let entry = paths.entry(path).or_insert_with(|| json!({}));
         if let Some(obj) = entry.as_object_mut() {

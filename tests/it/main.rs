@@ -1,6 +1,7 @@
 //! End-to-end tests of the `nightscape` program, one binary: `scene check`, `scene render`,
 //! `plan compile` and `plan verify` run as a user runs them.
 
+mod api_fuzz;
 mod calendar_cli;
 mod dashboard;
 mod gateway_cli;

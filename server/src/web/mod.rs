@@ -319,8 +319,14 @@ pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     lang: PageLang,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A form that is not one (no fields, another content type) gets the page again, not
+    // axum's plain-text refusal.
+    let Ok(Form(form)) = form else {
+        let l = lang.lang;
+        return login_form(lang, Some(t(l, "login-failed")), StatusCode::BAD_REQUEST);
+    };
     match crate::api::log_in(&state, &headers, &form.name, &form.password).await {
         Ok((_, cookie)) => {
             let mut r = Redirect::to("/overview").into_response();
