@@ -185,10 +185,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for r in routes() {
         let access = (r.access, r.page);
-        let checked = r.handler.route_layer(middleware::from_fn_with_state(
+        let mut checked = r.handler.route_layer(middleware::from_fn_with_state(
             (state.clone(), access),
             check_access,
         ));
+        if r.page {
+            checked = checked.route_layer(middleware::from_fn(crate::web::html_errors));
+        }
         router = router.route(r.path, checked);
     }
     router
@@ -896,9 +899,12 @@ async fn site_preview_fixtures(
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WidthQuery {
-    /// 200–1200 pixels; 480 by default.
-    #[schemars(range(min = 200, max = 1200))]
+    /// 200–640 pixels, 480 by default; drawn at 320, 480 or 640, the first at least as wide.
+    #[schemars(range(min = 200, max = 640))]
     pub width: Option<u32>,
+    /// The scene's version as a page names it: an address that changes with the scene, so
+    /// the answer may be kept for a day. Any value is accepted.
+    pub v: Option<String>,
 }
 
 async fn scene_animation(
@@ -910,8 +916,8 @@ async fn scene_animation(
         .parse()
         .map_err(|e| ApiError::bad(format!("scene: {e}")))?;
     let width = q.width.unwrap_or(480);
-    if !(200..=1200).contains(&width) {
-        return Err(ApiError::bad("width: give 200 to 1200 pixels"));
+    if !(200..=640).contains(&width) {
+        return Err(ApiError::bad("width: give 200 to 640 pixels"));
     }
     let gif = state
         .animations
@@ -921,7 +927,14 @@ async fn scene_animation(
     Ok((
         [
             (header::CONTENT_TYPE, "image/gif"),
-            (header::CACHE_CONTROL, "private, max-age=60"),
+            (
+                header::CACHE_CONTROL,
+                if q.v.is_some() {
+                    "private, max-age=86400"
+                } else {
+                    "private, no-cache"
+                },
+            ),
         ],
         gif.as_ref().clone(),
     )
@@ -1637,7 +1650,8 @@ async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Create
 }
 
 /// A scene override that starts inside a site's curfew plays at the curfew level (dark by
-/// default) unless a curfew exception is in force: say so, instead of a silent success.
+/// default) unless a curfew exception is in force, and one under a blackout shows nothing
+/// until it is released: say so, instead of a silent success.
 async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String>> {
     if o.kind != Kind::Scene {
         return Ok(Vec::new());
@@ -1665,12 +1679,17 @@ async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String
             .collect();
         list.retain(|x| x.from_ms <= o.from_ms);
         let cue = ev.cue_with(o.from_ms, &list);
-        if matches!(cue.cause, nightscape_core::schedule::Cause::Curfew { .. }) {
-            out.push(format!(
+        match cue.cause {
+            nightscape_core::schedule::Cause::Curfew { .. } => out.push(format!(
                 "`{}` is in its curfew: the override plays at the curfew level ({} %) until sunrise, unless an admin grants a curfew exception",
                 site.id,
                 site.limits.curfew_level.pct()
-            ));
+            )),
+            nightscape_core::schedule::Cause::Blackout => out.push(format!(
+                "`{}` is blacked out: the override shows only once the blackout is released",
+                site.id
+            )),
+            _ => {}
         }
     }
     Ok(out)
@@ -1802,7 +1821,12 @@ async fn city_override(
         };
         let tz = first.map_or(jiff::tz::TimeZone::UTC, |s| s.time_zone.clone());
         let (from, until) = nights.span(&tz)?;
-        req.from_ms = Some(from);
+        if until <= now {
+            return Err(invalid(
+                "nights: those nights are over; give dates from tonight on",
+            ));
+        }
+        req.from_ms = Some(from.max(now));
         req.until_ms = Some(until);
     }
     let from = req.from_ms.unwrap_or(now);

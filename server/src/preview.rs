@@ -283,18 +283,51 @@ pub fn scene_frames(
 }
 
 /// A GIF and the address of the checked library it was made from.
-type Made = (usize, Arc<Vec<u8>>);
+type Made = (u64, Arc<Vec<u8>>);
 
-/// Scene animations already made, by scene and width, for the library they were made from:
-/// a page of thumbnails asks for each again on every visit.
-#[derive(Default)]
+/// What a scene's animation is drawn from — the scene, its site's layout and limits, the
+/// names in the title — as a number that changes when any of it does; `None` for a scene
+/// the library does not have. Pages put it in the animation's address, so a browser keeps a
+/// picture exactly as long as it is right.
+pub fn scene_version(library: &ShowLibrary, scene: &SceneId) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let sc = library.scenes.get(scene)?;
+    let site = library.sites.get(&sc.site)?;
+    let layout = Layout::new(site, library.zone_rule(site));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{sc:?}").hash(&mut h);
+    format!("{:?}", site.name).hash(&mut h);
+    format!("{:?}", layout.limits()).hash(&mut h);
+    layout.fingerprint().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Scene animations already made, by scene and width, with the version they were drawn
+/// from: a page of thumbnails asks for each again on every visit, and a change to one scene
+/// must not throw away the others.
 pub struct Animations {
     made: Mutex<HashMap<(SceneId, u32), Made>>,
+    /// One animation is drawn at a time: a page of thumbnails, or anyone asking for many,
+    /// must not take every core from the API and the publisher.
+    drawing: tokio::sync::Semaphore,
 }
+
+/// The widths animations are drawn at; a request gets the smallest that is at least as
+/// wide as it asked (so a scene has at most three, whatever is asked).
+pub const ANIMATION_WIDTHS: [u32; 3] = [320, 480, 640];
 
 impl std::fmt::Debug for Animations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Animations")
+    }
+}
+
+impl Default for Animations {
+    fn default() -> Animations {
+        Animations {
+            made: Mutex::default(),
+            drawing: tokio::sync::Semaphore::new(1),
+        }
     }
 }
 
@@ -308,14 +341,29 @@ impl Animations {
         t_ms: i64,
     ) -> Result<Option<Arc<Vec<u8>>>, PreviewError> {
         let lib = state.store.checked_library().await?;
-        // The checked library is replaced whole on every change: its address names it.
-        let made_from = Arc::as_ptr(&lib) as usize;
+        let Some(version) = scene_version(&lib.checked.library, scene) else {
+            return Ok(None);
+        };
+        let width = ANIMATION_WIDTHS
+            .into_iter()
+            .find(|w| *w >= width)
+            .unwrap_or(ANIMATION_WIDTHS[2]);
         let key = (scene.clone(), width);
-        if let Ok(made) = self.made.lock()
-            && let Some((from, gif)) = made.get(&key)
-            && *from == made_from
-        {
-            return Ok(Some(gif.clone()));
+        let cached = || {
+            self.made
+                .lock()
+                .ok()
+                .and_then(|made| made.get(&key).cloned())
+                .filter(|(v, _)| *v == version)
+                .map(|(_, gif)| gif)
+        };
+        if let Some(gif) = cached() {
+            return Ok(Some(gif));
+        }
+        let _turn = self.drawing.acquire().await;
+        // Someone else may have drawn it while this waited.
+        if let Some(gif) = cached() {
+            return Ok(Some(gif));
         }
         let scene = scene.clone();
         let library = lib.clone();
@@ -337,8 +385,8 @@ impl Animations {
         let Some(gif) = made else { return Ok(None) };
         let gif = Arc::new(gif?);
         if let Ok(mut made) = self.made.lock() {
-            made.retain(|_, (from, _)| *from == made_from);
-            made.insert(key, (made_from, gif.clone()));
+            made.retain(|(id, _), (v, _)| id != &key.0 || *v == version);
+            made.insert(key, (version, gif.clone()));
         }
         Ok(Some(gif))
     }

@@ -33,8 +33,14 @@ document.getElementById("override")?.addEventListener("submit", (e) => {
 });
 document.getElementById("blackout")?.addEventListener("click", (e) => {
   const b = e.currentTarget;
+  const field = document.getElementById("reason");
+  if (!field.value.trim()) {
+    say(b.dataset.needReason);
+    field.focus();
+    return;
+  }
   if (!confirm(b.dataset.confirm)) return;
-  const reason = document.getElementById("reason")?.value || "dashboard";
+  const reason = field.value;
   act("POST", `/api/sites/${b.dataset.site}/blackout`, { reason, confirm: true });
 });
 document.querySelectorAll("button.release").forEach((b) =>
@@ -185,6 +191,8 @@ if (editor) {
     e.preventDefault();
     if (await send("PUT", `/api/library/files/${editor.dataset.path}?lang=${lang}`, { text: text.value })) {
       result.textContent = editor.dataset.saved;
+      // The page again, for the animation of what was saved (its address names its version).
+      setTimeout(() => location.reload(), 1500);
     }
   });
   marks();

@@ -25,9 +25,10 @@ pub async fn audit(
     let tz = super::city_zone(&lib.checked.library);
     let rows = state.store.audit_log(ROWS).await?;
     let mut main = format!(
-        "<h1>{}</h1><p>{}</p><table class=\"audit\"><thead><tr>",
+        "<h1>{}</h1><p>{}</p>{}<thead><tr>",
         esc(t(l, "audit-title")),
-        esc(t(l, "audit-intro"))
+        esc(t(l, "audit-intro")),
+        super::table_open(t(l, "audit-title")).replace("<table>", "<table class=\"audit\">")
     );
     for col in [
         "col-time",
@@ -65,7 +66,8 @@ pub async fn audit(
             esc(&r.target)
         );
     }
-    main.push_str("</tbody></table>");
+    main.push_str("</tbody>");
+    main.push_str(super::TABLE_END);
     let title = t(l, "audit-title");
     Ok(page(lang, Some(&who), title, "/audit", &main))
 }

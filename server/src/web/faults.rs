@@ -58,7 +58,8 @@ pub async fn faults(
             let _ = write!(main, "<p>{}</p></section>", esc(t(l, "site-none")));
             continue;
         }
-        main.push_str("<table><thead><tr>");
+        main.push_str(&super::table_open(t(l, key)));
+        main.push_str("<thead><tr>");
         for col in [
             "col-site",
             "col-source",
@@ -117,7 +118,9 @@ pub async fn faults(
                 last
             );
         }
-        main.push_str("</tbody></table></section>");
+        main.push_str("</tbody>");
+        main.push_str(super::TABLE_END);
+        main.push_str("</section>");
     }
     let title = t(l, "faults-title");
     Ok(page(lang, Some(&who), title, "/faults", &main))
@@ -237,7 +240,7 @@ pub async fn energy(
         "col-site",
         "col-kwh",
         "col-lit-hours",
-        "col-days",
+        "col-nights",
         "col-measured",
     ] {
         let _ = write!(main, "<th scope=\"col\">{}</th>", esc(t(l, col)));

@@ -52,8 +52,9 @@ pub async fn library(
             });
             let _ = write!(
                 main,
-                "<li class=\"scene\" data-scene=\"{id}\"><img src=\"/api/scenes/{id}/animation.gif?width=320\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><p><strong>{name}</strong> <code>{id}</code></p><p>{layers} {nl} · {fade} {fs:.1} s · {edit}</p></li>",
+                "<li class=\"scene\" data-scene=\"{id}\"><img src=\"/api/scenes/{id}/animation.gif?width=320&amp;v={v:x}\" width=\"320\" alt=\"{alt}\" loading=\"lazy\"><p><strong>{name}</strong> <code>{id}</code></p><p>{layers} {nl} · {fade} {fs:.1} s · {edit}</p></li>",
                 id = esc(scene.id.as_str()),
+                v = crate::preview::scene_version(library, &scene.id).unwrap_or(0),
                 alt = esc(&format!("{name}: {}", t(l, "library-animation-alt"))),
                 name = esc(name),
                 layers = esc(t(l, "library-layers")),
@@ -117,8 +118,9 @@ pub async fn library_file(
     if let Some(id) = &scene {
         let _ = write!(
             main,
-            "<img class=\"animation\" src=\"/api/scenes/{id}/animation.gif?width=640\" width=\"640\" alt=\"{}\">",
-            esc(&format!("{id}: {}", t(l, "library-animation-alt")))
+            "<img class=\"animation\" id=\"animation\" src=\"/api/scenes/{id}/animation.gif?width=640&amp;v={v:x}\" width=\"640\" alt=\"{}\">",
+            esc(&format!("{id}: {}", t(l, "library-animation-alt"))),
+            v = crate::preview::scene_version(&lib.checked.library, id).unwrap_or(0)
         );
     }
     // The saved file's own problems (warnings; a file with errors is never saved).

@@ -219,6 +219,29 @@ pub fn name_in(l: Lang, name: &nightscape_core::model::Name) -> &str {
     }
 }
 
+/// The start of a table that may be wider than a phone: it scrolls sideways inside a region
+/// the keyboard can reach, and the page itself does not. Close it with [`TABLE_END`].
+pub fn table_open(label: &str) -> String {
+    format!(
+        "<div class=\"table-wrap\" role=\"region\" tabindex=\"0\" aria-label=\"{}\"><table>",
+        esc(label)
+    )
+}
+
+pub const TABLE_END: &str = "</table></div>";
+
+/// A scene's name in the page's language (its id when the library does not have it).
+pub fn scene_name(
+    l: Lang,
+    library: &nightscape_core::ShowLibrary,
+    scene: &nightscape_core::SceneId,
+) -> String {
+    library
+        .scenes
+        .get(scene)
+        .map_or_else(|| scene.to_string(), |sc| name_in(l, &sc.name).to_owned())
+}
+
 /// An instant as the sites' local date and time.
 pub fn local_time(tz: &jiff::tz::TimeZone, ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -347,6 +370,53 @@ pub async fn login_submit(
     }
 }
 
+/// A page's refusal or failure as a page: the API's JSON error becomes a page in the
+/// visitor's language with the header to go on from, keeping its status.
+pub async fn html_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(lang) =
+        <PageLang as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await;
+    let path = parts.uri.path().to_owned();
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let l = lang.lang;
+    let key = match status {
+        StatusCode::FORBIDDEN => "error-forbidden",
+        StatusCode::NOT_FOUND => "error-not-found",
+        s if s.is_server_error() => "error-server",
+        _ => "error-request",
+    };
+    let main = format!(
+        "<h1>{}</h1><p>{}</p><p><a href=\"/overview\">{}</a></p>",
+        esc(t(l, key)),
+        esc(&detail),
+        esc(t(l, "nav-back"))
+    );
+    let mut page = page(lang, None, t(l, key), &path, &main);
+    *page.status_mut() = status;
+    page
+}
+
 pub async fn root() -> Redirect {
     Redirect::to("/overview")
 }
@@ -360,6 +430,7 @@ pub async fn overview(
 ) -> Result<Response, ApiError> {
     let l = lang.lang;
     let sites = read::overview(&state).await?;
+    let lib = state.store.checked_library().await?;
     let mut main = format!("<h1>{}</h1>", esc(t(l, "overview-title")));
     // The map: sites placed by latitude and longitude in a box around them.
     let (min_lat, max_lat) = sites.iter().fold((f64::MAX, f64::MIN), |(a, b), s| {
@@ -455,7 +526,7 @@ pub async fn overview(
                 match &c.scene {
                     Some(scene) => format!(
                         "{} {:.0} % · {}",
-                        esc(scene.as_str()),
+                        esc(&scene_name(l, &lib.checked.library, scene)),
                         c.brightness_pct.pct(),
                         esc(t(l, cause))
                     ),
@@ -644,57 +715,122 @@ pub async fn site(
         }
         let _ = write!(
             main,
-            "</select><label for=\"minutes\">{}</label><input id=\"minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" value=\"60\" required><label for=\"reason\">{}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\">{}</button></form><p><button type=\"button\" id=\"blackout\" class=\"danger\" data-site=\"{id_text}\" data-confirm=\"{}\">{}</button></p><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+            "</select><label for=\"minutes\">{}</label><input id=\"minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" value=\"60\" required><label for=\"reason\">{}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\">{}</button></form><p><button type=\"button\" id=\"blackout\" class=\"danger\" data-site=\"{id_text}\" data-confirm=\"{}\" data-need-reason=\"{}\">{}</button></p><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
             esc(t(l, "action-minutes")),
             esc(t(l, "action-reason")),
             esc(t(l, "action-apply")),
             esc(t(l, "action-blackout-confirm")),
+            esc(t(l, "action-need-reason")),
             esc(t(l, "action-blackout")),
             esc(t(l, "action-sent")),
             esc(t(l, "action-failed"))
         );
-        let active: Vec<crate::overrides::Override> = crate::overrides::active(&state.store, now)
-            .await?
-            .into_iter()
-            .filter(|o| o.scope.covers(&id))
-            .collect();
-        if !active.is_empty() {
+        main.push_str("</section>");
+    }
+
+    // What overrides the schedule now or later, for everyone; its operators may release a
+    // site's own (a city-wide order is released on the city page).
+    let active: Vec<crate::overrides::Override> = crate::overrides::active(&state.store, now)
+        .await?
+        .into_iter()
+        .filter(|o| o.scope.covers(&id))
+        .collect();
+    if !active.is_empty() {
+        let _ = write!(
+            main,
+            "<section aria-labelledby=\"force-h\"><h2 id=\"force-h\">{}</h2><ul class=\"in-force\">",
+            esc(t(l, "site-in-force"))
+        );
+        for o in &active {
+            let what = match o.kind {
+                crate::overrides::Kind::Scene => o
+                    .scene
+                    .as_ref()
+                    .map(|sc| scene_name(l, library, sc))
+                    .unwrap_or_default(),
+                crate::overrides::Kind::Blackout => t(l, "city-dark").to_owned(),
+                crate::overrides::Kind::Dim => format!(
+                    "{} {:.0} %",
+                    t(l, "city-dim"),
+                    o.brightness_pct.unwrap_or(100.0)
+                ),
+                crate::overrides::Kind::CurfewException => t(l, "city-exception").to_owned(),
+            };
+            let city = matches!(o.scope, crate::overrides::Scope::City);
+            let until = o
+                .until_ms
+                .map(|u| site_time(tz, u, true))
+                .unwrap_or_else(|| t(l, "site-until-released").to_owned());
+            let from = if o.from_ms > now {
+                format!("{} ", site_time(tz, o.from_ms, true))
+            } else {
+                String::new()
+            };
+            let release = if city {
+                if who.role == Role::Admin {
+                    format!("<a href=\"/city\">{}</a>", esc(t(l, "nav-city")))
+                } else {
+                    String::new()
+                }
+            } else if who.may_operate(&id) {
+                format!(
+                    "<button type=\"button\" class=\"release\" data-override=\"{}\">{}</button>",
+                    esc(&o.id),
+                    esc(t(l, "action-release"))
+                )
+            } else {
+                String::new()
+            };
             let _ = write!(
                 main,
-                "<h3>{}</h3><ul class=\"in-force\">",
-                esc(t(l, "site-in-force"))
-            );
-            for o in &active {
-                let what = match &o.scene {
-                    Some(sc) => sc.to_string(),
-                    None => format!("{:?}", o.kind).to_lowercase(),
-                };
-                let until = o
-                    .until_ms
-                    .map(|u| site_time(tz, u, true))
-                    .unwrap_or_else(|| "∞".into());
-                let release = if matches!(o.scope, crate::overrides::Scope::City)
-                    && who.role != Role::Admin
-                {
-                    String::new()
+                "<li><strong>{}</strong>{} · {}{}→ {} · {} ({}) {release}</li>",
+                esc(&what),
+                if city {
+                    format!(" · {}", esc(t(l, "site-city-wide")))
                 } else {
-                    format!(
-                        "<button type=\"button\" class=\"release\" data-override=\"{}\">{}</button>",
-                        esc(&o.id),
-                        esc(t(l, "action-release"))
-                    )
-                };
-                let _ = write!(
-                    main,
-                    "<li>{} → {} · {} {release}</li>",
-                    esc(&what),
-                    esc(&until),
-                    esc(&o.reason)
-                );
-            }
-            main.push_str("</ul>");
+                    String::new()
+                },
+                esc(&from),
+                if from.is_empty() { "" } else { " " },
+                esc(&until),
+                esc(&o.reason),
+                esc(&o.created_by)
+            );
         }
-        main.push_str("</section>");
+        let _ = write!(
+            main,
+            "</ul><p class=\"muted\">{}</p></section>",
+            esc(t(l, "site-in-force-note"))
+        );
+    }
+
+    // Open faults at the site's gateways and controllers.
+    let site_gateways: Vec<&str> = gateways.iter().map(|g| g.gateway.as_str()).collect();
+    let open: Vec<read::FaultView> = read::faults(&state.store)
+        .await?
+        .into_iter()
+        .filter(|f| f.status != "closed" && site_gateways.contains(&f.gateway.as_str()))
+        .collect();
+    if !open.is_empty() {
+        let _ = write!(
+            main,
+            "<section aria-labelledby=\"faults-h\"><h2 id=\"faults-h\">{}</h2><ul class=\"faults\">",
+            esc(t(l, "faults-open"))
+        );
+        for f in &open {
+            let _ = write!(
+                main,
+                "<li class=\"offline\">{} · {} · {}</li>",
+                esc(&f.source),
+                esc(&f.message),
+                esc(&site_time(tz, f.opened_at_ms, true))
+            );
+        }
+        let _ = write!(
+            main,
+            "</ul><p><a href=\"/faults\">{}</a></p></section>",
+            esc(t(l, "nav-faults"))
+        );
     }
 
     // Tonight and the week ahead, from the schedule.
@@ -734,7 +870,11 @@ pub async fn site(
         let (tonight, _) = ev.transitions(now, now + 86_400_000);
         for tr in &tonight {
             let what = match &tr.cue.scene {
-                Some(sc) => format!("{sc} {:.0} %", tr.cue.brightness.pct()),
+                Some(sc) => format!(
+                    "{} {:.0} %",
+                    scene_name(l, library, sc),
+                    tr.cue.brightness.pct()
+                ),
                 None => t(l, "site-dark").to_owned(),
             };
             let _ = write!(
@@ -755,7 +895,11 @@ pub async fn site(
         );
         for tr in &week {
             let what = match &tr.cue.scene {
-                Some(sc) => format!("{sc} {:.0} %", tr.cue.brightness.pct()),
+                Some(sc) => format!(
+                    "{} {:.0} %",
+                    scene_name(l, library, sc),
+                    tr.cue.brightness.pct()
+                ),
                 None => t(l, "site-dark").to_owned(),
             };
             let _ = write!(
@@ -809,12 +953,26 @@ pub async fn site(
             esc(t(l, "col-exceptions"))
         );
         for n in nights.iter().rev() {
+            if !n.reported {
+                let _ = write!(
+                    main,
+                    "<tr><td>{}</td><td colspan=\"3\" class=\"muted\">{}</td></tr>",
+                    esc(&n.date),
+                    esc(t(l, "site-not-reported"))
+                );
+                continue;
+            }
             let _ = write!(
                 main,
-                "<tr><td>{}</td><td>{:.0} / {:.0} %</td><td>{:.0}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.0} / {:.0} %{}</td><td>{:.0}</td><td>{}</td></tr>",
                 esc(&n.date),
                 n.max_output_pct,
                 n.cap_pct,
+                if n.clamped {
+                    format!(" · {}", esc(t(l, "site-clamped")))
+                } else {
+                    String::new()
+                },
                 n.lit_after_curfew_minutes,
                 esc(&n.exceptions.join("; "))
             );

@@ -153,10 +153,11 @@ pub async fn schedule(
         };
         let _ = write!(
             main,
-            "<h3>{} <a class=\"small\" href=\"/library/sites/{}/schedule.toml\">{}</a></h3><table><thead><tr>",
+            "<h3>{} <a class=\"small\" href=\"/library/sites/{}/schedule.toml\">{}</a></h3>{}<thead><tr>",
             esc(name_in(l, &site.name)),
             esc(id.as_str()),
-            esc(t(l, "library-open"))
+            esc(t(l, "library-open")),
+            super::table_open(name_in(l, &site.name))
         );
         for key in [
             "col-rule",
@@ -200,7 +201,7 @@ pub async fn schedule(
                 main,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td></tr>",
                 esc(&r.name),
-                esc(r.scene.as_str()),
+                esc(&super::scene_name(l, library, &r.scene)),
                 esc(&r.start.to_string()),
                 esc(&r.end.to_string()),
                 esc(&days),
@@ -209,7 +210,8 @@ pub async fn schedule(
                 r.brightness.pct()
             );
         }
-        main.push_str("</tbody></table>");
+        main.push_str("</tbody>");
+        main.push_str(super::TABLE_END);
     }
     main.push_str("</section>");
     let title = t(l, "schedule-title");

@@ -224,6 +224,13 @@ async fn every_route_has_a_row_in_the_role_matrix_and_every_no_is_enforced() {
                 );
                 if want == StatusCode::SEE_OTHER {
                     assert_eq!(reply.headers["location"], "/login");
+                } else if r.page {
+                    // A page refuses with a page, in Korean by default, saying why.
+                    assert!(
+                        reply.text.contains("<html") && reply.text.contains("권한이 없습니다"),
+                        "{label}: {path}: {}",
+                        reply.text
+                    );
                 } else {
                     assert!(reply.json["error"]["message"].is_string(), "{}", reply.text);
                 }
