@@ -5,6 +5,14 @@ document.getElementById("logout")?.addEventListener("click", async (e) => {
   location.href = "/login";
 });
 
+// The language switch keeps the rest of the address (the month shown, for one).
+const switcher = document.querySelector("header a[hreflang]");
+if (switcher) {
+  const params = new URLSearchParams(location.search);
+  params.set("lang", switcher.hreflang);
+  switcher.href = `${location.pathname}?${params}`;
+}
+
 // The site page: actions through the API with the session's CSRF token; the picture and
 // the gateways' acknowledgement refreshed every two seconds.
 const csrf = () => document.getElementById("logout")?.dataset.csrf || "";
@@ -174,7 +182,9 @@ if (editor) {
     });
     const answer = await res.json().catch(() => ({}));
     if (answer.error?.diagnostics) {
-      show({ diagnostics: answer.error.diagnostics, errors: 1 });
+      const errors = answer.error.diagnostics.filter((d) => d.severity === "error").length;
+      show({ diagnostics: answer.error.diagnostics, errors });
+      if (method === "PUT") result.textContent = `${editor.dataset.notSaved} (${errors})`;
       return false;
     }
     if (!res.ok) { result.textContent = `${editor.dataset.failed}: ${answer.error?.message || res.status}`; return false; }

@@ -131,12 +131,13 @@ pub async fn library_file(
         .collect();
     let _ = write!(
         main,
-        "<form id=\"editor\" data-path=\"{p}\" data-lang=\"{lc}\" data-line=\"{line}\" data-ok=\"{ok}\" data-saved=\"{saved}\" data-failed=\"{failed}\" data-others=\"{others}\"><label for=\"text\">{label}</label><div class=\"editor\"><pre class=\"gutter\" aria-hidden=\"true\"></pre><textarea id=\"text\" name=\"text\" spellcheck=\"false\" autocomplete=\"off\" rows=\"28\" aria-describedby=\"diagnostics-h\"{ro}>{text}</textarea><section class=\"diagnostics\" aria-labelledby=\"diagnostics-h\"><h2 id=\"diagnostics-h\">{dh}</h2><p id=\"check-result\" role=\"status\"></p><ul id=\"diagnostics\">",
+        "<form id=\"editor\" data-path=\"{p}\" data-lang=\"{lc}\" data-line=\"{line}\" data-ok=\"{ok}\" data-saved=\"{saved}\" data-not-saved=\"{not_saved}\" data-failed=\"{failed}\" data-others=\"{others}\"><label for=\"text\">{label}</label><div class=\"editor\"><pre class=\"gutter\" aria-hidden=\"true\"></pre><textarea id=\"text\" name=\"text\" spellcheck=\"false\" autocomplete=\"off\" rows=\"28\" aria-describedby=\"diagnostics-h\"{ro}>{text}</textarea><section class=\"diagnostics\" aria-labelledby=\"diagnostics-h\"><h2 id=\"diagnostics-h\">{dh}</h2><p id=\"check-result\" role=\"status\"></p><ul id=\"diagnostics\">",
         p = esc(&path),
         lc = code(l),
         line = esc(t(l, "editor-line")),
         ok = esc(t(l, "editor-ok")),
         saved = esc(t(l, "editor-saved")),
+        not_saved = esc(t(l, "editor-not-saved")),
         failed = esc(t(l, "action-failed")),
         others = esc(t(l, "editor-others")),
         label = esc(t(l, "editor-text")),

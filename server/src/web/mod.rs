@@ -123,7 +123,7 @@ pub(crate) fn page(
     let mut html = String::new();
     let _ = write!(
         html,
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title><style>{}</style></head><body>",
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title><link rel=\"icon\" href=\"data:,\"><style>{}</style></head><body>",
         code(l),
         esc(title),
         esc(t(l, "app-name")),
@@ -564,7 +564,7 @@ pub async fn overview(
             nf = if s.open_faults == 0 {
                 esc(t(l, "site-none"))
             } else {
-                s.open_faults.to_string()
+                format!("<strong class=\"offline\">{}</strong>", s.open_faults)
             },
             ack = if unacked {
                 format!("<p class=\"unacked\">{}</p>", esc(t(l, "site-unacked")))
