@@ -35,6 +35,11 @@ pub struct Options {
     /// Connect with TLS, trusting this CA certificate (PEM).
     #[arg(long)]
     pub broker_ca: Option<PathBuf>,
+    /// The MQTT client id: the broker keeps this session's messages while the server is
+    /// away. Default: from the host name and the data directory, so a restarted server takes
+    /// its session back and replicas (each with its own data directory) do not share one.
+    #[arg(long)]
+    pub broker_client_id: Option<String>,
     /// Prepended to every MQTT topic.
     #[arg(long, default_value = "")]
     pub topic_prefix: String,
@@ -74,12 +79,25 @@ pub fn broker_config(options: &Options) -> Result<BrokerConfig> {
         .as_ref()
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    // Unique per process, so replicas do not take each other's session.
-    let client_id = format!(
-        "nightscape-server-{}-{}",
-        std::process::id(),
-        nightscape_server::auth::secret().get(..8).unwrap_or("0")
-    );
+    let client_id = match &options.broker_client_id {
+        Some(id) => id.clone(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "host".into());
+            let dir = std::fs::canonicalize(&options.data_dir)
+                .unwrap_or_else(|_| options.data_dir.clone());
+            // FNV-1a: stable across builds, so an upgrade keeps the session.
+            let digest = dir
+                .display()
+                .to_string()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            format!("nightscape-server-{host}-{:08x}", digest as u32)
+        }
+    };
     Ok(BrokerConfig {
         host: host.to_owned(),
         port,

@@ -124,7 +124,10 @@ pub fn options(config: &BrokerConfig) -> MqttOptions {
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     o.set_keep_alive(Duration::from_secs(15));
-    o.set_clean_session(true);
+    // A persistent session: while the server is away (a restart, a crash) the broker keeps
+    // what gateways send at QoS 1 — events, acks, state — and hands it over when the same
+    // client id comes back. Events are stored once by id, so nothing is counted twice.
+    o.set_clean_session(false);
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         o.set_credentials(user.clone(), password.clone());
     }

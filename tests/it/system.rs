@@ -793,3 +793,107 @@ async fn up_runs_the_city_and_a_second_up_resumes_it() {
     let second = all_in_sync(&addr, &session).await;
     assert_eq!(first, second);
 }
+
+/// Events a gateway sends while the server is down (killed, not stopped) wait in the
+/// server's broker session and are all stored once it is back: the restarted server takes
+/// its session back by the same client id, made from its data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_while_the_server_is_down_are_all_stored_when_it_returns() {
+    use nightscape_core::wire::{self, Event, EventKind, Severity, Topic};
+    let dir = scratch("server-loss");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("loss.db").display());
+    let prefix = format!("loss-{}/", std::process::id());
+    let connected = async |addr: &str| {
+        for _ in 0..100 {
+            let (_, reply) = http(addr, "GET", "/healthz", &[], "").await;
+            if body_of(&reply)["broker_connected"] == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server did not connect to the broker");
+    };
+    let (child, addr) = spawn_server(&dir.join("data"), &url, &prefix, &[]);
+    let mut server = Reaped(child);
+    connected(&addr).await;
+    // Let its subscriptions settle, then kill it: no clean disconnect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+
+    // The gateway goes on reporting while nobody listens.
+    let gateway: nightscape_core::GatewayId = "cityhall-gw".parse().unwrap();
+    let mut o =
+        rumqttc::MqttOptions::new(format!("loss-gw-{}", std::process::id()), "127.0.0.1", 1883);
+    o.set_clean_session(false);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 200);
+    let acked = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < 50 {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("the gateway's connection: {e}"),
+            }
+        }
+    });
+    let topic = wire::topic(&prefix, &gateway, Topic::Event);
+    for k in 0..50 {
+        let event = Event {
+            schema: wire::SCHEMA,
+            gateway: gateway.clone(),
+            at_ms: 1_795_777_200_000 + k,
+            id: format!("loss-{k}"),
+            kind: EventKind::Clock,
+            severity: Severity::Info,
+            controller: None,
+            message: format!("event {k} while the server is down"),
+            cue: None,
+            fault: None,
+        };
+        client
+            .publish(
+                &topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                wire::encode(&event),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), acked)
+        .await
+        .expect("the broker took every event")
+        .unwrap();
+
+    // The server comes back with the same data directory: every event is stored, once.
+    let (child, addr) = spawn_server(&dir.join("data"), &url, &prefix, &[]);
+    let _server = Reaped(child);
+    connected(&addr).await;
+    let session = login(&addr).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let (_, reply) = http(&addr, "GET", "/api/events", &session, "").await;
+        let ids: Vec<String> = body_of(&reply)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .filter(|id| id.starts_with("loss-"))
+            .collect();
+        if ids.len() >= 50 || tokio::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        50,
+        "every event sent while the server was down: {stored:?}"
+    );
+    assert_eq!(stored.len(), 50, "each stored once");
+}
