@@ -277,8 +277,21 @@ pub async fn http(
     headers: &[(&str, String)],
     body: &str,
 ) -> (u16, String) {
+    try_http(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+/// One request; an error when the server is not there or goes away before answering.
+pub async fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         body.len()
@@ -288,11 +301,11 @@ pub async fn http(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(req.as_bytes()).await?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    s.read_to_string(&mut out).await?;
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out)
+    Ok((status, out))
 }
 
 const PASSWORD: &str = "server-test-password";
@@ -896,4 +909,94 @@ async fn events_sent_while_the_server_is_down_are_all_stored_when_it_returns() {
         "every event sent while the server was down: {stored:?}"
     );
     assert_eq!(stored.len(), 50, "each stored once");
+}
+
+/// `kill -9` of the server three times under a steady stream of changes (two writers, each
+/// override with a reason of its own), on SQLite and PostgreSQL: every change answered 2xx is
+/// there exactly once after the restarts, and none that went unanswered is there twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_changes_through_three_kill_9_loses_no_answered_change() {
+    let (pg_db, pg_url) = fresh_pg("stream").await;
+    let dir = scratch("stream");
+    for url in [
+        format!("sqlite://{}?mode=rwc", dir.join("stream.db").display()),
+        pg_url,
+    ] {
+        let mut answered = Vec::new();
+        let mut unanswered = Vec::new();
+        for round in 0..3u64 {
+            let (child, addr) = spawn_server(
+                &dir.join("data"),
+                &url,
+                &format!("stream-{}/", std::process::id()),
+                &[],
+            );
+            let mut child = Reaped(child);
+            let session = login(&addr).await;
+            let writers: Vec<_> = (0..2u64)
+                .map(|w| {
+                    let (addr, session) = (addr.clone(), session.clone());
+                    tokio::spawn(async move {
+                        let mut results = Vec::new();
+                        for k in 0.. {
+                            let reason = format!("stream {round}-{w}-{k}");
+                            let body = serde_json::json!({"scene": "cityhall-blue-hour", "minutes": 30, "reason": reason}).to_string();
+                            let result = try_http(
+                                &addr,
+                                "POST",
+                                "/api/sites/nonsan-city-hall/override",
+                                &session,
+                                &body,
+                            )
+                            .await;
+                            let done = !matches!(result, Ok((200, _)));
+                            results.push((reason, result.map(|(s, _)| s).ok()));
+                            if done {
+                                break;
+                            }
+                        }
+                        results
+                    })
+                })
+                .collect();
+            // Kill it in the middle of the stream, at a different moment each round.
+            tokio::time::sleep(Duration::from_millis(300 + 170 * round)).await;
+            child.0.kill().unwrap();
+            child.0.wait().unwrap();
+            for w in writers {
+                for (reason, status) in w.await.unwrap() {
+                    match status {
+                        Some(200) => answered.push(reason),
+                        // Cut off before a whole answer (no status line) or not connected.
+                        Some(0) | None => unanswered.push(reason),
+                        Some(other) => panic!("{url}: `{reason}` answered {other}"),
+                    }
+                }
+            }
+        }
+        let store = nightscape_server::store::Store::open(&url).await.unwrap();
+        let made = nightscape_server::overrides::recent(&store, 100_000)
+            .await
+            .unwrap();
+        let count = |reason: &str| made.iter().filter(|o| o.reason == reason).count();
+        assert!(
+            answered.len() >= 30,
+            "{url}: only {} changes answered",
+            answered.len()
+        );
+        for reason in &answered {
+            assert_eq!(count(reason), 1, "{url}: `{reason}` was answered 200");
+        }
+        for reason in &unanswered {
+            assert!(count(reason) <= 1, "{url}: `{reason}` applied twice");
+        }
+        eprintln!(
+            "{url}: {} changes answered 200, all kept once; {} cut off by the kill, {} of them applied",
+            answered.len(),
+            unanswered.len(),
+            unanswered.iter().filter(|r| count(r) == 1).count()
+        );
+        store.close().await;
+    }
+    drop_pg(&pg_db).await;
 }
