@@ -33,8 +33,6 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub topic_prefix: String,
-    /// Per gateway: the last telemetry time, for energy steps.
-    last_telemetry: HashMap<GatewayId, i64>,
     /// Per gateway, its site, the site's time zone and whether it is the site's first
     /// gateway (which alone counts lit minutes), for the library they were read from.
     sites: (Option<Arc<crate::store::Library>>, SiteMap),
@@ -77,7 +75,6 @@ impl Intake {
             metrics,
             clock,
             topic_prefix,
-            last_telemetry: HashMap::new(),
             sites: (None, HashMap::new()),
         }
     }
@@ -276,15 +273,33 @@ impl Intake {
             .bind(t.gateway.as_str())
             .execute(self.store.pool())
             .await?;
-        let last = self.last_telemetry.insert(t.gateway.clone(), t.at_ms);
-        let Some(last) = last else { return Ok(()) };
-        let step = t.at_ms - last;
-        if step <= 0 || step > MAX_STEP_MS || !t.power_w.is_finite() || t.power_w < 0.0 {
-            return Ok(());
-        }
         let Some((site, tz, first)) = self.site_of(&t.gateway).await? else {
             return Ok(());
         };
+        // Every replica receives every telemetry message: the gateway's row says up to when its
+        // energy is counted. One UPDATE moves that cursor forward and returns where it was (the
+        // right-hand side reads the row as it was), so each slice of time is added once, by
+        // whichever replica moves it; a replica that finds it already there adds nothing.
+        let mut tx = self.store.begin().await?;
+        let moved: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE gateways SET energy_prev_ms = energy_at_ms, energy_at_ms = $1 \
+             WHERE gateway = $2 AND (energy_at_ms IS NULL OR energy_at_ms < $1) \
+             RETURNING energy_prev_ms",
+        )
+        .bind(t.at_ms)
+        .bind(t.gateway.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(Some(last)) = moved else {
+            // Counted already, the first message, or a gateway without a row.
+            tx.commit().await?;
+            return Ok(());
+        };
+        let step = t.at_ms - last;
+        if step > MAX_STEP_MS || !t.power_w.is_finite() || t.power_w < 0.0 {
+            tx.commit().await?;
+            return Ok(());
+        }
         let day = nightscape_core::schedule::local_date(t.at_ms, &tz).to_string();
         let wh = t.power_w * step as f64 / 3_600_000.0;
         let lit = first
@@ -309,8 +324,9 @@ impl Intake {
         .bind(minutes)
         .bind(source)
         .bind(t.at_ms)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

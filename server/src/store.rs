@@ -76,6 +76,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "login failures",
         include_str!("../migrations/sqlite/0003_login_failures.sql"),
     ),
+    (
+        4,
+        "energy cursor",
+        include_str!("../migrations/sqlite/0004_energy_cursor.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -92,6 +97,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "login failures",
         include_str!("../migrations/postgres/0003_login_failures.sql"),
+    ),
+    (
+        4,
+        "energy cursor",
+        include_str!("../migrations/postgres/0004_energy_cursor.sql"),
     ),
 ];
 

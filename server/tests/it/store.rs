@@ -132,3 +132,81 @@ async fn failed_logins_are_counted_in_the_store_so_every_replica_sees_them() {
         db.drop_now().await;
     }
 }
+
+/// Two replicas both receive every telemetry message (each has its own subscription): the
+/// energy of each slice of time is counted once, as by one server, on both databases.
+#[tokio::test]
+async fn two_replicas_count_each_telemetry_slice_of_energy_once() {
+    use nightscape_core::wire::{self, PowerSource, Telemetry};
+    use nightscape_server::intake::Intake;
+    use nightscape_server::mqtt::{Inbound, Up};
+    for db in Db::both("energy").await {
+        let (state, clock) = app_state(&db.url).await;
+        state.publisher.round().await.unwrap();
+        let gateway: nightscape_core::GatewayId = "cityhall-gw".parse().unwrap();
+        // Ten minutes of telemetry every 10 s at 600 W: 100 Wh.
+        let messages: Vec<Vec<u8>> = (0..=60)
+            .map(|k| {
+                wire::encode(&Telemetry {
+                    schema: wire::SCHEMA,
+                    gateway: gateway.clone(),
+                    at_ms: NOW_MS + k * 10_000,
+                    controllers: Vec::new(),
+                    frames: 400,
+                    late_frames: 0,
+                    frame_rate_hz: 40.0,
+                    jitter_p99_ms: 0.5,
+                    max_frame_ms: 26.0,
+                    power_w: 600.0,
+                    power_source: PowerSource::Measured,
+                    cue: None,
+                    clock_trusted: true,
+                    clock_offset_ms: 0,
+                })
+            })
+            .collect();
+        let topic = wire::topic("", &gateway, wire::Topic::Telemetry);
+        let replica = || {
+            let (tx, rx) = tokio::sync::mpsc::channel(100);
+            let intake = Intake::new(
+                state.store.clone(),
+                state.publisher.clone(),
+                state.metrics.clone(),
+                clock.clone(),
+                String::new(),
+            );
+            (tx, tokio::spawn(intake.run(rx)))
+        };
+        let (a, a_done) = replica();
+        let (b, b_done) = replica();
+        for m in &messages {
+            for r in [&a, &b] {
+                r.send(Up::Message(Inbound {
+                    topic: topic.clone(),
+                    payload: m.clone(),
+                }))
+                .await
+                .unwrap();
+            }
+        }
+        drop((a, b));
+        a_done.await.unwrap();
+        b_done.await.unwrap();
+        let wh: f64 = sqlx::query_scalar("SELECT wh FROM energy WHERE site = 'nonsan-city-hall'")
+            .fetch_one(state.store.pool())
+            .await
+            .unwrap();
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT energy_at_ms FROM gateways WHERE gateway = 'cityhall-gw'")
+                .fetch_one(state.store.pool())
+                .await
+                .unwrap();
+        let metrics = state.metrics.render();
+        assert!(
+            (wh - 100.0).abs() < 1e-6,
+            "{}: cursor {cursor:?} (from {NOW_MS}); {metrics}; {wh} Wh counted for 100 Wh of telemetry received by two replicas",
+            db.label
+        );
+        db.drop_now().await;
+    }
+}
