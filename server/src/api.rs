@@ -882,7 +882,6 @@ async fn site_preview_fixtures(
     Q(q): Q<PreviewQuery>,
 ) -> ApiResult<Json<crate::preview::SitePicture>> {
     let (site, width, at) = picture_request(&state, &site, &q).await?;
-    let missing = || ApiError::not_found(format!("no site `{site}` in the library"));
     let light = crate::preview::site_light(
         &state,
         &site,
@@ -890,10 +889,8 @@ async fn site_preview_fixtures(
         at.is_none(),
     )
     .await?
-    .ok_or_else(missing)?;
-    let lib = state.store.checked_library().await?;
-    let s = lib.checked.library.sites.get(&site).ok_or_else(missing)?;
-    Ok(Json(light.fixtures(s, width)))
+    .ok_or_else(|| ApiError::not_found(format!("no site `{site}` in the library")))?;
+    Ok(Json(light.fixtures(width)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

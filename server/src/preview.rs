@@ -182,18 +182,17 @@ impl SiteLight {
     }
 
     /// Every fixture with where the picture `width` wide draws it and the colour it emits.
-    pub fn fixtures(&self, site: &nightscape_core::model::Site, width: u32) -> SitePicture {
+    pub fn fixtures(&self, width: u32) -> SitePicture {
         let view = View::fit(&self.layout, width);
         let fixtures = self
             .layout
             .fixtures()
             .iter()
-            .zip(&site.fixtures)
-            .map(|(out, f)| {
+            .map(|out| {
                 let p = self.layout.positions().get(out.pixels.start).copied();
                 let (x, y) = p.map_or((0.0, 0.0), |p| view.project(p));
                 FixtureLight {
-                    id: f.id.to_string(),
+                    id: out.id.to_string(),
                     x: x.round(),
                     y: y.round(),
                     colour: self

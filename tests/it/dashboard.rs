@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::system::{all_in_sync, free_port, http, login_as, scratch, spawn_up_with};
 use crate::webdriver::{Browser, call};
@@ -63,17 +63,6 @@ async fn on_page(browser: &Browser) -> Option<([i32; 3], [i32; 3])> {
     Some((listed, pixel))
 }
 
-async fn wait_for(browser: &Browser, what: &str, js: &str) -> Value {
-    for _ in 0..200 {
-        let v = browser.run(js).await;
-        if !v.is_null() && v != json!(false) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the_picture() {
     let data = scratch("dashboard");
@@ -94,20 +83,9 @@ async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the
 
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://{}", up.http);
-    browser.go(&format!("{base}/login")).await;
-    browser
-        .run("document.getElementById('name').value = 'olivia'; document.getElementById('password').value = 'a-long-password-1'; document.querySelector('form.login').submit(); return true;")
-        .await;
-    wait_for(
-        &browser,
-        "the overview",
-        "return location.pathname === '/overview';",
-    )
-    .await;
+    browser.log_in(&base, "olivia", "a-long-password-1").await;
     browser.go(&format!("{base}/sites/{SITE}")).await;
-    wait_for(
-        &browser,
-        "the fixture list",
+    browser.wait_for("the fixture list",
         &format!(
             "return document.querySelector('#fixture-list [data-fixture=\"{FIXTURE}\"]') !== null;"
         ),
@@ -172,9 +150,7 @@ async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the
         "the picture shows blue at the fixture: {after_pixel:?}"
     );
     // And the page says the gateway has acknowledged the new orders.
-    wait_for(
-        &browser,
-        "the acknowledgement",
+    browser.wait_for("the acknowledgement",
         "const g = document.getElementById('gateways'); return g && g.textContent.includes(g.dataset.acked) && !g.textContent.includes(g.dataset.waiting);",
     )
     .await;
@@ -188,16 +164,7 @@ async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the
     std::fs::create_dir_all(&dir).unwrap();
     for (width, height) in [(1280, 800), (390, 844)] {
         let browser = Browser::start(width, height).await;
-        browser.go(&format!("{base}/login")).await;
-        browser
-            .run(&format!("document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{}'; document.querySelector('form.login').submit(); return true;", up.password))
-            .await;
-        wait_for(
-            &browser,
-            "the overview",
-            "return location.pathname === '/overview';",
-        )
-        .await;
+        browser.log_in(&base, "admin", &up.password).await;
         for (name, path) in [
             ("overview", "/overview".to_owned()),
             ("site", format!("/sites/{SITE}")),
@@ -213,9 +180,7 @@ async fn an_override_made_on_the_site_page_reaches_the_simulated_fixture_and_the
             ("audit", "/audit".to_owned()),
         ] {
             browser.go(&format!("{base}{path}")).await;
-            wait_for(
-                &browser,
-                &path,
+            browser.wait_for(&path,
                 "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
             )
             .await;

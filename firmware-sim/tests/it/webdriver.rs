@@ -206,6 +206,37 @@ impl Browser {
         .await;
     }
 
+    /// Runs `js` until it returns something other than `null` or `false` (within 20 s), and
+    /// returns that; a test waiting for `what` fails otherwise.
+    pub async fn wait_for(&self, what: &str, js: &str) -> Value {
+        for _ in 0..200 {
+            let v = self.run(js).await;
+            if !v.is_null() && v != json!(false) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Logs in through the dashboard's login form at `base` and waits for the overview.
+    pub async fn log_in(&self, base: &str, name: &str, password: &str) {
+        self.go(&format!("{base}/login")).await;
+        self.wait_for(
+            "the login form",
+            "return document.querySelector('form.login') !== null;",
+        )
+        .await;
+        self.run(&format!(
+            "document.getElementById('name').value = {}; document.getElementById('password').value = {}; document.querySelector('form.login').submit(); return true;",
+            json!(name),
+            json!(password)
+        ))
+        .await;
+        self.wait_for("the overview", "return location.pathname === '/overview';")
+            .await;
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         let shot = call(

@@ -33,7 +33,7 @@ pub async fn city(
     );
     let _ = write!(
         main,
-        "<form id=\"city-action\" class=\"form\" data-confirm=\"{confirm}\"><fieldset><legend>{what}</legend><label class=\"choice\"><input type=\"radio\" name=\"kind\" value=\"dim\" checked> {dim}</label><label class=\"choice\"><input type=\"radio\" name=\"kind\" value=\"blackout\"> {dark}</label></fieldset><label for=\"brightness\">{bright}</label><input id=\"brightness\" name=\"brightness\" type=\"number\" min=\"0\" max=\"100\" value=\"50\"><label for=\"from\">{from}</label><input id=\"from\" name=\"from\" type=\"date\" value=\"{today}\" required><label for=\"to\">{to}</label><input id=\"to\" name=\"to\" type=\"date\" value=\"{today}\" required><label for=\"reason\">{reason}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\" class=\"danger\">{apply}</button></form><p id=\"action-result\" role=\"status\" data-sent=\"{sent}\" data-failed=\"{failed}\"></p>",
+        "<form id=\"city-action\" class=\"form\" data-confirm=\"{confirm}\"><fieldset><legend>{what}</legend><label class=\"choice\"><input type=\"radio\" name=\"kind\" value=\"dim\" checked> {dim}</label><label class=\"choice\"><input type=\"radio\" name=\"kind\" value=\"blackout\"> {dark}</label></fieldset><label for=\"brightness\">{bright}</label><input id=\"brightness\" name=\"brightness\" type=\"number\" min=\"0\" max=\"100\" value=\"50\"><label for=\"from\">{from}</label><input id=\"from\" name=\"from\" type=\"date\" value=\"{today}\" required><label for=\"to\">{to}</label><input id=\"to\" name=\"to\" type=\"date\" value=\"{today}\" required><label for=\"reason\">{reason}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\" class=\"danger\">{apply}</button></form>{result}",
         confirm = esc(t(l, "city-confirm")),
         what = esc(t(l, "city-what")),
         dim = esc(t(l, "city-dim")),
@@ -43,8 +43,7 @@ pub async fn city(
         to = esc(t(l, "city-to")),
         reason = esc(t(l, "action-reason")),
         apply = esc(t(l, "city-apply")),
-        sent = esc(t(l, "action-sent")),
-        failed = esc(t(l, "action-failed")),
+        result = super::action_result(l, "action-sent"),
     );
     let orders: Vec<_> = overrides::active(&state.store, now)
         .await?

@@ -39,10 +39,9 @@ pub async fn faults(
     let all = read::faults(&state.store).await?;
     let (open, closed): (Vec<_>, Vec<_>) = all.iter().partition(|f| f.status != "closed");
     let mut main = format!(
-        "<h1>{}</h1><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+        "<h1>{}</h1>{}",
         esc(t(l, "faults-title")),
-        esc(t(l, "faults-acknowledged")),
-        esc(t(l, "action-failed"))
+        super::action_result(l, "faults-acknowledged")
     );
     for (rows, key, with_action) in [
         (&open, "faults-open", true),

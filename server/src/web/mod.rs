@@ -230,6 +230,16 @@ pub fn table_open(label: &str) -> String {
 
 pub const TABLE_END: &str = "</table></div>";
 
+/// Where a page's actions say how they went (`sent` on success), read out by screen readers;
+/// `app.js` fills it.
+pub fn action_result(l: Lang, sent: &'static str) -> String {
+    format!(
+        "<p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+        esc(t(l, sent)),
+        esc(t(l, "action-failed"))
+    )
+}
+
 /// A scene's name in the page's language (its id when the library does not have it).
 pub fn scene_name(
     l: Lang,
@@ -715,15 +725,14 @@ pub async fn site(
         }
         let _ = write!(
             main,
-            "</select><label for=\"minutes\">{}</label><input id=\"minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" value=\"60\" required><label for=\"reason\">{}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\">{}</button></form><p><button type=\"button\" id=\"blackout\" class=\"danger\" data-site=\"{id_text}\" data-confirm=\"{}\" data-need-reason=\"{}\">{}</button></p><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+            "</select><label for=\"minutes\">{}</label><input id=\"minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" value=\"60\" required><label for=\"reason\">{}</label><input id=\"reason\" name=\"reason\" maxlength=\"500\" required><button type=\"submit\">{}</button></form><p><button type=\"button\" id=\"blackout\" class=\"danger\" data-site=\"{id_text}\" data-confirm=\"{}\" data-need-reason=\"{}\">{}</button></p>{}",
             esc(t(l, "action-minutes")),
             esc(t(l, "action-reason")),
             esc(t(l, "action-apply")),
             esc(t(l, "action-blackout-confirm")),
             esc(t(l, "action-need-reason")),
             esc(t(l, "action-blackout")),
-            esc(t(l, "action-sent")),
-            esc(t(l, "action-failed"))
+            action_result(l, "action-sent")
         );
         main.push_str("</section>");
     }
@@ -867,25 +876,25 @@ pub async fn site(
         );
     }
     if let Some(ev) = library.evaluator(&id, almanac.clone()) {
-        let (tonight, _) = ev.transitions(now, now + 86_400_000);
-        for tr in &tonight {
-            let what = match &tr.cue.scene {
-                Some(sc) => format!(
-                    "{} {:.0} %",
-                    scene_name(l, library, sc),
-                    tr.cue.brightness.pct()
-                ),
-                None => t(l, "site-dark").to_owned(),
-            };
+        // The week's transitions once; tonight is its first day.
+        let (week, _) = ev.transitions(now, now + 7 * 86_400_000);
+        let what = |tr: &nightscape_core::schedule::Transition| match &tr.cue.scene {
+            Some(sc) => format!(
+                "{} {:.0} %",
+                scene_name(l, library, sc),
+                tr.cue.brightness.pct()
+            ),
+            None => t(l, "site-dark").to_owned(),
+        };
+        for tr in week.iter().take_while(|tr| tr.at_ms < now + 86_400_000) {
             let _ = write!(
                 main,
                 "<li><time>{}</time> {}</li>",
                 site_time(tz, tr.at_ms, false),
-                esc(&what)
+                esc(&what(tr))
             );
         }
         main.push_str("</ul></section>");
-        let (week, _) = ev.transitions(now, now + 7 * 86_400_000);
         let _ = write!(
             main,
             "<section aria-labelledby=\"week-h\"><h2 id=\"week-h\">{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
@@ -894,19 +903,11 @@ pub async fn site(
             esc(t(l, "col-what"))
         );
         for tr in &week {
-            let what = match &tr.cue.scene {
-                Some(sc) => format!(
-                    "{} {:.0} %",
-                    scene_name(l, library, sc),
-                    tr.cue.brightness.pct()
-                ),
-                None => t(l, "site-dark").to_owned(),
-            };
             let _ = write!(
                 main,
                 "<tr><td>{}</td><td>{}</td></tr>",
                 site_time(tz, tr.at_ms, true),
-                esc(&what)
+                esc(&what(tr))
             );
         }
         main.push_str("</tbody></table></section>");

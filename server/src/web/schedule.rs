@@ -130,13 +130,12 @@ pub async fn schedule(
         }
         let _ = write!(
             main,
-            "</select><label for=\"date\">{}</label><input id=\"date\" name=\"date\" type=\"date\" required><label for=\"date-name\">{}</label><input id=\"date-name\" name=\"name\" maxlength=\"200\" required placeholder=\"{}\"><button type=\"submit\">{}</button></form><p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+            "</select><label for=\"date\">{}</label><input id=\"date\" name=\"date\" type=\"date\" required><label for=\"date-name\">{}</label><input id=\"date-name\" name=\"name\" maxlength=\"200\" required placeholder=\"{}\"><button type=\"submit\">{}</button></form>{}",
             esc(t(l, "col-date")),
             esc(t(l, "schedule-date-name")),
             esc(t(l, "schedule-date-example")),
             esc(t(l, "schedule-add")),
-            esc(t(l, "schedule-added")),
-            esc(t(l, "action-failed")),
+            super::action_result(l, "schedule-added"),
         );
     }
     main.push_str("</section>");

@@ -7,9 +7,8 @@
 //! (the docs' are made that way), else to the target directory.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 use crate::webdriver::{Browser, CTRL, DOWN, ENTER, TAB};
@@ -35,32 +34,6 @@ fn shots() -> PathBuf {
     std::env::var_os("NIGHTSCAPE_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
-}
-
-async fn wait_for(browser: &Browser, what: &str, js: &str) -> Value {
-    for _ in 0..150 {
-        let v = browser.run(js).await;
-        if !v.is_null() && v != json!(false) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
-    browser.go(&format!("{base}/login")).await;
-    browser
-        .run(&format!(
-            "document.getElementById('name').value = '{name}'; document.getElementById('password').value = '{password}'; document.querySelector('form.login').submit(); return true;"
-        ))
-        .await;
-    wait_for(
-        browser,
-        "the overview",
-        "return location.pathname === '/overview';",
-    )
-    .await;
 }
 
 /// axe-core's serious and critical violations on the page, as text.
@@ -127,21 +100,19 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
     for (width, height) in [(1280, 800), (390, 844)] {
         let browser = Browser::start(width, height).await;
         browser.go(&format!("{base}/login")).await;
-        wait_for(
-            &browser,
-            "the login page",
-            "return document.readyState === 'complete';",
-        )
-        .await;
+        browser
+            .wait_for(
+                "the login page",
+                "return document.readyState === 'complete';",
+            )
+            .await;
         for p in axe(&browser).await {
             problems.push(format!("/login at {width}: {p}"));
         }
-        log_in(&browser, &base, "admin", ADMIN_PASSWORD).await;
+        browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
         for (name, path) in PAGES {
             browser.go(&format!("{base}{path}")).await;
-            wait_for(
-                &browser,
-                path,
+            browser.wait_for(path,
                 // The first picture (below it, they load as they are scrolled to).
                 "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
             )
@@ -189,21 +160,19 @@ async fn the_editor_puts_each_problem_beside_its_line_in_korean_and_saves_nothin
     };
     let before = texts().await;
     let browser = Browser::start(1280, 800).await;
-    log_in(&browser, &base, "admin", ADMIN_PASSWORD).await;
+    browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
     browser.go(&format!("{base}/library/{path}")).await;
-    wait_for(
-        &browser,
-        "the editor",
-        "return document.getElementById('text') !== null;",
-    )
-    .await;
+    browser
+        .wait_for(
+            "the editor",
+            "return document.getElementById('text') !== null;",
+        )
+        .await;
     // A wrong type on line 4, then "check and save".
     browser
         .run("const t = document.getElementById('text'); t.value = t.value.replace('fade_ms = 8000', 'fade_ms = \"slow\"'); t.dispatchEvent(new Event('input')); document.getElementById('save').click(); return true;")
         .await;
-    let item = wait_for(
-        &browser,
-        "the problem",
+    let item = browser.wait_for("the problem",
         "const li = document.querySelector('#diagnostics li.error'); return li ? [li.dataset.line, li.textContent] : null;",
     )
     .await;
@@ -264,12 +233,12 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
     let browser = Browser::start(1280, 800).await;
     // Logging in by keyboard: the name field, Tab, the password, Enter.
     browser.go(&format!("{base}/login")).await;
-    wait_for(
-        &browser,
-        "the login page",
-        "return document.getElementById('name') !== null;",
-    )
-    .await;
+    browser
+        .wait_for(
+            "the login page",
+            "return document.getElementById('name') !== null;",
+        )
+        .await;
     let mut keys = String::new();
     for _ in 0..12 {
         browser.keys(&TAB.to_string()).await;
@@ -282,19 +251,16 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
     browser
         .keys(&format!("{keys}{TAB}a-long-password-1{ENTER}"))
         .await;
-    wait_for(
-        &browser,
-        "the overview",
-        "return location.pathname === '/overview';",
-    )
-    .await;
+    browser
+        .wait_for("the overview", "return location.pathname === '/overview';")
+        .await;
     browser.go(&format!("{base}/sites/nonsan-city-hall")).await;
-    wait_for(
-        &browser,
-        "the site page",
-        "return document.getElementById('scene') !== null;",
-    )
-    .await;
+    browser
+        .wait_for(
+            "the site page",
+            "return document.getElementById('scene') !== null;",
+        )
+        .await;
     // Without a broker no gateway has acknowledged its documents, and the page says so.
     assert_eq!(
         browser
@@ -332,9 +298,7 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
     browser
         .keys(&format!("{DOWN}{TAB}{CTRL}a30{TAB}키보드로 지정{ENTER}"))
         .await;
-    wait_for(
-        &browser,
-        "the answer",
+    browser.wait_for("the answer",
         "const r = document.getElementById('action-result'); return r && r.textContent.length > 0;",
     )
     .await;

@@ -1,23 +1,10 @@
 //! The dashboard in real headless Chromium: the login page, the city overview with every
 //! site, and the language switch remembered.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::common::*;
 use crate::webdriver::Browser;
-
-async fn wait_for(browser: &Browser, what: &str, js: &str) -> serde_json::Value {
-    for _ in 0..100 {
-        let v = browser.run(js).await;
-        if !v.is_null() && v != json!(false) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test]
 async fn staff_log_in_see_every_site_and_switch_the_language() {
@@ -28,9 +15,7 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
     let browser = Browser::start(1280, 800).await;
     browser.go(&format!("{base}/overview")).await;
     // Not logged in: the login page, in Korean.
-    wait_for(
-        &browser,
-        "the login page",
+    browser.wait_for("the login page",
         "return location.pathname === '/login' && document.querySelector('form.login') !== null;",
     )
     .await;
@@ -43,7 +28,7 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
             "document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{ADMIN_PASSWORD}'; document.querySelector('form.login').submit(); return true;"
         ))
         .await;
-    wait_for(&browser, "the overview", "return location.pathname === '/overview' && document.querySelectorAll('li.card').length > 0;").await;
+    browser.wait_for("the overview", "return location.pathname === '/overview' && document.querySelectorAll('li.card').length > 0;").await;
     assert_eq!(
         browser
             .run("return document.querySelectorAll('li.card').length;")
@@ -80,12 +65,9 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
     browser
         .run("document.querySelector('a[hreflang=en]').click(); return true;")
         .await;
-    wait_for(
-        &browser,
-        "English",
-        "return document.documentElement.lang === 'en';",
-    )
-    .await;
+    browser
+        .wait_for("English", "return document.documentElement.lang === 'en';")
+        .await;
     assert_eq!(
         browser
             .run("return document.querySelector('h1').textContent;")
@@ -93,59 +75,51 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
         json!("City overview")
     );
     browser.go(&format!("{base}/overview")).await;
-    wait_for(
-        &browser,
-        "English remembered",
-        "return document.documentElement.lang === 'en';",
-    )
-    .await;
+    browser
+        .wait_for(
+            "English remembered",
+            "return document.documentElement.lang === 'en';",
+        )
+        .await;
 
     // Logging out ends the session: the overview sends back to the login page.
     browser
         .run("document.getElementById('logout').click(); return true;")
         .await;
-    wait_for(
-        &browser,
-        "the login page again",
-        "return location.pathname === '/login';",
-    )
-    .await;
+    browser
+        .wait_for(
+            "the login page again",
+            "return location.pathname === '/login';",
+        )
+        .await;
     browser.go(&format!("{base}/overview")).await;
-    wait_for(
-        &browser,
-        "still logged out",
-        "return location.pathname === '/login';",
-    )
-    .await;
+    browser
+        .wait_for("still logged out", "return location.pathname === '/login';")
+        .await;
 
     // A wrong password is said on the page, in the page's language.
     browser.go(&format!("{base}/login?lang=ko")).await;
     browser
         .run("document.getElementById('name').value = 'admin'; document.getElementById('password').value = 'wrong'; document.querySelector('form.login').submit(); return true;")
         .await;
-    let problem = wait_for(
-        &browser,
-        "the refusal",
-        "const p = document.querySelector('.problem'); return p ? p.textContent : null;",
-    )
-    .await;
+    let problem = browser
+        .wait_for(
+            "the refusal",
+            "const p = document.querySelector('.problem'); return p ? p.textContent : null;",
+        )
+        .await;
     assert_eq!(problem, json!("아이디 또는 비밀번호가 틀립니다."));
     drop(browser);
 
     // At phone width the cards stack.
     let phone = Browser::start(390, 844).await;
-    phone.go(&format!("{base}/login")).await;
+    phone.log_in(&base, "admin", ADMIN_PASSWORD).await;
     phone
-        .run(&format!(
-            "document.getElementById('name').value = 'admin'; document.getElementById('password').value = '{ADMIN_PASSWORD}'; document.querySelector('form.login').submit(); return true;"
-        ))
+        .wait_for(
+            "the overview",
+            "return document.querySelectorAll('li.card').length === 12;",
+        )
         .await;
-    wait_for(
-        &phone,
-        "the overview",
-        "return document.querySelectorAll('li.card').length === 12;",
-    )
-    .await;
     let widths = phone
         .run("return [document.querySelector('li.card').getBoundingClientRect().width, document.documentElement.scrollWidth, window.innerWidth];")
         .await;
@@ -165,21 +139,6 @@ async fn staff_log_in_see_every_site_and_switch_the_language() {
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-}
-
-async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
-    browser.go(&format!("{base}/login")).await;
-    browser
-        .run(&format!(
-            "document.getElementById('name').value = '{name}'; document.getElementById('password').value = '{password}'; document.querySelector('form.login').submit(); return true;"
-        ))
-        .await;
-    wait_for(
-        browser,
-        "the overview",
-        "return location.pathname === '/overview';",
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -206,9 +165,9 @@ async fn a_viewer_has_no_override_button_and_its_cookie_cannot_post_one_but_an_o
     let post = "fetch('/api/sites/nonsan-city-hall/override', {method: 'POST', headers: {'content-type': 'application/json', 'x-csrf-token': document.getElementById('logout').dataset.csrf}, body: JSON.stringify({scene: 'cityhall-blue-hour', minutes: 30, reason: 'test'})}).then(r => done(r.status));";
 
     let viewer = Browser::start(1280, 800).await;
-    log_in(&viewer, &base, "vera", "a-long-password-1").await;
+    viewer.log_in(&base, "vera", "a-long-password-1").await;
     viewer.go(&format!("{base}/sites/nonsan-city-hall")).await;
-    wait_for(&viewer, "the site page", "return document.querySelector('h1') && document.querySelector('h1').textContent === '논산시청';").await;
+    viewer.wait_for("the site page", "return document.querySelector('h1') && document.querySelector('h1').textContent === '논산시청';").await;
     assert_eq!(viewer.run("return document.getElementById('override') === null && document.getElementById('blackout') === null;").await, json!(true), "no actions in a viewer's page");
     assert_eq!(
         viewer.run_async(post).await,
@@ -218,14 +177,14 @@ async fn a_viewer_has_no_override_button_and_its_cookie_cannot_post_one_but_an_o
     drop(viewer);
 
     let operator = Browser::start(1280, 800).await;
-    log_in(&operator, &base, "olivia", "a-long-password-1").await;
+    operator.log_in(&base, "olivia", "a-long-password-1").await;
     operator.go(&format!("{base}/sites/nonsan-city-hall")).await;
-    wait_for(
-        &operator,
-        "the override form",
-        "return document.getElementById('override') !== null;",
-    )
-    .await;
+    operator
+        .wait_for(
+            "the override form",
+            "return document.getElementById('override') !== null;",
+        )
+        .await;
     std::fs::write(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-ko-1280.png"),
         operator.screenshot().await,
@@ -234,9 +193,7 @@ async fn a_viewer_has_no_override_button_and_its_cookie_cannot_post_one_but_an_o
     operator
         .run("document.getElementById('scene').value = 'cityhall-blue-hour'; document.getElementById('minutes').value = '45'; document.getElementById('reason').value = '방문객 안내'; document.querySelector('#override button').click(); return true;")
         .await;
-    wait_for(
-        &operator,
-        "the answer",
+    operator.wait_for("the answer",
         "const r = document.getElementById('action-result'); return r && r.textContent.length > 0;",
     )
     .await;
