@@ -38,7 +38,10 @@ impl Clock for SystemClock {
 }
 
 /// Wall time that runs `scale` times faster than real time from `start_ms` (for `up
-/// --time-scale`); monotonic time stays real, so frames still go out at their rate.
+/// --time-scale`). Monotonic time runs as fast, so the gateways see a clock running
+/// steadily, not one stepping at every frame, and the simulated controllers' fades and
+/// uptimes keep pace with the show; frames are paced by the real clock (the gateway's
+/// frame-clock thread), so they still go out at their rate.
 #[derive(Debug, Clone, Copy)]
 pub struct ScaledClock {
     start_ms: i64,
@@ -63,7 +66,7 @@ impl Clock for ScaledClock {
     }
 
     fn monotonic(&self) -> Duration {
-        self.started.elapsed()
+        self.started.elapsed().mul_f64(self.scale)
     }
 }
 
@@ -84,6 +87,21 @@ mod tests {
             c.now_ms() > 1_700_000_000_000,
             "the system clock reads {}",
             c.now_ms()
+        );
+    }
+
+    #[test]
+    fn a_scaled_clock_runs_both_clocks_at_its_rate() {
+        let c = ScaledClock::new(1_000_000, 720.0);
+        let (wall, mono) = (c.now_ms(), c.monotonic());
+        std::thread::sleep(Duration::from_millis(30));
+        let wall_ms = (c.now_ms() - wall) as f64;
+        let mono_ms = (c.monotonic() - mono).as_secs_f64() * 1000.0;
+        assert!(wall_ms >= 30.0 * 720.0, "{wall_ms}");
+        // The gateway's step detection sees no step: both moved together.
+        assert!(
+            (wall_ms - mono_ms).abs() < 1000.0,
+            "{wall_ms} against {mono_ms}"
         );
     }
 }

@@ -11,6 +11,7 @@ mod render_cli;
 mod rogue;
 mod scene_check;
 mod sim_cli;
+mod soak;
 mod system;
 // Test helpers outside #[test] functions: a failed call is a failed test.
 #[allow(clippy::unwrap_used, clippy::expect_used)]

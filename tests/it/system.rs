@@ -691,7 +691,8 @@ pub struct Up {
     pub password: String,
 }
 
-/// `nightscape up` with a clock of its own (`--time-scale`, `--start`).
+/// `nightscape up` with a clock of its own (`--time-scale`, `--start`); its log goes to
+/// `DATA.log` beside the data directory.
 pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> Up {
     use std::io::BufRead;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -708,7 +709,7 @@ pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> 
         .args(clock)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
         .spawn()
         .unwrap();
     // The banner is on standard output; the logs on standard error.
