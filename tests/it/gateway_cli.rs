@@ -448,21 +448,23 @@ wait $gw
 /// The simulator of one shipped site on a runtime of its own (on the system clock, as the
 /// gateway process runs), a signing key's public half and the simulator's endpoint map in a
 /// fresh directory, and the site's plan signed, in effect since a minute ago.
-struct SimRig {
-    runtime: tokio::runtime::Runtime,
-    clock: std::sync::Arc<nightscape::clock::SystemClock>,
-    shutdown: tokio_util::sync::CancellationToken,
-    sim: firmware_sim::Sim,
-    lib: nightscape_core::ShowLibrary,
-    site_id: nightscape_core::SiteId,
-    dir: std::path::PathBuf,
-    data: std::path::PathBuf,
-    key: ed25519_dalek::SigningKey,
-    now: i64,
-    plan: Vec<u8>,
+/// The simulator of one site on the real clock, with a key, an endpoint map and a signed
+/// plan in a scratch directory.
+pub struct SimRig {
+    pub runtime: tokio::runtime::Runtime,
+    pub clock: std::sync::Arc<nightscape::clock::SystemClock>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub sim: firmware_sim::Sim,
+    pub lib: nightscape_core::ShowLibrary,
+    pub site_id: nightscape_core::SiteId,
+    pub dir: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    pub key: ed25519_dalek::SigningKey,
+    pub now: i64,
+    pub plan: Vec<u8>,
 }
 
-fn sim_rig(site: &str, gw: &str, name: &str, seed: u8) -> SimRig {
+pub fn sim_rig(site: &str, gw: &str, name: &str, seed: u8) -> SimRig {
     use nightscape_core::clock::Clock;
     use nightscape_core::plan;
     use std::sync::Arc;

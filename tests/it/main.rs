@@ -6,6 +6,7 @@ mod calendar_cli;
 mod dashboard;
 mod gateway_cli;
 mod plan_cli;
+mod power_cuts;
 mod profile_cli;
 mod render_cli;
 mod rogue;
