@@ -184,6 +184,7 @@ async fn main() {
             connect: true,
             plan: None,
             art_poll_every: Duration::from_secs(10),
+            drive: true,
         },
         clock.clone(),
         shutdown.clone(),

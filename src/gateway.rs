@@ -101,6 +101,7 @@ pub fn setup(config: Config, plan_file: Option<&Path>) -> Result<Setup> {
     };
     Ok(Setup {
         art_poll_every: nightscape_gateway::runtime::ART_POLL_EVERY,
+        drive: true,
         ca,
         connect: plan.is_none(),
         config,

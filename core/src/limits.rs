@@ -75,7 +75,10 @@ pub struct ColourLimits {
     saturation_max: f32,
     bands: Vec<(ForbiddenColour, f32, f32, f32)>,
     locus: colour::WhiteLocus,
-    map: Option<std::sync::Arc<ClampMap>>,
+    /// Built at the first [`apply`](Self::apply), shared by clones: checking a library
+    /// lowers every scene with its site's limits and never applies them per pixel, and a
+    /// city of thousands of sites must not build a map for each.
+    map: std::sync::Arc<std::sync::OnceLock<ClampMap>>,
 }
 
 /// Cells per side of each face of the clamp map.
@@ -153,7 +156,7 @@ const WHITE_SATURATION: f32 = 0.15;
 
 impl ColourLimits {
     pub fn new(limits: &Limits) -> Self {
-        let mut limits = ColourLimits {
+        ColourLimits {
             cct: limits.cct_k,
             saturation_max: limits.saturation_max as f32,
             bands: limits
@@ -165,12 +168,8 @@ impl ColourLimits {
                 })
                 .collect(),
             locus: colour::WhiteLocus::new(),
-            map: None,
-        };
-        if !limits.is_noop() {
-            limits.map = Some(std::sync::Arc::new(ClampMap::new(&limits)));
+            map: std::sync::Arc::default(),
         }
-        limits
     }
 
     /// Limits that change nothing.
@@ -180,7 +179,7 @@ impl ColourLimits {
             saturation_max: 1.0,
             bands: Vec::new(),
             locus: colour::WhiteLocus::new(),
-            map: None,
+            map: std::sync::Arc::default(),
         }
     }
 
@@ -245,10 +244,14 @@ impl ColourLimits {
     /// are recognised from a map built with the limits and pass at once.
     #[inline]
     pub fn apply(&self, c: Rgb) -> Rgb {
-        match &self.map {
-            Some(map) if c.max_component() > 0.0 && map.is_free(c) => c,
-            Some(_) => self.clamp(c),
-            None => c,
+        if self.is_noop() {
+            return c;
+        }
+        let map = self.map.get_or_init(|| ClampMap::new(self));
+        if c.max_component() > 0.0 && map.is_free(c) {
+            c
+        } else {
+            self.clamp(c)
         }
     }
 

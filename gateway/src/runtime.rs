@@ -98,6 +98,10 @@ pub struct Setup {
     pub plan: Option<Vec<u8>>,
     /// How often Art-Net nodes are polled for their health ([`ART_POLL_EVERY`]).
     pub art_poll_every: Duration,
+    /// Drive the plan's controllers. Without, the gateway plays, keeps, acks and reports
+    /// as ever but sends nothing and paces its frames by the runtime's timer instead of a
+    /// thread of its own: thousands of them fit in one process (the scale proof).
+    pub drive: bool,
 }
 
 /// What the gateway is doing, for the command line, `up` and tests.
@@ -257,6 +261,7 @@ struct Gateway {
     lit_check: Option<Instant>,
     event_seq: u64,
     art_poll_every: Duration,
+    drive: bool,
 }
 
 /// Starts the gateway; it runs until `shutdown`. Everything it logs is inside a
@@ -345,6 +350,7 @@ async fn start_in_span(
         lit_check: None,
         event_seq: 0,
         art_poll_every: setup.art_poll_every.max(Duration::from_millis(100)),
+        drive: setup.drive,
         config,
     };
     // A provisional time to choose the plan by; the clock is judged (and believed or not)
@@ -739,6 +745,9 @@ impl Gateway {
         &self,
         site: &nightscape_core::Site,
     ) -> Result<std::collections::BTreeMap<ControllerId, Destination>, GuardError> {
+        if !self.drive {
+            return Ok(std::collections::BTreeMap::new());
+        }
         guard::destinations_via(
             site,
             &self.id,
@@ -764,14 +773,16 @@ impl Gateway {
         let period = Duration::from_secs(1) / self.config.frame_rate_hz.clamp(1, 44);
         let metronome_stop = CancellationToken::new();
         let _stop_metronome = metronome_stop.clone().drop_guard();
-        let mut ticks = match metronome(period, metronome_stop) {
-            Ok(ticks) => ticks,
-            Err(e) => {
+        // Without outputs nothing needs the thread's precise pacing.
+        let mut ticks = if self.drive {
+            metronome(period, metronome_stop).unwrap_or_else(|e| {
                 tracing::error!(
                     "cannot start the frame clock thread: {e}; using the runtime's timer"
                 );
                 tokio_ticks(period)
-            }
+            })
+        } else {
+            tokio_ticks(period)
         };
         let mut health = tokio::time::interval(HEALTH_EVERY);
         health.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -117,7 +117,7 @@ pub async fn send(
 
 /// Records a gateway's answer to a command.
 pub async fn answered(
-    store: &Store,
+    db: &mut sqlx::AnyConnection,
     gateway: &GatewayId,
     id: &str,
     result: &str,
@@ -132,7 +132,7 @@ pub async fn answered(
     .bind(now_ms)
     .bind(id)
     .bind(gateway.as_str())
-    .execute(store.pool())
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -2,6 +2,11 @@
 //! decoded schema-first by the core; one that is malformed, or that names another gateway
 //! than the topic it came on, is counted and logged and changes nothing.
 //!
+//! Messages are taken in batches: whatever has arrived (up to [`BATCH`]) goes into the
+//! store in one transaction, so a fleet's acks after a city-wide order cost a few commits,
+//! not one each; when a batch fails, its messages are taken one by one, so one bad message
+//! costs only itself.
+//!
 //! Events are stored once however often they arrive (the gateway's id is the key); fault
 //! events open and close faults, one open per gateway, source and kind. Telemetry adds to
 //! each site's energy and lit minutes of the local day.
@@ -12,7 +17,7 @@ use std::sync::Arc;
 use nightscape_core::clock::Clock;
 use nightscape_core::wire::{self, About, Ack, AckResult, Event, State, Telemetry, Topic};
 use nightscape_core::{GatewayId, SiteId};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -22,6 +27,8 @@ use crate::store::{Store, StoreError};
 
 /// Telemetry further apart than this is a gap, not energy.
 const MAX_STEP_MS: i64 = 60_000;
+/// Messages taken into the store in one transaction.
+pub const BATCH: usize = 1024;
 /// A gateway that comes back behind its plan gets it again at most this often.
 const REPUBLISH_EVERY_MS: i64 = 30_000;
 
@@ -80,29 +87,89 @@ impl Intake {
     }
 
     pub async fn run(mut self, mut up: mpsc::Receiver<Up>) {
-        while let Some(message) = up.recv().await {
-            match message {
-                Up::Connected => {
-                    tracing::info!("connected to the broker");
-                    self.metrics.broker_connected(true);
-                    // The next round sends everything again: the broker may have forgotten.
-                    self.publisher.kick.notify_one();
+        let mut batch = Vec::with_capacity(BATCH);
+        while up.recv_many(&mut batch, BATCH).await > 0 {
+            let mut messages = Vec::with_capacity(batch.len());
+            for message in batch.drain(..) {
+                match message {
+                    Up::Connected => {
+                        tracing::info!("connected to the broker");
+                        self.metrics.broker_connected(true);
+                        // The next round sends everything again: the broker may have forgotten.
+                        self.publisher.kick.notify_one();
+                    }
+                    Up::Disconnected(why) => {
+                        self.metrics.broker_connected(false);
+                        tracing::warn!("broker connection lost: {why}");
+                    }
+                    Up::Message(m) => messages.push(m),
                 }
-                Up::Disconnected(why) => {
-                    self.metrics.broker_connected(false);
-                    tracing::warn!("broker connection lost: {why}");
-                }
-                Up::Message(m) => {
-                    if let Err(e) = self.take(&m).await {
-                        self.metrics.rejected(e.reason());
-                        tracing::warn!(topic = %m.topic, "gateway message refused: {e}");
+            }
+            // Rows are locked in the gateways' order, as the publisher's transactions do,
+            // so that none waits on another in a circle; each gateway's own messages keep
+            // their order.
+            messages
+                .sort_by_key(|m| wire::parse_topic(&self.topic_prefix, &m.topic).map(|(g, _)| g));
+            self.take_all(&messages).await;
+        }
+    }
+
+    /// `messages` in one transaction; when it fails, each in its own.
+    async fn take_all(&mut self, messages: &[Inbound]) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Err(e) = self.refresh_sites().await {
+            tracing::warn!("the library could not be read for the gateways' sites: {e}");
+        }
+        if messages.len() > 1 {
+            let together = async {
+                let mut tx = self.store.begin().await?;
+                let mut refused = Vec::new();
+                for m in messages {
+                    match self.take(&mut tx, m).await {
+                        Ok(()) => {}
+                        Err(Refused::Store(e)) => return Err(e),
+                        Err(e) => refused.push((m, e)),
                     }
                 }
+                tx.commit().await?;
+                Ok::<_, StoreError>(refused)
+            };
+            match together.await {
+                Ok(refused) => {
+                    for (m, e) in refused {
+                        self.refused(m, &e);
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    "a batch of {} gateway messages failed ({e}); taking them one by one",
+                    messages.len()
+                ),
+            }
+        }
+        for m in messages {
+            let alone = async {
+                let mut tx = self.store.begin().await?;
+                let taken = self.take(&mut tx, m).await;
+                if taken.is_ok() {
+                    tx.commit().await.map_err(StoreError::from)?;
+                }
+                taken
+            };
+            if let Err(e) = alone.await {
+                self.refused(m, &e);
             }
         }
     }
 
-    async fn take(&mut self, m: &Inbound) -> Result<(), Refused> {
+    fn refused(&self, m: &Inbound, e: &Refused) {
+        self.metrics.rejected(e.reason());
+        tracing::warn!(topic = %m.topic, "gateway message refused: {e}");
+    }
+
+    async fn take(&mut self, db: &mut AnyConnection, m: &Inbound) -> Result<(), Refused> {
         let (gateway, leaf) =
             wire::parse_topic(&self.topic_prefix, &m.topic).ok_or(Refused::Topic)?;
         self.metrics.received(leaf);
@@ -124,44 +191,44 @@ impl Intake {
                 }
                 let s: State = wire::decode(&m.payload)?;
                 same(&s.gateway)?;
-                self.state(&s, &m.payload).await?;
+                self.state(db, &s, &m.payload).await?;
             }
             Topic::Ack => {
                 let a: Ack = wire::decode(&m.payload)?;
                 same(&a.gateway)?;
-                self.ack(&a).await?;
+                self.ack(db, &a).await?;
             }
             Topic::Telemetry => {
                 let t: Telemetry = wire::decode(&m.payload)?;
                 same(&t.gateway)?;
-                self.telemetry(&t, &m.payload).await?;
+                self.telemetry(db, &t, &m.payload).await?;
             }
             Topic::Event => {
                 let e: Event = wire::decode(&m.payload)?;
                 same(&e.gateway)?;
-                self.event(&e, &m.payload).await?;
+                self.event(db, &e, &m.payload).await?;
             }
             Topic::Plan | Topic::Overrides | Topic::Cmd => return Err(Refused::Topic),
         }
         Ok(())
     }
 
-    async fn state(&mut self, s: &State, raw: &[u8]) -> Result<(), StoreError> {
+    async fn state(
+        &mut self,
+        db: &mut AnyConnection,
+        s: &State,
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let row = sqlx::query(
-            "SELECT plan_version, plan_published, republished_at_ms FROM gateways WHERE gateway = $1",
-        )
-        .bind(s.gateway.as_str())
-        .fetch_optional(self.store.pool())
-        .await?;
-        sqlx::query(
-            "UPDATE gateways SET online = $1, state_json = $2, seen_at_ms = $3 WHERE gateway = $4",
+            "UPDATE gateways SET online = $1, state_json = $2, seen_at_ms = $3 WHERE gateway = $4 \
+             RETURNING plan_version, republished_at_ms",
         )
         .bind(i64::from(s.online))
         .bind(String::from_utf8_lossy(raw).into_owned())
         .bind(now)
         .bind(s.gateway.as_str())
-        .execute(self.store.pool())
+        .fetch_optional(&mut *db)
         .await?;
         // A gateway that comes back behind the plan it should play gets it again (a broker
         // may not resend retained messages to a resumed session).
@@ -177,7 +244,7 @@ impl Intake {
                 )
                 .bind(now)
                 .bind(s.gateway.as_str())
-                .execute(self.store.pool())
+                .execute(&mut *db)
                 .await?;
                 self.publisher.kick.notify_one();
             }
@@ -185,7 +252,7 @@ impl Intake {
         Ok(())
     }
 
-    async fn ack(&mut self, a: &Ack) -> Result<(), StoreError> {
+    async fn ack(&mut self, db: &mut AnyConnection, a: &Ack) -> Result<(), StoreError> {
         let version = a.id.parse::<u64>().ok().map(to_i64);
         match (a.about, a.result, version) {
             (About::Plan, AckResult::Applied, Some(v)) => {
@@ -194,7 +261,7 @@ impl Intake {
                 )
                 .bind(v)
                 .bind(a.gateway.as_str())
-                .execute(self.store.pool())
+                .execute(&mut *db)
                 .await?;
             }
             (About::Overrides, AckResult::Applied, Some(v)) => {
@@ -203,7 +270,7 @@ impl Intake {
                 )
                 .bind(v)
                 .bind(a.gateway.as_str())
-                .execute(self.store.pool())
+                .execute(&mut *db)
                 .await?;
             }
             (About::Cmd, result, _) => {
@@ -213,7 +280,7 @@ impl Intake {
                     AckResult::Expired => "expired",
                 };
                 crate::commands::answered(
-                    &self.store,
+                    db,
                     &a.gateway,
                     &a.id,
                     result,
@@ -237,7 +304,7 @@ impl Intake {
                 sqlx::query("UPDATE gateways SET last_refusal = $1 WHERE gateway = $2")
                     .bind(reason)
                     .bind(a.gateway.as_str())
-                    .execute(self.store.pool())
+                    .execute(&mut *db)
                     .await?;
             }
             _ => {}
@@ -245,11 +312,13 @@ impl Intake {
         Ok(())
     }
 
-    async fn site_of(
-        &mut self,
-        gateway: &GatewayId,
-    ) -> Result<Option<(SiteId, jiff::tz::TimeZone, bool)>, StoreError> {
-        // Built again whenever the library changed (a gateway moved, a zone changed).
+    fn site_of(&self, gateway: &GatewayId) -> Option<(SiteId, jiff::tz::TimeZone, bool)> {
+        self.sites.1.get(gateway).cloned()
+    }
+
+    /// The gateways' sites, built again whenever the library changed (a gateway moved, a
+    /// zone changed); looked at once per batch.
+    async fn refresh_sites(&mut self) -> Result<(), StoreError> {
         let lib = self.store.checked_library().await?;
         if !self.sites.0.as_ref().is_some_and(|l| Arc::ptr_eq(l, &lib)) {
             let mut map = HashMap::new();
@@ -263,24 +332,28 @@ impl Intake {
             }
             self.sites = (Some(lib), map);
         }
-        Ok(self.sites.1.get(gateway).cloned())
+        Ok(())
     }
 
-    async fn telemetry(&mut self, t: &Telemetry, raw: &[u8]) -> Result<(), StoreError> {
+    async fn telemetry(
+        &mut self,
+        db: &mut AnyConnection,
+        t: &Telemetry,
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE gateways SET telemetry_json = $1, seen_at_ms = $2 WHERE gateway = $3")
             .bind(String::from_utf8_lossy(raw).into_owned())
             .bind(self.clock.now_ms())
             .bind(t.gateway.as_str())
-            .execute(self.store.pool())
+            .execute(&mut *db)
             .await?;
-        let Some((site, tz, first)) = self.site_of(&t.gateway).await? else {
+        let Some((site, tz, first)) = self.site_of(&t.gateway) else {
             return Ok(());
         };
         // Every replica receives every telemetry message: the gateway's row says up to when its
         // energy is counted. One UPDATE moves that cursor forward and returns where it was (the
         // right-hand side reads the row as it was), so each slice of time is added once, by
         // whichever replica moves it; a replica that finds it already there adds nothing.
-        let mut tx = self.store.begin().await?;
         let moved: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE gateways SET energy_prev_ms = energy_at_ms, energy_at_ms = $1 \
              WHERE gateway = $2 AND (energy_at_ms IS NULL OR energy_at_ms < $1) \
@@ -288,16 +361,14 @@ impl Intake {
         )
         .bind(t.at_ms)
         .bind(t.gateway.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *db)
         .await?;
         let Some(Some(last)) = moved else {
             // Counted already, the first message, or a gateway without a row.
-            tx.commit().await?;
             return Ok(());
         };
         let step = t.at_ms - last;
         if step > MAX_STEP_MS || !t.power_w.is_finite() || t.power_w < 0.0 {
-            tx.commit().await?;
             return Ok(());
         }
         let day = nightscape_core::schedule::local_date(t.at_ms, &tz).to_string();
@@ -324,14 +395,17 @@ impl Intake {
         .bind(minutes)
         .bind(source)
         .bind(t.at_ms)
-        .execute(&mut *tx)
+        .execute(&mut *db)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    async fn event(&mut self, e: &Event, raw: &[u8]) -> Result<(), StoreError> {
-        let mut tx = self.store.begin().await?;
+    async fn event(
+        &mut self,
+        db: &mut AnyConnection,
+        e: &Event,
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
         let new = sqlx::query(
             "INSERT INTO events (gateway, id, at_ms, kind, severity, controller, message, json) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (gateway, id) DO NOTHING",
@@ -344,7 +418,7 @@ impl Intake {
         .bind(e.controller.as_ref().map(|c| c.to_string()))
         .bind(&e.message)
         .bind(String::from_utf8_lossy(raw).into_owned())
-        .execute(&mut *tx)
+        .execute(&mut *db)
         .await?
         .rows_affected()
             > 0;
@@ -364,7 +438,7 @@ impl Intake {
                 .bind(f.code.as_str())
                 .bind(&e.message)
                 .bind(e.at_ms)
-                .execute(&mut *tx)
+                .execute(&mut *db)
                 .await?;
             } else {
                 sqlx::query(
@@ -375,11 +449,10 @@ impl Intake {
                 .bind(e.gateway.as_str())
                 .bind(&source)
                 .bind(f.code.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *db)
                 .await?;
             }
         }
-        tx.commit().await?;
         Ok(())
     }
 }

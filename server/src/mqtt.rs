@@ -81,6 +81,10 @@ pub struct MqttHandle {
 }
 
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
+/// Publishes handed to the client and not yet acknowledged, at most: below the client's
+/// request queue (1024), so a burst (every document of a city after a restart) waits in
+/// the job queue instead of failing to queue.
+const OUTSTANDING: usize = 512;
 
 impl MqttHandle {
     pub fn connected(&self) -> bool {
@@ -124,6 +128,9 @@ pub fn options(config: &BrokerConfig) -> MqttOptions {
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     o.set_keep_alive(Duration::from_secs(15));
+    // As many publishes in flight as are handed to the client, so a city's documents
+    // stream out instead of waiting a round trip per hundred.
+    o.set_inflight(OUTSTANDING as u16);
     // A persistent session: while the server is away (a restart, a crash) the broker keeps
     // what gateways send at QoS 1 — events, acks, state — and hands it over when the same
     // client id comes back. Events are stored once by id, so nothing is counted twice.
@@ -150,7 +157,9 @@ pub fn start(
 ) -> (MqttHandle, mpsc::Receiver<Up>) {
     let (client, eventloop) = AsyncClient::new(options(config), 1024);
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
-    let (up_tx, up_rx) = mpsc::channel(4096);
+    // Room for a city's answers to one order (an ack and a state from each of ten
+    // thousand gateways) while the intake stores them; beyond it the loop waits.
+    let (up_tx, up_rx) = mpsc::channel(65_536);
     let (connected_tx, connected) = tokio::sync::watch::channel(0);
     let is_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tracker.spawn(run(
@@ -210,7 +219,7 @@ async fn run(
                 }).await;
                 return;
             }
-            job = jobs.recv(), if connected => {
+            job = jobs.recv(), if connected && sent.len() + by_pkid.len() < OUTSTANDING => {
                 let Some(job) = job else { return };
                 match client.try_publish(job.topic, job.qos, job.retain, job.payload) {
                     Ok(()) => sent.push_back((job.qos, job.done)),
@@ -245,8 +254,11 @@ async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let message = Up::Message(Inbound { topic: p.topic, payload: p.payload.to_vec() });
-                    if up.try_send(message).is_err() {
-                        tracing::warn!("the intake is not keeping up; a gateway message was dropped");
+                    // When the intake is behind, wait for it: the broker keeps what comes
+                    // meanwhile (the session is persistent), where dropping would lose acks
+                    // and events for good.
+                    if up.send(message).await.is_err() {
+                        tracing::warn!("the intake has stopped; a gateway message was dropped");
                     }
                 }
                 Ok(_) => {}

@@ -121,31 +121,44 @@ impl Publisher {
     }
 
     async fn round_locked(&self) -> Result<Round, StoreError> {
+        let began = std::time::Instant::now();
         let generation = generation(&self.store).await?;
         let mut round = Round::default();
         if generation != self.seen.load(Ordering::Relaxed) {
             round.new_plans = self.compile_plans().await?;
         }
+        let compiled = began.elapsed();
         round.new_overrides = self.compile_overrides().await?;
+        // A new broker connection (at start, after the broker restarted) gets every
+        // current document again, since an embedded broker forgets retained messages.
         let epoch = self
             .mqtt
             .as_ref()
             .filter(|m| m.connected())
             .map_or(0, |m| m.epoch());
-        if epoch != 0 && epoch != self.synced.load(Ordering::Relaxed) {
-            sqlx::query("UPDATE gateways SET plan_published = 0, overrides_published = 0")
-                .execute(self.store.pool())
-                .await?;
-            self.synced.store(epoch, Ordering::Relaxed);
-            round.republished = true;
-        }
+        let resend = epoch != 0 && epoch != self.synced.load(Ordering::Relaxed);
+        round.republished = resend;
         let stored = !(round.new_plans.is_empty() && round.new_overrides.is_empty());
         if stored && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let (published, unpublished) = self.publish_pending().await?;
+        let (published, unpublished) = self.publish_pending(resend.then_some(epoch)).await?;
         round.published = published;
         round.unpublished = unpublished;
+        if resend && unpublished == 0 {
+            self.synced.store(epoch, Ordering::Relaxed);
+        }
+        if published + unpublished > 0 || !round.new_plans.is_empty() {
+            tracing::info!(
+                new_plans = round.new_plans.len(),
+                new_overrides = round.new_overrides.len(),
+                published,
+                unpublished,
+                "publishing round: plans compiled in {} ms, done in {} ms",
+                compiled.as_millis(),
+                began.elapsed().as_millis()
+            );
+        }
         if unpublished == 0 {
             self.seen.store(generation, Ordering::Relaxed);
         }
@@ -164,26 +177,52 @@ impl Publisher {
                 .iter()
                 .map(|r| Ok((r.try_get("gateway")?, r.try_get("plan_hash")?)))
                 .collect::<Result<_, StoreError>>()?;
-        let mut changed = Vec::new();
-        let mut present = Vec::new();
+        // Each site's own files beside the shared ones, so that compiling a plan looks at a
+        // handful of files, not at every file of a city of thousands of sites.
+        let mut shared = Vec::new();
+        let mut by_site: BTreeMap<&str, Vec<nightscape_core::SourceFile>> = BTreeMap::new();
+        for f in files {
+            match f
+                .path
+                .strip_prefix("sites/")
+                .and_then(|rest| rest.split_once('/'))
+            {
+                Some((site, _)) => by_site.entry(site).or_default().push(f.clone()),
+                None => shared.push(f.clone()),
+            }
+        }
+        let mut compiled = Vec::new();
+        let mut present = std::collections::BTreeSet::new();
         for site in checked.library.sites.values() {
+            let mut own = shared.clone();
+            own.extend(by_site.remove(site.id.as_str()).unwrap_or_default());
             for gw in &site.gateways {
-                present.push(gw.id.to_string());
-                let Ok(mut plan) =
-                    plan::compile(files, &checked.library, &site.id, &gw.id, 0, now, now)
+                present.insert(gw.id.to_string());
+                let Ok(plan) = plan::compile(&own, &checked.library, &site.id, &gw.id, 0, now, now)
                 else {
                     continue;
                 };
                 if current.get(gw.id.as_str()).cloned().flatten().as_deref()
-                    == Some(plan.content_hash.as_str())
+                    != Some(plan.content_hash.as_str())
                 {
-                    continue;
+                    compiled.push(plan);
                 }
-                plan.version = self.store.next_version(now).await?;
+            }
+        }
+        // One transaction, rows in the gateways' order (see `publish_pending`).
+        compiled.sort_by(|a, b| a.gateway.cmp(&b.gateway));
+        let mut changed = Vec::with_capacity(compiled.len());
+        if !compiled.is_empty() {
+            let mut tx = self.store.begin().await?;
+            let versions = self
+                .store
+                .next_versions(&mut tx, compiled.len(), now)
+                .await?;
+            for (mut plan, version) in compiled.into_iter().zip(versions) {
+                plan.version = version;
                 let signed = plan::sign(plan, &self.key);
                 let text = String::from_utf8(plan::canonical(&signed)).unwrap_or_default();
                 let p = &signed.document;
-                let mut tx = self.store.begin().await?;
                 sqlx::query(
                     "INSERT INTO gateways (gateway, site, plan_version, plan_hash, plan_signed, plan_at_ms, plan_published) \
                      VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (gateway) DO UPDATE SET \
@@ -209,14 +248,14 @@ impl Publisher {
                 .bind(p.effective_from_ms)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
                 tracing::info!(gateway = %p.gateway, version = p.version, "new plan");
                 changed.push(p.gateway.clone());
             }
+            tx.commit().await?;
         }
         // Gateways that left the library keep their last plan on site; the store marks them.
         let known: Vec<String> = current.keys().cloned().collect();
-        for gw in known.iter().filter(|g| !present.contains(g)) {
+        for gw in known.iter().filter(|g| !present.contains(g.as_str())) {
             sqlx::query("UPDATE gateways SET removed = 1 WHERE gateway = $1")
                 .bind(gw)
                 .execute(self.store.pool())
@@ -229,10 +268,11 @@ impl Publisher {
     async fn compile_overrides(&self) -> Result<Vec<GatewayId>, StoreError> {
         let now = self.clock.now_ms();
         let active = overrides::active(&self.store, now).await?;
-        let rows =
-            sqlx::query("SELECT gateway, site, overrides_hash FROM gateways WHERE removed = 0")
-                .fetch_all(self.store.pool())
-                .await?;
+        let rows = sqlx::query(
+            "SELECT gateway, site, overrides_hash FROM gateways WHERE removed = 0 ORDER BY gateway",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
         let mut changed = Vec::new();
         for r in rows {
             let gateway: String = r.try_get("gateway")?;
@@ -254,14 +294,26 @@ impl Publisher {
             if hash.as_deref() == Some(content.as_str()) || (hash.is_none() && entries.is_empty()) {
                 continue;
             }
-            let version = self.store.next_version(now).await?;
+            changed.push((gateway, content, entries));
+        }
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction for all of them: a city-wide order changes every gateway's
+        // document, and a commit each would make the city wait on the disk.
+        let mut tx = self.store.begin().await?;
+        let versions = self
+            .store
+            .next_versions(&mut tx, changed.len(), now)
+            .await?;
+        for ((gateway, content, entries), version) in changed.iter_mut().zip(versions) {
             let signed: Signed<OverridesDocument> = plan::sign(
                 OverridesDocument {
                     schema: plan::OVERRIDES_SCHEMA,
                     gateway: gateway.clone(),
                     version,
                     issued_at_ms: now,
-                    overrides: entries,
+                    overrides: std::mem::take(entries),
                 },
                 &self.key,
             );
@@ -271,94 +323,77 @@ impl Publisher {
                  overrides_published = 0 WHERE gateway = $4",
             )
             .bind(to_i64(version))
-            .bind(&content)
+            .bind(&*content)
             .bind(&text)
             .bind(gateway.as_str())
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await?;
             tracing::info!(gateway = %gateway, version, "new overrides document");
-            changed.push(gateway);
         }
-        Ok(changed)
+        tx.commit().await?;
+        Ok(changed.into_iter().map(|(g, _, _)| g).collect())
     }
 
     /// Sends every stored document the broker does not hold yet: (sent, still waiting).
-    async fn publish_pending(&self) -> Result<(usize, usize), StoreError> {
-        let rows = sqlx::query(
-            "SELECT gateway, plan_version, plan_signed, plan_published, overrides_version, overrides_signed, \
-             overrides_published FROM gateways WHERE removed = 0 AND \
-             ((plan_version IS NOT NULL AND plan_published < plan_version) OR \
-              (overrides_version IS NOT NULL AND overrides_published < overrides_version))",
-        )
-        .fetch_all(self.store.pool())
-        .await?;
-        // Only on the connection everything was republished on; a connection made since is
-        // the next round's, which sends everything once.
-        let synced = self.synced.load(Ordering::Relaxed);
+    /// With `resend_on`, a new connection's epoch, every current document is sent, on that
+    /// connection only (one made since is the next round's, which sends everything again).
+    async fn publish_pending(&self, resend_on: Option<u64>) -> Result<(usize, usize), StoreError> {
+        // Overrides first: they are small and urgent (a blackout), plans large and rarely
+        // pressing. Only the documents to send are read, not every row's plan.
+        let mut pending = Vec::new();
+        for (leaf, column) in [(Topic::Overrides, "overrides"), (Topic::Plan, "plan")] {
+            let waiting = if resend_on.is_some() {
+                ""
+            } else {
+                " AND {c}_published < {c}_version"
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT gateway, {{c}}_version AS version, {{c}}_signed AS signed FROM gateways \
+                 WHERE removed = 0 AND {{c}}_version IS NOT NULL AND {{c}}_signed IS NOT NULL{waiting} \
+                 ORDER BY gateway"
+            ).replace("{c}", column))
+            .fetch_all(self.store.pool())
+            .await?;
+            for r in rows {
+                let gateway: String = r.try_get("gateway")?;
+                if let Ok(gateway) = gateway.parse::<GatewayId>() {
+                    let version: i64 = r.try_get("version")?;
+                    let signed: String = r.try_get("signed")?;
+                    pending.push((leaf, gateway, version, signed));
+                }
+            }
+        }
+        let synced = resend_on.unwrap_or_else(|| self.synced.load(Ordering::Relaxed));
         let Some(mqtt) = self
             .mqtt
             .as_ref()
             .filter(|m| m.connected() && m.epoch() == synced)
         else {
-            return Ok((0, rows.len()));
+            return Ok((0, pending.len()));
         };
         let (mut sent, mut waiting) = (0, 0);
         // Sent concurrently: the broker acknowledges in order, and a city of gateways is
         // not published one round trip at a time.
         let mut inflight = tokio::task::JoinSet::new();
-        for r in rows {
-            let gateway: String = r.try_get("gateway")?;
-            let Ok(gateway) = gateway.parse::<GatewayId>() else {
-                continue;
-            };
-            for (leaf, version, signed, published) in [
-                (Topic::Plan, "plan_version", "plan_signed", "plan_published"),
-                (
-                    Topic::Overrides,
-                    "overrides_version",
-                    "overrides_signed",
-                    "overrides_published",
-                ),
-            ] {
-                let v: Option<i64> = r.try_get(version)?;
-                let text: Option<String> = r.try_get(signed)?;
-                let p: i64 = r.try_get(published)?;
-                let (Some(v), Some(text)) = (v, text) else {
-                    continue;
-                };
-                if p >= v {
-                    continue;
-                }
-                let topic = wire::topic(&self.topic_prefix, &gateway, leaf);
-                let mqtt = mqtt.clone();
-                let gateway = gateway.clone();
-                inflight.spawn(async move {
-                    let r = mqtt
-                        .publish(topic, text.into_bytes(), true, QoS::AtLeastOnce)
-                        .await;
-                    (gateway, leaf, v, r)
-                });
-            }
+        for (leaf, gateway, v, text) in pending {
+            let topic = wire::topic(&self.topic_prefix, &gateway, leaf);
+            let mqtt = mqtt.clone();
+            inflight.spawn(async move {
+                let r = mqtt
+                    .publish(topic, text.into_bytes(), true, QoS::AtLeastOnce)
+                    .await;
+                (gateway, leaf, v, r)
+            });
         }
+        let mut acknowledged = Vec::new();
         while let Some(done) = inflight.join_next().await {
             let Ok((gateway, leaf, v, result)) = done else {
                 continue;
             };
             match result {
                 Ok(()) => {
-                    let column = if leaf == Topic::Plan {
-                        "plan"
-                    } else {
-                        "overrides"
-                    };
-                    sqlx::query(&format!(
-                        "UPDATE gateways SET {column}_published = $1 WHERE gateway = $2 AND {column}_version = $1"
-                    ))
-                    .bind(v)
-                    .bind(gateway.as_str())
-                    .execute(self.store.pool())
-                    .await?;
                     self.metrics.published(leaf);
+                    acknowledged.push((gateway, leaf, v));
                     sent += 1;
                 }
                 Err(e) => {
@@ -367,6 +402,29 @@ impl Publisher {
                 }
             }
         }
+        // Marked in one transaction once the broker has them all (a replica killed before
+        // leaves them for the next round, which sends them again: harmless).
+        // Rows are locked in the gateways' order in every transaction that writes several
+        // (here, the intake's batches, new documents): none waits on another in a circle.
+        acknowledged.sort_by(|a, b| {
+            (a.0.as_str(), a.1 == Topic::Overrides).cmp(&(b.0.as_str(), b.1 == Topic::Overrides))
+        });
+        let mut tx = self.store.begin().await?;
+        for (gateway, leaf, v) in acknowledged {
+            let column = if leaf == Topic::Plan {
+                "plan"
+            } else {
+                "overrides"
+            };
+            sqlx::query(&format!(
+                "UPDATE gateways SET {column}_published = $1 WHERE gateway = $2 AND {column}_version = $1"
+            ))
+            .bind(v)
+            .bind(gateway.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok((sent, waiting))
     }
 
@@ -380,6 +438,10 @@ impl Publisher {
         loop {
             let retry = match self.round().await {
                 Ok(r) => r.skipped || r.unpublished > 0,
+                Err(e) if e.is_contention() => {
+                    tracing::warn!("publishing round met a concurrent change ({e}); trying again");
+                    true
+                }
                 Err(e) => {
                     tracing::error!("publishing round failed: {e}");
                     true

@@ -38,6 +38,15 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// Another transaction got in the way (a deadlock or serialization failure): doing it
+    /// again is the remedy.
+    pub fn is_contention(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("40P01" | "40001")))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -214,6 +223,47 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// `n` new document versions, increasing across every replica, taken on `db` (inside
+    /// the caller's transaction): one round trip on PostgreSQL.
+    pub async fn next_versions(
+        &self,
+        db: &mut sqlx::AnyConnection,
+        n: usize,
+        now_ms: i64,
+    ) -> Result<Vec<u64>> {
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        let ids: Vec<i64> = match self.backend {
+            Backend::Postgres => {
+                sqlx::query_scalar(
+                    "SELECT nextval('document_version') FROM generate_series(1, $1::bigint)",
+                )
+                .bind(count)
+                .fetch_all(&mut *db)
+                .await?
+            }
+            Backend::Sqlite => {
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(
+                        sqlx::query_scalar(
+                            "INSERT INTO document_version (at_ms) VALUES ($1) RETURNING id",
+                        )
+                        .bind(now_ms)
+                        .fetch_one(&mut *db)
+                        .await?,
+                    );
+                }
+                ids
+            }
+        };
+        let mut versions: Vec<u64> = ids
+            .into_iter()
+            .map(|v| u64::try_from(v).unwrap_or(0))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
     }
 
     /// A new document version, increasing across every replica.

@@ -4,6 +4,7 @@
 mod api_fuzz;
 mod calendar_cli;
 mod dashboard;
+mod fleet;
 mod gateway_cli;
 mod plan_cli;
 mod power_cuts;

@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightscape_core::GatewayId;
@@ -29,6 +29,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 use crate::gateway_cli::sim_rig;
+use crate::system::Reaped;
 
 const SITE: &str = "nonsan-city-hall";
 const GW: &str = "cityhall-gw";
@@ -56,7 +57,7 @@ struct Ledger {
     acked_overrides: u64,
 }
 
-fn spawn_gateway(config: &Path, log: &Path) -> Child {
+fn spawn_gateway(config: &Path, log: &Path) -> Reaped {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -69,14 +70,15 @@ fn spawn_gateway(config: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Reaped)
         .unwrap()
 }
 
 /// A finished process to stand in for the gateway while a watcher thread holds it.
-fn placeholder() -> Child {
+fn placeholder() -> Reaped {
     let mut c = Command::new("true").spawn().unwrap();
     let _ = c.wait();
-    c
+    Reaped(c)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -293,7 +295,7 @@ fn a_thousand_power_cuts_leave_a_verified_document_and_a_dark_blackout() {
                         break hit;
                     }
                 };
-                child.kill().unwrap();
+                child.0.kill().unwrap();
                 (child, caught)
             })
         });
@@ -309,7 +311,7 @@ fn a_thousand_power_cuts_leave_a_verified_document_and_a_dark_blackout() {
             }
             std::thread::sleep(Duration::from_micros(rng.below(6_000)));
             if k == kill_after && watch.is_none() {
-                gateway.kill().unwrap();
+                gateway.0.kill().unwrap();
             }
         }
         if let Some(watch) = watch {
@@ -319,7 +321,7 @@ fn a_thousand_power_cuts_leave_a_verified_document_and_a_dark_blackout() {
                 *[&mut cut_writing, &mut cut_renaming][moment as usize - 1] += 1;
             }
         }
-        gateway.wait().unwrap();
+        gateway.0.wait().unwrap();
         // Acks sent before the cut are still on their way.
         std::thread::sleep(Duration::from_millis(30));
         drain(&mut ledger, &mut last_state);
@@ -417,8 +419,7 @@ fn a_thousand_power_cuts_leave_a_verified_document_and_a_dark_blackout() {
         }
         dark_checks += usize::from(blackout_cycle);
     }
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     rig.runtime.block_on(async {
         for leaf in [Topic::Plan, Topic::Overrides] {
             let _ = client

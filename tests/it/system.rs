@@ -135,6 +135,7 @@ async fn a_schedule_change_through_the_api_lights_the_simulated_site_at_its_time
             connect: true,
             plan: None,
             art_poll_every: Duration::from_secs(10),
+            drive: true,
         },
         clock.clone() as Arc<dyn Clock>,
         shutdown.clone(),
@@ -318,27 +319,36 @@ fn spawn_server(
     prefix: &str,
     more: &[&str],
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut args: Vec<std::ffi::OsString> = [
+        "--broker",
+        "127.0.0.1:1883",
+        "--admin-password",
+        PASSWORD,
+        "--topic-prefix",
+        prefix,
+        "--database-url",
+        url,
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(["--data-dir".into(), data.into()]);
+    args.extend(["--library".into(), root.join("scenes").into()]);
+    args.extend(more.iter().map(Into::into));
+    spawn_server_with(&args, None)
+}
+
+/// `nightscape server --listen 127.0.0.1:0` with `args`; returns it and its address once
+/// it serves. Its log is kept in `log` (appended) when given.
+pub fn spawn_server_with(
+    args: &[std::ffi::OsString],
+    log: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--broker",
-            "127.0.0.1:1883",
-            "--admin-password",
-            PASSWORD,
-        ])
-        .arg("--topic-prefix")
-        .arg(prefix)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--database-url")
-        .arg(url)
-        .arg("--library")
-        .arg(root.join("scenes"))
-        .args(more)
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -352,7 +362,21 @@ fn spawn_server(
             break rest.split('/').next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    let mut log = log.map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap()
+    });
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(f) = log.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
     (child, addr)
 }
 
@@ -387,7 +411,7 @@ pub async fn login_as(addr: &str, password: &str) -> Vec<(&'static str, String)>
     ]
 }
 
-async fn fresh_pg(name: &str) -> (String, String) {
+pub async fn fresh_pg(name: &str) -> (String, String) {
     use sqlx::Connection;
     let db = format!("nstest_{name}_{}", std::process::id());
     let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
@@ -405,7 +429,7 @@ async fn fresh_pg(name: &str) -> (String, String) {
     )
 }
 
-async fn drop_pg(db: &str) {
+pub async fn drop_pg(db: &str) {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

@@ -68,6 +68,7 @@ fn setup(config: Config, endpoints: Option<&EndpointMap>, connect: bool) -> Setu
         connect,
         plan: None,
         art_poll_every: Duration::from_millis(300),
+        drive: true,
     }
 }
 
