@@ -792,6 +792,72 @@ async fn two_frames(city: &mut [Offline]) {
     }
 }
 
+/// Starts `site`'s first gateway with its plan on disk and the broker down (`dead_port`),
+/// driving the simulator's controllers; channels fed over DMX-over-MQTT are marked.
+async fn start_offline(
+    sources: &[SourceFile],
+    lib: &ShowLibrary,
+    site: &nightscape_core::Site,
+    sim: &firmware_sim::Sim,
+    clock: &Arc<VirtualClock>,
+    dead_port: u16,
+    shutdown: &CancellationToken,
+) -> Offline {
+    let map = lib.output_map(&site.id).unwrap();
+    let mut needs_broker = vec![false; lib.layout(&site.id).unwrap().channel_count()];
+    for cm in map.controllers() {
+        if matches!(
+            site.controllers[cm.index].output,
+            nightscape_core::model::Output::DmxMqtt { .. }
+        ) {
+            let mut mask = vec![0u8; needs_broker.len()];
+            for sink in &cm.sinks {
+                sink.scatter(&[1; 512], &mut mask);
+            }
+            for (n, m) in needs_broker.iter_mut().zip(mask) {
+                *n |= m != 0;
+            }
+        }
+    }
+    let gw = site.gateways[0].id.to_string();
+    let dir = temp_dir("offline");
+    let plan = signed_plan(sources, lib, site.id.as_str(), &gw, 1, 0);
+    Store::open(&dir).unwrap().save(Kind::Plan, &plan).unwrap();
+    let mut cfg = config(&gw, &dir, "", dead_port);
+    cfg.frame_rate_hz = 44;
+    let handle = start(
+        setup(cfg, Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    Offline {
+        site: site.id.clone(),
+        status: handle.status.clone(),
+        lib: plan::open_plan(&plan, &key().verifying_key(), &gw.parse().unwrap(), None)
+            .unwrap()
+            .1,
+        gw,
+        handle,
+        dir,
+        needs_broker,
+    }
+}
+
+impl Offline {
+    /// What the plan says the site's channels are at `t` (those that need the broker dark).
+    fn expected_at(&self, t: i64) -> Vec<u8> {
+        let mut exec = Executor::new(&self.lib, &self.site, t).unwrap();
+        exec.tick(t);
+        exec.channels()
+            .iter()
+            .zip(&self.needs_broker)
+            .map(|(v, dark)| if *dark { 0 } else { *v })
+            .collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
     let sources = shipped_library();
@@ -815,51 +881,15 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
         let evaluator = lib
             .evaluator(&site.id, Arc::new(Almanac::new(days - 2, days + 40)))
             .unwrap();
-        let map = lib.output_map(&site.id).unwrap();
-        let mut needs_broker = vec![false; lib.layout(&site.id).unwrap().channel_count()];
-        for cm in map.controllers() {
-            if matches!(
-                site.controllers[cm.index].output,
-                nightscape_core::model::Output::DmxMqtt { .. }
-            ) {
-                let mut mask = vec![0u8; needs_broker.len()];
-                for sink in &cm.sinks {
-                    sink.scatter(&[1; 512], &mut mask);
-                }
-                for (n, m) in needs_broker.iter_mut().zip(mask) {
-                    *n |= m != 0;
-                }
-            }
+        assert_eq!(
+            site.gateways.len(),
+            1,
+            "one gateway a site in the seed city"
+        );
+        for t in evaluator.transitions(from, to).0 {
+            transitions.push((t.at_ms, city.len(), t.cue));
         }
-        for gw in &site.gateways {
-            let gw = gw.id.to_string();
-            let dir = temp_dir("month");
-            let plan = signed_plan(&sources, &lib, site.id.as_str(), &gw, 1, 0);
-            Store::open(&dir).unwrap().save(Kind::Plan, &plan).unwrap();
-            let mut cfg = config(&gw, &dir, "", dead_port);
-            cfg.frame_rate_hz = 44;
-            let handle = start(
-                setup(cfg, Some(&sim.endpoints), true),
-                clock.clone() as Arc<dyn Clock>,
-                shutdown.clone(),
-            )
-            .await
-            .unwrap();
-            for t in evaluator.transitions(from, to).0 {
-                transitions.push((t.at_ms, city.len(), t.cue));
-            }
-            city.push(Offline {
-                site: site.id.clone(),
-                status: handle.status.clone(),
-                lib: plan::open_plan(&plan, &key().verifying_key(), &gw.parse().unwrap(), None)
-                    .unwrap()
-                    .1,
-                gw,
-                handle,
-                dir,
-                needs_broker: needs_broker.clone(),
-            });
-        }
+        city.push(start_offline(&sources, &lib, site, &sim, &clock, dead_port, &shutdown).await);
     }
     transitions.sort_by_key(|(at, i, _)| (*at, *i));
     two_frames(&mut city).await;
@@ -925,15 +955,7 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
                 let mut want = || -> Vec<u8> {
                     let t = clock.now_ms();
                     if made.as_ref().is_none_or(|(at, _)| *at != t) {
-                        let mut exec = Executor::new(&g.lib, &g.site, t).unwrap();
-                        exec.tick(t);
-                        let channels = exec
-                            .channels()
-                            .iter()
-                            .zip(&g.needs_broker)
-                            .map(|(v, dark)| if *dark { 0 } else { *v })
-                            .collect();
-                        made = Some((t, channels));
+                        made = Some((t, g.expected_at(t)));
                     }
                     made.as_ref().map(|(_, c)| c.clone()).unwrap_or_default()
                 };
@@ -1579,5 +1601,210 @@ async fn an_art_net_node_that_stops_answering_polls_has_a_fault() {
     next_on(&mut seen, &event_topic, about("answers ArtPoll again")).await;
     stop(h, &shutdown).await;
     clear(&server, &prefix, &[gw]).await;
+    sim_stop.cancel();
+}
+
+/// Waits (up to 30 s) until every site's simulated output is what its plan says. A
+/// controller that fades itself runs its fade on the clock from when its driver's write
+/// arrives, so after each half second still wrong the clock moves on ten seconds.
+async fn settle(
+    city: &[Offline],
+    sim: &firmware_sim::Sim,
+    clock: &VirtualClock,
+) -> Result<(), String> {
+    let mut wrong = Vec::new();
+    for i in 1..=3000 {
+        let t = clock.now_ms();
+        wrong = city
+            .iter()
+            .filter(|g| {
+                sim.state.sites[&g.site].channels(sim.state.clock.as_ref()) != g.expected_at(t)
+            })
+            .map(|g| g.gw.clone())
+            .collect();
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if i % 50 == 0 {
+            clock.advance(Duration::from_millis(10_000));
+        }
+    }
+    Err(format!("not as planned: {wrong:?}"))
+}
+
+/// A night of flaky Modbus controllers: every Modbus controller of the city, all at once,
+/// gets slow answers, lost requests, exception answers, a power loss and a reboot, one
+/// after the other, while the night goes on (the clock moves 80 minutes at each). Faults
+/// open where they should (an unreachable controller) and every one opened is closed again;
+/// after each, every site's simulated output is what the plan says; and the same gateways'
+/// frame loops, which feed their sACN and Art-Net controllers, keep their rate throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_of_flaky_modbus_controllers() {
+    use nightscape_core::model::Output;
+
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let flaky_sites: Vec<&nightscape_core::Site> = lib
+        .sites
+        .values()
+        .filter(|s| {
+            s.controllers
+                .iter()
+                .any(|c| matches!(c.output, Output::Modbus { .. }))
+        })
+        .collect();
+    let names: Vec<&str> = flaky_sites.iter().map(|s| s.id.as_str()).collect();
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &names, None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let dead_port = free_port();
+    let shutdown = CancellationToken::new();
+    let mut city = Vec::new();
+    for site in &flaky_sites {
+        city.push(start_offline(&sources, &lib, site, &sim, &clock, dead_port, &shutdown).await);
+    }
+    let modbus: Vec<(usize, nightscape_core::ControllerId)> = flaky_sites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.controllers
+                .iter()
+                .filter(|c| matches!(c.output, Output::Modbus { .. }))
+                .map(move |c| (i, c.id.clone()))
+        })
+        .collect();
+    let dmx_sites: Vec<usize> = flaky_sites
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.controllers
+                .iter()
+                .any(|c| matches!(c.output, Output::Sacn { .. } | Output::ArtNet { .. }))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        !dmx_sites.is_empty(),
+        "some of these gateways also send sACN or Art-Net"
+    );
+    settle(&city, &sim, &clock).await.unwrap();
+
+    let phases = [
+        ("slow answers (400 ms)", FaultKind::Latency { ms: 400 }),
+        ("a third of requests lost", FaultKind::Drop { share: 0.3 }),
+        (
+            "half the requests answered with exception 4",
+            FaultKind::Exception {
+                code: 4,
+                share: 0.5,
+            },
+        ),
+        ("power lost", FaultKind::Offline),
+        ("a reboot", FaultKind::Reboot { down_ms: 0 }),
+    ];
+    let mut report = Vec::new();
+    for (name, kind) in phases {
+        clock.advance(Duration::from_millis(80 * 60_000));
+        let frames_before: Vec<u64> = city.iter().map(|g| g.status.borrow().frames).collect();
+        let began = std::time::Instant::now();
+        for (_, c) in &modbus {
+            sim.state
+                .apply(&Fault {
+                    controller: c.clone(),
+                    kind: kind.clone(),
+                })
+                .unwrap();
+        }
+        // Six seconds of it, looking at the gateways' view of their controllers.
+        let mut ever_unreachable = std::collections::BTreeSet::new();
+        while began.elapsed() < Duration::from_secs(6) {
+            for g in &city {
+                for h in &g.status.borrow().controllers {
+                    if !h.reachable {
+                        ever_unreachable.insert(h.controller.clone());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let elapsed = began.elapsed().as_secs_f64();
+        let rates: Vec<f64> = dmx_sites
+            .iter()
+            .map(|&i| (city[i].status.borrow().frames - frames_before[i]) as f64 / elapsed)
+            .collect();
+        sim.state.clear(None);
+        let restored = settle(&city, &sim, &clock).await;
+        let restored_ok = restored.is_ok();
+        let lowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        report.push(format!(
+            "{name}: {} of {} controllers seen unreachable; output restored: {restored_ok}; frames per second of the sACN/Art-Net gateways at least {lowest:.1}",
+            ever_unreachable.len(),
+            modbus.len()
+        ));
+        if let Err(e) = restored {
+            panic!("{name}: after it, {e}");
+        }
+        assert!(
+            lowest >= 40.0,
+            "{name}: a gateway's frame loop fell to {lowest:.1} Hz"
+        );
+        match kind {
+            FaultKind::Latency { .. } => assert!(
+                ever_unreachable.is_empty(),
+                "{name}: slow answers within the deadline made {ever_unreachable:?} unreachable"
+            ),
+            FaultKind::Offline => assert_eq!(
+                ever_unreachable.len(),
+                modbus.len(),
+                "{name}: every controller is seen unreachable"
+            ),
+            _ => {}
+        }
+    }
+    // Every fault opened was closed again; each controller had its power-loss fault, and
+    // each reboot was seen.
+    for g in city {
+        stop(g.handle, &shutdown).await;
+        let events = journal(&g.dir);
+        let mut open = std::collections::BTreeMap::new();
+        for e in events.iter().filter(|e| e.kind == EventKind::Fault) {
+            if let (Some(c), Some(f)) = (&e.controller, e.fault) {
+                *open.entry((c.clone(), f.code.as_str())).or_insert(0i32) +=
+                    if f.open { 1 } else { -1 };
+            }
+        }
+        let left: Vec<_> = open.iter().filter(|(_, n)| **n != 0).collect();
+        assert!(
+            left.is_empty(),
+            "{}: faults left open or closed twice: {left:?}",
+            g.gw
+        );
+        for (_, c) in modbus.iter().filter(|(i, _)| flaky_sites[*i].id == g.site) {
+            let about = |text: &str| {
+                events
+                    .iter()
+                    .any(|e| e.controller.as_ref() == Some(c) && e.message.contains(text))
+            };
+            assert!(about("unreachable"), "{c}: no unreachable fault");
+            assert!(about("reachable again"), "{c}: the fault did not close");
+            // A reboot is seen by the uptime it reads; a device without one is rewritten
+            // on its refresh (its output came back above) but cannot be told to have rebooted.
+            let site = &lib.sites[&g.site];
+            let has_uptime = site.controllers.iter().any(|x| {
+                &x.id == c
+                    && matches!(&x.output, Output::Modbus { profile, .. }
+                        if lib.profiles.get(profile).is_some_and(|p| p.uptime.is_some()))
+            });
+            if has_uptime {
+                assert!(about("restarted"), "{c}: the reboot was not seen");
+            }
+        }
+    }
+    println!(
+        "a night of flaky Modbus controllers ({} controllers at {} sites):\n  {}",
+        modbus.len(),
+        flaky_sites.len(),
+        report.join("\n  ")
+    );
     sim_stop.cancel();
 }
