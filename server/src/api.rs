@@ -512,8 +512,193 @@ async fn check_access(
         ))
         .into_response();
     }
+    let actor = who.name.clone();
     request.extensions_mut().insert(who);
-    next.run(request).await
+    if safe || !request.headers().contains_key(IDEMPOTENCY_HEADER) {
+        return next.run(request).await;
+    }
+    idempotent(&state, &actor, request, next)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The header a client sends with a change to make it at most once: the same key again
+/// (same user) gets the first answer again instead of a second change.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// A request with a key still running this long after it began is taken as cut off.
+const IDEMPOTENCY_RUNNING_MS: i64 = 60_000;
+
+/// A change sent with `Idempotency-Key`. The first request with a key reserves it and
+/// runs; its audit rows carry the key, in the change's own transaction; its answer is kept.
+/// The same key again, for the same request, gets that answer (`idempotent-replayed:
+/// true`); for another request, 422. A request whose answer was never kept (the server
+/// stopped meanwhile) is looked up in the audit log: when its change was made, 409 says
+/// so; when not, it runs again. While the first still runs, 409 asks to retry.
+async fn idempotent(
+    state: &Arc<AppState>,
+    actor: &str,
+    request: Request,
+    next: Next,
+) -> ApiResult<Response> {
+    let key = request
+        .headers()
+        .get(IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| (1..=100).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad(
+                "Idempotency-Key: give 1 to 100 visible ASCII characters (a UUID is good)",
+            )
+        })?
+        .to_owned();
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the request body is over {BODY_LIMIT} bytes"),
+        )
+    })?;
+    let hash = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(parts.method.as_str());
+        h.update([0]);
+        h.update(parts.uri.to_string());
+        h.update([0]);
+        h.update(&bytes);
+        nightscape_core::plan::hex(&h.finalize())
+    };
+    let now = state.clock.now_ms();
+    let pool = state.store.pool();
+    let earlier = sqlx::query(
+        "SELECT request_hash, created_at_ms, status, content_type, body FROM idempotency WHERE actor = $1 AND key = $2",
+    )
+    .bind(actor)
+    .bind(&key)
+    .fetch_optional(pool)
+    .await
+    .map_err(StoreError::from)?;
+    if let Some(row) = earlier {
+        let same: String = row.try_get("request_hash").map_err(StoreError::from)?;
+        if same != hash {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "this Idempotency-Key was sent with another request; use a new key for a new change",
+            ));
+        }
+        let status: Option<i64> = row.try_get("status").map_err(StoreError::from)?;
+        if let Some(status) = status {
+            let content_type: Option<String> =
+                row.try_get("content_type").map_err(StoreError::from)?;
+            let body: Option<String> = row.try_get("body").map_err(StoreError::from)?;
+            let mut response = Response::new(axum::body::Body::from(body.unwrap_or_default()));
+            *response.status_mut() = StatusCode::from_u16(u16::try_from(status).unwrap_or(500))
+                .unwrap_or(StatusCode::OK);
+            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        let made: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, action, target FROM audit WHERE actor = $1 AND idempotency_key = $2 ORDER BY id LIMIT 1",
+        )
+        .bind(actor)
+        .bind(&key)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::from)?;
+        if let Some((id, action, target)) = made {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already-applied",
+                format!(
+                    "the change with this Idempotency-Key was made ({action} {target}, audit entry {id}) but its answer was lost; read the result instead of sending it again"
+                ),
+            ));
+        }
+        let began: i64 = row.try_get("created_at_ms").map_err(StoreError::from)?;
+        if now - began < IDEMPOTENCY_RUNNING_MS {
+            let mut e = ApiError::new(
+                StatusCode::CONFLICT,
+                "in-progress",
+                "a request with this Idempotency-Key is still running; try again in a moment",
+            );
+            e.retry_after_s = Some(2);
+            return Err(e);
+        }
+        // Cut off before its change was made: it runs again.
+        sqlx::query("UPDATE idempotency SET created_at_ms = $1 WHERE actor = $2 AND key = $3")
+            .bind(now)
+            .bind(actor)
+            .bind(&key)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)?;
+    } else {
+        let reserved = sqlx::query(
+            "INSERT INTO idempotency (actor, key, request_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (actor, key) DO NOTHING",
+        )
+        .bind(actor)
+        .bind(&key)
+        .bind(&hash)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from)?
+        .rows_affected();
+        if reserved == 0 {
+            let mut e = ApiError::new(
+                StatusCode::CONFLICT,
+                "in-progress",
+                "a request with this Idempotency-Key is still running; try again in a moment",
+            );
+            e.retry_after_s = Some(2);
+            return Err(e);
+        }
+    }
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let response = crate::store::IDEMPOTENCY_KEY
+        .scope(Some(key.clone()), next.run(request))
+        .await;
+    let status = response.status();
+    if status.is_server_error() {
+        // Nothing to give again: a retry runs (or finds the change in the audit log).
+        let _ =
+            sqlx::query("DELETE FROM idempotency WHERE actor = $1 AND key = $2 AND status IS NULL")
+                .bind(actor)
+                .bind(&key)
+                .execute(pool)
+                .await;
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    sqlx::query(
+        "UPDATE idempotency SET status = $1, content_type = $2, body = $3 WHERE actor = $4 AND key = $5",
+    )
+    .bind(i64::from(status.as_u16()))
+    .bind(content_type)
+    .bind(String::from_utf8_lossy(&bytes).into_owned())
+    .bind(actor)
+    .bind(&key)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from)?;
+    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 // ---- handlers: health, metrics, session ----

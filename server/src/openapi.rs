@@ -98,7 +98,11 @@ pub fn document(routes: &[Route]) -> Value {
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "Nightscape", "version": env!("CARGO_PKG_VERSION")},
+        "info": {
+            "title": "Nightscape",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A change (POST, PUT, DELETE) sent with an `Idempotency-Key` header (1 to 100 visible ASCII characters) is made at most once per user and key: the same request again gets the first answer again (`idempotent-replayed: true`); the key with another request gets 422 `idempotency-key-reused`; when the change was made but its answer lost, 409 `already-applied` names its audit entry; while the first still runs, 409 `in-progress` with Retry-After."
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -90,6 +90,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "energy cursor",
         include_str!("../migrations/sqlite/0004_energy_cursor.sql"),
     ),
+    (
+        5,
+        "idempotency keys",
+        include_str!("../migrations/sqlite/0005_idempotency.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -111,6 +116,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "energy cursor",
         include_str!("../migrations/postgres/0004_energy_cursor.sql"),
+    ),
+    (
+        5,
+        "idempotency keys",
+        include_str!("../migrations/postgres/0005_idempotency.sql"),
     ),
 ];
 
@@ -433,12 +443,19 @@ impl Store {
     }
 }
 
+tokio::task_local! {
+    /// The `Idempotency-Key` of the request being answered (see `api::idempotent`): the
+    /// audit rows its change writes carry it, in the change's own transaction.
+    pub static IDEMPOTENCY_KEY: Option<String>;
+}
+
 /// Writes one audit row inside `tx`.
 pub async fn audit(tx: &mut Transaction<'static, Any>, a: &Audit<'_>, now_ms: i64) -> Result<()> {
     let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    let key = IDEMPOTENCY_KEY.try_with(Clone::clone).ok().flatten();
     sqlx::query(
-        "INSERT INTO audit (at_ms, actor, action, target, before_json, after_json) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit (at_ms, actor, action, target, before_json, after_json, idempotency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(now_ms)
     .bind(a.actor)
@@ -446,6 +463,7 @@ pub async fn audit(tx: &mut Transaction<'static, Any>, a: &Audit<'_>, now_ms: i6
     .bind(&a.target)
     .bind(text(&a.before))
     .bind(text(&a.after))
+    .bind(key)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1058,3 +1058,107 @@ async fn the_overview_gives_tonight_in_each_sites_own_time() {
     assert_eq!(hall["off_local"], json!("00:00"), "{hall}");
     db.drop_now().await;
 }
+
+/// `Idempotency-Key`: the same change sent twice is made once and answered the same; the
+/// key with another request is refused; a change made whose answer was lost (the server
+/// stopped between the two) is found in the audit log and not made again. On both stores.
+#[tokio::test]
+async fn a_change_sent_again_with_its_idempotency_key_is_made_once() {
+    for db in Db::both("idempotency").await {
+        let (state, _) = app_state(&db.url).await;
+        let operator = user(&state, "olivia", Role::Operator, &[SITE]).await;
+        let keyed = |key: &str, body: serde_json::Value| {
+            let mut r = request(
+                "POST",
+                &format!("/api/sites/{SITE}/override"),
+                &operator,
+                Some(body),
+            );
+            r.headers_mut()
+                .insert("idempotency-key", key.parse().unwrap());
+            r
+        };
+        let body = json!({"scene": "cityhall-blue-hour", "minutes": 30, "reason": "visitors"});
+        let count = || async {
+            overrides::recent(&state.store, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|o| o.reason == "visitors")
+                .count()
+        };
+        let first = call(&state, keyed("k-1", body.clone())).await;
+        assert_eq!(first.status, StatusCode::OK, "{}: {}", db.label, first.text);
+        let again = call(&state, keyed("k-1", body.clone())).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert_eq!(
+            again.json, first.json,
+            "{}: the first answer again",
+            db.label
+        );
+        assert_eq!(
+            again
+                .headers
+                .get("idempotent-replayed")
+                .map(|v| v.to_str().unwrap()),
+            Some("true")
+        );
+        assert_eq!(count().await, 1, "{}: made once", db.label);
+
+        // The same key for another change: refused, nothing made.
+        let other = call(
+            &state,
+            keyed(
+                "k-1",
+                json!({"scene": "cityhall-late", "minutes": 30, "reason": "visitors"}),
+            ),
+        )
+        .await;
+        assert_eq!(
+            other.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            other.text
+        );
+        assert_eq!(other.json["error"]["code"], "idempotency-key-reused");
+        assert_eq!(count().await, 1);
+
+        // A change made whose answer was never kept (as when the server stops between the
+        // change's commit and keeping its answer): the retry finds it in the audit log.
+        let cut = call(&state, keyed("k-2", body.clone())).await;
+        assert_eq!(cut.status, StatusCode::OK);
+        sqlx::query("UPDATE idempotency SET status = NULL, body = NULL WHERE key = 'k-2'")
+            .execute(state.store.pool())
+            .await
+            .unwrap();
+        let retry = call(&state, keyed("k-2", body.clone())).await;
+        assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.text);
+        assert_eq!(retry.json["error"]["code"], "already-applied");
+        assert!(
+            retry.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("override"),
+            "{}",
+            retry.text
+        );
+        assert_eq!(count().await, 2, "{}: k-2 made once", db.label);
+
+        // A bad key says what a key is; without a key nothing changes in behaviour.
+        let bad = call(&state, keyed("has space", body.clone())).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+        let plain = call(
+            &state,
+            request(
+                "POST",
+                &format!("/api/sites/{SITE}/override"),
+                &operator,
+                Some(body),
+            ),
+        )
+        .await;
+        assert_eq!(plain.status, StatusCode::OK);
+        assert_eq!(count().await, 3);
+        db.drop_now().await;
+    }
+}
