@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nightscape_core::clock::Clock;
-use nightscape_gateway::config::{Config, Mqtt, SafeState};
+use nightscape_gateway::config::Config;
 use nightscape_gateway::runtime::{Handle, Setup, Status, start};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -294,24 +294,8 @@ async fn ten_thousand_gateways_on_one_server() {
     let t_gateways = Instant::now();
     for i in 0..n {
         let gw = format!("{}-gw", site_id(i));
-        let config = Config {
-            gateway: gw.parse().unwrap(),
-            data_dir: data.join(&gw),
-            trusted_keys: Vec::new(),
-            frame_rate_hz: 1,
-            safe_state: SafeState::Hold,
-            loopback_only: true,
-            endpoints: None,
-            multicast_interface: None,
-            mqtt: Mqtt {
-                host: "127.0.0.1".into(),
-                port,
-                username: None,
-                password_file: None,
-                ca_file: None,
-                topic_prefix: prefix.clone(),
-            },
-        };
+        let mut config = Config::local(gw.parse().unwrap(), data.join(&gw), port, &prefix);
+        config.frame_rate_hz = 1;
         let setup = Setup {
             config,
             trusted: vec![key],

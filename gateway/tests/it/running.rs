@@ -15,7 +15,7 @@ use nightscape_core::schedule::epoch_day;
 use nightscape_core::sun::Almanac;
 use nightscape_core::wire::{self, Ack, AckResult, Event, EventKind, Severity, Topic};
 use nightscape_core::{GatewayId, ShowLibrary, SiteId, SourceFile, check};
-use nightscape_gateway::config::{Config, Mqtt, SafeState};
+use nightscape_gateway::config::Config;
 use nightscape_gateway::executor::Executor;
 use nightscape_gateway::runtime::{Handle, Setup, StartError, Status, start};
 use nightscape_gateway::store::{Kind, Store};
@@ -38,24 +38,7 @@ fn prefix(name: &str) -> String {
 }
 
 fn config(gw: &str, dir: &Path, prefix: &str, port: u16) -> Config {
-    Config {
-        gateway: gw.parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        trusted_keys: Vec::new(),
-        frame_rate_hz: 40,
-        safe_state: SafeState::Hold,
-        loopback_only: true,
-        endpoints: None,
-        multicast_interface: None,
-        mqtt: Mqtt {
-            host: "127.0.0.1".into(),
-            port,
-            username: None,
-            password_file: None,
-            ca_file: None,
-            topic_prefix: prefix.into(),
-        },
-    }
+    Config::local(gw.parse().unwrap(), dir.to_path_buf(), port, prefix)
 }
 
 fn setup(config: Config, endpoints: Option<&EndpointMap>, connect: bool) -> Setup {
