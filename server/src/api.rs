@@ -528,6 +528,17 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// A request with a key still running this long after it began is taken as cut off.
 const IDEMPOTENCY_RUNNING_MS: i64 = 60_000;
 
+/// 409 for a key whose first request still runs.
+fn in_progress() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        "in-progress",
+        "a request with this Idempotency-Key is still running; try again in a moment",
+    );
+    e.retry_after_s = Some(2);
+    e
+}
+
 /// A change sent with `Idempotency-Key`. The first request with a key reserves it and
 /// runs; its audit rows carry the key, in the change's own transaction; its answer is kept.
 /// The same key again, for the same request, gets that answer (`idempotent-replayed:
@@ -624,13 +635,7 @@ async fn idempotent(
         }
         let began: i64 = row.try_get("created_at_ms").map_err(StoreError::from)?;
         if now - began < IDEMPOTENCY_RUNNING_MS {
-            let mut e = ApiError::new(
-                StatusCode::CONFLICT,
-                "in-progress",
-                "a request with this Idempotency-Key is still running; try again in a moment",
-            );
-            e.retry_after_s = Some(2);
-            return Err(e);
+            return Err(in_progress());
         }
         // Cut off before its change was made: it runs again.
         sqlx::query("UPDATE idempotency SET created_at_ms = $1 WHERE actor = $2 AND key = $3")
@@ -654,13 +659,7 @@ async fn idempotent(
         .map_err(StoreError::from)?
         .rows_affected();
         if reserved == 0 {
-            let mut e = ApiError::new(
-                StatusCode::CONFLICT,
-                "in-progress",
-                "a request with this Idempotency-Key is still running; try again in a moment",
-            );
-            e.retry_after_s = Some(2);
-            return Err(e);
+            return Err(in_progress());
         }
     }
     let request = Request::from_parts(parts, axum::body::Body::from(bytes));
