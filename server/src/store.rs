@@ -278,20 +278,9 @@ impl Store {
 
     /// A new document version, increasing across every replica.
     pub async fn next_version(&self, now_ms: i64) -> Result<u64> {
-        let v: i64 = match self.backend {
-            Backend::Postgres => sqlx::query("SELECT nextval('document_version')")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
-            Backend::Sqlite => {
-                sqlx::query("INSERT INTO document_version (at_ms) VALUES ($1) RETURNING id")
-                    .bind(now_ms)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get(0)?
-            }
-        };
-        Ok(u64::try_from(v).unwrap_or(0))
+        let mut conn = self.pool.acquire().await?;
+        let versions = self.next_versions(&mut conn, 1, now_ms).await?;
+        Ok(versions.first().copied().unwrap_or(0))
     }
 
     /// Raises the version sequence to at least `floor` (the time in milliseconds at a

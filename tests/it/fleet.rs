@@ -379,7 +379,7 @@ async fn ten_thousand_gateways_on_one_server() {
         "release not acknowledged by all"
     );
     let lifted_acked = t.elapsed();
-    let (cpu_end, rss_end, hwm_end) = server_use(server.0.id());
+    let (_, rss_end, hwm_end) = server_use(server.0.id());
 
     let db_mib = {
         use sqlx::Connection;
@@ -427,7 +427,6 @@ async fn ten_thousand_gateways_on_one_server() {
         "  server CPU: {cpu_ready:.1} s to bring the fleet up, {:.1} s for the blackout; resident memory {rss_ready:.0} MiB with the fleet up, {rss_end:.0} MiB after the restart (peak {hwm_end:.0} MiB); this process with the {n} gateways: {gateway_rss:.0} MiB",
         cpu_dark - cpu_ready,
     );
-    let _ = cpu_end;
     println!("  database size                         {db_mib:.1} MiB");
 
     assert_eq!(still_dark, n, "a gateway lit up across the server restart");

@@ -966,7 +966,6 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
             outputs_checked += 1;
         }
     }
-    let mut missed_or_extra = 0;
     for (i, g) in city.into_iter().enumerate() {
         stop(g.handle, &shutdown).await;
         // The journal kept every cue change for the server: the first, then each transition.
@@ -981,7 +980,6 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
             .filter(|t| t.1 == i)
             .map(|t| t.0)
             .collect();
-        missed_or_extra += usize::from(cues != want);
         assert_eq!(cues, want, "{}: none missed, none extra", g.gw);
     }
     println!(
@@ -989,7 +987,6 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
         month_days(),
         transitions.len()
     );
-    assert_eq!(missed_or_extra, 0);
     let _ = sim;
     sim_stop.cancel();
 }
