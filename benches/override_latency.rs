@@ -1,13 +1,18 @@
 //! An operator's override through the API until the simulated fixtures change, beside a
 //! bare MQTT publish → receive round trip on the same broker, in one run.
 //!
-//! `cargo bench --bench override_latency [-- N]` (default 200 of each). Needs Mosquitto on
-//! 127.0.0.1:1883. Everything else runs in this process on loopback: the server (SQLite in a
-//! scratch directory), City Hall's gateway and the simulator with City Hall's controllers.
+//! `cargo bench --bench override_latency [-- N]` (default 200 of each). Starts a private
+//! Mosquitto set as in production (`set_tcp_nodelay true`); everything else runs in this
+//! process on loopback: the server (SQLite in a scratch directory), City Hall's gateway and
+//! the simulator with City Hall's controllers.
 //! The API is called over a real socket with an operator's bearer token; the time runs from
 //! writing the request to the simulator decoding a changed frame. Overrides and releases
-//! alternate, so every step changes what the site shows.
+//! alternate, so every step changes what the site shows; the two scenes cut instead of
+//! fading, so the output stands still between steps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +23,7 @@ use nightscape_gateway::config::Config;
 use nightscape_gateway::runtime::{self, Setup};
 use nightscape_server::auth::{self, Role};
 use nightscape_server::mqtt::BrokerConfig;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Event, MqttOptions, Packet, QoS};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,10 +90,11 @@ fn figures(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-async fn mqtt_round_trips(n: usize, prefix: &str) -> Vec<Duration> {
+async fn mqtt_round_trips(n: usize, port: u16, prefix: &str) -> Vec<Duration> {
     let client = |id: &str| {
-        let o = MqttOptions::new(format!("{id}-{}", std::process::id()), "127.0.0.1", 1883);
-        AsyncClient::new(o, 100)
+        let o = MqttOptions::new(format!("{id}-{}", std::process::id()), "127.0.0.1", port);
+        // As every Nightscape client connects: no Nagle delay.
+        nightscape_gateway::agent::client_for(o, 100)
     };
     let (rx_client, mut rx_loop) = client("bench-rx");
     let (tx_client, mut tx_loop) = client("bench-tx");
@@ -134,8 +140,29 @@ async fn main() {
     let dir =
         std::env::temp_dir().join(format!("nightscape-bench-override-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Nagle's algorithm on the broker's side would hold a document behind an earlier small
+    // packet for the client's delayed ACK (up to 40 ms): production brokers set this.
+    let broker = mosquitto::start(&dir, "allow_anonymous true\nset_tcp_nodelay true\n");
+    let port = broker.port;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = nightscape_server::files::read_dir(&root.join("scenes")).unwrap();
+    let mut sources = nightscape_server::files::read_dir(&root.join("scenes")).unwrap();
+    // The two scenes cut instead of fading over 8 s, so the output stands still between
+    // steps and the change the simulator sees is the answer to the request, not the next
+    // frame of a fade still under way. (That the first frame of a long fade shows a step is
+    // the executor's own test.)
+    for f in &mut sources {
+        if f.path.ends_with("cityhall-blue-hour.toml")
+            || f.path.ends_with("cityhall-civic-white.toml")
+        {
+            assert!(
+                f.text.contains("fade_ms = 8000"),
+                "{}: the benchmark's scene changed",
+                f.path
+            );
+            f.text = f.text.replace("fade_ms = 8000", "fade_ms = 0");
+        }
+    }
     let library = nightscape_core::show::check(&sources).library;
     let site: SiteId = SITE.parse().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(nightscape::clock::SystemClock::new());
@@ -162,7 +189,7 @@ async fn main() {
             ..nightscape_server::Config::local(
                 dir.join("server"),
                 Some(BrokerConfig::local(
-                    1883,
+                    port,
                     &prefix,
                     format!("bench-server-{}", std::process::id()),
                 )),
@@ -176,7 +203,7 @@ async fn main() {
     .unwrap();
     let gateway = runtime::start(
         Setup {
-            config: Config::local(GATEWAY.parse().unwrap(), dir.join("gateway"), 1883, &prefix),
+            config: Config::local(GATEWAY.parse().unwrap(), dir.join("gateway"), port, &prefix),
             trusted: vec![server.public_key],
             endpoints: Some(sim.endpoints.clone()),
             password: None,
@@ -286,10 +313,10 @@ async fn main() {
                 }
             }
         }
-        // Let the fade of the last change settle a little, as staff would.
+        // Let the last frames of this change land before the next is asked for.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let round_trips = mqtt_round_trips(n, &prefix).await;
+    let round_trips = mqtt_round_trips(n, port, &prefix).await;
 
     println!("| path | samples | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");

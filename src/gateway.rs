@@ -173,7 +173,7 @@ pub fn discover(config_path: &Path, plan_file: Option<&Path>) -> Result<ExitCode
 /// prints its ack.
 pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Result<ExitCode> {
     use nightscape_core::wire::{self, Ack, AckResult, Topic};
-    use rumqttc::{AsyncClient, Event, Packet, QoS};
+    use rumqttc::{Event, Packet, QoS};
 
     let config = read_config(config_path)?;
     let setup = setup(config, None)?;
@@ -203,7 +203,7 @@ pub fn command(config_path: &Path, action: nightscape_core::wire::Action) -> Res
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let (client, mut events) = AsyncClient::new(options, 16);
+        let (client, mut events) = nightscape_gateway::agent::client_for(options, 16);
         let ack_topic = wire::topic(&mqtt.topic_prefix, gateway, Topic::Ack);
         client.subscribe(&ack_topic, QoS::AtLeastOnce).await?;
         let wait = async {

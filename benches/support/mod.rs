@@ -1,4 +1,5 @@
-//! What the benchmarks of the `nightscape` program share.
+//! What the benchmarks of the `nightscape` program share (`mosquitto.rs` beside it is
+//! included by path where a private broker is needed, by the integration tests too).
 
 /// utime + stime in seconds, and resident memory in MiB, of a process.
 pub fn usage(pid: u32) -> (f64, f64) {

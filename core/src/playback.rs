@@ -89,6 +89,13 @@ impl Playback {
         });
     }
 
+    /// Moves the start of the last cue (the fade under way) to `t_ms`.
+    pub fn start_last_at(&mut self, t_ms: i64) {
+        if let Some(c) = self.cues.last_mut() {
+            c.start_ms = t_ms;
+        }
+    }
+
     /// The scene being faded to (or shown), if any.
     pub fn current(&self) -> Option<&SceneId> {
         match self.cues.last().map(|c| &c.look) {

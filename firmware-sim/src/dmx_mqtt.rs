@@ -50,6 +50,10 @@ pub async fn serve(
     options.set_keep_alive(Duration::from_secs(10));
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     let (client, mut events) = AsyncClient::new(options, 64);
+    // Frames are applied the moment they arrive; acks are not held back by Nagle either.
+    let mut network = events.network_options();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     let prefix = format!("{}nightscape/v1/dmx/", broker.topic_prefix);
     let mut backoff = Duration::from_millis(200);
     loop {

@@ -435,6 +435,8 @@ pub struct DeviceView {
     pub uptime_s: u64,
     /// The status register as the device answers it.
     pub status: u16,
+    /// The channel bytes the output shows, or fades to while a fade runs.
+    pub fading_to: Vec<u8>,
 }
 
 impl ModbusDevice {
@@ -452,6 +454,7 @@ impl ModbusDevice {
             power_w: (self.power_watts(now) * 10.0).round() / 10.0,
             uptime_s: now.saturating_sub(self.booted).as_secs(),
             status: self.status_word(),
+            fading_to: self.target.clone(),
         }
     }
 }

@@ -122,7 +122,18 @@ fn options(s: &Settings) -> MqttOptions {
 /// The gateway's MQTT client and its event loop (not yet connected): the client handle is
 /// shared with the DMX-over-MQTT publisher; the event loop goes to [`run`].
 pub fn client(s: &Settings) -> (AsyncClient, EventLoop) {
-    AsyncClient::new(options(s), 256)
+    client_for(options(s), 256)
+}
+
+/// A client on `options` whose packets leave the moment they are written. Without it,
+/// Nagle's algorithm holds a publish while an earlier small packet (an ack, a state) waits
+/// for the broker's delayed ACK: up to 40 ms on an otherwise idle link.
+pub fn client_for(options: MqttOptions, capacity: usize) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    (client, eventloop)
 }
 
 /// Runs the agent until `shutdown`; `connected` follows the broker connection.

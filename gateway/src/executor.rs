@@ -217,22 +217,42 @@ impl Executor {
                     .cue(scene.clone(), cue.brightness, now_ms, Duration::ZERO);
                 t.fade = fade;
             }
-            // A fade starts one frame back, so the frame that goes out the moment a change
+            // A fade starts a frame back, so the frame that goes out the moment a change
             // arrives already moves toward the new look: staff see their action answered
             // at once, not a frame later (a fade's first frame is otherwise what shows).
             // (Not after a plan change, which asks again with no cue known: the look must not
             // jump at the instant a plan is taken.)
+            let fade_ms = i64::try_from(fade.as_millis()).unwrap_or(i64::MAX);
             let lead = if self.cue.is_some() {
-                i64::try_from(fade.as_millis())
-                    .unwrap_or(i64::MAX)
-                    .min(FIRST_STEP_MS)
+                fade_ms.min(FIRST_STEP_MS)
             } else {
                 0
             };
+            let before = (lead > 0).then(|| self.channels.clone());
             self.playback
                 .cue(scene, cue.brightness, now_ms - lead, fade);
             self.cue = Some(cue);
+            self.render(now_ms);
+            // A frame's worth of a long fade can be less than one step of every channel (an
+            // 8 s fade up from dark moves 0.8 of a step in 25 ms): start further back until
+            // the first frame shows a step, so the answer is seen at once whatever the fade.
+            if let Some(before) = before {
+                let mut lead = lead;
+                while self.channels == before && lead < fade_ms {
+                    lead = lead.saturating_mul(2).min(fade_ms);
+                    self.playback.start_last_at(now_ms.saturating_sub(lead));
+                    self.render(now_ms);
+                }
+            }
         }
+        if !changed || self.cause_changed {
+            self.render(now_ms);
+        }
+        if changed { self.cue.as_ref() } else { None }
+    }
+
+    /// Renders and encodes `now_ms` (and the targets of controllers that fade themselves).
+    fn render(&mut self, now_ms: i64) {
         self.playback
             .render(&self.c.layout, now_ms, &mut self.frame);
         encode(&self.c.layout, &self.frame, Level::FULL, &mut self.channels);
@@ -240,7 +260,6 @@ impl Executor {
             t.playback.render(&self.c.layout, now_ms, &mut t.frame);
             encode(&self.c.layout, &t.frame, Level::FULL, &mut t.channels);
         }
-        if changed { self.cue.as_ref() } else { None }
     }
 
     /// Whether the last tick changed only why the cue plays (nothing shows differently).

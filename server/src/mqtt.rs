@@ -155,7 +155,12 @@ pub fn start(
     shutdown: CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) -> (MqttHandle, mpsc::Receiver<Up>) {
-    let (client, eventloop) = AsyncClient::new(options(config), 1024);
+    let (client, mut eventloop) = AsyncClient::new(options(config), 1024);
+    // Packets leave the moment they are written: with Nagle's algorithm a document waits
+    // behind the ack the server just sent for the broker's delayed ACK (up to 40 ms).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
     // Room for a city's answers to one order (an ack and a state from each of ten
     // thousand gateways) while the intake stores them; beyond it the loop waits.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::system::{
-    Reaped, body_of, drop_pg, free_port, fresh_pg, http, login_as, scratch, spawn_server_with,
+    Reaped, body_of, drop_pg, fresh_pg, http, login_as, scratch, spawn_server_with,
 };
 
 const PASSWORD: &str = "fleet-test-password";
@@ -235,30 +235,11 @@ async fn ten_thousand_gateways_on_one_server() {
     let dir = scratch("fleet");
     let library = dir.join("library");
     write_library(&library, n);
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_dest none\n"
-        ),
-    )
-    .unwrap();
-    let _broker = Reaped(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)"),
+    let broker = crate::mosquitto::start(
+        &dir,
+        "allow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 0\nset_tcp_nodelay true\n",
     );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let port = broker.port;
     let (pg_db, pg_url) = fresh_pg("fleet").await;
     let prefix = format!("fleet-{}/", std::process::id());
     let args: Vec<std::ffi::OsString> = vec![

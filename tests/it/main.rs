@@ -6,6 +6,8 @@ mod calendar_cli;
 mod dashboard;
 mod fleet;
 mod gateway_cli;
+#[path = "../../benches/support/mosquitto.rs"]
+mod mosquitto;
 mod plan_cli;
 mod power_cuts;
 mod profile_cli;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-use crate::system::{Reaped, free_port, scratch};
+use crate::system::scratch;
 
 /// A connected client: its handle and every message it receives.
 struct Client {
@@ -90,33 +90,15 @@ async fn a_gateway_cannot_touch_another_gateways_topics_nor_publish_a_plan() {
             .trim()
             .to_owned()
     };
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nuser root\nlog_dest none\n",
+    let broker = crate::mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\nuser root\n",
             dir.join("passwd").display(),
             dir.join("acl").display()
         ),
-    )
-    .unwrap();
-    let _broker = Reaped(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)"),
     );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let port = broker.port;
     let gw = |id: &str, leaf: &str| format!("nightscape/v1/gw/{id}/{leaf}");
 
     // Nobody gets in without the password the command wrote.

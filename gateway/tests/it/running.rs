@@ -1172,27 +1172,34 @@ async fn a_controller_that_fades_itself_gets_the_target_and_the_fade_once() {
         by: "operator".into(),
         reason: "test".into(),
     };
-    let overrides = signed_overrides(gw, 1, vec![entry]);
-    publish(&server, &prefix, gw, Topic::Overrides, overrides.clone()).await;
-    assert_eq!(
-        ack_of(&mut seen, &prefix, gw, "1").await.result,
-        AckResult::Applied
-    );
-    let device_fade = |id: &nightscape_core::ControllerId| {
+    let device = |id: &nightscape_core::ControllerId| {
         let c = sim.state.sites[&site_id]
             .controllers
             .iter()
             .find(|c| &c.id == id)
             .unwrap();
         c.with_device(|d| match d {
-            firmware_sim::state::Device::Modbus(m) => m.view(Duration::ZERO).fade_ms,
-            firmware_sim::state::Device::Dmx(_) => 0,
+            firmware_sim::state::Device::Modbus(m) => m.view(Duration::ZERO),
+            firmware_sim::state::Device::Dmx(_) => unreachable!("{id} is a Modbus controller"),
         })
     };
-    wait_until("the fade register set", || {
-        fading
-            .iter()
-            .all(|id| device_fade(id) == fade.as_millis() as u64)
+    let levels_before: std::collections::BTreeMap<_, _> = fading
+        .iter()
+        .map(|id| (id.clone(), device(id).fading_to))
+        .collect();
+    let overrides = signed_overrides(gw, 1, vec![entry]);
+    publish(&server, &prefix, gw, Topic::Overrides, overrides.clone()).await;
+    assert_eq!(
+        ack_of(&mut seen, &prefix, gw, "1").await.result,
+        AckResult::Applied
+    );
+    // The driver writes the fade register first, then the levels; the devices' fades start
+    // when the levels arrive, so both must be there before the clock moves.
+    wait_until("the fade register and the new levels set", || {
+        fading.iter().all(|id| {
+            let d = device(id);
+            d.fade_ms == fade.as_millis() as u64 && d.fading_to != levels_before[id]
+        })
     })
     .await;
     // The virtual clock has not moved: the devices are at the start of their own fade, and
