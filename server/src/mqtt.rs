@@ -97,6 +97,14 @@ impl MqttHandle {
         *self.connected.borrow()
     }
 
+    /// Waits up to `within` for the first connection; whether there is one.
+    pub async fn first_connection(&self, within: Duration) -> bool {
+        let mut connections = self.connected.clone();
+        tokio::time::timeout(within, connections.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Publishes and waits for the broker's PUBACK (QoS 1) or for the packet to leave (QoS 0).
     pub async fn publish(
         &self,

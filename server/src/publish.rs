@@ -45,6 +45,8 @@ pub struct Round {
     pub skipped: bool,
     /// Every current document was sent again (a new broker connection).
     pub republished: bool,
+    /// The plans were compiled (the generation moved, or this process had not yet).
+    pub compiled: bool,
 }
 
 pub struct Publisher {
@@ -65,6 +67,8 @@ pub struct Publisher {
     /// embedded broker forgets retained messages.
     synced: AtomicU64,
     local: tokio::sync::Mutex<()>,
+    /// This build of the server (see [`build_id`]).
+    build: String,
 }
 
 impl Publisher {
@@ -88,6 +92,7 @@ impl Publisher {
             seen: AtomicI64::new(-1),
             synced: AtomicU64::new(0),
             local: tokio::sync::Mutex::new(()),
+            build: build_id(),
         }
     }
 
@@ -124,30 +129,47 @@ impl Publisher {
         let began = std::time::Instant::now();
         let generation = generation(&self.store).await?;
         let mut round = Round::default();
-        if generation != self.seen.load(Ordering::Relaxed) {
-            round.new_plans = self.compile_plans().await?;
-        }
-        let compiled = began.elapsed();
-        round.new_overrides = self.compile_overrides().await?;
         // A new broker connection (at start, after the broker restarted) gets every
-        // current document again, since an embedded broker forgets retained messages.
+        // current document again, since an embedded broker forgets retained messages. What
+        // is stored goes first: compiling a city's plans again after a restart (15 s for
+        // 10,000) must not keep the documents in force from the gateways.
         let epoch = self
             .mqtt
             .as_ref()
             .filter(|m| m.connected())
             .map_or(0, |m| m.epoch());
-        let resend = epoch != 0 && epoch != self.synced.load(Ordering::Relaxed);
-        round.republished = resend;
+        if epoch != 0 && epoch != self.synced.load(Ordering::Relaxed) {
+            let (published, unpublished) = self.publish_pending(Some(epoch)).await?;
+            round.republished = true;
+            round.published += published;
+            round.unpublished += unpublished;
+            if unpublished == 0 {
+                self.synced.store(epoch, Ordering::Relaxed);
+            }
+        }
+        let compiling = std::time::Instant::now();
+        if self.seen.load(Ordering::Relaxed) == -1
+            && compiled_at(&self.store, &self.build).await? == Some(generation)
+        {
+            // The first round of this process: the stored plans are this build's, at this
+            // generation; compiling them again would only find them unchanged.
+            self.seen.store(generation, Ordering::Relaxed);
+        }
+        if generation != self.seen.load(Ordering::Relaxed) {
+            round.new_plans = self.compile_plans().await?;
+            round.compiled = true;
+            set_compiled_at(&self.store, generation, &self.build).await?;
+        }
+        let compiled = compiling.elapsed();
+        round.new_overrides = self.compile_overrides().await?;
         let stored = !(round.new_plans.is_empty() && round.new_overrides.is_empty());
         if stored && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let (published, unpublished) = self.publish_pending(resend.then_some(epoch)).await?;
-        round.published = published;
-        round.unpublished = unpublished;
-        if resend && unpublished == 0 {
-            self.synced.store(epoch, Ordering::Relaxed);
-        }
+        let (published, unpublished) = self.publish_pending(None).await?;
+        round.published += published;
+        round.unpublished += unpublished;
+        let (published, unpublished) = (round.published, round.unpublished);
         if published + unpublished > 0 || !round.new_plans.is_empty() {
             tracing::info!(
                 new_plans = round.new_plans.len(),
@@ -435,6 +457,15 @@ impl Publisher {
         every: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
+        // The documents in force go out again as soon as the broker is there, so the first
+        // round republishes before it compiles (a city's plans take seconds to compile, and
+        // the gateways must not wait for that after a restart).
+        if let Some(mqtt) = &self.mqtt {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = mqtt.first_connection(FIRST_CONNECTION_WAIT) => {}
+            }
+        }
         loop {
             let retry = match self.round().await {
                 Ok(r) => r.skipped || r.unpublished > 0,
@@ -460,6 +491,55 @@ impl Publisher {
         }
     }
 }
+
+/// Which build of the server this is, to tell whether stored plans are its own work: the
+/// version with the executable's size and modification time (a rebuilt or upgraded server
+/// compiles again; when in doubt, it compiles).
+fn build_id() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .ok()
+        .and_then(|m| {
+            let at = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            Some(format!("{} {}", m.len(), at.as_nanos()))
+        });
+    match exe {
+        Some(exe) => format!("{} {exe}", env!("CARGO_PKG_VERSION")),
+        // Unknown: a build id that matches nothing stored, so plans are compiled.
+        None => format!("unknown {}", std::process::id()),
+    }
+}
+
+/// The generation the stored plans were compiled at, when `build` compiled them.
+async fn compiled_at(store: &Store, build: &str) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query("SELECT generation FROM plans_compiled WHERE id = 1 AND build = $1")
+            .bind(build)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|r| r.try_get("generation"))
+            .transpose()?,
+    )
+}
+
+async fn set_compiled_at(store: &Store, generation: i64, build: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO plans_compiled (id, generation, build) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, build = excluded.build",
+    )
+    .bind(generation)
+    .bind(build)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// How long the first round waits for the broker at start (then it compiles without).
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 pub fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

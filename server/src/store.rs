@@ -95,6 +95,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "idempotency keys",
         include_str!("../migrations/sqlite/0005_idempotency.sql"),
     ),
+    (
+        6,
+        "plans compiled",
+        include_str!("../migrations/sqlite/0006_plans_compiled.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -121,6 +126,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "idempotency keys",
         include_str!("../migrations/postgres/0005_idempotency.sql"),
+    ),
+    (
+        6,
+        "plans compiled",
+        include_str!("../migrations/postgres/0006_plans_compiled.sql"),
     ),
 ];
 

@@ -1,5 +1,6 @@
 //! The store on both databases.
 
+use nightscape_core::clock::Clock;
 use nightscape_server::store::{Audit, Store, generation};
 
 use crate::common::*;
@@ -205,6 +206,79 @@ async fn two_replicas_count_each_telemetry_slice_of_energy_once() {
         assert!(
             (wh - 100.0).abs() < 1e-6,
             "{}: cursor {cursor:?} (from {NOW_MS}); {metrics}; {wh} Wh counted for 100 Wh of telemetry received by two replicas",
+            db.label
+        );
+        db.drop_now().await;
+    }
+}
+
+/// A restart of the same build with nothing changed does not compile the city's plans
+/// again (10,000 took 15 s, and the first round waited on it); a library change or another
+/// build does.
+#[tokio::test]
+async fn a_restart_with_nothing_changed_keeps_the_stored_plans() {
+    for db in Db::both("compiled").await {
+        let (state, clock) = app_state(&db.url).await;
+        let first = state.publisher.round().await.unwrap();
+        assert!(first.compiled, "{}: the first start compiles", db.label);
+        assert!(!first.new_plans.is_empty(), "{}", db.label);
+        let again = state.publisher.round().await.unwrap();
+        assert!(!again.compiled, "{}: nothing changed", db.label);
+
+        // The same build started again on the same store.
+        let (restarted, _) = app_state(&db.url).await;
+        let round = restarted.publisher.round().await.unwrap();
+        assert!(
+            !round.compiled && round.new_plans.is_empty(),
+            "{}: plans kept as stored",
+            db.label
+        );
+
+        // A library change: compiled, and only the changed site's gateway gets a plan.
+        let path = "sites/nonsan-city-hall/scenes/cityhall-late.toml";
+        let text = restarted
+            .store
+            .library()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|f| f.path == path)
+            .unwrap()
+            .text;
+        restarted
+            .store
+            .write_library(
+                &[(path.into(), Some(format!("{text}\n# edited\n")))],
+                "test",
+                clock.now_ms(),
+                &[],
+            )
+            .await
+            .unwrap();
+        let round = restarted.publisher.round().await.unwrap();
+        assert!(round.compiled, "{}", db.label);
+        assert_eq!(
+            round
+                .new_plans
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>(),
+            ["cityhall-gw"],
+            "{}",
+            db.label
+        );
+
+        // Plans another build compiled are compiled again.
+        sqlx::query("UPDATE plans_compiled SET build = 'another build'")
+            .execute(restarted.store.pool())
+            .await
+            .unwrap();
+        let (upgraded, _) = app_state(&db.url).await;
+        let round = upgraded.publisher.round().await.unwrap();
+        assert!(round.compiled, "{}: another build's plans", db.label);
+        assert!(
+            round.new_plans.is_empty(),
+            "{}: and found unchanged",
             db.label
         );
         db.drop_now().await;
