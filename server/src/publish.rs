@@ -360,52 +360,61 @@ impl Publisher {
     /// With `resend_on`, a new connection's epoch, every current document is sent, on that
     /// connection only (one made since is the next round's, which sends everything again).
     async fn publish_pending(&self, resend_on: Option<u64>) -> Result<(usize, usize), StoreError> {
-        // Overrides first: they are small and urgent (a blackout), plans large and rarely
-        // pressing. Only the documents to send are read, not every row's plan.
-        let mut pending = Vec::new();
-        for (leaf, column) in [(Topic::Overrides, "overrides"), (Topic::Plan, "plan")] {
-            let waiting = if resend_on.is_some() {
-                ""
-            } else {
-                " AND {c}_published < {c}_version"
-            };
-            let rows = sqlx::query(&format!(
-                "SELECT gateway, {{c}}_version AS version, {{c}}_signed AS signed FROM gateways \
-                 WHERE removed = 0 AND {{c}}_version IS NOT NULL AND {{c}}_signed IS NOT NULL{waiting} \
-                 ORDER BY gateway"
-            ).replace("{c}", column))
-            .fetch_all(self.store.pool())
-            .await?;
-            for r in rows {
-                let gateway: String = r.try_get("gateway")?;
-                if let Ok(gateway) = gateway.parse::<GatewayId>() {
-                    let version: i64 = r.try_get("version")?;
-                    let signed: String = r.try_get("signed")?;
-                    pending.push((leaf, gateway, version, signed));
-                }
-            }
-        }
         let synced = resend_on.unwrap_or_else(|| self.synced.load(Ordering::Relaxed));
-        let Some(mqtt) = self
+        let mqtt = self
             .mqtt
             .as_ref()
-            .filter(|m| m.connected() && m.epoch() == synced)
-        else {
-            return Ok((0, pending.len()));
-        };
+            .filter(|m| m.connected() && m.epoch() == synced);
         let (mut sent, mut waiting) = (0, 0);
         // Sent concurrently: the broker acknowledges in order, and a city of gateways is
         // not published one round trip at a time.
         let mut inflight = tokio::task::JoinSet::new();
-        for (leaf, gateway, v, text) in pending {
-            let topic = wire::topic(&self.topic_prefix, &gateway, leaf);
-            let mqtt = mqtt.clone();
-            inflight.spawn(async move {
-                let r = mqtt
-                    .publish(topic, text.into_bytes(), true, QoS::AtLeastOnce)
-                    .await;
-                (gateway, leaf, v, r)
-            });
+        // Overrides first: they are small and urgent (a blackout), plans large and rarely
+        // pressing. Only the documents to send are read, not every row's plan, a page at a
+        // time: the first page is on its way while the next is read (a city's documents
+        // after a restart, read while the intake stores the backlog, took 10 s in one query).
+        for (leaf, column) in [(Topic::Overrides, "overrides"), (Topic::Plan, "plan")] {
+            let waiting_only = if resend_on.is_some() {
+                ""
+            } else {
+                " AND {c}_published < {c}_version"
+            };
+            let mut after = String::new();
+            loop {
+                let rows = sqlx::query(&format!(
+                    "SELECT gateway, {{c}}_version AS version, {{c}}_signed AS signed FROM gateways \
+                     WHERE removed = 0 AND {{c}}_version IS NOT NULL AND {{c}}_signed IS NOT NULL{waiting_only} \
+                     AND gateway > $1 ORDER BY gateway LIMIT {PAGE}"
+                ).replace("{c}", column))
+                .bind(&after)
+                .fetch_all(self.store.pool())
+                .await?;
+                let last_page = rows.len() < PAGE;
+                for r in rows {
+                    let gateway: String = r.try_get("gateway")?;
+                    after.clone_from(&gateway);
+                    let Ok(gateway) = gateway.parse::<GatewayId>() else {
+                        continue;
+                    };
+                    let Some(mqtt) = mqtt else {
+                        waiting += 1;
+                        continue;
+                    };
+                    let version: i64 = r.try_get("version")?;
+                    let signed: String = r.try_get("signed")?;
+                    let topic = wire::topic(&self.topic_prefix, &gateway, leaf);
+                    let mqtt = mqtt.clone();
+                    inflight.spawn(async move {
+                        let r = mqtt
+                            .publish(topic, signed.into_bytes(), true, QoS::AtLeastOnce)
+                            .await;
+                        (gateway, leaf, version, r)
+                    });
+                }
+                if last_page {
+                    break;
+                }
+            }
         }
         let mut acknowledged = Vec::new();
         while let Some(done) = inflight.join_next().await {
@@ -537,6 +546,9 @@ async fn set_compiled_at(store: &Store, generation: i64, build: &str) -> Result<
     .await?;
     Ok(())
 }
+
+/// Documents read per query when publishing.
+const PAGE: usize = 1000;
 
 /// How long the first round waits for the broker at start (then it compiles without).
 const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(10);
