@@ -94,12 +94,15 @@ fn embedded_broker(port: u16) -> Result<()> {
             max_connections: 1024,
             max_outgoing_packet_count: 200,
             // The router keeps what was published on each subscription's log, up to this many
-            // segments of this size, and drops the oldest after. Every subscriber here is in
-            // the same process and keeps up, so a small log does; a large one only lets the
-            // process grow (8 MiB × 4 per filter before). The soak's slow growth of resident
-            // memory (about 8 MiB an hour) is not from here: it stayed with this bound.
-            max_segment_size: 1024 * 1024,
-            max_segment_count: 2,
+            // segments of this size, and drops the oldest after: a subscriber further behind
+            // than that skips ahead. Every subscriber here is in this process and keeps up;
+            // 128 KiB is about 200 of the server's busiest messages, over a minute of `up`.
+            // A kept message also keeps alive the whole read buffer it arrived in, so the
+            // logs cost far more than their bytes: with 1 MiB × 2 the soak's resident memory
+            // grew 8 MiB an hour (the quiet subscriptions' logs take hours to fill); with
+            // this it levels off within the first half hour.
+            max_segment_size: 32 * 1024,
+            max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: rumqttd::Strategy::default(),

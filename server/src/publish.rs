@@ -9,6 +9,11 @@
 //! Rounds are serialized across replicas by a PostgreSQL advisory lock (a process mutex on
 //! SQLite), run when a change is notified (in process, or LISTEN/NOTIFY between replicas),
 //! and every few seconds when the change generation moved, as a safety net.
+//!
+//! A new broker connection gets every current document again before anything is compiled,
+//! and a process whose build already compiled the stored plans at the current generation
+//! (`plans_compiled`) does not compile them again at start: after a restart the gateways
+//! hear from the server in seconds, not after a city's plans are compiled.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
