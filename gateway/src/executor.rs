@@ -233,9 +233,10 @@ impl Executor {
                 .cue(scene, cue.brightness, now_ms - lead, fade);
             self.cue = Some(cue);
             self.render(now_ms);
-            // A frame's worth of a long fade can be less than one step of every channel (an
-            // 8 s fade up from dark moves 0.8 of a step in 25 ms): start further back until
-            // the first frame shows a step, so the answer is seen at once whatever the fade.
+            // A frame's worth of a long fade can be less than one step of every channel (City
+            // Hall's 60 s late look fading out from full moves no channel in 25 ms: the
+            // output curve is flat near the top): start further back until the first frame
+            // shows a step, so the answer is seen at once whatever the fade.
             if let Some(before) = before {
                 let mut lead = lead;
                 while self.channels == before && lead < fade_ms {
