@@ -68,7 +68,10 @@ pub fn parse_start(text: &str) -> Result<i64> {
         .as_millisecond())
 }
 
-fn embedded_broker(port: u16) -> Result<()> {
+/// The embedded broker's log segments (see `max_segment_size` below).
+const SEGMENT: usize = 32 * 1024;
+
+fn embedded_broker(port: u16, gateways: usize) -> Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // rumqttd logs a taken port and carries on; find out first and say what to change.
     TcpListener::bind(addr).with_context(|| {
@@ -96,13 +99,14 @@ fn embedded_broker(port: u16) -> Result<()> {
             // The router keeps what was published on each subscription's log, up to this many
             // segments of this size, and drops the oldest after: a subscriber further behind
             // than that skips ahead. Every subscriber here is in this process and keeps up;
-            // 128 KiB is about 200 of the server's busiest messages, over a minute of `up`.
+            // the bound holds a city-wide order's answers twice over (an ack and a state of
+            // about 1 KiB from every gateway), and at least 128 KiB (over a minute of `up`).
             // A kept message also keeps alive the whole read buffer it arrived in, so the
             // logs cost far more than their bytes: with 1 MiB × 2 the soak's resident memory
             // grew 8 MiB an hour (the quiet subscriptions' logs take hours to fill); with
-            // this it levels off within the first half hour.
-            max_segment_size: 32 * 1024,
-            max_segment_count: 4,
+            // 32 KiB × 4 it levels off within the first half hour.
+            max_segment_size: SEGMENT,
+            max_segment_count: (4 * gateways * 1024).div_ceil(SEGMENT).max(4),
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: rumqttd::Strategy::default(),
@@ -178,7 +182,13 @@ pub fn run(options: Options) -> Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("creating {}", options.data_dir.display()))?;
     let password = admin_password(&options.data_dir, options.admin_password.as_deref())?;
-    embedded_broker(options.mqtt_port)?;
+    let gateways = checked
+        .library
+        .sites
+        .values()
+        .map(|s| s.gateways.len())
+        .sum();
+    embedded_broker(options.mqtt_port, gateways)?;
     let clock: Arc<dyn Clock> = if options.time_scale == 1.0 && start.is_none() {
         Arc::new(SystemClock::new())
     } else {

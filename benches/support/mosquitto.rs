@@ -40,10 +40,16 @@ pub fn start(dir: &Path, settings: &str) -> Mosquitto {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("mosquitto is installed (.ci/run installs it)");
-    let broker = Mosquitto { child, port };
+    let mut broker = Mosquitto { child, port };
     for _ in 0..500 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return broker;
+        }
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            panic!(
+                "mosquitto exited ({status}): check {} (a setting this version lacks?)",
+                conf.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -171,9 +171,13 @@ impl Publisher {
         if stored && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let (published, unpublished) = self.publish_pending(None).await?;
-        round.published += published;
-        round.unpublished += unpublished;
+        // After a republish that left documents unsent, the next round sends them (and
+        // these): counting them again here would only inflate the figure.
+        if round.unpublished == 0 {
+            let (published, unpublished) = self.publish_pending(None).await?;
+            round.published += published;
+            round.unpublished += unpublished;
+        }
         let (published, unpublished) = (round.published, round.unpublished);
         if published + unpublished > 0 || !round.new_plans.is_empty() {
             tracing::info!(
