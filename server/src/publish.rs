@@ -370,10 +370,25 @@ impl Publisher {
     /// connection only (one made since is the next round's, which sends everything again).
     async fn publish_pending(&self, resend_on: Option<u64>) -> Result<(usize, usize), StoreError> {
         let synced = resend_on.unwrap_or_else(|| self.synced.load(Ordering::Relaxed));
-        let mqtt = self
+        let Some(mqtt) = self
             .mqtt
             .as_ref()
-            .filter(|m| m.connected() && m.epoch() == synced);
+            .filter(|m| m.connected() && m.epoch() == synced)
+        else {
+            // No broker to send to: count what waits, without reading the documents (a
+            // city's worth every retry while the broker is away).
+            let mut waiting = 0;
+            for column in ["overrides", "plan"] {
+                let n: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM gateways WHERE {}",
+                    pending_filter(column, resend_on.is_some())
+                ))
+                .fetch_one(self.store.pool())
+                .await?;
+                waiting += usize::try_from(n).unwrap_or(0);
+            }
+            return Ok((0, waiting));
+        };
         let (mut sent, mut waiting) = (0, 0);
         // Sent concurrently: the broker acknowledges in order, and a city of gateways is
         // not published one round trip at a time.
@@ -383,18 +398,13 @@ impl Publisher {
         // time: the first page is on its way while the next is read (a city's documents
         // after a restart, read while the intake stores the backlog, took 10 s in one query).
         for (leaf, column) in [(Topic::Overrides, "overrides"), (Topic::Plan, "plan")] {
-            let waiting_only = if resend_on.is_some() {
-                ""
-            } else {
-                " AND {c}_published < {c}_version"
-            };
             let mut after = String::new();
             loop {
                 let rows = sqlx::query(&format!(
-                    "SELECT gateway, {{c}}_version AS version, {{c}}_signed AS signed FROM gateways \
-                     WHERE removed = 0 AND {{c}}_version IS NOT NULL AND {{c}}_signed IS NOT NULL{waiting_only} \
-                     AND gateway > $1 ORDER BY gateway LIMIT {PAGE}"
-                ).replace("{c}", column))
+                    "SELECT gateway, {column}_version AS version, {column}_signed AS signed FROM gateways \
+                     WHERE {} AND gateway > $1 ORDER BY gateway LIMIT {PAGE}",
+                    pending_filter(column, resend_on.is_some())
+                ))
                 .bind(&after)
                 .fetch_all(self.store.pool())
                 .await?;
@@ -403,10 +413,6 @@ impl Publisher {
                     let gateway: String = r.try_get("gateway")?;
                     after.clone_from(&gateway);
                     let Ok(gateway) = gateway.parse::<GatewayId>() else {
-                        continue;
-                    };
-                    let Some(mqtt) = mqtt else {
-                        waiting += 1;
                         continue;
                     };
                     let version: i64 = r.try_get("version")?;
@@ -554,6 +560,17 @@ async fn set_compiled_at(store: &Store, generation: i64, build: &str) -> Result<
     .execute(store.pool())
     .await?;
     Ok(())
+}
+
+/// The rows whose `column` document (`plan` or `overrides`) is to be sent: every current
+/// one when `all` (a new connection), else those not yet published.
+fn pending_filter(column: &str, all: bool) -> String {
+    let mut filter =
+        format!("removed = 0 AND {column}_version IS NOT NULL AND {column}_signed IS NOT NULL");
+    if !all {
+        filter.push_str(&format!(" AND {column}_published < {column}_version"));
+    }
+    filter
 }
 
 /// Documents read per query when publishing.

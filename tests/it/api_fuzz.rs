@@ -25,7 +25,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_unlike_the_document() 
         .unwrap()
         .to_owned();
     let examples = std::env::var("NIGHTSCAPE_API_FUZZ_EXAMPLES").unwrap_or_else(|_| "10".into());
+    // schemathesis keeps a cache in its working directory: the scratch one, not the repo.
+    let st_dir = data.with_extension("st");
+    std::fs::create_dir_all(&st_dir).unwrap();
     let out = std::process::Command::new("st")
+        .current_dir(&st_dir)
         .arg("run")
         .arg(format!("http://{}/api/openapi.json", up.http))
         .args(["-H", &format!("Authorization: Bearer {token}")])
