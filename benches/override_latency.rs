@@ -7,8 +7,9 @@
 //! the simulator with City Hall's controllers.
 //! The API is called over a real socket with an operator's bearer token; the time runs from
 //! writing the request to the simulator decoding a changed frame. Overrides and releases
-//! alternate, so every step changes what the site shows; the two scenes cut instead of
-//! fading, so the output stands still between steps.
+//! alternate; each override asks for a scene other than the one the schedule plays at that
+//! moment, so every step changes what the site shows, whatever the hour the benchmark runs.
+//! City Hall's scenes cut instead of fading, so the output stands still between steps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/mosquitto.rs"]
@@ -147,23 +148,37 @@ async fn main() {
     let port = broker.port;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = nightscape_server::files::read_dir(&root.join("scenes")).unwrap();
-    // The two scenes cut instead of fading over 8 s, so the output stands still between
-    // steps and the change the simulator sees is the answer to the request, not the next
-    // frame of a fade still under way. (That the first frame of a long fade shows a step is
-    // the executor's own test.)
+    // City Hall's scenes cut instead of fading (over 8 s, or 60 s late at night), so the
+    // output stands still between steps and the change the simulator sees is the answer to
+    // the request, not the next frame of a fade still under way. (That the first frame of a
+    // long fade shows a step is the executor's own test.)
     for f in &mut sources {
-        if f.path.ends_with("cityhall-blue-hour.toml")
-            || f.path.ends_with("cityhall-civic-white.toml")
-        {
-            assert!(
-                f.text.contains("fade_ms = 8000"),
-                "{}: the benchmark's scene changed",
-                f.path
-            );
-            f.text = f.text.replace("fade_ms = 8000", "fade_ms = 0");
+        if f.path.starts_with("sites/nonsan-city-hall/scenes/") {
+            let line = f
+                .text
+                .lines()
+                .find(|l| l.starts_with("fade_ms = "))
+                .unwrap_or_else(|| panic!("{}: the benchmark's scene has no fade", f.path))
+                .to_owned();
+            f.text = f.text.replace(&line, "fade_ms = 0");
         }
     }
     let library = nightscape_core::show::check(&sources).library;
+    // What the schedule plays at City Hall at a moment, to override it with something else.
+    let day = nightscape::clock::SystemClock::new()
+        .now_ms()
+        .div_euclid(86_400_000);
+    let evaluator = library
+        .evaluator(
+            &SITE.parse().unwrap(),
+            Arc::new(nightscape_core::sun::Almanac::new(day - 2, day + 3)),
+        )
+        .unwrap();
+    let scenes: Vec<String> = library
+        .scenes_of(&SITE.parse().unwrap())
+        .map(|s| s.id.to_string())
+        .collect();
+    assert!(scenes.len() >= 3, "City Hall has {scenes:?}");
     let site: SiteId = SITE.parse().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(nightscape::clock::SystemClock::new());
     let shutdown = CancellationToken::new();
@@ -267,11 +282,16 @@ async fn main() {
         let t0 = Instant::now();
         let (code, body) = match &override_id {
             None => {
-                let scene = if i % 4 == 0 {
-                    "cityhall-blue-hour"
-                } else {
-                    "cityhall-civic-white"
-                };
+                // Two scenes in turn, each time of those the schedule is not playing.
+                let playing = evaluator
+                    .cue_at(clock.now_ms())
+                    .scene
+                    .map(|s| s.to_string());
+                let others: Vec<&String> = scenes
+                    .iter()
+                    .filter(|s| Some(*s) != playing.as_ref())
+                    .collect();
+                let scene = others[(i / 2) % 2];
                 http.call(
                     "POST",
                     &format!("/api/sites/{SITE}/override"),
@@ -286,10 +306,13 @@ async fn main() {
             }
         };
         assert!((200..300).contains(&code), "{code} {body}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            tokio::time::timeout(Duration::from_secs(10), changes.changed())
+            tokio::time::timeout_at(deadline, changes.changed())
                 .await
-                .expect("the simulated fixtures changed within 10 s")
+                .unwrap_or_else(|_| {
+                    panic!("step {i}: the simulated fixtures did not change within 10 s of {body}")
+                })
                 .unwrap();
             if shown() != before {
                 break;

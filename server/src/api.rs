@@ -128,7 +128,7 @@ macro_rules! route {
 pub fn routes() -> Vec<Route> {
     vec![
         route!(GET "/", Viewer, "The dashboard: to the city overview", crate::web::root, (), ()).page().produces(&["text/html"]),
-        route!(GET "/login", Public, "The login page", crate::web::login_page, (), ()).page().produces(&["text/html"]),
+        route!(GET "/login", Public, "The login page (?next= the page to go on to)", crate::web::login_page, (), ()).query::<crate::web::LoginQuery>().page().produces(&["text/html"]),
         route!(POST "/login", Public, "The login form", crate::web::login_submit, (), ()).page().produces(&["text/html"]),
         route!(GET "/overview", Viewer, "The city overview page", crate::web::overview, (), ()).page().produces(&["text/html"]),
         route!(GET "/sites/{site}", Viewer, "A site's page: now, tonight, the week, limits, compliance; actions for its operators", crate::web::site, (), ()).page().produces(&["text/html"]),
@@ -468,8 +468,14 @@ async fn check_access(
     }
     let who = match principal(&state, request.headers()).await {
         Ok(Some(p)) => p,
+        // A page asked for without a session: the login page, which leads back to it.
         Ok(None) if page => {
-            return axum::response::Redirect::to("/login").into_response();
+            let back = match request.method() {
+                &Method::GET => request.uri().path_and_query().map(|p| p.as_str()),
+                _ => None,
+            };
+            return axum::response::Redirect::to(&crate::web::login_leading_to(back))
+                .into_response();
         }
         Ok(None) => {
             return ApiError::new(
@@ -1251,6 +1257,9 @@ pub struct CheckReport {
     pub errors: usize,
     pub warnings: usize,
     pub diagnostics: Vec<DiagnosticView>,
+    /// Adding dates: those the calendar already held, left as they were (YYYY-MM-DD).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub already: Vec<String>,
 }
 
 pub(crate) fn diagnostics(checked: &show::Checked, lang: Lang) -> CheckReport {
@@ -1277,6 +1286,7 @@ pub(crate) fn diagnostics(checked: &show::Checked, lang: Lang) -> CheckReport {
         errors,
         warnings: views.len() - errors,
         diagnostics: views,
+        already: Vec::new(),
     }
 }
 
@@ -1653,17 +1663,26 @@ async fn add_dates(
     };
     let (text, added) = nightscape_core::calendar::kasi::add_dates(&file.text, &known, &dates)
         .ok_or_else(|| invalid(format!("{path} has no `dates = [` list to add to")))?;
-    if added.is_empty() {
-        return Ok(Json(CheckReport {
+    let mut already: Vec<String> = dates
+        .iter()
+        .filter(|(d, _)| !added.contains(d))
+        .map(|(d, _)| d.to_string())
+        .collect();
+    already.sort();
+    already.dedup();
+    let mut report = if added.is_empty() {
+        CheckReport {
             ok: true,
             errors: 0,
             warnings: 0,
             diagnostics: Vec::new(),
-        }));
-    }
-    Ok(Json(
-        apply(state, who, vec![(path, Some(text))], action, lang).await?,
-    ))
+            already: Vec::new(),
+        }
+    } else {
+        apply(state, who, vec![(path, Some(text))], action, lang).await?
+    };
+    report.already = already;
+    Ok(Json(report))
 }
 
 async fn add_calendar_dates(

@@ -35,6 +35,40 @@ pub struct SiteOverview {
     pub off_local: Option<String>,
     pub off_at_ms: Option<i64>,
     pub open_faults: i64,
+    /// Controllers of the site with an open "unreachable" fault: some of its light may be
+    /// out while its gateways are connected.
+    pub unreachable_controllers: i64,
+    /// The one word for the site, worst first.
+    pub status: SiteStatus,
+}
+
+/// What staff should know of a site at a glance, worst first: a connected gateway whose
+/// controllers do not answer is not "online" in any sense a city cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteStatus {
+    /// A gateway is not connected (or the site has none): what it shows is not known.
+    Offline,
+    /// Connected, but a controller does not answer: part of the site may be dark.
+    Unreachable,
+    /// Connected, every controller answering, other faults open.
+    Fault,
+    /// Connected, no open fault.
+    Ok,
+}
+
+impl SiteStatus {
+    fn of(online: bool, open_faults: i64, unreachable: i64) -> SiteStatus {
+        if !online {
+            SiteStatus::Offline
+        } else if unreachable > 0 {
+            SiteStatus::Unreachable
+        } else if open_faults > 0 {
+            SiteStatus::Fault
+        } else {
+            SiteStatus::Ok
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -111,14 +145,23 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
     let gateways = gateways(&state.store).await?;
     let now = state.clock.now_ms();
     let almanac = Arc::new(Almanac::new(epoch_day(now) - 2, epoch_day(now) + 3));
-    let faults: Vec<(String, i64)> = sqlx::query(
-        "SELECT g.site, COUNT(*) AS n FROM faults f JOIN gateways g ON g.gateway = f.gateway \
+    // Open faults per site, and how many of them are controllers not answering.
+    let faults: Vec<(String, i64, i64)> = sqlx::query(
+        "SELECT g.site, COUNT(*) AS n, \
+         SUM(CASE WHEN f.kind = 'unreachable' THEN 1 ELSE 0 END) AS unreachable \
+         FROM faults f JOIN gateways g ON g.gateway = f.gateway \
          WHERE f.status <> 'closed' GROUP BY g.site",
     )
     .fetch_all(state.store.pool())
     .await?
     .iter()
-    .map(|r| Ok((r.try_get("site")?, r.try_get("n")?)))
+    .map(|r| {
+        Ok((
+            r.try_get("site")?,
+            r.try_get("n")?,
+            r.try_get("unreachable")?,
+        ))
+    })
     .collect::<Result<_, StoreError>>()?;
     let mut out = Vec::new();
     for site in checked.library.sites.values() {
@@ -142,13 +185,18 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
                 }
             }
         }
+        let online = !mine.is_empty() && mine.iter().all(|g| g.online);
+        let (open_faults, unreachable) = faults
+            .iter()
+            .find(|(s, _, _)| s == site.id.as_str())
+            .map_or((0, 0), |(_, n, u)| (*n, *u));
         out.push(SiteOverview {
             site: site.id.clone(),
             name: site.name.ko.clone(),
             name_en: site.name.en.clone(),
             lat: site.location.lat,
             lon: site.location.lon,
-            online: !mine.is_empty() && mine.iter().all(|g| g.online),
+            online,
             cue: mine
                 .first()
                 .and_then(|g| g.state.as_ref())
@@ -158,10 +206,9 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
             off_at_ms: off,
             on_local: on.map(|t| clock_time(t, &site.time_zone)),
             off_local: off.map(|t| clock_time(t, &site.time_zone)),
-            open_faults: faults
-                .iter()
-                .find(|(s, _)| s == site.id.as_str())
-                .map_or(0, |(_, n)| *n),
+            open_faults,
+            unreachable_controllers: unreachable,
+            status: SiteStatus::of(online, open_faults, unreachable),
         });
     }
     Ok(out)

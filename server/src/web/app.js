@@ -17,18 +17,26 @@ if (switcher) {
 // the gateways' acknowledgement refreshed every two seconds.
 const csrf = () => document.getElementById("logout")?.dataset.csrf || "";
 const say = (text) => { const r = document.getElementById("action-result"); if (r) r.textContent = text; };
-async function act(method, url, body) {
+// `instead`, given the answer, may return what to say in place of `sent` (and not reload).
+async function act(method, url, body, instead) {
   const r = document.getElementById("action-result");
   const res = await fetch(url, {
     method,
     headers: { "content-type": "application/json", "x-csrf-token": csrf() },
     body: body ? JSON.stringify(body) : undefined,
   });
+  // A session that ended meanwhile: log in again and come back to this page.
+  if (res.status === 401) {
+    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    return;
+  }
   const answer = res.status === 204 ? {} : await res.json().catch(() => ({}));
   if (!res.ok) {
     say(`${r?.dataset.failed || "Failed"}: ${answer.error?.message || res.status}`);
+  } else if (instead?.(answer)) {
+    say(instead(answer));
   } else {
-    say([r?.dataset.sent || "Sent", ...(answer.warnings || [])].join(" "));
+    say([r?.dataset.sent || "Sent", ...(Array.isArray(answer.warnings) ? answer.warnings : [])].join(" "));
     setTimeout(() => location.reload(), 1500);
   }
 }
@@ -105,7 +113,7 @@ document.getElementById("add-date")?.addEventListener("submit", (e) => {
   const f = e.currentTarget;
   act("POST", `/api/calendars/${f.calendar.value}/dates?lang=${document.documentElement.lang}`, {
     dates: [{ date: f.date.value, name: f.name.value }],
-  });
+  }, (answer) => answer.already?.length ? `${f.dataset.already} ${answer.already.join(", ")}` : null);
 });
 
 // The city-wide action, after a confirmation.

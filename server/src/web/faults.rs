@@ -15,6 +15,19 @@ use crate::api::ApiError;
 use crate::auth::Principal;
 use crate::read;
 
+/// A fault in words staff can act on, in the page's language, from its kind; the
+/// gateway's own sentence (English, with the measurements) follows it, smaller.
+pub fn fault_problem(l: super::Lang, f: &read::FaultView) -> String {
+    let plain = match f.kind.as_str() {
+        "unreachable" => t(l, "fault-kind-unreachable"),
+        "status" => t(l, "fault-kind-status"),
+        "did-not-light" => t(l, "fault-kind-did-not-light"),
+        "send" => t(l, "fault-kind-send"),
+        other => other,
+    };
+    format!("{}<br><small>{}</small>", esc(plain), esc(&f.message))
+}
+
 pub async fn faults(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
@@ -105,13 +118,12 @@ pub async fn faults(
             };
             let _ = write!(
                 main,
-                "<tr data-fault=\"{}\"><td>{}<br><small>{}</small></td><td>{}</td><td>{} <small>({})</small></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-fault=\"{}\"><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 f.id,
                 esc(&site_name(&f.gateway)),
                 esc(&f.gateway),
                 esc(&f.source),
-                esc(&f.message),
-                esc(&f.kind),
+                fault_problem(l, f),
                 esc(&local_time(&tz, f.opened_at_ms)),
                 esc(&status),
                 last

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use axum::Extension;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use nightscape_core::diag::Lang;
@@ -319,19 +319,78 @@ const JS: &str = include_str!("app.js");
 
 // ---- login ----
 
-pub async fn login_page(lang: PageLang) -> Response {
-    login_form(lang, None, StatusCode::OK)
+/// The login page's query: the page to go on to once logged in.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct LoginQuery {
+    /// A path of this dashboard (`/sites/nonsan-city-hall`); anything else leads to the
+    /// overview.
+    pub next: Option<String>,
 }
 
-fn login_form(lang: PageLang, problem: Option<&str>, status: StatusCode) -> Response {
+/// Bytes kept as they are in the `next` of a login address: the rest is percent-encoded.
+fn kept_in_query(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~/".contains(&b)
+}
+
+/// The login page's address, leading back to `back` (a path with its query) when given.
+pub fn login_leading_to(back: Option<&str>) -> String {
+    match back.and_then(dashboard_page) {
+        Some(back) if back != "/" && back != "/overview" => {
+            let mut url = String::from("/login?next=");
+            for b in back.bytes() {
+                if kept_in_query(b) {
+                    url.push(char::from(b));
+                } else {
+                    let _ = write!(url, "%{b:02X}");
+                }
+            }
+            url
+        }
+        _ => "/login".into(),
+    }
+}
+
+/// `next` when it is a page of this dashboard: a path on this host (not `//host`, not
+/// `/\host`, which browsers read as another site), not the login page or the API, and
+/// printable; otherwise nothing.
+fn dashboard_page(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next != "/login"
+        && !next.starts_with("/login?")
+        && !next.starts_with("/api/")
+        && next.len() <= 2048
+        && next.bytes().all(|b| (0x21..0x7f).contains(&b));
+    ok.then_some(next)
+}
+
+pub async fn login_page(
+    lang: PageLang,
+    query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = query.map(|Query(q)| q.next).unwrap_or_default();
+    login_form(lang, None, next.as_deref(), StatusCode::OK)
+}
+
+fn login_form(
+    lang: PageLang,
+    problem: Option<&str>,
+    next: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let l = lang.lang;
     let mut main = format!("<h1>{}</h1>", esc(t(l, "login-title")));
     if let Some(p) = problem {
         let _ = write!(main, "<p class=\"problem\" role=\"alert\">{}</p>", esc(p));
     }
+    let next = next
+        .and_then(dashboard_page)
+        .map(|n| format!("<input type=\"hidden\" name=\"next\" value=\"{}\">", esc(n)))
+        .unwrap_or_default();
     let _ = write!(
         main,
-        "<form method=\"post\" action=\"/login\" class=\"login\"><label for=\"name\">{}</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required><label for=\"password\">{}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button type=\"submit\">{}</button></form>",
+        "<form method=\"post\" action=\"/login\" class=\"login\">{next}<label for=\"name\">{}</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required><label for=\"password\">{}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button type=\"submit\">{}</button></form>",
         esc(t(l, "login-name")),
         esc(t(l, "login-password")),
         esc(t(l, "login-submit"))
@@ -346,6 +405,9 @@ fn login_form(lang: PageLang, problem: Option<&str>, status: StatusCode) -> Resp
 pub struct LoginForm {
     pub name: String,
     pub password: String,
+    /// The page to go on to (from the login page's `?next=`).
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 pub async fn login_submit(
@@ -358,11 +420,17 @@ pub async fn login_submit(
     // axum's plain-text refusal.
     let Ok(Form(form)) = form else {
         let l = lang.lang;
-        return login_form(lang, Some(t(l, "login-failed")), StatusCode::BAD_REQUEST);
+        return login_form(
+            lang,
+            Some(t(l, "login-failed")),
+            None,
+            StatusCode::BAD_REQUEST,
+        );
     };
+    let next = form.next.as_deref().and_then(dashboard_page);
     match crate::api::log_in(&state, &headers, &form.name, &form.password).await {
         Ok((_, cookie)) => {
-            let mut r = Redirect::to("/overview").into_response();
+            let mut r = Redirect::to(next.unwrap_or("/overview")).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -375,7 +443,7 @@ pub async fn login_submit(
                 (StatusCode::UNAUTHORIZED, "login-failed")
             };
             let l = lang.lang;
-            login_form(lang, Some(t(l, key)), status)
+            login_form(lang, Some(t(l, key)), next, status)
         }
     }
 }
@@ -482,13 +550,16 @@ pub async fn overview(
             main,
             "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\">{leader}<circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
             id = esc(s.site.as_str()),
-            label = esc(&format!("{} {name}", n + 1)),
-            class = if !s.online {
-                "offline"
-            } else if lit {
-                "lit"
-            } else {
-                "dark"
+            label = esc(&format!("{} {name}: {}", n + 1, status_text(l, s.status))),
+            // Filled as the site is lit; ringed as it needs looking at.
+            class = match (s.status, lit) {
+                (read::SiteStatus::Offline, _) => "offline",
+                (read::SiteStatus::Unreachable, true) => "lit unreachable",
+                (read::SiteStatus::Unreachable, false) => "dark unreachable",
+                (read::SiteStatus::Fault, true) => "lit fault",
+                (read::SiteStatus::Fault, false) => "dark fault",
+                (read::SiteStatus::Ok, true) => "lit",
+                (read::SiteStatus::Ok, false) => "dark",
             },
             ty = y + 6.0,
             num = n + 1,
@@ -554,15 +625,19 @@ pub async fn overview(
             name = esc(name),
             alt = esc(&format!("{name}: {}", t(l, "preview-alt"))),
             st = esc(t(l, "site-status")),
-            oc = if s.online { "online" } else { "offline" },
-            online = esc(t(
-                l,
-                if s.online {
-                    "site-online"
-                } else {
-                    "site-offline"
-                }
-            )),
+            oc = match s.status {
+                read::SiteStatus::Ok => "online",
+                read::SiteStatus::Fault => "fault",
+                read::SiteStatus::Unreachable | read::SiteStatus::Offline => "offline",
+            },
+            online = match s.status {
+                read::SiteStatus::Unreachable => esc(&format!(
+                    "{} ({})",
+                    status_text(l, s.status),
+                    s.unreachable_controllers
+                )),
+                other => esc(status_text(l, other)),
+            },
             now = esc(t(l, "site-cue")),
             cue = cue,
             tonight = esc(t(l, "site-tonight")),
@@ -586,6 +661,16 @@ pub async fn overview(
     main.push_str("</ul></section>");
     let title = t(l, "overview-title");
     Ok(page(lang, Some(&who), title, "/overview", &main))
+}
+
+/// A site's status in words.
+fn status_text(l: Lang, status: read::SiteStatus) -> &'static str {
+    match status {
+        read::SiteStatus::Ok => t(l, "status-ok"),
+        read::SiteStatus::Fault => t(l, "status-fault"),
+        read::SiteStatus::Unreachable => t(l, "status-unreachable"),
+        read::SiteStatus::Offline => t(l, "status-offline"),
+    }
 }
 
 /// Markers at `points`, moved apart until none is nearer than `gap` to another, each as
@@ -831,7 +916,7 @@ pub async fn site(
                 main,
                 "<li class=\"offline\">{} · {} · {}</li>",
                 esc(&f.source),
-                esc(&f.message),
+                faults::fault_problem(l, f),
                 esc(&site_time(tz, f.opened_at_ms, true))
             );
         }

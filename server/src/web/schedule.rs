@@ -113,7 +113,8 @@ pub async fn schedule(
         let index = state.store.library_index().await?;
         let _ = write!(
             main,
-            "<form id=\"add-date\" class=\"form\"><h3>{}</h3><label for=\"calendar\">{}</label><select id=\"calendar\" name=\"calendar\">",
+            "<form id=\"add-date\" class=\"form\" data-already=\"{}\"><h3>{}</h3><label for=\"calendar\">{}</label><select id=\"calendar\" name=\"calendar\">",
+            esc(t(l, "schedule-already")),
             esc(t(l, "schedule-add-date")),
             esc(t(l, "schedule-calendar"))
         );

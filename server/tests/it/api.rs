@@ -223,7 +223,13 @@ async fn every_route_has_a_row_in_the_role_matrix_and_every_no_is_enforced() {
                     r.method, reply.text
                 );
                 if want == StatusCode::SEE_OTHER {
-                    assert_eq!(reply.headers["location"], "/login");
+                    // ... which leads back to the page asked for.
+                    let back = if r.method == "GET" && path != "/" && path != "/overview" {
+                        format!("/login?next={path}")
+                    } else {
+                        "/login".to_owned()
+                    };
+                    assert_eq!(reply.headers["location"], back.as_str(), "{label}: {path}");
                 } else if r.page {
                     // A page refuses with a page, in Korean by default, saying why.
                     assert!(
@@ -239,6 +245,79 @@ async fn every_route_has_a_row_in_the_role_matrix_and_every_no_is_enforced() {
         }
     }
     assert!(denials >= 50, "only {denials} denials were checked");
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn the_login_page_leads_back_to_the_page_asked_for_and_only_to_this_dashboard() {
+    let db = Db::sqlite("login-next").await;
+    let (state, _) = app_state(&db.url).await;
+    let asked = "/schedule?month=2027-01&lang=en";
+    let reply = call(&state, request("GET", asked, &As::Nobody, None)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let login = reply.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(login, "/login?next=/schedule%3Fmonth%3D2027-01%26lang%3Den");
+    let page = call(&state, request("GET", &login, &As::Nobody, None)).await;
+    assert!(
+        page.text.contains(
+            r#"<input type="hidden" name="next" value="/schedule?month=2027-01&amp;lang=en">"#
+        ),
+        "{}",
+        page.text
+    );
+    let submit = |next: &str| {
+        let body = format!(
+            "name=admin&password={}&next={}",
+            ADMIN_PASSWORD,
+            next.replace('%', "%25")
+                .replace('&', "%26")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+                .replace('\\', "%5C")
+        );
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let back = call(&state, submit("/schedule?month=2027-01&lang=en")).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.text);
+    assert_eq!(back.headers["location"], asked);
+    // Another site, however it is written, the API or a broken path: the overview.
+    for elsewhere in [
+        "//evil.example/",
+        "/\\evil.example/",
+        "https://evil.example/",
+        "/api/me",
+        "/login",
+        "/sites/a b",
+        "",
+    ] {
+        let r = call(&state, submit(elsewhere)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{elsewhere}: {}", r.text);
+        assert_eq!(r.headers["location"], "/overview", "{elsewhere}");
+    }
+    // A wrong password keeps where the login leads.
+    let wrong = call(
+        &state,
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(
+                "name=admin&password=nope&next=/faults",
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.text.contains(r#"name="next" value="/faults""#),
+        "{}",
+        wrong.text
+    );
     db.drop_now().await;
 }
 
@@ -751,6 +830,27 @@ async fn a_temporary_holiday_is_one_request_and_next_years_holidays_one_import()
     );
     let audit = state.store.audit_log(1).await.unwrap();
     assert_eq!(audit[0].action, "calendar.add-dates");
+    assert!(r.json.get("already").is_none(), "{}", r.text);
+    // The same day again (a second click): said to be there already, nothing written.
+    let rows = state.store.audit_log(1000).await.unwrap().len();
+    let again = call(
+        &state,
+        request(
+            "POST",
+            "/api/calendars/kr-holidays/dates",
+            &admin,
+            Some(json!({"dates": [{"date": "2026-12-28", "name": "임시공휴일"}]})),
+        ),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(
+        again.json["already"],
+        json!(["2026-12-28"]),
+        "{}",
+        again.text
+    );
+    assert_eq!(state.store.audit_log(1000).await.unwrap().len(), rows);
 
     // The shipped calendar has 2027 already; the service's answer adds nothing, and a
     // refusal says why.

@@ -52,17 +52,35 @@ async fn axe(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
-/// Data for the pages to show: an open and a closed fault, energy for some nights, a
-/// city-wide dim in force.
+/// What a page must say (in Korean, the default) about the seeded data.
+const SAYS: &[(&str, &str)] = &[
+    // City Hall's gateway is connected and its controller does not answer.
+    ("overview", "제어기 응답 없음 (1)"),
+    ("site", "제어기가 응답하지 않습니다"),
+    ("faults", "제어기가 응답하지 않습니다"),
+];
+
+/// Data for the pages to show: City Hall's gateway connected with an open fault (its
+/// controller does not answer) and a closed one, energy for some nights, a city-wide dim
+/// in force.
 async fn seed(server: &nightscape_server::Server) {
     let pool = server.state.store.pool();
     server.state.publisher.round().await.unwrap();
+    sqlx::query("UPDATE gateways SET online = 1 WHERE gateway = 'cityhall-gw'")
+        .execute(pool)
+        .await
+        .unwrap();
     for (status, closed) in [("open", None), ("closed", Some(NOW_MS - 3_600_000))] {
         sqlx::query(
-            "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms, closed_at_ms) VALUES ('cityhall-gw', 'cityhall-art', $1, $2, 'no answer for 3 s', $3, $4)",
+            "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms, closed_at_ms) VALUES ('cityhall-gw', 'cityhall-art', $1, $2, $3, $4, $5)",
         )
-        .bind(if closed.is_some() { "timeout" } else { "status" })
+        .bind(if closed.is_some() { "status" } else { "unreachable" })
         .bind(status)
+        .bind(if closed.is_some() {
+            "status reports lamp-fault"
+        } else {
+            "unreachable: no ArtPollReply to 3 polls in a row"
+        })
         .bind(NOW_MS - 7_200_000)
         .bind(closed)
         .execute(pool)
@@ -119,6 +137,12 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
             .await;
             for p in axe(&browser).await {
                 problems.push(format!("{path} at {width}: {p}"));
+            }
+            let text = browser.run("return document.body.innerText;").await;
+            for (_, says) in SAYS.iter().filter(|(page, _)| page == name) {
+                if !text.as_str().unwrap_or_default().contains(says) {
+                    problems.push(format!("{path} at {width}: does not say {says:?}"));
+                }
             }
             let sizes = browser
                 .run("return [document.documentElement.scrollWidth, window.innerWidth];")

@@ -11,6 +11,7 @@ use nightscape_core::wire::{
 };
 use nightscape_server::auth::Role;
 use nightscape_server::mqtt::BrokerConfig;
+use nightscape_server::read::SiteStatus;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -219,6 +220,34 @@ async fn gateway_messages_are_stored_once_faults_open_and_close_and_impostors_ar
             open,
         }),
     };
+    // The gateway is connected: its state says so.
+    let online = wire::State {
+        schema: wire::SCHEMA,
+        gateway: "cityhall-gw".parse().unwrap(),
+        online: true,
+        plan_version: Some(version as u64),
+        plan_hash: None,
+        cue: None,
+        overrides: Vec::new(),
+        blackout: false,
+        uptime_s: 1,
+        clock_trusted: true,
+    };
+    gw.publish(
+        topic("cityhall-gw", wire::Topic::State),
+        QoS::AtLeastOnce,
+        true,
+        wire::encode(&online),
+    )
+    .await
+    .unwrap();
+    let status = |overview: &[nightscape_server::read::SiteOverview]| {
+        let s = overview
+            .iter()
+            .find(|s| s.site.as_str() == "nonsan-city-hall")
+            .unwrap();
+        (s.status, s.open_faults, s.unreachable_controllers)
+    };
     for e in [event("e1", true), event("e1", true), event("e2", true)] {
         gw.publish(
             topic("cityhall-gw", wire::Topic::Event),
@@ -281,6 +310,15 @@ async fn gateway_messages_are_stored_once_faults_open_and_close_and_impostors_ar
         (faults[0].status.as_str(), faults[0].kind.as_str()),
         ("open", "unreachable")
     );
+    // Connected, but a controller does not answer: the overview does not call it well.
+    assert_eq!(
+        status(
+            &nightscape_server::read::overview(&server.state)
+                .await
+                .unwrap()
+        ),
+        (SiteStatus::Unreachable, 1, 1)
+    );
     let memorial: Option<i64> =
         sqlx::query_scalar("SELECT acked_plan FROM gateways WHERE gateway = 'memorial-gw'")
             .fetch_one(store.pool())
@@ -301,6 +339,14 @@ async fn gateway_messages_are_stored_once_faults_open_and_close_and_impostors_ar
         assert!(tokio::time::Instant::now() < deadline, "the fault closes");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        status(
+            &nightscape_server::read::overview(&server.state)
+                .await
+                .unwrap()
+        ),
+        (SiteStatus::Ok, 0, 0)
+    );
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
