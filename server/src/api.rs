@@ -1837,13 +1837,13 @@ pub struct Created {
     pub warnings: Vec<String>,
 }
 
-async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Created>> {
+async fn create_override(state: &AppState, lang: Lang, o: Override) -> ApiResult<Json<Created>> {
     if o.reason.trim().is_empty() || o.reason.chars().count() > 500 {
         return Err(invalid(
             "reason: say why in 1 to 500 characters (it goes into the audit log and the gateways' documents)",
         ));
     }
-    let warnings = curfew_warnings(state, &o).await?;
+    let warnings = curfew_warnings(state, lang, &o).await?;
     overrides::insert(&state.store, &o).await?;
     state.publisher.kick.notify_one();
     Ok(Json(Created { made: o, warnings }))
@@ -1851,8 +1851,8 @@ async fn create_override(state: &AppState, o: Override) -> ApiResult<Json<Create
 
 /// A scene override that starts inside a site's curfew plays at the curfew level (dark by
 /// default) unless a curfew exception is in force, and one under a blackout shows nothing
-/// until it is released: say so, instead of a silent success.
-async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String>> {
+/// until it is released: say so, instead of a silent success, in the asker's language.
+async fn curfew_warnings(state: &AppState, lang: Lang, o: &Override) -> ApiResult<Vec<String>> {
     if o.kind != Kind::Scene {
         return Ok(Vec::new());
     }
@@ -1879,13 +1879,20 @@ async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String
             .collect();
         list.retain(|x| x.from_ms <= o.from_ms);
         let cue = ev.cue_with(o.from_ms, &list);
-        match cue.cause {
-            nightscape_core::schedule::Cause::Curfew { .. } => out.push(format!(
-                "`{}` is in its curfew: the override plays at the curfew level ({} %) until sunrise, unless an admin grants a curfew exception",
-                site.id,
-                site.limits.curfew_level.pct()
+        let level = site.limits.curfew_level.pct();
+        let name = &site.name.ko;
+        match (cue.cause, lang) {
+            (nightscape_core::schedule::Cause::Curfew { .. }, Lang::Ko) => out.push(format!(
+                "{name}: 소등 시각 제한 중이라 일출까지 제한 밝기({level:.0} %)로만 켜집니다. 관리자가 예외를 허가하면 지정한 대로 켜집니다."
             )),
-            nightscape_core::schedule::Cause::Blackout => out.push(format!(
+            (nightscape_core::schedule::Cause::Curfew { .. }, Lang::En) => out.push(format!(
+                "`{}` is in its curfew: the override plays at the curfew level ({level:.0} %) until sunrise, unless an admin grants a curfew exception",
+                site.id,
+            )),
+            (nightscape_core::schedule::Cause::Blackout, Lang::Ko) => out.push(format!(
+                "{name}: 긴급 소등 중이라 소등을 해제해야 지정한 장면이 보입니다."
+            )),
+            (nightscape_core::schedule::Cause::Blackout, Lang::En) => out.push(format!(
                 "`{}` is blacked out: the override shows only once the blackout is released",
                 site.id
             )),
@@ -1898,6 +1905,7 @@ async fn curfew_warnings(state: &AppState, o: &Override) -> ApiResult<Vec<String
 async fn site_override(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(site): Path<String>,
     Body(req): Body<SiteOverride>,
 ) -> ApiResult<Json<Created>> {
@@ -1933,6 +1941,7 @@ async fn site_override(
     }
     create_override(
         &state,
+        lang,
         Override {
             scene: Some(req.scene),
             brightness_pct: req.brightness_pct,
@@ -1953,6 +1962,7 @@ async fn site_override(
 async fn site_blackout(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Path(site): Path<String>,
     Body(req): Body<Blackout>,
 ) -> ApiResult<Json<Created>> {
@@ -1974,6 +1984,7 @@ async fn site_blackout(
     }
     create_override(
         &state,
+        lang,
         Override {
             until_ms: req.until_ms,
             ..Override::new(
@@ -1992,6 +2003,7 @@ async fn site_blackout(
 async fn city_override(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Language(lang): Language,
     Body(mut req): Body<CityOverride>,
 ) -> ApiResult<Json<Created>> {
     let lib = state.store.checked_library().await?;
@@ -2090,6 +2102,7 @@ async fn city_override(
     }
     create_override(
         &state,
+        lang,
         Override {
             scene: req.scene,
             brightness_pct: req.brightness_pct,

@@ -22,7 +22,12 @@ async function act(method, url, body, instead) {
   const r = document.getElementById("action-result");
   const res = await fetch(url, {
     method,
-    headers: { "content-type": "application/json", "x-csrf-token": csrf() },
+    // Warnings and refusals come back in the page's language.
+    headers: {
+      "content-type": "application/json",
+      "x-csrf-token": csrf(),
+      "accept-language": document.documentElement.lang,
+    },
     body: body ? JSON.stringify(body) : undefined,
   });
   // A session that ended meanwhile: log in again and come back to this page.

@@ -1125,6 +1125,26 @@ async fn an_override_inside_the_curfew_says_it_will_not_show_without_an_exceptio
             "POST",
             "/api/sites/nonsan-city-hall/override",
             &operator,
+            Some(body.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // In Korean unless asked otherwise: staff read it on the site page.
+    let warning = r.json["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("논산시청")
+            && warning.contains("소등 시각")
+            && warning.contains("예외"),
+        "{}",
+        r.json
+    );
+    let r = call(
+        &state,
+        request(
+            "POST",
+            "/api/sites/nonsan-city-hall/override?lang=en",
+            &operator,
             Some(body),
         ),
     )
