@@ -107,10 +107,26 @@ pub fn draw(layout: &Layout, view: &View, colours: &[Rgb], title: &str, caption:
         height: view.height,
         rgb,
     };
-    text(&mut image, 16, 14, 2, title, [235, 235, 240]);
-    text(&mut image, 16, 40, 1, caption, [150, 155, 170]);
+    // Text keeps a 16 px margin on both sides: a title too long for its size is drawn
+    // smaller, and whatever still does not fit ends in "..".
+    let room = i64::from(view.width) - 32;
+    let (scale, title) = fit(title, room, 2);
+    text(&mut image, 16, 14, scale, &title, [235, 235, 240]);
+    let (_, caption) = fit(caption, room, 1);
+    text(&mut image, 16, 40, 1, &caption, [150, 155, 170]);
     scale_bar(&mut image, view);
     image
+}
+
+/// `s` at the largest scale up to `scale` at which it fits in `room` pixels, else at
+/// scale 1, cut to fit and ending in "..".
+fn fit(s: &str, room: i64, scale: i64) -> (i64, String) {
+    let n = i64::try_from(s.chars().count()).unwrap_or(i64::MAX);
+    if let Some(k) = (1..=scale).rev().find(|k| n.saturating_mul(8 * k) <= room) {
+        return (k, s.to_owned());
+    }
+    let keep = usize::try_from(room / 8 - 2).unwrap_or(0);
+    (1, s.chars().take(keep).chain("..".chars()).collect())
 }
 
 /// Linear light being accumulated for a picture.
@@ -216,4 +232,27 @@ fn scale_bar(image: &mut Image, view: &View) {
         &format!("{metres} m"),
         grey,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn text_is_drawn_smaller_then_cut_to_fit_its_room() {
+        assert_eq!(
+            fit("cityhall-blue-hour", 288, 2),
+            (2, "cityhall-blue-hour".into())
+        );
+        let long = "Nonsan City Hall - cityhall-blue-hour";
+        assert_eq!(fit(long, 768, 2), (2, long.into()));
+        assert_eq!(fit(long, 400, 2), (1, long.into()));
+        let (scale, cut) = fit(long, 288, 2);
+        assert_eq!(
+            (scale, cut.as_str()),
+            (1, "Nonsan City Hall - cityhall-blue-h..")
+        );
+        assert!(cut.chars().count() * 8 <= 288);
+        assert_eq!(fit("anything", 8, 1), (1, "..".into()));
+    }
 }

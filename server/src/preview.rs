@@ -92,6 +92,9 @@ pub fn gif_bytes(
     Ok(bytes)
 }
 
+/// Pictures narrower than this carry a short title and caption.
+const NARROW: u32 = 600;
+
 /// What a site shows at an instant, before it is drawn.
 pub struct SiteLight {
     pub layout: Layout,
@@ -99,7 +102,9 @@ pub struct SiteLight {
     pub scene: Option<SceneId>,
     pub brightness: Level,
     pub source: Source,
-    title: String,
+    /// The site's English name (the font has no Hangul), and the scene's id or "dark".
+    site_name: String,
+    scene_label: String,
     local: String,
 }
 
@@ -151,34 +156,45 @@ pub async fn site_light(
                 .to_string()
         })
         .unwrap_or_default();
-    let title = format!(
-        "{} - {}",
-        s.name.en.as_deref().unwrap_or(site.as_str()),
-        scene.as_ref().map_or("dark", |x| x.as_str())
-    );
     Ok(Some(SiteLight {
         layout,
         colours,
+        site_name: s.name.en.clone().unwrap_or_else(|| site.to_string()),
+        scene_label: scene.as_ref().map_or("dark", |x| x.as_str()).to_owned(),
         scene,
         brightness,
         source,
-        title,
         local,
     }))
 }
 
 impl SiteLight {
     /// The picture, `width` pixels wide. The captions are English: the core's font has no
-    /// Hangul, and the page around the picture carries the Korean.
+    /// Hangul, and the page around the picture carries the Korean. A narrow picture (the
+    /// overview's cards, beside the site's name) says the scene, the time and the level only.
     pub fn draw(&self, width: u32) -> Image {
-        let caption = format!(
-            "computed, not measured  |  {} cue  |  {}  |  {} %",
-            self.source.as_str(),
-            self.local,
-            self.brightness.pct().round()
-        );
+        let (title, caption) = if width < NARROW {
+            (
+                self.scene_label.clone(),
+                format!(
+                    "computed  |  {}  |  {} %",
+                    self.local.get(11..16).unwrap_or(&self.local),
+                    self.brightness.pct().round()
+                ),
+            )
+        } else {
+            (
+                format!("{} - {}", self.site_name, self.scene_label),
+                format!(
+                    "computed, not measured  |  {} cue  |  {}  |  {} %",
+                    self.source.as_str(),
+                    self.local,
+                    self.brightness.pct().round()
+                ),
+            )
+        };
         let view = View::fit(&self.layout, width);
-        preview::draw(&self.layout, &view, &self.colours, &self.title, &caption)
+        preview::draw(&self.layout, &view, &self.colours, &title, &caption)
     }
 
     /// Every fixture with where the picture `width` wide draws it and the colour it emits.
