@@ -9,7 +9,8 @@
 //! writing the request to the simulator decoding a changed frame. Overrides and releases
 //! alternate; each override asks for a scene other than the one the schedule plays at that
 //! moment, so every step changes what the site shows, whatever the hour the benchmark runs.
-//! City Hall's scenes cut instead of fading, so the output stands still between steps.
+//! City Hall's scenes cut instead of fading and their moving effects stand still, so the
+//! output stands still between steps (checked at every step).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/mosquitto.rs"]
@@ -148,22 +149,42 @@ async fn main() {
     let port = broker.port;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = nightscape_server::files::read_dir(&root.join("scenes")).unwrap();
-    // City Hall's scenes cut instead of fading (over 8 s, or 60 s late at night), so the
-    // output stands still between steps and the change the simulator sees is the answer to
-    // the request, not the next frame of a fade still under way. (That the first frame of a
-    // long fade shows a step is the executor's own test.)
+    // City Hall's scenes cut instead of fading (over 8 s, or 60 s late at night), and the
+    // blue hour's wave along the roofline stands still, so the output stands still between
+    // steps and the change the simulator sees is the answer to the request, not the next
+    // frame of a fade or a wave. (That the first frame of a long fade shows a step is the
+    // executor's own test.)
     for f in &mut sources {
         if f.path.starts_with("sites/nonsan-city-hall/scenes/") {
-            let line = f
+            let still: String = f
                 .text
                 .lines()
-                .find(|l| l.starts_with("fade_ms = "))
-                .unwrap_or_else(|| panic!("{}: the benchmark's scene has no fade", f.path))
-                .to_owned();
-            f.text = f.text.replace(&line, "fade_ms = 0");
+                .map(|l| {
+                    if l.starts_with("fade_ms = ") {
+                        "fade_ms = 0"
+                    } else if l.starts_with("speed_mps = ") {
+                        "speed_mps = 0.0"
+                    } else {
+                        l
+                    }
+                })
+                .flat_map(|l| [l, "\n"])
+                .collect();
+            assert_ne!(
+                still, f.text,
+                "{}: the benchmark's scene has no fade",
+                f.path
+            );
+            f.text = still;
         }
     }
-    let library = nightscape_core::show::check(&sources).library;
+    let checked = nightscape_core::show::check(&sources);
+    assert!(
+        checked.error_count() == 0,
+        "the benchmark's library: {:?}",
+        checked.diagnostics
+    );
+    let library = checked.library;
     // What the schedule plays at City Hall at a moment, to override it with something else.
     let day = nightscape::clock::SystemClock::new()
         .now_ms()
@@ -336,8 +357,15 @@ async fn main() {
                 }
             }
         }
-        // Let the last frames of this change land before the next is asked for.
+        // Let the last frames of this change land before the next is asked for; then the
+        // output must stand still, or the next sample would end at a frame of its own.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let settled = shown();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            shown() == settled,
+            "step {i}: the output moves by itself ({body}): the samples would measure frames"
+        );
     }
     let round_trips = mqtt_round_trips(n, port, &prefix).await;
 

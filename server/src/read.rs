@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nightscape_core::SiteId;
 use nightscape_core::sun::Almanac;
-use nightscape_core::wire::{self, ActiveCue, State};
+use nightscape_core::wire::{self, ActiveCue, FaultCode, State};
 use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::Row;
@@ -38,6 +38,11 @@ pub struct SiteOverview {
     /// Controllers of the site with an open "unreachable" fault: some of its light may be
     /// out while its gateways are connected.
     pub unreachable_controllers: i64,
+    /// Gateways of the site that cannot send DMX over IP: its Art-Net and sACN fixtures
+    /// show nothing new, or nothing.
+    pub not_sending: i64,
+    /// Gateways of the site, and how many of them are connected.
+    pub gateways_online: i64,
     /// The one word for the site, worst first.
     pub status: SiteStatus,
 }
@@ -49,6 +54,8 @@ pub struct SiteOverview {
 pub enum SiteStatus {
     /// A gateway is not connected (or the site has none): what it shows is not known.
     Offline,
+    /// Connected, but a gateway cannot send the lighting signal: the site may be dark.
+    NotSending,
     /// Connected, but a controller does not answer: part of the site may be dark.
     Unreachable,
     /// Connected, every controller answering, other faults open.
@@ -58,9 +65,11 @@ pub enum SiteStatus {
 }
 
 impl SiteStatus {
-    fn of(online: bool, open_faults: i64, unreachable: i64) -> SiteStatus {
+    pub fn of(online: bool, open_faults: i64, unreachable: i64, not_sending: i64) -> SiteStatus {
         if !online {
             SiteStatus::Offline
+        } else if not_sending > 0 {
+            SiteStatus::NotSending
         } else if unreachable > 0 {
             SiteStatus::Unreachable
         } else if open_faults > 0 {
@@ -145,21 +154,28 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
     let gateways = gateways(&state.store).await?;
     let now = state.clock.now_ms();
     let almanac = Arc::new(Almanac::new(epoch_day(now) - 2, epoch_day(now) + 3));
-    // Open faults per site, and how many of them are controllers not answering.
-    let faults: Vec<(String, i64, i64)> = sqlx::query(
+    // Open faults per site (of its gateways in the library), and how many of them are
+    // controllers not answering or gateways not sending.
+    let faults: Vec<(String, [i64; 3])> = sqlx::query(
         "SELECT g.site, COUNT(*) AS n, \
-         SUM(CASE WHEN f.kind = 'unreachable' THEN 1 ELSE 0 END) AS unreachable \
+         SUM(CASE WHEN f.kind = $1 THEN 1 ELSE 0 END) AS unreachable, \
+         SUM(CASE WHEN f.kind = $2 THEN 1 ELSE 0 END) AS not_sending \
          FROM faults f JOIN gateways g ON g.gateway = f.gateway \
-         WHERE f.status <> 'closed' GROUP BY g.site",
+         WHERE f.status <> 'closed' AND g.removed = 0 GROUP BY g.site",
     )
+    .bind(FaultCode::Unreachable.as_str())
+    .bind(FaultCode::Send.as_str())
     .fetch_all(state.store.pool())
     .await?
     .iter()
     .map(|r| {
         Ok((
             r.try_get("site")?,
-            r.try_get("n")?,
-            r.try_get("unreachable")?,
+            [
+                r.try_get("n")?,
+                r.try_get("unreachable")?,
+                r.try_get("not_sending")?,
+            ],
         ))
     })
     .collect::<Result<_, StoreError>>()?;
@@ -185,11 +201,12 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
                 }
             }
         }
-        let online = !mine.is_empty() && mine.iter().all(|g| g.online);
-        let (open_faults, unreachable) = faults
+        let gateways_online = mine.iter().filter(|g| g.online).count() as i64;
+        let online = !mine.is_empty() && gateways_online == mine.len() as i64;
+        let [open_faults, unreachable, not_sending] = faults
             .iter()
-            .find(|(s, _, _)| s == site.id.as_str())
-            .map_or((0, 0), |(_, n, u)| (*n, *u));
+            .find(|(s, _)| s == site.id.as_str())
+            .map_or([0; 3], |(_, n)| *n);
         out.push(SiteOverview {
             site: site.id.clone(),
             name: site.name.ko.clone(),
@@ -208,7 +225,9 @@ pub async fn overview(state: &Arc<AppState>) -> Result<Vec<SiteOverview>, StoreE
             off_local: off.map(|t| clock_time(t, &site.time_zone)),
             open_faults,
             unreachable_controllers: unreachable,
-            status: SiteStatus::of(online, open_faults, unreachable),
+            not_sending,
+            gateways_online,
+            status: SiteStatus::of(online, open_faults, unreachable, not_sending),
         });
     }
     Ok(out)

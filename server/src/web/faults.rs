@@ -15,15 +15,22 @@ use crate::api::ApiError;
 use crate::auth::Principal;
 use crate::read;
 
-/// A fault in words staff can act on, in the page's language, from its kind; the
-/// gateway's own sentence (English, with the measurements) follows it, smaller.
+/// A fault in words staff can act on, in the page's language, from its kind (what to
+/// check while it is open, what it was once closed); the gateway's own sentence (English,
+/// with the measurements) follows it, smaller.
 pub fn fault_problem(l: super::Lang, f: &read::FaultView) -> String {
-    let plain = match f.kind.as_str() {
-        "unreachable" => t(l, "fault-kind-unreachable"),
-        "status" => t(l, "fault-kind-status"),
-        "did-not-light" => t(l, "fault-kind-did-not-light"),
-        "send" => t(l, "fault-kind-send"),
-        other => other,
+    let open = f.status != "closed";
+    let plain = match (f.kind.as_str(), open) {
+        ("unreachable", true) => t(l, "fault-kind-unreachable"),
+        ("unreachable", false) => t(l, "fault-label-unreachable"),
+        ("status", true) => t(l, "fault-kind-status"),
+        ("status", false) => t(l, "fault-label-status"),
+        ("did-not-light", true) => t(l, "fault-kind-did-not-light"),
+        ("did-not-light", false) => t(l, "fault-label-did-not-light"),
+        ("send", true) => t(l, "fault-kind-send"),
+        ("send", false) => t(l, "fault-label-send"),
+        (_, true) => t(l, "fault-kind-other"),
+        (_, false) => t(l, "fault-label-other"),
     };
     format!("{}<br><small>{}</small>", esc(plain), esc(&f.message))
 }

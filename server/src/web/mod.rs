@@ -550,12 +550,16 @@ pub async fn overview(
             main,
             "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\">{leader}<circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
             id = esc(s.site.as_str()),
-            label = esc(&format!("{} {name}: {}", n + 1, status_text(l, s.status))),
+            label = esc(&format!("{} {name}: {}", n + 1, status_text(l, s))),
             // Filled as the site is lit; ringed as it needs looking at.
             class = match (s.status, lit) {
                 (read::SiteStatus::Offline, _) => "offline",
-                (read::SiteStatus::Unreachable, true) => "lit unreachable",
-                (read::SiteStatus::Unreachable, false) => "dark unreachable",
+                (read::SiteStatus::NotSending | read::SiteStatus::Unreachable, true) => {
+                    "lit unreachable"
+                }
+                (read::SiteStatus::NotSending | read::SiteStatus::Unreachable, false) => {
+                    "dark unreachable"
+                }
                 (read::SiteStatus::Fault, true) => "lit fault",
                 (read::SiteStatus::Fault, false) => "dark fault",
                 (read::SiteStatus::Ok, true) => "lit",
@@ -583,7 +587,23 @@ pub async fn overview(
             },
         );
     }
-    main.push_str("</svg></section>");
+    main.push_str("</svg>");
+    // What the markers' fills and rings say, in words as well as in colour.
+    let _ = write!(main, "<ul class=\"legend\">");
+    for (class, words) in [
+        ("lit", t(l, "legend-lit")),
+        ("dark", t(l, "legend-dark")),
+        ("dark fault", t(l, "status-fault")),
+        ("dark unreachable", t(l, "legend-unreachable")),
+        ("offline", t(l, "status-offline")),
+    ] {
+        let _ = write!(
+            main,
+            "<li><svg viewBox=\"0 0 40 40\" width=\"20\" height=\"20\" aria-hidden=\"true\"><circle cx=\"20\" cy=\"20\" r=\"14\" class=\"{class}\"/></svg> {}</li>",
+            esc(words)
+        );
+    }
+    main.push_str("</ul></section>");
     let _ = write!(
         main,
         "<section aria-labelledby=\"sites-h\"><h2 id=\"sites-h\">{}</h2><ul class=\"cards\">",
@@ -628,16 +648,11 @@ pub async fn overview(
             oc = match s.status {
                 read::SiteStatus::Ok => "online",
                 read::SiteStatus::Fault => "fault",
-                read::SiteStatus::Unreachable | read::SiteStatus::Offline => "offline",
+                read::SiteStatus::NotSending
+                | read::SiteStatus::Unreachable
+                | read::SiteStatus::Offline => "offline",
             },
-            online = match s.status {
-                read::SiteStatus::Unreachable => esc(&format!(
-                    "{} ({})",
-                    status_text(l, s.status),
-                    s.unreachable_controllers
-                )),
-                other => esc(status_text(l, other)),
-            },
+            online = esc(&status_text(l, s)),
             now = esc(t(l, "site-cue")),
             cue = cue,
             tonight = esc(t(l, "site-tonight")),
@@ -663,13 +678,23 @@ pub async fn overview(
     Ok(page(lang, Some(&who), title, "/overview", &main))
 }
 
-/// A site's status in words.
-fn status_text(l: Lang, status: read::SiteStatus) -> &'static str {
-    match status {
-        read::SiteStatus::Ok => t(l, "status-ok"),
-        read::SiteStatus::Fault => t(l, "status-fault"),
-        read::SiteStatus::Unreachable => t(l, "status-unreachable"),
-        read::SiteStatus::Offline => t(l, "status-offline"),
+/// A site's status in words, with the counts that matter.
+fn status_text(l: Lang, s: &read::SiteOverview) -> String {
+    match s.status {
+        read::SiteStatus::Ok => t(l, "status-ok").to_owned(),
+        read::SiteStatus::Fault => t(l, "status-fault").to_owned(),
+        read::SiteStatus::Unreachable => {
+            t(l, "status-unreachable").replace("{n}", &s.unreachable_controllers.to_string())
+        }
+        read::SiteStatus::NotSending => t(l, "status-not-sending").to_owned(),
+        // One gateway of several: say how many, the rest may be playing.
+        read::SiteStatus::Offline if s.gateways_online > 0 => {
+            let total = i64::try_from(s.gateways.len()).unwrap_or(i64::MAX);
+            t(l, "status-offline-some")
+                .replace("{n}", &(total - s.gateways_online).to_string())
+                .replace("{total}", &total.to_string())
+        }
+        read::SiteStatus::Offline => t(l, "status-offline").to_owned(),
     }
 }
 
@@ -916,8 +941,8 @@ pub async fn site(
                 main,
                 "<li class=\"offline\">{} · {} · {}</li>",
                 esc(&f.source),
-                faults::fault_problem(l, f),
-                esc(&site_time(tz, f.opened_at_ms, true))
+                esc(&site_time(tz, f.opened_at_ms, true)),
+                faults::fault_problem(l, f)
             );
         }
         let _ = write!(
@@ -1127,6 +1152,40 @@ mod tests {
         assert_eq!(placed[3], points[3], "a lone marker does not move");
         let drift = |k: usize| (placed[k].0 - points[k].0).hypot(placed[k].1 - points[k].1);
         assert!((0..3).all(|k| drift(k) < 60.0), "{placed:?}");
+    }
+
+    #[test]
+    fn a_login_leads_only_to_pages_of_this_dashboard() {
+        for page in [
+            "/faults",
+            "/schedule?month=2027-01",
+            "/library/a/%ED%95%9C.toml",
+        ] {
+            assert_eq!(dashboard_page(page), Some(page));
+        }
+        for elsewhere in [
+            "",
+            "faults",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\t/evil.example",
+            "/a\r\nb",
+            "/sites/한",
+            "/api/me",
+            "/login",
+            "/login?next=/faults",
+        ] {
+            assert_eq!(dashboard_page(elsewhere), None, "{elsewhere:?}");
+        }
+        assert_eq!(dashboard_page(&format!("/{}", "a".repeat(2048))), None);
+        assert_eq!(login_leading_to(None), "/login");
+        assert_eq!(login_leading_to(Some("/overview")), "/login");
+        assert_eq!(login_leading_to(Some("//evil.example")), "/login");
+        assert_eq!(
+            login_leading_to(Some("/energy?month=2026-11&lang=en")),
+            "/login?next=/energy%3Fmonth%3D2026-11%26lang%3Den"
+        );
     }
 
     #[test]

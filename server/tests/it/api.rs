@@ -293,12 +293,41 @@ async fn the_login_page_leads_back_to_the_page_asked_for_and_only_to_this_dashbo
         "/api/me",
         "/login",
         "/sites/a b",
+        "/\t/evil.example/",
+        "/x\r\nlocation: //evil.example/",
+        "/sites/한",
+        &format!("/{}", "a".repeat(3000)),
         "",
     ] {
         let r = call(&state, submit(elsewhere)).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{elsewhere}: {}", r.text);
         assert_eq!(r.headers["location"], "/overview", "{elsewhere}");
     }
+    // The login page itself offers no way elsewhere.
+    let page = call(
+        &state,
+        request(
+            "GET",
+            "/login?next=%2F%2Fevil.example%2F",
+            &As::Nobody,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("name=\"next\""), "{}", page.text);
+    // A path with its own percent-escapes comes back as it was asked for.
+    let asked = "/library/sites/nonsan-city-hall/scenes/%ED%95%9C.toml";
+    let reply = call(&state, request("GET", asked, &As::Nobody, None)).await;
+    let login = reply.headers["location"].to_str().unwrap().to_owned();
+    let page = call(&state, request("GET", &login, &As::Nobody, None)).await;
+    assert!(
+        page.text
+            .contains(&format!("name=\"next\" value=\"{asked}\"")),
+        "{login}: {}",
+        page.text
+    );
+    assert_eq!(call(&state, submit(asked)).await.headers["location"], asked);
     // A wrong password keeps where the login leads.
     let wrong = call(
         &state,
@@ -1177,6 +1206,130 @@ async fn the_overview_gives_tonight_in_each_sites_own_time() {
     assert_eq!(hall["on_local"], json!(null), "{hall}");
     assert_eq!(hall["off_local"], json!("00:00"), "{hall}");
     db.drop_now().await;
+}
+
+/// The overview's one word per site, on both stores: offline before anything else, a
+/// gateway that cannot send before controllers that do not answer, before other faults;
+/// closed faults, and faults of a gateway no longer in the library, count for nothing.
+#[tokio::test]
+async fn each_sites_status_says_the_worst_that_is_known_of_it() {
+    use nightscape_server::read::SiteStatus;
+    for db in Db::both("status").await {
+        let (state, _) = app_state(&db.url).await;
+        state.publisher.round().await.unwrap();
+        let pool = state.store.pool();
+        sqlx::query("UPDATE gateways SET online = 1")
+            .execute(pool)
+            .await
+            .unwrap();
+        // A second gateway at the council, offline; a gateway the library no longer has.
+        for (gateway, site, online, removed) in [
+            ("council-gw-b", "nonsan-council", 0, 0),
+            ("jeotgal-old", "ganggyeong-jeotgal-park", 1, 1),
+        ] {
+            sqlx::query(
+                "INSERT INTO gateways (gateway, site, online, removed) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(gateway)
+            .bind(site)
+            .bind(online)
+            .bind(removed)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("UPDATE gateways SET online = 0 WHERE gateway = 'arts-gw'")
+            .execute(pool)
+            .await
+            .unwrap();
+        for (gateway, source, kind, status) in [
+            ("cityhall-gw", "cityhall-art", "unreachable", "open"),
+            (
+                "cityhall-gw",
+                "cityhall-art-2",
+                "unreachable",
+                "acknowledged",
+            ),
+            ("cityhall-gw", "cityhall-art", "status", "open"),
+            ("memorial-gw", "gateway", "send", "open"),
+            ("memorial-gw", "memorial-modbus", "unreachable", "open"),
+            ("gyebaek-gw", "gyebaek-modbus", "status", "open"),
+            ("donam-gw", "donam-modbus", "unreachable", "closed"),
+            ("arts-gw", "arts-art", "unreachable", "open"),
+            ("jeotgal-old", "jeotgal-art", "unreachable", "open"),
+        ] {
+            sqlx::query(
+                "INSERT INTO faults (gateway, source, kind, status, message, opened_at_ms) VALUES ($1, $2, $3, $4, 'test', $5)",
+            )
+            .bind(gateway)
+            .bind(source)
+            .bind(kind)
+            .bind(status)
+            .bind(NOW_MS - 60_000)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        let overview = nightscape_server::read::overview(&state).await.unwrap();
+        let of = |site: &str| {
+            let s = overview.iter().find(|s| s.site.as_str() == site).unwrap();
+            (s.status, s.open_faults, s.unreachable_controllers)
+        };
+        assert_eq!(
+            of("nonsan-city-hall"),
+            (SiteStatus::Unreachable, 3, 2),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            of("chungnyeongtap"),
+            (SiteStatus::NotSending, 2, 1),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            of("gyebaek-bridge"),
+            (SiteStatus::Fault, 1, 0),
+            "{}",
+            db.label
+        );
+        assert_eq!(of("donam-seowon"), (SiteStatus::Ok, 0, 0), "{}", db.label);
+        assert_eq!(
+            of("nonsan-arts-center"),
+            (SiteStatus::Offline, 1, 1),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            of("nonsan-council"),
+            (SiteStatus::Offline, 0, 0),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            of("ganggyeong-jeotgal-park"),
+            (SiteStatus::Ok, 0, 0),
+            "{}",
+            db.label
+        );
+        // The page says it in words, with the counts.
+        let viewer = user(&state, "vera", Role::Viewer, &[]).await;
+        let page = call(&state, request("GET", "/overview", &viewer, None)).await;
+        for says in [
+            "제어기 2대 응답 없음",
+            "조명 신호를 보내지 못함",
+            "고장 있음",
+            "이상 없음",
+            "게이트웨이 2대 중 1대 연결 끊김",
+        ] {
+            assert!(
+                page.text.contains(says),
+                "{}: the overview does not say {says}",
+                db.label
+            );
+        }
+        db.drop_now().await;
+    }
 }
 
 /// `Idempotency-Key`: the same change sent twice is made once and answered the same; the

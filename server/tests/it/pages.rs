@@ -55,7 +55,7 @@ async fn axe(browser: &Browser) -> Vec<String> {
 /// What a page must say (in Korean, the default) about the seeded data.
 const SAYS: &[(&str, &str)] = &[
     // City Hall's gateway is connected and its controller does not answer.
-    ("overview", "제어기 응답 없음 (1)"),
+    ("overview", "제어기 1대 응답 없음"),
     ("site", "제어기가 응답하지 않습니다"),
     ("faults", "제어기가 응답하지 않습니다"),
 ];
