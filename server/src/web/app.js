@@ -36,6 +36,17 @@ async function act(method, url, body, instead) {
     return;
   }
   const answer = res.status === 204 ? {} : await res.json().catch(() => ({}));
+  // Someone else did it first (a colleague released the override, acknowledged the fault):
+  // say so in the page's language and show the page as it is now.
+  if (res.status === 409 && r?.dataset.conflict) {
+    say(r.dataset.conflict);
+    setTimeout(() => location.reload(), 2500);
+    return;
+  }
+  if (res.status === 403 && r?.dataset.forbidden) {
+    say(`${r.dataset.forbidden} (${answer.error?.message || res.status})`);
+    return;
+  }
   if (!res.ok) {
     say(`${r?.dataset.failed || "Failed"}: ${answer.error?.message || res.status}`);
   } else if (instead?.(answer)) {

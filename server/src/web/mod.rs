@@ -234,9 +234,11 @@ pub const TABLE_END: &str = "</table></div>";
 /// `app.js` fills it.
 pub fn action_result(l: Lang, sent: &'static str) -> String {
     format!(
-        "<p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\"></p>",
+        "<p id=\"action-result\" role=\"status\" data-sent=\"{}\" data-failed=\"{}\" data-conflict=\"{}\" data-forbidden=\"{}\"></p>",
         esc(t(l, sent)),
-        esc(t(l, "action-failed"))
+        esc(t(l, "action-failed")),
+        esc(t(l, "action-conflict")),
+        esc(t(l, "action-forbidden"))
     )
 }
 

@@ -337,6 +337,61 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
         first.as_str().map(str::to_owned),
         "the arrow key chose the next scene"
     );
+    // A colleague releases it while the page still offers to: the page says it was done
+    // elsewhere, in Korean, and shows the site as it is now.
+    browser
+        .wait_for(
+            "the page with its release button",
+            "return document.querySelector('button.release') !== null;",
+        )
+        .await;
+    assert!(
+        nightscape_server::overrides::release(
+            &server.state.store,
+            &active[0].id,
+            "colleague",
+            NOW_MS
+        )
+        .await
+        .unwrap()
+    );
+    browser
+        .run("document.querySelector('button.release').click(); return true;")
+        .await;
+    let said = browser
+        .wait_for(
+            "the answer to a release made twice",
+            "const r = document.getElementById('action-result'); return r && r.textContent.length > 0 ? r.textContent : null;",
+        )
+        .await;
+    assert!(
+        said.as_str()
+            .unwrap_or_default()
+            .contains("이미 다른 곳에서 처리"),
+        "{said}"
+    );
+    browser
+        .wait_for(
+            "the page without the released override",
+            "return document.readyState === 'complete' && document.querySelector('button.release') === null;",
+        )
+        .await;
+    // The session ends (another device logged out, an admin changed the password): the next
+    // action leads to the login page, which leads back here.
+    sqlx::query("DELETE FROM sessions")
+        .execute(server.state.store.pool())
+        .await
+        .unwrap();
+    browser
+        .run("document.getElementById('reason').value = '다시 지정'; document.querySelector('#override button[type=submit]').click(); return true;")
+        .await;
+    let at = browser
+        .wait_for(
+            "the login page",
+            "return location.pathname === '/login' ? location.search : null;",
+        )
+        .await;
+    assert_eq!(at, json!("?next=%2Fsites%2Fnonsan-city-hall"));
     drop(browser);
     shutdown.cancel();
     tracker.close();
