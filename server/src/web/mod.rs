@@ -577,8 +577,17 @@ pub async fn overview(
             } else {
                 String::new()
             },
+            // Right of the marker, or left of it where the name would run off the map
+            // (a Hangul syllable is about as wide as the 20 px font is tall).
             name_label = if crowded {
                 String::new()
+            } else if x + 20.0 + 20.0 * name.chars().count() as f64 > 1000.0 {
+                format!(
+                    "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
+                    x - 20.0,
+                    y + 6.0,
+                    esc(name)
+                )
             } else {
                 format!(
                     "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
