@@ -346,6 +346,18 @@ pub enum FaultCode {
 }
 
 impl FaultCode {
+    pub const ALL: [FaultCode; 4] = [
+        FaultCode::Unreachable,
+        FaultCode::Status,
+        FaultCode::DidNotLight,
+        FaultCode::Send,
+    ];
+
+    /// The code whose text form is `text` (as the server stores it).
+    pub fn from_text(text: &str) -> Option<FaultCode> {
+        FaultCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultCode::Unreachable => "unreachable",

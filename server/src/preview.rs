@@ -105,7 +105,8 @@ pub struct SiteLight {
     /// The site's English name (the font has no Hangul), and the scene's id or "dark".
     site_name: String,
     scene_label: String,
-    local: String,
+    /// The instant in the site's time zone.
+    local: Option<jiff::civil::DateTime>,
 }
 
 /// The light of `site` at `t_ms`; `None` when the site is not in the library.
@@ -149,13 +150,8 @@ pub async fn site_light(
     };
     let colours = decode(&layout, &channels).unwrap_or_default();
     let local = jiff::Timestamp::from_millisecond(t_ms)
-        .map(|ts| {
-            s.time_zone
-                .to_datetime(ts)
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default();
+        .ok()
+        .map(|ts| s.time_zone.to_datetime(ts));
     Ok(Some(SiteLight {
         layout,
         colours,
@@ -169,6 +165,12 @@ pub async fn site_light(
 }
 
 impl SiteLight {
+    fn local(&self, format: &str) -> String {
+        self.local
+            .map(|t| t.strftime(format).to_string())
+            .unwrap_or_default()
+    }
+
     /// The picture, `width` pixels wide. The captions are English: the core's font has no
     /// Hangul, and the page around the picture carries the Korean. A narrow picture (the
     /// overview's cards, beside the site's name) says the scene, the time and the level only.
@@ -178,7 +180,7 @@ impl SiteLight {
                 self.scene_label.clone(),
                 format!(
                     "computed  |  {}  |  {} %",
-                    self.local.get(11..16).unwrap_or(&self.local),
+                    self.local("%H:%M"),
                     self.brightness.pct().round()
                 ),
             )
@@ -188,7 +190,7 @@ impl SiteLight {
                 format!(
                     "computed, not measured  |  {} cue  |  {}  |  {} %",
                     self.source.as_str(),
-                    self.local,
+                    self.local("%Y-%m-%d %H:%M:%S"),
                     self.brightness.pct().round()
                 ),
             )

@@ -65,7 +65,7 @@ pub enum SiteStatus {
 }
 
 impl SiteStatus {
-    pub fn of(online: bool, open_faults: i64, unreachable: i64, not_sending: i64) -> SiteStatus {
+    fn of(online: bool, open_faults: i64, unreachable: i64, not_sending: i64) -> SiteStatus {
         if !online {
             SiteStatus::Offline
         } else if not_sending > 0 {

@@ -47,10 +47,11 @@ async function act(method, url, body, instead) {
     say(`${r.dataset.forbidden} (${answer.error?.message || res.status})`);
     return;
   }
+  const other = res.ok && instead?.(answer);
   if (!res.ok) {
     say(`${r?.dataset.failed || "Failed"}: ${answer.error?.message || res.status}`);
-  } else if (instead?.(answer)) {
-    say(instead(answer));
+  } else if (other) {
+    say(other);
   } else {
     say([r?.dataset.sent || "Sent", ...(Array.isArray(answer.warnings) ? answer.warnings : [])].join(" "));
     setTimeout(() => location.reload(), 1500);
@@ -127,7 +128,7 @@ document.querySelectorAll("button.ack").forEach((b) =>
 document.getElementById("add-date")?.addEventListener("submit", (e) => {
   e.preventDefault();
   const f = e.currentTarget;
-  act("POST", `/api/calendars/${f.calendar.value}/dates?lang=${document.documentElement.lang}`, {
+  act("POST", `/api/calendars/${f.calendar.value}/dates`, {
     dates: [{ date: f.date.value, name: f.name.value }],
   }, (answer) => answer.already?.length ? `${f.dataset.already} ${answer.already.join(", ")}` : null);
 });

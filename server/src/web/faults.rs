@@ -19,18 +19,19 @@ use crate::read;
 /// check while it is open, what it was once closed); the gateway's own sentence (English,
 /// with the measurements) follows it, smaller.
 pub fn fault_problem(l: super::Lang, f: &read::FaultView) -> String {
+    use nightscape_core::wire::FaultCode;
     let open = f.status != "closed";
-    let plain = match (f.kind.as_str(), open) {
-        ("unreachable", true) => t(l, "fault-kind-unreachable"),
-        ("unreachable", false) => t(l, "fault-label-unreachable"),
-        ("status", true) => t(l, "fault-kind-status"),
-        ("status", false) => t(l, "fault-label-status"),
-        ("did-not-light", true) => t(l, "fault-kind-did-not-light"),
-        ("did-not-light", false) => t(l, "fault-label-did-not-light"),
-        ("send", true) => t(l, "fault-kind-send"),
-        ("send", false) => t(l, "fault-label-send"),
-        (_, true) => t(l, "fault-kind-other"),
-        (_, false) => t(l, "fault-label-other"),
+    let plain = match (FaultCode::from_text(&f.kind), open) {
+        (Some(FaultCode::Unreachable), true) => t(l, "fault-kind-unreachable"),
+        (Some(FaultCode::Unreachable), false) => t(l, "fault-label-unreachable"),
+        (Some(FaultCode::Status), true) => t(l, "fault-kind-status"),
+        (Some(FaultCode::Status), false) => t(l, "fault-label-status"),
+        (Some(FaultCode::DidNotLight), true) => t(l, "fault-kind-did-not-light"),
+        (Some(FaultCode::DidNotLight), false) => t(l, "fault-label-did-not-light"),
+        (Some(FaultCode::Send), true) => t(l, "fault-kind-send"),
+        (Some(FaultCode::Send), false) => t(l, "fault-label-send"),
+        (None, true) => t(l, "fault-kind-other"),
+        (None, false) => t(l, "fault-label-other"),
     };
     format!("{}<br><small>{}</small>", esc(plain), esc(&f.message))
 }

@@ -553,19 +553,15 @@ pub async fn overview(
             "<a href=\"/sites/{id}\"><title>{label}</title><g data-site=\"{id}\">{leader}<circle cx=\"{x:.0}\" cy=\"{y:.0}\" r=\"15\" class=\"{class}\"/><text x=\"{x:.0}\" y=\"{ty:.0}\" class=\"num\">{num}</text>{name_label}</g></a>",
             id = esc(s.site.as_str()),
             label = esc(&format!("{} {name}: {}", n + 1, status_text(l, s))),
-            // Filled as the site is lit; ringed as it needs looking at.
-            class = match (s.status, lit) {
-                (read::SiteStatus::Offline, _) => "offline",
-                (read::SiteStatus::NotSending | read::SiteStatus::Unreachable, true) => {
-                    "lit unreachable"
-                }
-                (read::SiteStatus::NotSending | read::SiteStatus::Unreachable, false) => {
-                    "dark unreachable"
-                }
-                (read::SiteStatus::Fault, true) => "lit fault",
-                (read::SiteStatus::Fault, false) => "dark fault",
-                (read::SiteStatus::Ok, true) => "lit",
-                (read::SiteStatus::Ok, false) => "dark",
+            // Filled as the site is lit; ringed as it needs looking at (an offline site's
+            // light is not known: a hollow ring).
+            class = match s.status {
+                read::SiteStatus::Offline => "offline".to_owned(),
+                status => format!(
+                    "{} {}",
+                    if lit { "lit" } else { "dark" },
+                    status_class(status)
+                ),
             },
             ty = y + 6.0,
             num = n + 1,
@@ -656,13 +652,7 @@ pub async fn overview(
             name = esc(name),
             alt = esc(&format!("{name}: {}", t(l, "preview-alt"))),
             st = esc(t(l, "site-status")),
-            oc = match s.status {
-                read::SiteStatus::Ok => "online",
-                read::SiteStatus::Fault => "fault",
-                read::SiteStatus::NotSending
-                | read::SiteStatus::Unreachable
-                | read::SiteStatus::Offline => "offline",
-            },
+            oc = status_class(s.status),
             online = esc(&status_text(l, s)),
             now = esc(t(l, "site-cue")),
             cue = cue,
@@ -687,6 +677,16 @@ pub async fn overview(
     main.push_str("</ul></section>");
     let title = t(l, "overview-title");
     Ok(page(lang, Some(&who), title, "/overview", &main))
+}
+
+/// The class a site's status is drawn with, in its card and on the map's marker.
+fn status_class(status: read::SiteStatus) -> &'static str {
+    match status {
+        read::SiteStatus::Ok => "ok",
+        read::SiteStatus::Fault => "fault",
+        read::SiteStatus::NotSending | read::SiteStatus::Unreachable => "unreachable",
+        read::SiteStatus::Offline => "offline",
+    }
 }
 
 /// A site's status in words, with the counts that matter.

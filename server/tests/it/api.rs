@@ -1271,47 +1271,27 @@ async fn each_sites_status_says_the_worst_that_is_known_of_it() {
             .unwrap();
         }
         let overview = nightscape_server::read::overview(&state).await.unwrap();
-        let of = |site: &str| {
+        // (status, open faults, controllers not answering, gateways not sending,
+        // gateways connected)
+        for (site, want) in [
+            ("nonsan-city-hall", (SiteStatus::Unreachable, 3, 2, 0, 1)),
+            ("chungnyeongtap", (SiteStatus::NotSending, 2, 1, 1, 1)),
+            ("gyebaek-bridge", (SiteStatus::Fault, 1, 0, 0, 1)),
+            ("donam-seowon", (SiteStatus::Ok, 0, 0, 0, 1)),
+            ("nonsan-arts-center", (SiteStatus::Offline, 1, 1, 0, 0)),
+            ("nonsan-council", (SiteStatus::Offline, 0, 0, 0, 1)),
+            ("ganggyeong-jeotgal-park", (SiteStatus::Ok, 0, 0, 0, 1)),
+        ] {
             let s = overview.iter().find(|s| s.site.as_str() == site).unwrap();
-            (s.status, s.open_faults, s.unreachable_controllers)
-        };
-        assert_eq!(
-            of("nonsan-city-hall"),
-            (SiteStatus::Unreachable, 3, 2),
-            "{}",
-            db.label
-        );
-        assert_eq!(
-            of("chungnyeongtap"),
-            (SiteStatus::NotSending, 2, 1),
-            "{}",
-            db.label
-        );
-        assert_eq!(
-            of("gyebaek-bridge"),
-            (SiteStatus::Fault, 1, 0),
-            "{}",
-            db.label
-        );
-        assert_eq!(of("donam-seowon"), (SiteStatus::Ok, 0, 0), "{}", db.label);
-        assert_eq!(
-            of("nonsan-arts-center"),
-            (SiteStatus::Offline, 1, 1),
-            "{}",
-            db.label
-        );
-        assert_eq!(
-            of("nonsan-council"),
-            (SiteStatus::Offline, 0, 0),
-            "{}",
-            db.label
-        );
-        assert_eq!(
-            of("ganggyeong-jeotgal-park"),
-            (SiteStatus::Ok, 0, 0),
-            "{}",
-            db.label
-        );
+            let got = (
+                s.status,
+                s.open_faults,
+                s.unreachable_controllers,
+                s.not_sending,
+                s.gateways_online,
+            );
+            assert_eq!(got, want, "{}: {site}", db.label);
+        }
         // The page says it in words, with the counts.
         let viewer = user(&state, "vera", Role::Viewer, &[]).await;
         let page = call(&state, request("GET", "/overview", &viewer, None)).await;
