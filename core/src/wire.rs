@@ -389,11 +389,45 @@ pub enum Action {
         level: u8,
         seconds: u32,
     },
-    /// Republish state and rewrite every controller.
-    Resync,
+    /// Republish state and rewrite every controller. (Written with braces so that, like
+    /// every other action, it refuses fields it does not know: serde lets a unit variant of
+    /// an internally tagged enum take any.)
+    Resync {},
     /// Poll the Art-Net nodes and probe the Modbus controllers of the plan; the findings
     /// come back as an event, the ack says how many answered.
-    Discover,
+    Discover {},
+}
+
+/// The longest an identify or a channel test may last. A fixture left blinking all night
+/// by a typing mistake is what the bound is for, so the gateway checks it too.
+pub const COMMAND_MOST_S: u32 = 3600;
+
+impl Action {
+    /// Checks the action's bounds; the server checks them before sending and the gateway
+    /// again before running, so a command from anywhere else is held to the same rule.
+    pub fn check(&self) -> Result<(), String> {
+        let seconds = match self {
+            Action::Identify {
+                fixture,
+                controller,
+                seconds,
+            } => {
+                if fixture.is_none() == controller.is_none() {
+                    return Err("identify: name either a fixture or a controller".into());
+                }
+                *seconds
+            }
+            Action::ChannelTest { seconds, .. } => *seconds,
+            Action::Resync {} | Action::Discover {} => return Ok(()),
+        };
+        if (1..=COMMAND_MOST_S).contains(&seconds) {
+            Ok(())
+        } else {
+            Err(format!(
+                "seconds: give 1 to {COMMAND_MOST_S}, not {seconds}"
+            ))
+        }
+    }
 }
 
 /// A transient command; one that arrives after `expires_ms` is acked `expired`. (Unknown
@@ -428,6 +462,25 @@ mod tests {
             }
         );
         assert_eq!(decode::<Command>(&encode(&cmd)).unwrap(), cmd);
+        // Every action refuses fields it does not know, those without fields too.
+        for extra in [
+            br#"{"schema":1,"id":"c","expires_ms":0,"action":"resync","force":true}"#.as_slice(),
+            br#"{"schema":1,"id":"c","expires_ms":0,"action":"discover","all":1}"#,
+            br#"{"schema":1,"id":"c","expires_ms":0,"action":"identify","fixture":"f","controller":null,"seconds":3,"colour":"red"}"#,
+        ] {
+            assert!(
+                matches!(decode::<Command>(extra), Err(WireError::Malformed { .. })),
+                "{}",
+                String::from_utf8_lossy(extra)
+            );
+        }
+        let resync: Command =
+            decode(br#"{"schema":1,"id":"c","expires_ms":0,"action":"resync"}"#).unwrap();
+        assert_eq!(resync.action, Action::Resync {});
+        assert_eq!(
+            encode(&resync),
+            br#"{"schema":1,"id":"c","expires_ms":0,"action":"resync"}"#
+        );
         let v2 = br#"{"schema":2,"id":"c-18","expires_ms":0,"action":"resync"}"#;
         assert_eq!(
             decode::<Command>(v2),
@@ -467,6 +520,38 @@ mod tests {
             ),
             Err(WireError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn actions_are_held_to_their_bounds() {
+        let identify = |seconds, fixture: bool, controller: bool| Action::Identify {
+            fixture: fixture.then(|| "pier-1-n".parse().unwrap()),
+            controller: controller.then(|| "pier-dmx".parse().unwrap()),
+            seconds,
+        };
+        assert_eq!(identify(1, true, false).check(), Ok(()));
+        assert_eq!(identify(3600, false, true).check(), Ok(()));
+        // Seen: 999,999 s was acked applied and blinked on.
+        assert_eq!(
+            identify(999_999, true, false).check(),
+            Err("seconds: give 1 to 3600, not 999999".into())
+        );
+        assert!(identify(0, true, false).check().is_err());
+        assert!(identify(3601, true, false).check().is_err());
+        assert!(identify(30, true, true).check().is_err());
+        assert!(identify(30, false, false).check().is_err());
+        let test = |seconds| Action::ChannelTest {
+            controller: "pier-dmx".parse().unwrap(),
+            universe: None,
+            channel: 1,
+            level: 255,
+            seconds,
+        };
+        assert_eq!(test(60).check(), Ok(()));
+        assert!(test(0).check().is_err());
+        assert!(test(86_400).check().is_err());
+        assert_eq!(Action::Resync {}.check(), Ok(()));
+        assert_eq!(Action::Discover {}.check(), Ok(()));
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! (the gateway opens and checks them; the agent only routes), and publishes what the
 //! gateway sends as [`Outbound`] messages on the wire protocol's topics: state retained with
 //! a last will saying offline, acks and events at QoS 1, telemetry at QoS 0. The last state
-//! is published again after every reconnect. A lost connection is retried with back-off and
-//! jitter; nothing here ever waits on the network while holding anything.
+//! is published again after every reconnect. rumqttc reaches the broker through the
+//! [`sieve`](crate::sieve), which drops a message over [`MAX_PACKET`] — acknowledged to the
+//! broker, reported to the gateway as [`Inbound::Oversized`] — where rumqttc would end the
+//! connection. A lost connection is retried with back-off and jitter, the back-off growing
+//! until a connection has lasted [`STABLE`]; nothing here ever waits on the network while
+//! holding anything.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nightscape_core::GatewayId;
 use nightscape_core::wire::{self, Topic};
@@ -27,7 +31,21 @@ pub enum Inbound {
     Plan(Vec<u8>),
     Overrides(Vec<u8>),
     Command(Vec<u8>),
+    /// A message over [`MAX_PACKET`], dropped by the sieve: its topic and size in bytes.
+    Oversized {
+        topic: String,
+        bytes: usize,
+    },
 }
+
+/// A connection that lasted this long was good: the back-off starts again from its least.
+/// One that ends sooner (a broker that takes the connection and then drops it) makes the
+/// back-off grow, so a gateway never reconnects in a tight loop.
+pub const STABLE: Duration = Duration::from_secs(30);
+
+/// The least and the most back-off between connection attempts.
+const BACKOFF_LEAST: Duration = Duration::from_millis(200);
+const BACKOFF_MOST: Duration = Duration::from_secs(30);
 
 /// A message from the gateway.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +66,8 @@ pub struct Settings {
     /// The CA certificate(s) (PEM) the broker's certificate must chain to: TLS when given.
     pub ca: Option<Vec<u8>>,
     pub keep_alive: Duration,
+    /// The Unix socket the sieve listens on for rumqttc ([`crate::sieve::socket_path`]).
+    pub socket: std::path::PathBuf,
 }
 
 /// The retained state that says the gateway is gone (its last will).
@@ -99,12 +119,18 @@ fn options(s: &Settings) -> MqttOptions {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let mut o = broker_options(
+    // rumqttc dials the sieve's socket; the sieve dials the broker (with TLS when a CA is
+    // given).
+    let mut o = MqttOptions::new(
         format!("nightscape-gw-{scope}{}", s.gateway),
-        &s.mqtt,
-        s.password.as_deref(),
-        s.ca.as_deref(),
+        s.socket.to_string_lossy(),
+        0,
     );
+    o.set_transport(rumqttc::Transport::Unix);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    if let (Some(user), Some(password)) = (&s.mqtt.username, &s.password) {
+        o.set_credentials(user.clone(), password.clone());
+    }
     o.set_keep_alive(s.keep_alive);
     // A persistent session: what was in flight when the connection dropped (acks, events)
     // is sent again after the reconnect instead of being forgotten with a clean session;
@@ -146,9 +172,26 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let prefix = s.mqtt.topic_prefix.clone();
+    let (dropped_tx, mut dropped) = mpsc::channel::<crate::sieve::Dropped>(16);
+    let broker = crate::sieve::Broker {
+        host: s.mqtt.host.clone(),
+        port: s.mqtt.port,
+        ca: s.ca.clone(),
+    };
+    let sieve_stop = shutdown.child_token();
+    // The sieve outlives the agent's goodbye below, so it stops when the agent returns.
+    let _sieve_stop = sieve_stop.clone().drop_guard();
+    if let Err(e) = crate::sieve::listen(&s.socket, broker, MAX_PACKET, dropped_tx, sieve_stop) {
+        tracing::error!(
+            "MQTT: cannot listen on {}: {e}; the gateway plays without its broker",
+            s.socket.display()
+        );
+        return;
+    }
     let mut last_state: Option<wire::State> = None;
     let mut retry = std::collections::VecDeque::new();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = BACKOFF_LEAST;
+    let mut connected_at: Option<Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -178,58 +221,94 @@ pub async fn run(
                 }
                 publish_or_keep(&client, &prefix, &s.gateway, message, &mut retry);
             }
+            Some(d) = dropped.recv() => {
+                let message = Inbound::Oversized { topic: d.topic, bytes: d.bytes };
+                if inbound.try_send(message).is_err() {
+                    tracing::warn!("MQTT: the gateway is not taking messages; one dropped");
+                }
+            }
             event = events.poll() => {
                 publish_kept(&client, &prefix, &s.gateway, &mut retry);
                 match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(200);
-                    let topics = [Topic::Plan, Topic::Overrides, Topic::Cmd].map(|t| {
-                        rumqttc::SubscribeFilter::new(
-                            wire::topic(&prefix, &s.gateway, t),
-                            QoS::AtLeastOnce,
-                        )
-                    });
-                    if client.try_subscribe_many(topics).is_err() {
-                        tracing::warn!("MQTT: could not queue the subscriptions");
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected_at = Some(Instant::now());
+                        on_connected(&client, &prefix, &s.gateway, &last_state, &mut retry);
+                        connected.send_replace(true);
                     }
-                    if let Some(state) = &last_state {
-                        publish(&client, &prefix, &s.gateway, &Outbound::State(state.clone()));
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        deliver(&prefix, &s.gateway, &p, &inbound);
                     }
-                    publish_kept(&client, &prefix, &s.gateway, &mut retry);
-                    connected.send_replace(true);
+                    Ok(_) => {}
+                    Err(e) => {
+                        connected.send_replace(false);
+                        // Only a connection that lasted starts the back-off again: a broker
+                        // that takes the connection and drops it at once is not hammered.
+                        if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE) {
+                            backoff = BACKOFF_LEAST;
+                        }
+                        // Random jitter, so a city's gateways do not come back in step after
+                        // the broker restarts.
+                        let jitter =
+                            backoff.mul_f64(f64::from(crate::modbus::jitter_percent()) / 200.0);
+                        tracing::warn!(
+                            "MQTT {}:{}: {e}; again in {:?}",
+                            s.mqtt.host,
+                            s.mqtt.port,
+                            backoff + jitter
+                        );
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff + jitter) => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MOST);
+                    }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some((gateway, leaf)) = wire::parse_topic(&prefix, &p.topic) else {
-                        continue;
-                    };
-                    if gateway != s.gateway {
-                        continue;
-                    }
-                    let message = match leaf {
-                        Topic::Plan => Inbound::Plan(p.payload.to_vec()),
-                        Topic::Overrides => Inbound::Overrides(p.payload.to_vec()),
-                        Topic::Cmd => Inbound::Command(p.payload.to_vec()),
-                        _ => continue,
-                    };
-                    if inbound.try_send(message).is_err() {
-                        tracing::warn!("MQTT: the gateway is not taking messages; one dropped");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    connected.send_replace(false);
-                    // Random jitter, so a city's gateways do not come back in step after the
-                    // broker restarts.
-                    let jitter = backoff.mul_f64(f64::from(crate::modbus::jitter_percent()) / 200.0);
-                    tracing::warn!("MQTT {}:{}: {e}; again in {:?}", s.mqtt.host, s.mqtt.port, backoff + jitter);
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(backoff + jitter) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }},
+            }
         }
+    }
+}
+
+/// A new connection: the subscriptions (rumqttc does not resubscribe), the last state
+/// again, then what waits.
+fn on_connected(
+    client: &AsyncClient,
+    prefix: &str,
+    gateway: &GatewayId,
+    last_state: &Option<wire::State>,
+    retry: &mut std::collections::VecDeque<Outbound>,
+) {
+    let topics = [Topic::Plan, Topic::Overrides, Topic::Cmd]
+        .map(|t| rumqttc::SubscribeFilter::new(wire::topic(prefix, gateway, t), QoS::AtLeastOnce));
+    if client.try_subscribe_many(topics).is_err() {
+        tracing::warn!("MQTT: could not queue the subscriptions");
+    }
+    if let Some(state) = last_state {
+        publish(client, prefix, gateway, &Outbound::State(state.clone()));
+    }
+    publish_kept(client, prefix, gateway, retry);
+}
+
+/// Hands a message on the gateway's plan, overrides or cmd topic to the gateway.
+fn deliver(
+    prefix: &str,
+    gateway: &GatewayId,
+    p: &rumqttc::Publish,
+    inbound: &mpsc::Sender<Inbound>,
+) {
+    let Some((to, leaf)) = wire::parse_topic(prefix, &p.topic) else {
+        return;
+    };
+    if &to != gateway {
+        return;
+    }
+    let message = match leaf {
+        Topic::Plan => Inbound::Plan(p.payload.to_vec()),
+        Topic::Overrides => Inbound::Overrides(p.payload.to_vec()),
+        Topic::Cmd => Inbound::Command(p.payload.to_vec()),
+        _ => return,
+    };
+    if inbound.try_send(message).is_err() {
+        tracing::warn!("MQTT: the gateway is not taking messages; one dropped");
     }
 }
 

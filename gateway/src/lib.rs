@@ -12,6 +12,8 @@
 //! - [`agent`]: the MQTT agent owning the rumqttc event loop — subscriptions after every
 //!   connection, inbound plans, overrides and commands, outbound state (with a last will),
 //!   acks, telemetry and events;
+//! - [`sieve`]: between the broker's socket and rumqttc — oversized messages dropped,
+//!   acknowledged and reported instead of ending the connection; the keep-alive pings;
 //! - [`config`]: the gateway's configuration file, checked with located errors, and its
 //!   defaults (`nightscape gateway print-default-config`);
 //! - [`store`]: the data directory — plans and overrides documents written atomically with
@@ -39,5 +41,6 @@ pub mod guard;
 pub mod journal;
 pub mod modbus;
 pub mod runtime;
+pub mod sieve;
 pub mod store;
 pub mod trust;

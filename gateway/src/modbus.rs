@@ -21,7 +21,9 @@ use tokio_modbus::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 /// What the driver is to show: the controller's channels (one byte each, in the profile's
-/// numbering) and the fade the controller should make, when it fades itself.
+/// numbering) and the fade the controller should make, when it fades itself. No channels
+/// means no frame yet: the driver connects and reads the device, but writes nothing until
+/// the first frame, so its start-up sequence carries the intended levels.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Levels {
     pub channels: Vec<u8>,
@@ -163,6 +165,16 @@ async fn serve(
             health.send_modify(|h| h.readings = readings);
         }
         Err(lost) => return lost,
+    }
+    // The start-up sequence switches the device on after its levels: they must be the
+    // levels meant, not a placeholder from before the executor's first frame.
+    tokio::select! {
+        () = shutdown.cancelled() => return Lost::Shutdown,
+        first = levels.wait_for(|l| !l.channels.is_empty()) => {
+            if first.is_err() {
+                return Lost::Shutdown;
+            }
+        }
     }
     let mut next_poll = Instant::now() + s.poll_every;
     let refresh_at = || profile.write.refresh.map(|r| Instant::now() + r);

@@ -34,7 +34,7 @@ use nightscape_core::plan::{self, OverridesDocument, Plan, Rejection};
 use nightscape_core::schedule::Cue;
 use nightscape_core::wire::{
     self, About, Ack, AckResult, Action, ActiveCue, Command, ControllerHealth, Event, EventKind,
-    FaultChange, FaultCode, PowerSource, Severity, Telemetry,
+    FaultChange, FaultCode, PowerSource, Severity, Telemetry, Topic,
 };
 use nightscape_core::{ControllerId, GatewayId, ShowLibrary};
 use rumqttc::AsyncClient;
@@ -124,6 +124,8 @@ pub struct Status {
     pub controllers: Vec<ControllerHealth>,
     /// The last document or command refused, and why.
     pub last_refusal: Option<String>,
+    /// Messages dropped for being over the broker connection's size limit.
+    pub oversized: u64,
 }
 
 /// Why the gateway could not start.
@@ -303,6 +305,7 @@ async fn start_in_span(
             password: setup.password.clone(),
             ca: setup.ca.clone(),
             keep_alive: Duration::from_secs(15),
+            socket: crate::sieve::socket_path(&config.data_dir, config.gateway.as_str()),
         };
         let mqtt = agent::client(&settings);
         let client = mqtt.0.clone();
@@ -985,6 +988,7 @@ impl Gateway {
             Inbound::Plan(bytes) => self.on_plan(&bytes).await,
             Inbound::Overrides(bytes) => self.on_overrides(&bytes),
             Inbound::Command(bytes) => self.on_command(&bytes).await,
+            Inbound::Oversized { topic, bytes } => self.on_oversized(&topic, bytes),
         }
         // What changed leaves now, not at the next frame.
         self.frame(true).await;
@@ -1223,7 +1227,7 @@ impl Gateway {
             );
             return self.ack(About::Cmd, command.id, AckResult::Expired, None);
         }
-        if command.action == Action::Discover {
+        if command.action == (Action::Discover {}) {
             return self.discover(command.id);
         }
         match self.run_command(&command.action).await {
@@ -1242,6 +1246,9 @@ impl Gateway {
 
     /// Runs a command; says what it did, or why not.
     pub(crate) async fn run_command(&mut self, action: &Action) -> Result<String, String> {
+        // The bounds are the gateway's own check too: a command does not have to come from
+        // a server that checked it.
+        action.check()?;
         let now_ms = self.now_ms;
         let Some(playing) = self.playing.as_mut() else {
             return Err("no plan plays yet".into());
@@ -1250,12 +1257,12 @@ impl Gateway {
             .exec
             .cue()
             .is_some_and(|c| c.cause == nightscape_core::schedule::Cause::Blackout);
-        if blackout && !matches!(action, Action::Resync) {
+        if blackout && !matches!(action, Action::Resync {}) {
             return Err("a blackout is in force; release it before commissioning".into());
         }
         let layout = playing.exec.layout();
         let map = playing.exec.map();
-        let until = |seconds: u32| now_ms + i64::from(seconds.clamp(1, 3600)) * 1000;
+        let until = |seconds: u32| now_ms + i64::from(seconds) * 1000;
         match action {
             Action::Identify {
                 fixture,
@@ -1346,8 +1353,8 @@ impl Gateway {
                 ));
                 Ok(format!("channel {channel} at {level} for {seconds} s"))
             }
-            Action::Discover => Err("discover runs on its own task".into()),
-            Action::Resync => {
+            Action::Discover {} => Err("discover runs on its own task".into()),
+            Action::Resync {} => {
                 // Rebuild every output: Modbus controllers are written in full again.
                 let plan = playing.plan.clone();
                 let (plan2, lib) = self
@@ -1432,6 +1439,28 @@ impl Gateway {
             result,
             reason,
         }));
+    }
+
+    /// A message the sieve dropped for its size: counted, and an event names it (it was
+    /// acknowledged to the broker, so it does not come again).
+    fn on_oversized(&mut self, topic: &str, bytes: usize) {
+        let leaf = wire::parse_topic(&self.config.mqtt.topic_prefix, topic).map(|(_, l)| l);
+        let kind = match leaf {
+            Some(Topic::Plan) => EventKind::Plan,
+            Some(Topic::Overrides) => EventKind::Overrides,
+            Some(Topic::Cmd) => EventKind::Command,
+            _ => EventKind::Gateway,
+        };
+        let why = format!(
+            "a message of {bytes} bytes on `{topic}` is over the {}-byte limit: dropped",
+            crate::agent::MAX_PACKET
+        );
+        tracing::warn!("{why}");
+        self.event(kind, Severity::Warning, None, why.clone());
+        self.status.send_modify(|s| {
+            s.oversized += 1;
+            s.last_refusal = Some(why);
+        });
     }
 
     fn refuse(&mut self, about: About, id: String, why: String) {
@@ -1649,6 +1678,7 @@ impl Gateway {
             }),
             controllers: self.controller_health(),
             last_refusal: self.status.borrow().last_refusal.clone(),
+            oversized: self.status.borrow().oversized,
         };
         self.status.send_if_modified(|s| {
             let since = if s.cue != status.cue {
@@ -1967,10 +1997,10 @@ fn start_modbus(
         };
         let profile = Arc::new(profile.clone());
         let channels = usize::from(profile.levels.channels);
-        let (levels_tx, levels_rx) = watch::channel(Levels {
-            channels: vec![0; channels],
-            fade: None,
-        });
+        // No channels until the executor's first frame: the driver starts the device only
+        // once it knows what to show (seen: zeros written, then master and enable, then
+        // the scene 6 ms later, so the device was switched on dark).
+        let (levels_tx, levels_rx) = watch::channel(Levels::default());
         let (health_tx, health_rx) = watch::channel(Health::default());
         let settings = modbus::Settings {
             controller: c.id.clone(),

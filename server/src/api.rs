@@ -2177,7 +2177,7 @@ async fn send_command(
             who.name
         )));
     }
-    commands::check(&action).map_err(invalid)?;
+    action.check().map_err(invalid)?;
     let mqtt = state
         .publisher
         .mqtt

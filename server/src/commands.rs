@@ -13,30 +13,6 @@ use crate::store::{self, Audit, Store, StoreError};
 /// How long a command stays valid; one that reaches the gateway later is acked `expired`.
 pub const VALID_MS: i64 = 60_000;
 
-/// Checks an action as staff send it: a fixture or a controller to identify, and a duration
-/// of 1 s to an hour.
-pub fn check(action: &Action) -> Result<(), String> {
-    let seconds = match action {
-        Action::Identify {
-            fixture,
-            controller,
-            seconds,
-        } => {
-            if fixture.is_none() == controller.is_none() {
-                return Err("identify: name either a fixture or a controller".into());
-            }
-            *seconds
-        }
-        Action::ChannelTest { seconds, .. } => *seconds,
-        Action::Resync | Action::Discover => return Ok(()),
-    };
-    if (1..=3600).contains(&seconds) {
-        Ok(())
-    } else {
-        Err(format!("seconds: give 1 to 3600, not {seconds}"))
-    }
-}
-
 /// A command and what became of it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CommandView {

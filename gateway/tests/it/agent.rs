@@ -22,11 +22,20 @@ pub async fn observer_on(
     prefix: &str,
     port: u16,
 ) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    observer_with(prefix, port, 1 << 20).await
+}
+
+/// The same, taking packets up to `max_packet` bytes.
+pub async fn observer_with(
+    prefix: &str,
+    port: u16,
+    max_packet: usize,
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut options =
         MqttOptions::new(format!("obs-{}-{n}", std::process::id()), "127.0.0.1", port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_max_packet_size(max_packet, max_packet);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut events) = AsyncClient::new(options, 64);
     client
@@ -85,6 +94,7 @@ async fn the_agent_routes_both_ways_and_its_will_says_offline() {
         password: None,
         ca: None,
         keep_alive: Duration::from_secs(5),
+        socket: crate::temp_dir("agent").join("broker.sock"),
     };
     let (in_tx, mut inbound) = mpsc::channel(16);
     let (out_tx, out_rx) = mpsc::channel(16);

@@ -135,3 +135,155 @@ async fn a_profile_that_never_refreshes_is_driven_too() {
     assert!(health.borrow().reachable);
     shutdown.cancel();
 }
+
+/// A Modbus device that is not our simulator: a register file that starts at zero (a
+/// device just powered up) and a log of every write in the order it arrived.
+#[derive(Clone, Default)]
+pub struct RecordingDevice {
+    pub inner: Arc<std::sync::Mutex<RecordingState>>,
+}
+
+#[derive(Default)]
+pub struct RecordingState {
+    pub registers: std::collections::HashMap<u16, u16>,
+    /// For each write: its first register, and a copy of every register after it.
+    pub writes: Vec<(u16, std::collections::HashMap<u16, u16>)>,
+}
+
+impl RecordingDevice {
+    /// The registers of `levels` as they were when the first write to one of `switches`
+    /// (master, enable) arrived; `None` before it.
+    pub fn levels_at_switch_on(
+        &self,
+        switches: &[u16],
+        levels: std::ops::Range<u16>,
+    ) -> Option<Vec<u16>> {
+        let d = self.inner.lock().unwrap();
+        let (_, at) = d
+            .writes
+            .iter()
+            .find(|(first, _)| switches.contains(first))?;
+        Some(levels.map(|r| at.get(&r).copied().unwrap_or(0)).collect())
+    }
+
+    /// The registers of `levels` now.
+    pub fn levels_now(&self, levels: std::ops::Range<u16>) -> Vec<u16> {
+        let d = self.inner.lock().unwrap();
+        levels
+            .map(|r| d.registers.get(&r).copied().unwrap_or(0))
+            .collect()
+    }
+}
+
+impl tokio_modbus::server::Service for RecordingDevice {
+    type Request = tokio_modbus::SlaveRequest<'static>;
+    type Response = tokio_modbus::Response;
+    type Exception = tokio_modbus::ExceptionCode;
+    type Future = std::future::Ready<Result<Self::Response, Self::Exception>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        use tokio_modbus::{Request, Response};
+        let mut d = self.inner.lock().unwrap();
+        let mut wrote = |start: u16, values: &[u16]| {
+            for (i, v) in values.iter().enumerate() {
+                d.registers.insert(start.wrapping_add(i as u16), *v);
+            }
+            let after = d.registers.clone();
+            d.writes.push((start, after));
+        };
+        let answer = match req.request {
+            Request::WriteMultipleRegisters(start, values) => {
+                wrote(start, &values);
+                Response::WriteMultipleRegisters(start, values.len() as u16)
+            }
+            Request::WriteSingleRegister(register, value) => {
+                wrote(register, &[value]);
+                Response::WriteSingleRegister(register, value)
+            }
+            Request::ReadHoldingRegisters(start, n) => Response::ReadHoldingRegisters(
+                (0..n)
+                    .map(|i| {
+                        d.registers
+                            .get(&start.wrapping_add(i))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            ),
+            Request::ReadInputRegisters(_, n) => {
+                Response::ReadInputRegisters(vec![0; usize::from(n)])
+            }
+            _ => return std::future::ready(Err(tokio_modbus::ExceptionCode::IllegalFunction)),
+        };
+        std::future::ready(Ok(answer))
+    }
+}
+
+#[tokio::test]
+async fn the_driver_switches_the_device_on_only_after_the_first_frame() {
+    // Seen: zero levels written, then master and enable, then the scene 6 ms later — the
+    // driver had connected before the executor's first frame and started the device with a
+    // placeholder. No channels is "no frame yet": the driver connects and reads, and writes
+    // nothing until the frame comes.
+    let lib = check(&shipped_library()).library;
+    let profile = Arc::new(lib.profiles[&"ns-led-v1".parse().unwrap()].clone());
+    let device = RecordingDevice::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio_modbus::server::tcp::Server::new(listener);
+    let serving = {
+        let device = device.clone();
+        tokio::spawn(async move {
+            let on_connected = move |stream, _addr| {
+                let device = device.clone();
+                async move { Ok(Some((device, stream))) }
+            };
+            let _ = server.serve(&on_connected, |_| {}).await;
+        })
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = Settings {
+        controller: "donam-path".parse().unwrap(),
+        addr,
+        unit: 1,
+        profile: profile.clone(),
+        controller_fades: false,
+        deadline: Duration::from_millis(300),
+        poll_every: Duration::from_millis(20),
+    };
+    let (levels_tx, levels) = watch::channel(Levels::default());
+    let (health_tx, health) = watch::channel(Health::default());
+    tokio::spawn(run(settings, levels, health_tx, shutdown.clone()));
+    until("the device read", || health.borrow().reachable).await;
+    // Several polls while no frame has come: nothing written.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(device.inner.lock().unwrap().writes.is_empty());
+
+    let mut channels = vec![0u8; usize::from(profile.levels.channels)];
+    channels[0] = 200;
+    channels[5] = 17;
+    levels_tx.send_replace(Levels {
+        channels: channels.clone(),
+        fade: None,
+    });
+    let meant = nightscape_core::codec::modbus::level_registers(&profile, &channels);
+    let start = profile.levels.start.get();
+    let switches = [
+        profile.master.unwrap().register.get(),
+        profile.enable.unwrap().register.get(),
+    ];
+    let levels = start..start + meant.len() as u16;
+    until("switched on", || {
+        device
+            .levels_at_switch_on(&switches, levels.clone())
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        device.levels_at_switch_on(&switches, levels),
+        Some(meant),
+        "the levels when master or enable was written"
+    );
+    shutdown.cancel();
+    serving.abort();
+}

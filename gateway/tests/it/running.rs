@@ -584,6 +584,35 @@ async fn refused_documents_and_commands_are_acked_with_their_reason_and_change_n
         ack_of(&mut seen, &prefix, gw, "c1").await.result,
         AckResult::Rejected
     );
+    // The gateway holds commands to their bounds itself (seen: an identify of 999,999 s was
+    // acked applied and blinked on), and an action without fields refuses unknown ones too
+    // (seen: resync took them).
+    let controller = &lib.sites[&site.parse::<SiteId>().unwrap()].controllers[0].id;
+    let bad_commands = [
+        (
+            "c1-long",
+            format!(
+                r#"{{"schema":1,"id":"c1-long","expires_ms":{},"action":"identify","fixture":null,"controller":"{controller}","seconds":999999}}"#,
+                EVENING + 60_000
+            ),
+            "give 1 to 3600, not 999999",
+        ),
+        (
+            "c1-extra",
+            format!(
+                r#"{{"schema":1,"id":"c1-extra","expires_ms":{},"action":"resync","force":true}}"#,
+                EVENING + 60_000
+            ),
+            "unknown field `force`",
+        ),
+    ];
+    for (id, text, why) in bad_commands {
+        publish(&server, &prefix, gw, Topic::Cmd, text.into_bytes()).await;
+        let ack = ack_of(&mut seen, &prefix, gw, id).await;
+        assert_eq!(ack.result, AckResult::Rejected, "{id}: {ack:?}");
+        let reason = ack.reason.unwrap_or_default();
+        assert!(reason.contains(why), "{id}: {reason}");
+    }
     publish(
         &server,
         &prefix,
@@ -1808,5 +1837,201 @@ async fn a_night_of_flaky_modbus_controllers() {
         flaky_sites.len(),
         report.join("\n  ")
     );
+    sim_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_modbus_device_is_switched_on_showing_its_levels_in_every_start() {
+    // Seen in 3 of 16 starts against a third-party Modbus server: zero levels written, then
+    // master and enable, then the scene 6 ms later — the device switched on dark. The
+    // driver connected before the executor's first frame and started the device with the
+    // placeholder. Both ways of fading, on the profile with master and enable (ns-led-v1):
+    // the gateway fades (Donam Seowon's) and the controller fades (the council's, its fade
+    // register first).
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    for (site, gw) in [
+        ("donam-seowon", "donam-gw"),
+        ("nonsan-council", "council-gw"),
+    ] {
+        let site_id: SiteId = site.parse().unwrap();
+        let controller = lib.sites[&site_id]
+            .controllers
+            .iter()
+            .find(|c| {
+                matches!(&c.output, nightscape_core::model::Output::Modbus { profile, .. }
+                    if profile.as_str() == "ns-led-v1")
+            })
+            .unwrap();
+        let nightscape_core::model::Output::Modbus { profile, .. } = &controller.output else {
+            unreachable!()
+        };
+        let profile = &lib.profiles[profile];
+        let level_count = nightscape_core::codec::modbus::level_registers(
+            profile,
+            &vec![0; usize::from(profile.levels.channels)],
+        )
+        .len() as u16;
+        let first_level = profile.levels.start.get();
+        let levels = first_level..first_level + level_count;
+        let switches: Vec<u16> = profile
+            .master
+            .map(|m| m.register.get())
+            .into_iter()
+            .chain(profile.enable.map(|e| e.register.get()))
+            .collect();
+        assert!(!switches.is_empty(), "{} has master or enable", profile.id);
+
+        let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+        clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+        let device = crate::modbus::RecordingDevice::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut endpoints = sim.endpoints.clone();
+        endpoints
+            .controllers
+            .insert(controller.id.clone(), listener.local_addr().unwrap());
+        let server = tokio_modbus::server::tcp::Server::new(listener);
+        let serving = {
+            let device = device.clone();
+            tokio::spawn(async move {
+                let on_connected = move |stream, _addr| {
+                    let device = device.clone();
+                    async move { Ok(Some((device, stream))) }
+                };
+                let _ = server.serve(&on_connected, |_| {}).await;
+            })
+        };
+        let plan_bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
+        const STARTS: usize = 12;
+        for start_no in 0..STARTS {
+            *device.inner.lock().unwrap() = crate::modbus::RecordingState::default();
+            let shutdown = CancellationToken::new();
+            let mut s = setup(
+                config(gw, &temp_dir("switch-on"), "unused/", 1883),
+                Some(&endpoints),
+                false,
+            );
+            s.plan = Some(plan_bytes.clone());
+            let h = start(s, clock.clone() as Arc<dyn Clock>, shutdown.clone())
+                .await
+                .unwrap();
+            // The clock stands still, so the levels the gateway settles on are the ones it
+            // meant from its first frame.
+            let at_switch_on = || device.levels_at_switch_on(&switches, levels.clone());
+            wait_until("the device switched on", || at_switch_on().is_some()).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let meant = device.levels_now(levels.clone());
+            assert!(
+                meant.iter().any(|&v| v != 0),
+                "{site}: the evening scene lights {}",
+                controller.id
+            );
+            assert_eq!(
+                at_switch_on(),
+                Some(meant),
+                "{site}, start {start_no}: the levels when master or enable was written"
+            );
+            stop(h, &shutdown).await;
+        }
+        serving.abort();
+        sim_stop.cancel();
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_dropped_and_the_gateway_stays_connected() {
+    // Seen: a 2 MiB payload on a gateway's plan topic put it in a reconnect loop every
+    // ~250 ms for as long as the broker kept the message — the persistent session sent it
+    // again at each reconnect, a retained one came back at each subscribe — and plans,
+    // commands and acks were lost meanwhile. On the machine's stock Mosquitto: a retained
+    // 2 MiB message at QoS 0 waiting on the overrides topic when the gateway subscribes, and
+    // a 2 MiB message at QoS 1 on its plan topic once it is connected; then a valid plan.
+    let sources = shipped_library();
+    let lib = check(&sources).library;
+    let prefix = prefix("oversized");
+    let (site, gw) = ("nonsan-city-hall", "cityhall-gw");
+    let gw_id: GatewayId = gw.parse().unwrap();
+    let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
+    clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
+    let (_obs, mut seen) = crate::agent::observer_with(&prefix, 1883, 8 << 20).await;
+    let big = {
+        let mut o = MqttOptions::new(format!("big-{}", std::process::id()), "127.0.0.1", 1883);
+        o.set_max_packet_size(8 << 20, 8 << 20);
+        let (client, mut events) = AsyncClient::new(o, 16);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        client
+    };
+    let two_mib = vec![b'x'; 2 << 20];
+    big.publish(
+        wire::topic(&prefix, &gw_id, Topic::Overrides),
+        QoS::AtMostOnce,
+        true,
+        two_mib.clone(),
+    )
+    .await
+    .unwrap();
+    let overrides_topic = wire::topic(&prefix, &gw_id, Topic::Overrides);
+    next_on(&mut seen, &overrides_topic, |b| b.len() == two_mib.len()).await;
+
+    let shutdown = CancellationToken::new();
+    let dir = temp_dir("oversized");
+    let h = start(
+        setup(config(gw, &dir, &prefix, 1883), Some(&sim.endpoints), true),
+        clock.clone() as Arc<dyn Clock>,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let event_topic = wire::topic(&prefix, &gw_id, Topic::Event);
+    let dropped_on = |topic: &str| {
+        let topic = topic.to_owned();
+        move |b: &[u8]| {
+            wire::decode::<Event>(b).is_ok_and(|e| {
+                e.message.contains(&topic)
+                    && e.message
+                        .contains(&format!("of {} bytes", (2 << 20) + 7 + topic.len()))
+            })
+        }
+    };
+    next_on(&mut seen, &event_topic, dropped_on(&overrides_topic)).await;
+    wait_status(&h, "connected", |s| s.connected).await;
+
+    let plan_topic = wire::topic(&prefix, &gw_id, Topic::Plan);
+    big.publish(&plan_topic, QoS::AtLeastOnce, false, two_mib.clone())
+        .await
+        .unwrap();
+    next_on(&mut seen, &event_topic, |b| {
+        wire::decode::<Event>(b).is_ok_and(|e| {
+            e.message.contains(&plan_topic) && e.message.contains("over the 1048576-byte limit")
+        })
+    })
+    .await;
+    // Acknowledged at the protocol level and the connection kept: a valid plan is applied
+    // within 5 s.
+    let server = publisher().await;
+    let sent = std::time::Instant::now();
+    publish(
+        &server,
+        &prefix,
+        gw,
+        Topic::Plan,
+        signed_plan(&sources, &lib, site, gw, 3, 0),
+    )
+    .await;
+    let ack = tokio::time::timeout(Duration::from_secs(5), ack_of(&mut seen, &prefix, gw, "3"))
+        .await
+        .expect("the plan acked within 5 s");
+    assert_eq!(ack.result, AckResult::Applied);
+    println!(
+        "plan applied {:?} after the oversized messages",
+        sent.elapsed()
+    );
+    let status = h.status.borrow().clone();
+    assert!(status.connected);
+    // Each was dropped once: the QoS 1 one was acknowledged, so the broker did not send it
+    // again, and there was no reconnect to bring the retained one back.
+    assert_eq!(status.oversized, 2, "{status:?}");
+    stop(h, &shutdown).await;
+    clear(&server, &prefix, &[gw]).await;
     sim_stop.cancel();
 }
