@@ -223,10 +223,11 @@ async fn ten_thousand_gateways_on_one_server() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    // A socket per gateway here and two at the broker: raise the file limits (root may
+    // Four descriptors per gateway here (its broker socket, and the sieve's listener and
+    // the two ends of its Unix connection) and two at the broker: raise the file limits (root may
     // go past the hard limit; anyone else up to it).
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let want = (2 * n as u64 + 1024).max(4096);
+    let want = (4 * n as u64 + 1024).max(4096);
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     if setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard)).is_err() {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();

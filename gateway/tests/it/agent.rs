@@ -155,3 +155,63 @@ async fn the_agent_routes_both_ways_and_its_will_says_offline() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn a_broker_that_drops_every_connection_is_retried_ever_more_slowly() {
+    // Seen: the back-off started again at every CONNACK, so a broker that took the
+    // connection and dropped it at once (as it did for an oversized message) was dialled
+    // every ~250 ms for as long as it went on. A broker here that answers CONNECT with a
+    // CONNACK and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = accepted.clone();
+    let broker = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut connect = [0u8; 256];
+            let _ = s.read(&mut connect).await;
+            let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]).await;
+            drop(s);
+        }
+    });
+    let settings = Settings {
+        gateway: "donam-gw".parse().unwrap(),
+        mqtt: Mqtt {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            topic_prefix: "dropping/".into(),
+        },
+        password: None,
+        ca: None,
+        keep_alive: Duration::from_secs(5),
+        socket: crate::temp_dir("dropping").join("broker.sock"),
+    };
+    let (in_tx, _inbound) = mpsc::channel(16);
+    let (_out_tx, out_rx) = mpsc::channel(16);
+    let (connected_tx, _connected) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let mqtt = client(&settings);
+    tokio::spawn(run(
+        settings,
+        mqtt,
+        in_tx,
+        out_rx,
+        connected_tx,
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    // 0.2, 0.4, 0.8, 1.6 s (each up to half again for jitter): at most 5 connections in 4 s;
+    // a back-off that starts again at each CONNACK makes 14 or more.
+    assert!((2..=5).contains(&n), "{n} connections in 4 s");
+    shutdown.cancel();
+    broker.abort();
+}
