@@ -16,6 +16,27 @@ use nightscape_core::GatewayId;
 use nightscape_core::plan::{self, OverridesDocument, Plan, Rejection};
 use nightscape_core::show::ShowLibrary;
 
+/// For the power-cut proof only: the environment variable naming a switch file. While that
+/// file exists, a save stops between its two renames — the current copy already the
+/// previous one, the new one not yet in place — writes `<switch>.reached` and waits there,
+/// so the proof can cut the power at that instant on purpose rather than by timing luck.
+/// Unset (always, outside that proof), it costs one environment lookup per saved document.
+pub const TEST_PAUSE_BETWEEN_RENAMES: &str = "NIGHTSCAPE_TEST_PAUSE_BETWEEN_RENAMES";
+
+fn pause_between_renames() {
+    let Some(switch) = std::env::var_os(TEST_PAUSE_BETWEEN_RENAMES).map(PathBuf::from) else {
+        return;
+    };
+    if !switch.exists() {
+        return;
+    }
+    let mut reached = switch.clone().into_os_string();
+    reached.push(".reached");
+    let _ = fs::write(&reached, b"");
+    // Long enough for the proof's kill; a gateway left here by mistake goes on after it.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+}
+
 /// Which document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -102,6 +123,7 @@ impl Store {
         let current = self.path(kind, Copy::Current);
         if keep_current && current.exists() {
             fs::rename(&current, self.path(kind, Copy::Previous))?;
+            pause_between_renames();
         }
         fs::rename(&tmp, &current)?;
         File::open(&self.dir)?.sync_all()
