@@ -21,6 +21,8 @@ struct Client {
 /// Connects as `user` (or anonymously); `Err` with the broker's refusal.
 async fn connect(port: u16, name: &str, login: Option<(&str, &str)>) -> Result<Client, String> {
     let mut o = MqttOptions::new(name, "127.0.0.1", port);
+    // Real plans are larger than rumqttc's default limit of 10 KiB.
+    o.set_max_packet_size(1 << 20, 1 << 20);
     if let Some((user, password)) = login {
         o.set_credentials(user, password);
     }
@@ -226,5 +228,83 @@ async fn a_gateway_cannot_touch_another_gateways_topics_nor_publish_a_plan() {
             "{id} reads the server's plan only"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression: `mqtt-acl` wrote `passwd` as root with mode 600, and a stock Mosquitto started
+/// as root drops to its own user (`mosquitto`, made by Debian's package) before reading it,
+/// so it stopped with "Unable to open pwfile". With `--group mosquitto` the files are that
+/// group's, mode 640, and the real broker, started as root without a `user` setting, starts
+/// and takes the server's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_mosquitto_dropping_to_its_own_user_reads_the_files_of_mqtt_acl_group() {
+    use std::os::unix::fs::MetadataExt;
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("skipped: only a broker started as root drops to its own user");
+        return;
+    }
+    let gid = nix::unistd::Group::from_name("mosquitto")
+        .ok()
+        .flatten()
+        .expect("the `mosquitto` group of Debian's package (.ci/run installs it)")
+        .gid
+        .as_raw();
+    // scratch() is under /tmp with mode 755, so the broker's user can reach the files.
+    let dir = scratch("rogue-group");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightscape"))
+        .args(["server", "mqtt-acl", "--group", "mosquitto", "--library"])
+        .arg(root.join("scenes"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["passwd", "acl"] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o777, meta.gid()),
+            (0o640, gid),
+            "{file}: the broker's group may read it, nobody else"
+        );
+    }
+    let secret = std::fs::metadata(dir.join("secrets/nightscape-server")).unwrap();
+    assert_eq!(
+        secret.mode() & 0o777,
+        0o600,
+        "a client's password stays private"
+    );
+
+    // No `user` setting: as root, Mosquitto drops to `mosquitto` before it reads the files.
+    let broker = crate::mosquitto::start(
+        &dir,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            dir.join("passwd").display(),
+            dir.join("acl").display()
+        ),
+    );
+    let password = std::fs::read_to_string(dir.join("secrets/nightscape-server")).unwrap();
+    let server = connect(
+        broker.port,
+        "server",
+        Some(("nightscape-server", password.trim())),
+    )
+    .await;
+    assert!(
+        server.is_ok(),
+        "the server's credentials: {:?}",
+        server.err()
+    );
+    assert!(
+        connect(broker.port, "guess", Some(("nightscape-server", "wrong")))
+            .await
+            .is_err(),
+        "a wrong password"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
