@@ -37,6 +37,10 @@ pub struct Options {
     /// The embedded MQTT broker's port (not 1883, which a system Mosquitto may hold).
     #[arg(long, default_value_t = 18830)]
     pub mqtt_port: u16,
+    /// A host name the simulator's page and API also answer to besides localhost and
+    /// 127.0.0.1 (repeat for several).
+    #[arg(long = "sim-allow-host")]
+    pub sim_allow_hosts: Vec<String>,
     /// Run wall time this many times faster (720: a night in a minute).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
@@ -197,8 +201,17 @@ pub fn run(options: Options) -> Result<()> {
             options.time_scale,
         ))
     };
+    let sim_token = crate::secret::kept_or_new(&options.data_dir.join("sim-token"), || {
+        crate::secret::random_hex(16)
+    })?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(serve(options, sources, checked.library, clock, password))
+    runtime.block_on(serve(
+        options,
+        sources,
+        checked.library,
+        clock,
+        (password, sim_token),
+    ))
 }
 
 async fn serve(
@@ -206,7 +219,7 @@ async fn serve(
     sources: Vec<nightscape_core::show::SourceFile>,
     library: nightscape_core::ShowLibrary,
     clock: Arc<dyn Clock>,
-    password: String,
+    (password, sim_token): (String, String),
 ) -> Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -241,7 +254,13 @@ async fn serve(
             )
         })?;
     let sim_addr = sim_listener.local_addr()?;
-    let sim_app = firmware_sim::api::router(sim.state.clone());
+    let sim_app = firmware_sim::api::router(
+        sim.state.clone(),
+        firmware_sim::api::Access {
+            hosts: options.sim_allow_hosts.clone(),
+            token: sim_token.clone(),
+        },
+    );
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let _ = axum::serve(sim_listener, sim_app)
@@ -304,6 +323,7 @@ async fn serve(
         server.addr
     );
     println!("  simulator preview  http://{sim_addr}/");
+    println!("  simulator token    {sim_token}  (faults and scenarios: Authorization: Bearer …)");
     println!("  admin login        admin / {password}");
     println!("  MQTT broker        127.0.0.1:{}", options.mqtt_port);
     println!("  data               {}", data.display());
