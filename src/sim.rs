@@ -47,11 +47,7 @@ fn broker(text: &str, prefix: &str) -> Result<Broker> {
     let port = port
         .parse()
         .with_context(|| format!("--broker `{text}`: `{port}` is not a port"))?;
-    Ok(Broker {
-        host: host.to_owned(),
-        port,
-        topic_prefix: prefix.to_owned(),
-    })
+    Ok(Broker::anonymous(host, port, prefix))
 }
 
 /// Runs until ctrl-c or SIGTERM.

@@ -91,16 +91,20 @@ pub fn broker_options(
     o
 }
 
-fn options(s: &Settings) -> MqttOptions {
+/// The MQTT client id of `gateway`'s agent under `topic_prefix`; a broker that binds client
+/// ids to users (`nightscape up`'s embedded one) is told it.
+pub fn client_id(topic_prefix: &str, gateway: &GatewayId) -> String {
     // Unique per topic prefix too, so runs sharing a broker do not take each other's session.
-    let scope: String = s
-        .mqtt
-        .topic_prefix
+    let scope: String = topic_prefix
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    format!("nightscape-gw-{scope}{gateway}")
+}
+
+fn options(s: &Settings) -> MqttOptions {
     let mut o = broker_options(
-        format!("nightscape-gw-{scope}{}", s.gateway),
+        client_id(&s.mqtt.topic_prefix, &s.gateway),
         &s.mqtt,
         s.password.as_deref(),
         s.ca.as_deref(),
