@@ -41,8 +41,10 @@ pub enum ServerAction {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The whole system in one process on loopback: an embedded MQTT broker, the server on
-    /// SQLite, every gateway of the library and the simulator with every controller.
+    /// The whole system on loopback, secured like production: an MQTT broker with the city's
+    /// users (a private Mosquitto when installed, enforcing each client's topics), and in one
+    /// process the server on SQLite, every gateway of the library and the simulator with
+    /// every controller.
     Up(crate::up::Options),
     /// The server alone (production): the API, the store, and publishing, against an MQTT
     /// broker. Replicas run it against one PostgreSQL. `server mqtt-acl` writes the broker's
@@ -89,6 +91,15 @@ pub enum Command {
         /// joined on loopback: for a private network namespace (`unshare -n`) only.
         #[arg(long)]
         multicast: bool,
+        /// Where the token for changes through the API (faults, scenarios) is kept, mode 600
+        /// (default: `sim-token` beside the endpoint map); made at the first start.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A host name the API also answers to besides localhost and 127.0.0.0/8 (repeat for
+        /// several); other `Host` headers are refused, so a web page cannot reach it by DNS
+        /// rebinding.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
     },
     /// Look at schedules.
     #[command(subcommand)]
@@ -413,6 +424,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             topic_prefix,
             scenario,
             multicast,
+            token_file,
+            allow_hosts,
         } => {
             crate::sim::run(crate::sim::Options {
                 library,
@@ -424,6 +437,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 topic_prefix,
                 multicast,
                 scenario,
+                token_file,
+                allow_hosts,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -15,6 +15,7 @@ pub mod process;
 pub mod profile;
 pub mod render;
 pub mod schedule;
+pub mod secret;
 pub mod server;
 pub mod sim;
 pub mod up;

@@ -26,6 +26,10 @@ pub struct Options {
     pub multicast: bool,
     /// A fault scenario file to apply at start.
     pub scenario: Option<PathBuf>,
+    /// Where the API's token is kept (default: `sim-token` beside the endpoint map).
+    pub token_file: Option<PathBuf>,
+    /// Host names the API answers to besides the loopback ones.
+    pub allow_hosts: Vec<String>,
 }
 
 fn broker(text: &str, prefix: &str) -> Result<Broker> {
@@ -43,11 +47,7 @@ fn broker(text: &str, prefix: &str) -> Result<Broker> {
     let port = port
         .parse()
         .with_context(|| format!("--broker `{text}`: `{port}` is not a port"))?;
-    Ok(Broker {
-        host: host.to_owned(),
-        port,
-        topic_prefix: prefix.to_owned(),
-    })
+    Ok(Broker::anonymous(host, port, prefix))
 }
 
 /// Runs until ctrl-c or SIGTERM.
@@ -120,6 +120,14 @@ async fn serve(
         );
     }
     write_endpoints(&options.endpoints, &sim.endpoints.to_toml())?;
+    let token_file = options.token_file.clone().unwrap_or_else(|| {
+        options
+            .endpoints
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("sim-token")
+    });
+    let token = crate::secret::kept_or_new(&token_file, || crate::secret::random_hex(16))?;
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .with_context(|| format!("listening on {} (--http)", options.http))?;
@@ -128,11 +136,19 @@ async fn serve(
     let signal = crate::process::wait_for_signal();
     let controllers: usize = sim.state.sites.values().map(|s| s.controllers.len()).sum();
     eprintln!(
+        "token for faults and scenarios (Authorization: Bearer …): {token} (kept in {})",
+        token_file.display()
+    );
+    eprintln!(
         "simulating {controllers} controllers of {} sites; endpoint map in {}; preview at http://{local}/ and state API at http://{local}/api/sites",
         sim.state.sites.len(),
         options.endpoints.display()
     );
-    let app = firmware_sim::api::router(sim.state.clone());
+    let access = firmware_sim::api::Access {
+        hosts: options.allow_hosts.clone(),
+        token,
+    };
+    let app = firmware_sim::api::router(sim.state.clone(), access);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -1,11 +1,18 @@
 //! The simulator's HTTP state API (JSON): sites → controllers → fixtures with the levels
 //! each fixture receives and the colour it emits, the last update and the counters of every
 //! controller. What it shows is what the wire carried, decoded through the core.
+//!
+//! Every request must name the simulator by a loopback `Host` (`localhost`, 127.0.0.0/8,
+//! `[::1]`) or one the engineer configured, so a web page in a browser on the same machine
+//! cannot reach it through DNS rebinding (its requests carry the page's own host name). What
+//! changes the simulator — faults and scenarios — also needs its token as a bearer token,
+//! so another page's form or script cannot post one either.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -15,8 +22,114 @@ use serde::Serialize;
 use crate::faults::{ActiveFaults, Fault, Scenario};
 use crate::state::{ControllerSim, CountersView, SimState, SiteSim};
 
-/// The API's routes over the simulator's state.
-pub fn router(state: Arc<SimState>) -> Router {
+/// Who may use the API.
+#[derive(Clone)]
+pub struct Access {
+    /// Host names the API answers to besides the loopback ones, e.g. a name in `/etc/hosts`
+    /// for 127.0.0.1 (lowercase, without port).
+    pub hosts: Vec<String>,
+    /// The bearer token of every request that changes the simulator (faults, scenarios).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("hosts", &self.hosts)
+            .field("token", &"…")
+            .finish()
+    }
+}
+
+impl Access {
+    /// Whether `host` (a `Host` header's value: a name or address, maybe a port) is this
+    /// simulator's.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            // `[::1]:8090`: an IPv6 address is bracketed so its colons are not the port's.
+            match rest.split_once(']') {
+                Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+                _ => return false,
+            }
+        } else {
+            match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                Some(_) => return false,
+                None => host.as_str(),
+            }
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        name == "localhost"
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether `header` (an `Authorization` value) carries the token; compared in constant
+    /// time so the answer's timing does not give the token away byte by byte.
+    fn token_given(&self, header: Option<&str>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let (given, token) = (given.trim().as_bytes(), self.token.as_bytes());
+        given.len() == token.len()
+            && !token.is_empty()
+            && given.iter().zip(token).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+}
+
+/// The `Host` check on every request, then the token on every one that is not a read.
+async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(h) if access.host_allowed(h) => {}
+        Some(h) => {
+            return problem(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host `{h}` is not this simulator's: open it at 127.0.0.1 or localhost                      (or start it with --allow-host NAME)"
+                ),
+            );
+        }
+        None => {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "no Host header: say which host you asked for".into(),
+            );
+        }
+    }
+    let reads = [Method::GET, Method::HEAD];
+    if !reads.contains(request.method()) {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        if !access.token_given(given) {
+            let mut response = problem(
+                StatusCode::UNAUTHORIZED,
+                "changing the simulator needs its token: send `Authorization: Bearer TOKEN` \
+                 with the token it printed at start (also in its token file)"
+                    .into(),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// The API's routes over the simulator's state, behind the `Host` check and, for changes,
+/// the token.
+pub fn router(state: Arc<SimState>, access: Access) -> Router {
     Router::new()
         .route("/", get(preview))
         .route("/api/sites", get(sites))
@@ -32,6 +145,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/api/scenario", post(scenario))
         .route("/api/events", get(events))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            guard,
+        ))
 }
 
 #[derive(Debug, Serialize)]
@@ -81,8 +198,12 @@ struct Problem {
     error: String,
 }
 
+fn problem(status: StatusCode, error: String) -> Response {
+    (status, Json(Problem { error })).into_response()
+}
+
 fn not_found(what: String) -> Response {
-    (StatusCode::NOT_FOUND, Json(Problem { error: what })).into_response()
+    problem(StatusCode::NOT_FOUND, what)
 }
 
 fn hex(c: nightscape_core::colour::Rgb) -> String {
@@ -332,4 +453,66 @@ async fn site_layout(State(state): State<Arc<SimState>>, Path(id): Path<String>)
             .collect(),
     })
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Access;
+
+    #[test]
+    fn only_loopback_and_configured_hosts_are_this_simulators() {
+        let access = Access {
+            hosts: vec!["sim.test".into()],
+            token: "t0ken".into(),
+        };
+        for (host, ok) in [
+            ("127.0.0.1:8090", true),
+            ("127.9.9.9", true),
+            ("localhost", true),
+            ("LocalHost:1", true),
+            ("localhost.", true),
+            ("[::1]:8090", true),
+            ("[::1]", true),
+            ("sim.test:8090", true),
+            ("evil.example", false),
+            ("evil.example:8090", false),
+            ("127.0.0.1.evil.example", false),
+            ("localhost.evil.example:8090", false),
+            ("10.0.0.1:8090", false),
+            ("0.0.0.0:8090", false),
+            ("127.0.0.1:80x", false),
+            ("[::1]x", false),
+            ("[::2]:8090", false),
+            ("", false),
+        ] {
+            assert_eq!(access.host_allowed(host), ok, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_the_whole_bearer_value() {
+        let access = Access {
+            hosts: Vec::new(),
+            token: "t0ken".into(),
+        };
+        assert!(access.token_given(Some("Bearer t0ken")));
+        for wrong in [
+            "Bearer t0ke",
+            "Bearer t0ken2",
+            "Bearer T0KEN",
+            "t0ken",
+            "Basic t0ken",
+        ] {
+            assert!(!access.token_given(Some(wrong)), "{wrong}");
+        }
+        assert!(!access.token_given(None));
+        let empty = Access {
+            hosts: Vec::new(),
+            token: String::new(),
+        };
+        assert!(
+            !empty.token_given(Some("Bearer ")),
+            "no token opens nothing"
+        );
+    }
 }

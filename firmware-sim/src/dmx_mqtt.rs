@@ -1,6 +1,8 @@
-//! Simulated DMX-over-MQTT controllers: subscribed on a broker to their universes'
-//! topics, taking each payload (sequence byte and slots) through the core's codec.
-//! The client reconnects with back-off and subscribes again after every connection.
+//! Simulated DMX-over-MQTT controllers: each its own client of the broker, subscribed to its
+//! universes' topics, taking each payload (sequence byte and slots) through the core's
+//! codec. A controller logs in as its own broker user when given one, as a real one does, so
+//! a broker with the city's access control lets it read its own topics only. Each client
+//! reconnects with back-off and subscribes again after every connection.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,33 +22,65 @@ use crate::state::{ControllerSim, Device};
 /// the connection.
 const MAX_PACKET: usize = 1024 * 1024;
 
-/// Where the broker is, and the prefix of every topic.
+/// Where the broker is, the prefix of every topic, and how each controller logs in.
 #[derive(Debug, Clone)]
 pub struct Broker {
     pub host: String,
     pub port: u16,
     pub topic_prefix: String,
+    /// Each DMX-over-MQTT controller's broker user (`nightscape server mqtt-acl` makes them);
+    /// a controller without one connects anonymously.
+    pub logins: BTreeMap<ControllerId, Login>,
 }
 
-/// Subscribes every DMX-over-MQTT controller and applies what arrives, until `shutdown`.
+impl Broker {
+    /// A broker on `host:port` that takes anonymous clients.
+    pub fn anonymous(host: &str, port: u16, topic_prefix: &str) -> Broker {
+        Broker {
+            host: host.to_owned(),
+            port,
+            topic_prefix: topic_prefix.to_owned(),
+            logins: BTreeMap::new(),
+        }
+    }
+}
+
+/// A broker user and its password.
+#[derive(Clone)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("password", &"…")
+            .finish()
+    }
+}
+
+/// One controller's client, subscribed to its own topics and applying what arrives, until
+/// `shutdown`.
 pub async fn serve(
     broker: Broker,
-    controllers: Vec<Arc<ControllerSim>>,
+    controller: Arc<ControllerSim>,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
-    if controllers.is_empty() {
-        return;
+    let login = broker.logins.get(&controller.id);
+    // A logged-in controller is known to the broker by its user alone (a broker may bind
+    // the two); an anonymous one is told apart from other simulators on a shared broker.
+    let client_id = match login {
+        Some(l) => l.username.clone(),
+        None => format!("nightscape-sim-{}-{}", std::process::id(), controller.id),
+    };
+    let by_id = BTreeMap::from([(controller.id.clone(), controller.clone())]);
+    let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    if let Some(l) = login {
+        options.set_credentials(l.username.clone(), l.password.clone());
     }
-    let by_id: BTreeMap<ControllerId, Arc<ControllerSim>> = controllers
-        .iter()
-        .map(|c| (c.id.clone(), c.clone()))
-        .collect();
-    let mut options = MqttOptions::new(
-        format!("nightscape-sim-{}", std::process::id()),
-        broker.host.clone(),
-        broker.port,
-    );
     options.set_keep_alive(Duration::from_secs(10));
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     let (client, mut events) = AsyncClient::new(options, 64);
@@ -55,6 +89,7 @@ pub async fn serve(
     network.set_tcp_nodelay(true);
     events.set_network_options(network);
     let prefix = format!("{}nightscape/v1/dmx/", broker.topic_prefix);
+    let filter = format!("{prefix}{}/+", controller.id);
     let mut backoff = Duration::from_millis(200);
     loop {
         let event = tokio::select! {
@@ -63,14 +98,8 @@ pub async fn serve(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                // One subscription for every controller (messages for others are ignored):
-                // a request per controller could fill the client's queue while this task,
-                // which also drives the event loop, waits on it.
-                if client
-                    .try_subscribe(format!("{prefix}+/+"), QoS::AtMostOnce)
-                    .is_err()
-                {
-                    tracing::warn!("simulator could not subscribe to {prefix}+/+");
+                if client.try_subscribe(&filter, QoS::AtMostOnce).is_err() {
+                    tracing::warn!("simulator could not subscribe to {filter}");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -80,6 +109,7 @@ pub async fn serve(
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(
+                    controller = %controller.id,
                     "simulator's MQTT connection to {}:{}: {e}; retrying in {backoff:?}",
                     broker.host,
                     broker.port

@@ -47,7 +47,7 @@ use tokio_util::task::TaskTracker;
 use crate::modbus::{Load, ModbusDevice};
 use crate::state::{ControllerSim, Device, DmxDevice, SimState, SiteSim, UniverseIn};
 
-pub use dmx_mqtt::Broker;
+pub use dmx_mqtt::{Broker, Login};
 
 /// Where the simulated controllers listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,12 +365,14 @@ async fn listen(
         Some(broker) => {
             endpoints.broker = Some(format!("{}:{}", broker.host, broker.port));
             endpoints.topic_prefix.clone_from(&broker.topic_prefix);
-            tracker.spawn(dmx_mqtt::serve(
-                broker.clone(),
-                mqtt,
-                clock.clone(),
-                shutdown.clone(),
-            ));
+            for controller in mqtt {
+                tracker.spawn(dmx_mqtt::serve(
+                    broker.clone(),
+                    controller,
+                    clock.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         None if !mqtt.is_empty() => tracing::warn!(
             "{} DMX-over-MQTT controllers receive nothing: no broker given",

@@ -111,18 +111,22 @@ pub fn broker_options(
     o
 }
 
-fn options(s: &Settings) -> MqttOptions {
+/// The MQTT client id of `gateway`'s agent under `topic_prefix`; a broker that binds client
+/// ids to users (`nightscape up`'s embedded one) is told it.
+pub fn client_id(topic_prefix: &str, gateway: &GatewayId) -> String {
     // Unique per topic prefix too, so runs sharing a broker do not take each other's session.
-    let scope: String = s
-        .mqtt
-        .topic_prefix
+    let scope: String = topic_prefix
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    format!("nightscape-gw-{scope}{gateway}")
+}
+
+fn options(s: &Settings) -> MqttOptions {
     // rumqttc dials the sieve's socket; the sieve dials the broker (with TLS when a CA is
     // given).
     let mut o = MqttOptions::new(
-        format!("nightscape-gw-{scope}{}", s.gateway),
+        client_id(&s.mqtt.topic_prefix, &s.gateway),
         s.socket.to_string_lossy(),
         0,
     );

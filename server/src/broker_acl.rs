@@ -17,6 +17,11 @@ use sha2::{Digest, Sha512};
 /// The broker user the server connects as.
 pub const SERVER_USER: &str = "nightscape-server";
 
+/// The broker user of a DMX-over-MQTT controller.
+pub fn dmx_user(controller: &nightscape_core::ControllerId) -> String {
+    format!("dmx-{controller}")
+}
+
 /// What a user may do with a topic filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -91,7 +96,7 @@ pub fn clients(library: &ShowLibrary, prefix: &str) -> Vec<Client> {
         for c in &site.controllers {
             if matches!(c.output, Output::DmxMqtt { .. }) {
                 out.push(Client {
-                    user: format!("dmx-{}", c.id),
+                    user: dmx_user(&c.id),
                     role: format!("DMX-over-MQTT controller of {}", site.id),
                     rules: vec![(
                         Access::Read,

@@ -1,5 +1,6 @@
 //! `nightscape sim` as an engineer runs it: controllers on loopback, the endpoint map
-//! written, the state API answering, a scenario applied, a clean stop on SIGTERM.
+//! written, the state API answering, a scenario applied, a foreign `Host` and changes
+//! without its token refused, a clean stop on SIGTERM.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -7,10 +8,16 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 fn get(addr: &str, path: &str) -> String {
+    request(addr, "GET", path, &format!("Host: {addr}\r\n"), "")
+}
+
+/// One request with these header lines (each ending in CRLF): the whole answer.
+fn request(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut out = String::new();
@@ -48,8 +55,12 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut api = None;
+    let mut token = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
+        if let Some((_, rest)) = line.split_once("(Authorization: Bearer …): ") {
+            token = rest.split_whitespace().next().map(str::to_owned);
+        }
         if let Some(rest) = line.split_once("state API at http://") {
             api = Some(rest.1.trim_end_matches("/api/sites").to_owned());
             break;
@@ -67,6 +78,33 @@ fn the_simulator_runs_writes_its_endpoint_map_and_stops_cleanly() {
     assert!(site.contains("\"id\":\"path-1\""), "{site}");
     let faults = get(&api, "/api/faults");
     assert!(faults.contains("\"over_temperature\":true"), "{faults}");
+
+    // DNS rebinding: a page of another name pointed at loopback is refused, reads too.
+    let foreign = request(&api, "GET", "/api/sites", "Host: rebind.example\r\n", "");
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    // A change needs the token the simulator printed, which is kept in its file, mode 600.
+    let token = token.expect("the simulator prints its token");
+    let kept = std::fs::read_to_string(dir.join("sim-token")).unwrap();
+    assert_eq!(kept.trim(), token);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("sim-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let fault = r#"{"controller": "donam-path", "fault": "offline"}"#;
+    let host = format!("Host: {api}\r\n");
+    let without = request(&api, "POST", "/api/faults", &host, fault);
+    assert!(without.starts_with("HTTP/1.1 401"), "{without}");
+    let wrong = format!("{host}Authorization: Bearer not-{token}\r\n");
+    let wrong = request(&api, "POST", "/api/faults", &wrong, fault);
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert!(!get(&api, "/api/faults").contains("\"offline\":true"));
+    let with = format!("{host}Authorization: Bearer {token}\r\n");
+    let with = request(&api, "POST", "/api/faults", &with, fault);
+    assert!(with.starts_with("HTTP/1.1 204"), "{with}");
+    let faults = get(&api, "/api/faults");
+    assert!(faults.contains("\"offline\":true"), "{faults}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -712,7 +712,11 @@ pub struct Up {
     pub http: String,
     /// The simulator's page and state API.
     pub sim_http: String,
+    /// The simulator's token for faults and scenarios.
+    pub sim_token: String,
     pub password: String,
+    /// What it printed at start.
+    pub banner: String,
 }
 
 /// `nightscape up` with a clock of its own (`--time-scale`, `--start`); its log goes to
@@ -739,10 +743,17 @@ pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> 
     // The banner is on standard output; the logs on standard error.
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = None;
+    let mut sim_token = None;
+    let mut banner = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
         if let Some(p) = line.split("admin / ").nth(1) {
             password = Some(p.trim().to_owned());
+        }
+        if let Some(t) = line.split("simulator token").nth(1) {
+            sim_token = t.split_whitespace().next().map(str::to_owned);
         }
         if line.starts_with("Stop with ctrl-c") {
             break;
@@ -753,7 +764,9 @@ pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> 
         process: Reaped(child),
         http,
         sim_http,
+        sim_token: sim_token.expect("up printed the simulator's token"),
         password: password.expect("up printed the admin login"),
+        banner,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The state API over HTTP: sites and fixtures, a fault scenario applied and cleared, the
-//! change stream.
+//! change stream; a foreign `Host` refused, and changes without the token.
 
 use std::time::Duration;
 
@@ -9,11 +9,27 @@ use tokio_modbus::prelude::*;
 
 use crate::common::{Running, start};
 
-/// One HTTP/1.1 request; returns the status and the body.
+/// The token the tests' simulators are served with.
+const TOKEN: &str = "sim-test-token";
+
+/// One HTTP/1.1 request as a tool on this machine sends it (the simulator's address as
+/// `Host`, the token with it); returns the status and the body.
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let headers = format!("Host: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n");
+    http_with(addr, method, path, &headers, body).await
+}
+
+/// One HTTP/1.1 request with these header lines (each ending in CRLF).
+async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
@@ -27,9 +43,16 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) 
 async fn serve(run: &Running) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = firmware_sim::api::router(run.sim.state.clone());
+    let app = firmware_sim::api::router(run.sim.state.clone(), access());
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
+}
+
+pub fn access() -> firmware_sim::api::Access {
+    firmware_sim::api::Access {
+        hosts: vec!["sim.test".into()],
+        token: TOKEN.into(),
+    }
 }
 
 const SCENARIO: &str = r#"
@@ -193,7 +216,7 @@ async fn the_change_stream_says_when_a_controller_took_something() {
     let api = serve(&run).await;
     let mut stream = TcpStream::connect(api).await.unwrap();
     stream
-        .write_all(b"GET /api/events HTTP/1.1\r\nHost: sim\r\n\r\n")
+        .write_all(format!("GET /api/events HTTP/1.1\r\nHost: {api}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut path = tcp::connect_slave(run.addr("donam-path"), Slave(1))
@@ -218,4 +241,77 @@ async fn the_change_stream_says_when_a_controller_took_something() {
     }
     assert!(seen.contains("text/event-stream"), "{seen}");
     assert!(seen.contains("event: change"), "{seen}");
+}
+
+/// DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends requests
+/// with `Host: evil.example`; they are refused, reads included. A change (a fault, a
+/// scenario, clearing) without the simulator's token, or with a wrong one, is refused and
+/// changes nothing; with it, it is applied.
+#[tokio::test]
+async fn a_foreign_host_is_refused_and_a_change_needs_the_token() {
+    let run = start(&["donam-seowon"], None).await;
+    let api = serve(&run).await;
+    let port = api.port();
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "127.0.0.1.evil.example",
+        "10.0.0.1",
+    ] {
+        let headers = format!("Host: {host}\r\nAuthorization: Bearer {TOKEN}\r\n");
+        let (status, body) = http_with(api, "GET", "/api/sites", &headers, "").await;
+        assert_eq!(status, 403, "{host}: {body}");
+        assert!(body.contains("is not this simulator's"), "{body}");
+        let (status, _) = http_with(api, "GET", "/", &headers, "").await;
+        assert_eq!(status, 403, "{host}: the preview page");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "sim.test".to_owned(),
+    ] {
+        let (status, body) =
+            http_with(api, "GET", "/api/sites", &format!("Host: {host}\r\n"), "").await;
+        assert_eq!(status, 200, "{host}, no token needed to read: {body}");
+    }
+
+    let fault = r#"{"controller": "donam-path", "fault": "over-temperature"}"#;
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    for (what, auth) in [
+        ("no token", String::new()),
+        (
+            "a wrong token",
+            "Authorization: Bearer sim-test-tokem\r\n".to_owned(),
+        ),
+        (
+            "a longer token",
+            format!("Authorization: Bearer {TOKEN}x\r\n"),
+        ),
+        (
+            "the token not as bearer",
+            format!("Authorization: {TOKEN}\r\n"),
+        ),
+    ] {
+        let headers = format!("{host}{auth}");
+        let (status, body) = http_with(api, "POST", "/api/faults", &headers, fault).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert!(body.contains("needs its token"), "{body}");
+        let (status, _) = http_with(api, "POST", "/api/scenario", &headers, SCENARIO).await;
+        assert_eq!(status, 401, "{what}: a scenario");
+        assert_eq!(
+            http(api, "GET", "/api/faults", "").await.1,
+            "[]",
+            "{what}: nothing applied"
+        );
+    }
+    assert_eq!(http(api, "POST", "/api/faults", fault).await.0, 204);
+    let (_, body) = http(api, "GET", "/api/faults", "").await;
+    assert!(body.contains("\"over_temperature\":true"), "{body}");
+    let (status, _) = http_with(api, "DELETE", "/api/faults", &host, "").await;
+    assert_eq!(status, 401, "clearing needs the token too");
+    let (status, _) = http_with(api, "DELETE", "/api/faults/donam-path", &host, "").await;
+    assert_eq!(status, 401, "clearing one controller too");
+    assert_ne!(http(api, "GET", "/api/faults", "").await.1, "[]");
+    assert_eq!(http(api, "DELETE", "/api/faults", "").await.0, 204);
+    assert_eq!(http(api, "GET", "/api/faults", "").await.1, "[]");
 }

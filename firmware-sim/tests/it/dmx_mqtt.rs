@@ -13,11 +13,7 @@ async fn a_cellular_controller_takes_frames_from_the_broker() {
     let prefix = format!("test-{}-{}/", std::process::id(), crate::common::T0);
     let run = start(
         &["ganggyeong-office"],
-        Some(Broker {
-            host: "127.0.0.1".into(),
-            port: 1883,
-            topic_prefix: prefix.clone(),
-        }),
+        Some(Broker::anonymous("127.0.0.1", 1883, &prefix)),
     )
     .await;
     assert_eq!(run.sim.endpoints.topic_prefix, prefix);

@@ -17,7 +17,7 @@ async fn the_preview_shows_what_the_controllers_received() {
     let run = start(&["nonsan-city-hall"], None).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let app = firmware_sim::api::router(run.sim.state.clone());
+    let app = firmware_sim::api::router(run.sim.state.clone(), crate::api::access());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // wash-1 (RGBW at 0:0:0 slot 1) full red; wash-2 (slot 5) stays dark.

@@ -96,11 +96,7 @@ async fn a_paho_client_s_frame_through_the_broker_lands_on_the_cellular_controll
     let prefix = format!("paho-{}/", std::process::id());
     let run = start(
         &["ganggyeong-office"],
-        Some(firmware_sim::Broker {
-            host: "127.0.0.1".into(),
-            port: 1883,
-            topic_prefix: prefix.clone(),
-        }),
+        Some(firmware_sim::Broker::anonymous("127.0.0.1", 1883, &prefix)),
     )
     .await;
     let topic = format!("{prefix}nightscape/v1/dmx/office-cell/1");

@@ -24,11 +24,7 @@ async fn the_publisher_s_frames_reach_the_cellular_controller() {
             library: lib.clone(),
             sites: vec![site_id.clone()],
             bind: Bind::Ports,
-            broker: Some(Broker {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                topic_prefix: prefix.clone(),
-            }),
+            broker: Some(Broker::anonymous("127.0.0.1", 1883, &prefix)),
             multicast: false,
         },
         Arc::new(VirtualClock::new(1_798_000_000_000)) as Arc<dyn Clock>,

@@ -60,11 +60,7 @@ pub async fn start_sim_with(
             library: lib.clone(),
             sites: sites.iter().map(|s| s.parse::<SiteId>().unwrap()).collect(),
             bind: Bind::Ports,
-            broker: prefix.map(|p| firmware_sim::Broker {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                topic_prefix: p.into(),
-            }),
+            broker: prefix.map(|p| firmware_sim::Broker::anonymous("127.0.0.1", 1883, p)),
             multicast: false,
         },
         clock.clone() as Arc<dyn Clock>,

@@ -1,11 +1,13 @@
-//! `nightscape up`: the whole system in one process on loopback — an embedded MQTT broker
-//! (rumqttd), the server on SQLite, the simulator with every controller of the library,
-//! and one gateway per gateway of the library, all on one wall clock that may run faster
-//! than real time (`--time-scale`) from a chosen start (`--start`). Data lives in one
-//! directory, so a second `up` resumes where the first stopped.
+//! `nightscape up`: the whole system on loopback — an MQTT broker with the city's access
+//! control ([`broker`]: a private Mosquitto, or the embedded rumqttd), and in one process the
+//! server on SQLite, the simulator with every controller of the library, and one gateway per
+//! gateway of the library, all on one wall clock that may run faster than real time
+//! (`--time-scale`) from a chosen start (`--start`). Data lives in one directory, so a second
+//! `up` resumes where the first stopped.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub mod broker;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +36,17 @@ pub struct Options {
     /// The simulator's live preview and state API.
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub sim_http: std::net::SocketAddr,
-    /// The embedded MQTT broker's port (not 1883, which a system Mosquitto may hold).
+    /// The MQTT broker's port (not 1883, which a system Mosquitto may hold).
     #[arg(long, default_value_t = 18830)]
     pub mqtt_port: u16,
+    /// The MQTT broker: a private Mosquitto when installed (each client only its own topics,
+    /// as in production), else the embedded one (passwords only).
+    #[arg(long, value_enum, default_value_t = broker::Choice::Auto)]
+    pub broker: broker::Choice,
+    /// A host name the simulator's page and API also answer to besides localhost and
+    /// 127.0.0.1 (repeat for several).
+    #[arg(long = "sim-allow-host")]
+    pub sim_allow_hosts: Vec<String>,
     /// Run wall time this many times faster (720: a night in a minute).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
@@ -68,90 +78,55 @@ pub fn parse_start(text: &str) -> Result<i64> {
         .as_millisecond())
 }
 
-/// The embedded broker's log segments (see `max_segment_size` below).
-const SEGMENT: usize = 32 * 1024;
-
-fn embedded_broker(port: u16, gateways: usize) -> Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    // rumqttd logs a taken port and carries on; find out first and say what to change.
-    TcpListener::bind(addr).with_context(|| {
-        format!("the embedded MQTT broker cannot listen on {addr} (taken?); choose another port with --mqtt-port")
-    })?;
-    let server = rumqttd::ServerSettings {
-        name: "loopback".into(),
-        listen: addr,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: rumqttd::ConnectionSettings {
-            connection_timeout_ms: 10_000,
-            max_payload_size: nightscape_server::mqtt::MAX_PACKET + 1024,
-            max_inflight_count: 100,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    let config = rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 1024,
-            max_outgoing_packet_count: 200,
-            // The router keeps what was published on each subscription's log, up to this many
-            // segments of this size, and drops the oldest after: a subscriber further behind
-            // than that skips ahead. Every subscriber here is in this process and keeps up;
-            // the bound holds a city-wide order's answers twice over (an ack and a state of
-            // about 1 KiB from every gateway), and at least 128 KiB (over a minute of `up`).
-            // A kept message also keeps alive the whole read buffer it arrived in, so the
-            // logs cost far more than their bytes: with 1 MiB × 2 the soak's resident memory
-            // grew 8 MiB an hour (the quiet subscriptions' logs take hours to fill); with
-            // 32 KiB × 4 it levels off within the first half hour.
-            max_segment_size: SEGMENT,
-            max_segment_count: (4 * gateways * 1024).div_ceil(SEGMENT).max(4),
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: rumqttd::Strategy::default(),
-        },
-        v4: Some(HashMap::from([("1".to_owned(), server)])),
-        ..rumqttd::Config::default()
-    };
-    let mut broker = rumqttd::Broker::new(config);
-    std::thread::Builder::new()
-        .name("mqtt-broker".into())
-        .spawn(move || {
-            if let Err(e) = broker.start() {
-                tracing::error!("the embedded MQTT broker stopped: {e}");
-            }
-        })
-        .context("starting the embedded broker")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if std::time::Instant::now() > deadline {
-            bail!("the embedded MQTT broker did not start listening on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// The admin password of this data directory: given, kept from the first start, or new.
 fn admin_password(dir: &Path, given: Option<&str>) -> Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = dir.join("admin-password");
     if let Some(p) = given {
         return Ok(p.to_owned());
     }
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        return Ok(text.trim().to_owned());
+    crate::secret::kept_or_new(&dir.join("admin-password"), || {
+        Ok(nightscape_server::auth::generated_password())
+    })
+}
+
+/// The server's client id on `up`'s broker.
+const SERVER_CLIENT_ID: &str = "nightscape-up-server";
+
+/// Every broker user's login: the passwords just written, and the client id each client of
+/// `up` connects with, which the embedded broker holds it to.
+fn logins(
+    library: &nightscape_core::ShowLibrary,
+    passwords: &BTreeMap<String, String>,
+) -> BTreeMap<String, broker::Login> {
+    use nightscape_server::broker_acl;
+    let mut ids = BTreeMap::from([(
+        broker_acl::SERVER_USER.to_owned(),
+        SERVER_CLIENT_ID.to_owned(),
+    )]);
+    for site in library.sites.values() {
+        for gw in &site.gateways {
+            ids.insert(
+                gw.id.to_string(),
+                nightscape_gateway::agent::client_id("", &gw.id),
+            );
+        }
+        for c in &site.controllers {
+            // A logged-in simulated controller connects as its user (see `firmware_sim::dmx_mqtt`).
+            let user = broker_acl::dmx_user(&c.id);
+            ids.insert(user.clone(), user);
+        }
     }
-    let password = nightscape_server::auth::generated_password();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&file)
-        .with_context(|| format!("writing {}", file.display()))?;
-    std::io::Write::write_all(&mut f, password.as_bytes())?;
-    Ok(password)
+    passwords
+        .iter()
+        .filter_map(|(user, password)| {
+            Some((
+                user.clone(),
+                broker::Login {
+                    password: password.clone(),
+                    client_id: ids.get(user)?.clone(),
+                },
+            ))
+        })
+        .collect()
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -188,7 +163,21 @@ pub fn run(options: Options) -> Result<()> {
         .values()
         .map(|s| s.gateways.len())
         .sum();
-    embedded_broker(options.mqtt_port, gateways)?;
+    // The same users, passwords and topic rules as production, kept for the next start.
+    let users = crate::mqtt_acl::write(
+        &checked.library,
+        &options.data_dir.join("broker"),
+        "",
+        false,
+        None,
+    )?;
+    let broker = broker::start(
+        options.broker,
+        options.mqtt_port,
+        &options.data_dir.join("broker"),
+        logins(&checked.library, &users.passwords),
+        gateways,
+    )?;
     let clock: Arc<dyn Clock> = if options.time_scale == 1.0 && start.is_none() {
         Arc::new(SystemClock::new())
     } else {
@@ -197,20 +186,74 @@ pub fn run(options: Options) -> Result<()> {
             options.time_scale,
         ))
     };
+    let sim_token = crate::secret::kept_or_new(&options.data_dir.join("sim-token"), || {
+        crate::secret::random_hex(16)
+    })?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(serve(options, sources, checked.library, clock, password))
+    let served = runtime.block_on(serve(Parts {
+        options,
+        sources,
+        library: checked.library,
+        clock,
+        password,
+        sim_token,
+        users,
+        broker: &broker,
+    }));
+    // After every client has gone, so the broker's last words are not their disconnects.
+    broker.stop();
+    served
 }
 
-async fn serve(
+/// What `serve` starts the system with.
+struct Parts<'a> {
     options: Options,
     sources: Vec<nightscape_core::show::SourceFile>,
     library: nightscape_core::ShowLibrary,
     clock: Arc<dyn Clock>,
     password: String,
-) -> Result<()> {
+    sim_token: String,
+    users: crate::mqtt_acl::Written,
+    broker: &'a broker::Broker,
+}
+
+async fn serve(parts: Parts<'_>) -> Result<()> {
+    let Parts {
+        options,
+        sources,
+        library,
+        clock,
+        password,
+        sim_token,
+        users,
+        broker,
+    } = parts;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let data = &options.data_dir;
+    let password_of = |user: &str| {
+        users.passwords.get(user).cloned().with_context(|| {
+            format!(
+                "no broker password for `{user}` in {}",
+                users.secrets.display()
+            )
+        })
+    };
+    let mut sim_logins = BTreeMap::new();
+    for site in library.sites.values() {
+        for c in &site.controllers {
+            let user = nightscape_server::broker_acl::dmx_user(&c.id);
+            if let Some(password) = users.passwords.get(&user) {
+                sim_logins.insert(
+                    c.id.clone(),
+                    firmware_sim::Login {
+                        username: user,
+                        password: password.clone(),
+                    },
+                );
+            }
+        }
+    }
 
     let sim = firmware_sim::start(
         firmware_sim::SimConfig {
@@ -218,9 +261,8 @@ async fn serve(
             sites: Vec::new(),
             bind: firmware_sim::Bind::Ports,
             broker: Some(firmware_sim::Broker {
-                host: "127.0.0.1".into(),
-                port: options.mqtt_port,
-                topic_prefix: String::new(),
+                logins: sim_logins,
+                ..firmware_sim::Broker::anonymous("127.0.0.1", options.mqtt_port, "")
             }),
             multicast: false,
         },
@@ -241,7 +283,13 @@ async fn serve(
             )
         })?;
     let sim_addr = sim_listener.local_addr()?;
-    let sim_app = firmware_sim::api::router(sim.state.clone());
+    let sim_app = firmware_sim::api::router(
+        sim.state.clone(),
+        firmware_sim::api::Access {
+            hosts: options.sim_allow_hosts.clone(),
+            token: sim_token.clone(),
+        },
+    );
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let _ = axum::serve(sim_listener, sim_app)
@@ -256,11 +304,11 @@ async fn serve(
             seed_library: Some(sources),
             ..nightscape_server::Config::local(
                 data.join("server"),
-                Some(BrokerConfig::local(
-                    options.mqtt_port,
-                    "",
-                    "nightscape-up-server".into(),
-                )),
+                Some(BrokerConfig {
+                    username: Some(nightscape_server::broker_acl::SERVER_USER.into()),
+                    password: Some(password_of(nightscape_server::broker_acl::SERVER_USER)?),
+                    ..BrokerConfig::local(options.mqtt_port, "", SERVER_CLIENT_ID.into())
+                }),
             )
         },
         clock.clone(),
@@ -273,7 +321,7 @@ async fn serve(
     let mut gateways = Vec::new();
     for site in library.sites.values() {
         for gw in &site.gateways {
-            let config = GatewayConfig {
+            let mut config = GatewayConfig {
                 trusted_keys: vec![server.public_key_file.clone()],
                 endpoints: Some(endpoints_file.clone()),
                 ..GatewayConfig::local(
@@ -283,6 +331,9 @@ async fn serve(
                     "",
                 )
             };
+            // Each gateway logs in as itself, with the password file `mqtt-acl` wrote.
+            config.mqtt.username = Some(gw.id.to_string());
+            config.mqtt.password_file = Some(users.secrets.join(gw.id.as_str()));
             let setup = crate::gateway::setup(config, None)?;
             let handle = nightscape_gateway::runtime::start(setup, clock.clone(), shutdown.clone())
                 .await
@@ -304,8 +355,9 @@ async fn serve(
         server.addr
     );
     println!("  simulator preview  http://{sim_addr}/");
+    println!("  simulator token    {sim_token}  (faults and scenarios: Authorization: Bearer …)");
     println!("  admin login        admin / {password}");
-    println!("  MQTT broker        127.0.0.1:{}", options.mqtt_port);
+    println!("  MQTT broker        {}", broker.describe(&users.secrets));
     println!("  data               {}", data.display());
     if options.time_scale != 1.0 || options.start.is_some() {
         println!(
