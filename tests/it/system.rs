@@ -949,9 +949,21 @@ async fn events_sent_while_the_server_is_down_are_all_stored_when_it_returns() {
     assert_eq!(stored.len(), 50, "each stored once");
 }
 
+/// The change the stream of changes makes, and its request's headers with the key.
+fn stream_body(reason: &str) -> String {
+    serde_json::json!({"scene": "cityhall-blue-hour", "minutes": 30, "reason": reason}).to_string()
+}
+
+fn keyed(session: &[(&'static str, String)], key: &str) -> Vec<(&'static str, String)> {
+    let mut headers = session.to_vec();
+    headers.push(("Idempotency-Key", key.replace(' ', "-")));
+    headers
+}
+
 /// `kill -9` of the server three times under a steady stream of changes (two writers, each
-/// override with a reason of its own), on SQLite and PostgreSQL: every change answered 2xx is
-/// there exactly once after the restarts, and none that went unanswered is there twice.
+/// override with a reason and an `Idempotency-Key` of its own), on SQLite and PostgreSQL:
+/// every change answered 2xx is there exactly once after the restarts, and each one cut off
+/// is sent again with its key and is then there exactly once, its audit row too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_of_changes_through_three_kill_9_loses_no_answered_change() {
     let (pg_db, pg_url) = fresh_pg("stream").await;
@@ -978,13 +990,12 @@ async fn a_stream_of_changes_through_three_kill_9_loses_no_answered_change() {
                         let mut results = Vec::new();
                         for k in 0.. {
                             let reason = format!("stream {round}-{w}-{k}");
-                            let body = serde_json::json!({"scene": "cityhall-blue-hour", "minutes": 30, "reason": reason}).to_string();
                             let result = try_http(
                                 &addr,
                                 "POST",
                                 "/api/sites/nonsan-city-hall/override",
-                                &session,
-                                &body,
+                                &keyed(&session, &reason),
+                                &stream_body(&reason),
                             )
                             .await;
                             let done = !matches!(result, Ok((200, _)));
@@ -1012,11 +1023,89 @@ async fn a_stream_of_changes_through_three_kill_9_loses_no_answered_change() {
                 }
             }
         }
+        // A client that was cut off sends its change again with the same key, to a server
+        // started again: it gets the first answer (the change made now, once), or 409
+        // `already-applied` naming the audit entry when the change was made but its answer
+        // lost. A key whose request was cut off after it was reserved reads `in-progress`
+        // for a minute (the server cannot tell a dead request from a slow one): wait.
+        let (child, addr) = spawn_server(
+            &dir.join("data"),
+            &url,
+            &format!("stream-{}/", std::process::id()),
+            &[],
+        );
+        let child = Reaped(child);
+        let session = login(&addr).await;
+        let mut retried_applied = Vec::new();
+        let mut retried_already = Vec::new();
+        for reason in &unanswered {
+            let t = std::time::Instant::now();
+            let (status, reply) = loop {
+                let (status, reply) = try_http(
+                    &addr,
+                    "POST",
+                    "/api/sites/nonsan-city-hall/override",
+                    &keyed(&session, reason),
+                    &stream_body(reason),
+                )
+                .await
+                .unwrap();
+                let in_progress =
+                    status == 409 && body_of(&reply)["error"]["code"] == "in-progress";
+                if !in_progress {
+                    break (status, reply);
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(90),
+                    "{url}: `{reason}` in progress for 90 s"
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            };
+            match status {
+                200 => retried_applied.push(reason.clone()),
+                409 => {
+                    let error = &body_of(&reply)["error"];
+                    assert_eq!(
+                        error["code"], "already-applied",
+                        "{url}: `{reason}`: {reply}"
+                    );
+                    retried_already.push((
+                        reason.clone(),
+                        error["message"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                other => panic!("{url}: `{reason}` sent again: {other} {reply}"),
+            }
+        }
+        drop(child);
         let store = nightscape_server::store::Store::open(&url).await.unwrap();
         let made = nightscape_server::overrides::recent(&store, 100_000)
             .await
             .unwrap();
         let count = |reason: &str| made.iter().filter(|o| o.reason == reason).count();
+        let audit = store.audit_log(1_000_000).await.unwrap();
+        let audited = |reason: &str| -> Vec<i64> {
+            audit
+                .iter()
+                .filter(|a| a.after.as_ref().is_some_and(|v| v["reason"] == reason))
+                .map(|a| a.id)
+                .collect()
+        };
+        // Every change cut off and sent again is there exactly once, with one audit row,
+        // and an `already-applied` answer names that row.
+        for reason in &retried_applied {
+            assert_eq!(count(reason), 1, "{url}: `{reason}` applied on its retry");
+            assert_eq!(audited(reason).len(), 1, "{url}: `{reason}`'s audit rows");
+        }
+        for (reason, message) in &retried_already {
+            assert_eq!(count(reason), 1, "{url}: `{reason}` already applied");
+            let rows = audited(reason);
+            assert_eq!(rows.len(), 1, "{url}: `{reason}`'s audit rows");
+            assert!(
+                message.contains(&format!("audit entry {}", rows[0])),
+                "{url}: `{reason}`: {message}"
+            );
+        }
         assert!(
             answered.len() >= 30,
             "{url}: only {} changes answered",
@@ -1024,15 +1113,18 @@ async fn a_stream_of_changes_through_three_kill_9_loses_no_answered_change() {
         );
         for reason in &answered {
             assert_eq!(count(reason), 1, "{url}: `{reason}` was answered 200");
+            assert_eq!(audited(reason).len(), 1, "{url}: `{reason}`'s audit rows");
         }
-        for reason in &unanswered {
-            assert!(count(reason) <= 1, "{url}: `{reason}` applied twice");
-        }
+        assert!(
+            !unanswered.is_empty(),
+            "{url}: no request was cut off by the kills"
+        );
         eprintln!(
-            "{url}: {} changes answered 200, all kept once; {} cut off by the kill, {} of them applied",
+            "{url}: {} changes answered 200, all kept once with one audit row; {} cut off by the kills and sent again with their keys: {} made then, {} already made (409 naming the audit row); each once",
             answered.len(),
             unanswered.len(),
-            unanswered.iter().filter(|r| count(r) == 1).count()
+            retried_applied.len(),
+            retried_already.len(),
         );
         store.close().await;
     }
