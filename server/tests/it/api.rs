@@ -1036,6 +1036,13 @@ async fn the_compliance_report_measures_a_night_from_the_cues_the_gateway_report
                 .await
                 .unwrap();
         }
+        // The server heard the gateway all that day and night, as the intake records it.
+        sqlx::query("INSERT INTO reporting (gateway, from_ms, to_ms, open) VALUES ('cityhall-gw', $1, $2, 0)")
+            .bind("2026-11-25T12:00:00+09:00".parse::<jiff::Timestamp>().unwrap().as_millisecond())
+            .bind("2026-11-26T12:00:00+09:00".parse::<jiff::Timestamp>().unwrap().as_millisecond())
+            .execute(state.store.pool())
+            .await
+            .unwrap();
         let exception = Override {
             id: "ov-late-concert".into(),
             scope: Scope::City,
