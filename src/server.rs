@@ -132,6 +132,7 @@ pub fn run(options: Options) -> Result<()> {
                 publish_every: Duration::from_secs(5),
                 publish_delay: Duration::from_millis(options.publish_delay_ms),
                 seed_library: seed,
+                reporting_gap: nightscape_server::intake::REPORTING_GAP,
             },
             Arc::new(SystemClock::new()),
             shutdown.clone(),

@@ -19,6 +19,44 @@ pub struct Calendar {
     pub names: Vec<(Date, String)>,
 }
 
+/// The first and last dates a calendar may name: this century.
+///
+/// The window is fixed, not counted from today, because the checker is a function of the
+/// files alone: the server checks a change with it and every gateway checks its plan with it
+/// again, and a window that moved with the clock would make a gateway refuse, one new year,
+/// a plan the server had accepted. Inside it, a date is one the schedule can mean; outside
+/// it, a date is a year typed wrong or a placeholder (0001-01-01, 9999-12-31) — and a
+/// far-future placeholder would hide for ever the warning that the calendar is running out.
+/// Dates added through the API are held closer, to this year ± 10, where the server's
+/// clock is at hand.
+pub const FIRST_DATE: Date = Date::constant(2000, 1, 1);
+pub const LAST_DATE: Date = Date::constant(2099, 12, 31);
+
+/// Whether a calendar may name `date` ([`FIRST_DATE`] ..= [`LAST_DATE`]).
+pub fn in_range(date: Date) -> bool {
+    (FIRST_DATE..=LAST_DATE).contains(&date)
+}
+
+/// What to fix about a date outside [`FIRST_DATE`] ..= [`LAST_DATE`].
+pub fn out_of_range_message(date: Date) -> String {
+    format!(
+        "{date} is outside the years a calendar may name ({FIRST_DATE} to {LAST_DATE}); check the year — a calendar lists the nights themselves, so there is no \"forever\" date: add the coming dates year by year"
+    )
+}
+
+/// How many years either side of today a date added by hand (the dashboard's form, the
+/// API) may be: a date further off is almost always a year typed wrong (2062 for 2026).
+pub const ADD_YEARS: i16 = 10;
+
+/// The dates that may be added by hand on `today`: 1 January ten years back to 31 December
+/// ten years ahead, inside [`FIRST_DATE`] ..= [`LAST_DATE`].
+pub fn addable(today: Date) -> std::ops::RangeInclusive<Date> {
+    let year = |y: i16, month: i8, day: i8| Date::new(y, month, day).ok();
+    let first = year(today.year().saturating_sub(ADD_YEARS), 1, 1).unwrap_or(FIRST_DATE);
+    let last = year(today.year().saturating_add(ADD_YEARS), 12, 31).unwrap_or(LAST_DATE);
+    first.max(FIRST_DATE)..=last.min(LAST_DATE)
+}
+
 impl Calendar {
     pub fn contains(&self, date: Date) -> bool {
         self.dates.contains(&date)

@@ -88,6 +88,9 @@ codes! {
     CalendarExpiring = "calendar-expiring",
     /// A file in the library that is not part of any known kind.
     StrayFile = "stray-file",
+    /// A calendar date outside the years a calendar may name (a year typed wrong, or a
+    /// placeholder such as 9999-12-31).
+    CalendarDateRange = "calendar-date-range",
 }
 
 /// The languages people read diagnostics in.
@@ -146,6 +149,9 @@ impl Code {
                 "a calendar the schedule uses runs out of dates soon"
             }
             (Code::StrayFile, Lang::En) => "a file the library does not read",
+            (Code::CalendarDateRange, Lang::En) => {
+                "a calendar date outside the years a calendar may name"
+            }
             (Code::Syntax, Lang::Ko) => "TOML 문법 오류이거나 값의 형식이 맞지 않습니다",
             (Code::UnknownKey, Lang::Ko) => "알 수 없는 항목입니다 (오타일 수 있습니다)",
             (Code::Missing, Lang::Ko) => "필수 항목이 빠졌습니다",
@@ -172,6 +178,7 @@ impl Code {
             (Code::Unused, Lang::Ko) => "정의되었지만 쓰이지 않습니다",
             (Code::CalendarExpiring, Lang::Ko) => "일정에 쓰이는 달력의 날짜가 곧 끝납니다",
             (Code::StrayFile, Lang::Ko) => "라이브러리가 읽지 않는 파일입니다",
+            (Code::CalendarDateRange, Lang::Ko) => "달력에 쓸 수 없는 연도의 날짜입니다",
         }
     }
 }

@@ -23,6 +23,8 @@
 //! - [`preview`]: pictures of a site's light.
 //! - [`sun`], [`calendar`], [`schedule`]: sun times, calendars, and the schedule
 //!   [`Evaluator`] (cues, transitions, overrides, curfew).
+//! - [`night`]: a site's night (sunset to sunrise, the legal window, the curfew) and the
+//!   compliance arithmetic over a gateway's reported cues.
 //! - [`plan`]: signed plans and overrides documents, and how a gateway opens them.
 //! - [`wire`]: the MQTT messages and topics.
 //! - [`codec`]: Art-Net, sACN, Modbus under a profile, DMX over MQTT — pure and byte-tested.
@@ -40,6 +42,7 @@ pub mod endpoints;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod night;
 pub mod output;
 pub mod plan;
 pub mod playback;

@@ -1640,6 +1640,32 @@ async fn add_dates(
         .parse()
         .map_err(|e| ApiError::bad(format!("calendar: {e}")))?;
     let lib = state.store.checked_library().await?;
+    let today = nightscape_core::schedule::local_date(
+        state.clock.now_ms(),
+        &crate::web::city_zone(&lib.checked.library),
+    );
+    let window = nightscape_core::calendar::addable(today);
+    let mut outside: Vec<String> = dates
+        .iter()
+        .filter(|(d, _)| !window.contains(d))
+        .map(|(d, _)| d.to_string())
+        .collect();
+    if !outside.is_empty() {
+        outside.sort();
+        outside.dedup();
+        let (list, first, last) = (outside.join(", "), window.start(), window.end());
+        let years = nightscape_core::calendar::ADD_YEARS;
+        return Err(invalid(match lang {
+            Lang::Ko => format!(
+                "{list}: 올해({})에서 {years}년 넘게 떨어진 날짜는 추가할 수 없습니다. 연도를 확인하세요 — {first}부터 {last}까지 넣을 수 있습니다.",
+                today.year()
+            ),
+            Lang::En => format!(
+                "{list}: more than {years} years from this year ({}); check the year — dates from {first} to {last} can be added.",
+                today.year()
+            ),
+        }));
+    }
     let path = format!("calendars/{id}.toml");
     let Some(file) = lib.files.iter().find(|f| f.path == path) else {
         let ics = lib

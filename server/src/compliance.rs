@@ -1,84 +1,90 @@
-//! The per-site, per-night compliance report: how bright the site was inside the legal
-//! window of the light-pollution rules (sunset + the zone table's delay to sunrise − its
-//! lead) against the site's cap, how long it was lit after its curfew, and which curfew
-//! exceptions were in force. It is built from the cue events the site's gateway reported
-//! (what it played, not what the schedule meant), and says so.
+//! The per-site, per-night compliance report: how long the site was lit in its night
+//! (sunset to sunrise, from the core's sun times for the site's place and time zone), how
+//! long after its curfew, how bright it was inside the legal window of the light-pollution
+//! rules (sunset + the zone table's delay to sunrise − its lead) against the site's cap, and
+//! which curfew exceptions were in force.
+//!
+//! It is built from what the site's first gateway reported — its cue events, and the
+//! stretches of time in which the server heard it ([`crate::intake`] keeps both) — not from
+//! what the schedule meant. A night still in progress is counted up to now and says so; time
+//! in which the gateway was not heard from is counted as not reported, never as lit or dark.
+//! The arithmetic is [`nightscape_core::night::measure`], a pure function; this module reads
+//! the store and assembles the nights.
 
 use std::sync::Arc;
 
-use nightscape_core::model::Curfew;
-use nightscape_core::schedule::local_instant;
-use nightscape_core::sun::{Almanac, Event, Place};
+use nightscape_core::SiteId;
+use nightscape_core::night::{self, CueChange, Progress};
+use nightscape_core::sun::{Almanac, Place};
 use nightscape_core::wire::{self, ActiveCue};
-use nightscape_core::{SiteId, model::TimeOfDay};
 use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::AppState;
 use crate::overrides::{self, Kind};
-use crate::store::StoreError;
-
-const DAY_MS: i64 = 86_400_000;
+use crate::store::{Store, StoreError};
 
 /// One night of one site.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Night {
     pub site: String,
-    /// The local date the night begins on (noon to noon).
+    /// The local date the night begins on.
     pub date: String,
+    /// Whether the night is over, still in progress (its figures run to `counted_to_ms`
+    /// and will grow), or not begun.
+    pub status: NightStatus,
+    /// Sunset of `date` and sunrise of the next morning: the time counted.
+    pub night_from_ms: i64,
+    pub night_to_ms: i64,
     pub legal_from_ms: i64,
     pub legal_to_ms: i64,
     pub curfew_at_ms: Option<i64>,
+    /// The figures cover the night up to here: sunrise, or now while it is in progress.
+    pub counted_to_ms: i64,
     pub cap_pct: f64,
     /// The highest brightness played inside the legal window, after the cap.
     pub max_output_pct: f64,
     /// A cue asked for more than the cap inside the window (the gateway held it to the cap).
     pub clamped: bool,
+    /// Lit within the night, in the reported time.
     pub lit_minutes: f64,
     pub lit_after_curfew_minutes: f64,
+    /// Time in the night (up to `counted_to_ms`) with no report from the gateway — it was
+    /// not heard from, or had not yet reported a cue: what played then is not known, and
+    /// none of it is counted as lit.
+    pub not_reported_minutes: f64,
     /// Curfew exceptions in force during the night.
     pub exceptions: Vec<String>,
-    /// Whether any cue was reported for or before the night; without one the figures are 0.
+    /// Whether any of the night was reported; without that the figures are 0.
     pub reported: bool,
 }
 
-/// Cue changes: (from, lit, brightness %), in time order.
-pub type Timeline = Vec<(i64, bool, f64)>;
-
-/// Measures one night from its timeline (which starts with the cue in force before it).
-pub fn measure(
-    timeline: &Timeline,
-    start: i64,
-    end: i64,
-    legal: (i64, i64),
-    curfew: Option<i64>,
-) -> (f64, f64, f64) {
-    let (mut max_pct, mut lit_ms, mut after_ms) = (0.0_f64, 0, 0);
-    for (i, (from, lit, pct)) in timeline.iter().enumerate() {
-        let to = timeline.get(i + 1).map_or(end, |n| n.0);
-        let (a, b) = ((*from).max(start), to.min(end));
-        if b <= a || !lit {
-            continue;
-        }
-        lit_ms += b - a;
-        if let Some(c) = curfew {
-            after_ms += (b - a.max(c)).max(0);
-        }
-        if a.max(legal.0) < b.min(legal.1) {
-            max_pct = max_pct.max(*pct);
-        }
-    }
-    (
-        max_pct,
-        lit_ms as f64 / 60_000.0,
-        after_ms as f64 / 60_000.0,
-    )
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NightStatus {
+    NotBegun,
+    InProgress,
+    Over,
 }
 
-fn lit(cue: &ActiveCue) -> (bool, f64) {
+impl From<Progress> for NightStatus {
+    fn from(p: Progress) -> NightStatus {
+        match p {
+            Progress::NotBegun => NightStatus::NotBegun,
+            Progress::InProgress => NightStatus::InProgress,
+            Progress::Over => NightStatus::Over,
+        }
+    }
+}
+
+fn change(at_ms: i64, cue: &ActiveCue) -> CueChange {
     let pct = cue.brightness_pct.pct();
-    (cue.scene.is_some() && pct > 0.0, pct)
+    CueChange {
+        at_ms,
+        lit: cue.scene.is_some() && pct > 0.0,
+        pct,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +101,67 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// What the store holds of one gateway between two instants: its cue changes in time
+/// order (the first being the one in force at the start, when there is one) and the
+/// stretches in which the server heard it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub cues: Vec<CueChange>,
+    pub reporting: Vec<(i64, i64)>,
+}
+
+/// Reads `gateway`'s [`History`] for `from..to`.
+pub async fn history(store: &Store, gateway: &str, from: i64, to: i64) -> Result<History, Error> {
+    let before = sqlx::query(
+        "SELECT at_ms, json FROM events WHERE gateway = $1 AND kind = 'cue' AND at_ms < $2 \
+         ORDER BY at_ms DESC, id DESC LIMIT 1",
+    )
+    .bind(gateway)
+    .bind(from)
+    .fetch_all(store.pool())
+    .await?;
+    let during = sqlx::query(
+        "SELECT at_ms, json FROM events WHERE gateway = $1 AND kind = 'cue' AND at_ms >= $2 \
+         AND at_ms < $3 ORDER BY at_ms, id",
+    )
+    .bind(gateway)
+    .bind(from)
+    .bind(to)
+    .fetch_all(store.pool())
+    .await?;
+    let mut cues = Vec::with_capacity(during.len() + 1);
+    for r in before.into_iter().chain(during) {
+        let at: i64 = r.try_get("at_ms")?;
+        let json: String = r.try_get("json")?;
+        // A cue event that no longer decodes says nothing of what played: left out, and the
+        // cue before it counts on (as the gateway reported it).
+        if let Ok(e) = wire::decode::<wire::Event>(json.as_bytes())
+            && let Some(c) = e.cue
+        {
+            cues.push(change(at, &c));
+        }
+    }
+    let reporting = sqlx::query(
+        "SELECT from_ms, to_ms FROM reporting WHERE gateway = $1 AND to_ms >= $2 AND from_ms < $3 \
+         ORDER BY from_ms",
+    )
+    .bind(gateway)
+    .bind(from)
+    .bind(to)
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("from_ms")?, r.try_get("to_ms")?)))
+    .collect::<Result<Vec<(i64, i64)>, sqlx::Error>>()?;
+    Ok(History { cues, reporting })
+}
+
+fn minutes(ms: i64) -> f64 {
+    (ms as f64 / 6_000.0).round() / 10.0
+}
+
 /// The nights of `site` starting on `from` ..= `to` (local dates; by default the week up to
-/// the last night that is over, in the site's time zone).
+/// the latest night that has begun, in the site's time zone — tonight once the sun has set).
 pub async fn report(
     state: &Arc<AppState>,
     site: &SiteId,
@@ -108,9 +173,28 @@ pub async fn report(
     let Some(s) = library.sites.get(site) else {
         return Ok(None);
     };
-    let yesterday =
-        nightscape_core::schedule::local_date(state.clock.now_ms() - DAY_MS, &s.time_zone);
-    let to = to.unwrap_or(yesterday);
+    let now = state.clock.now_ms();
+    let place = Place::new(s.location.lat, s.location.lon);
+    let zones = library.zones.as_ref();
+    let rules = night::Rules {
+        after_sunset: zones.map_or(std::time::Duration::ZERO, |z| z.applies_after_sunset),
+        before_sunrise: zones.map_or(std::time::Duration::ZERO, |z| z.applies_before_sunrise),
+        curfew: s.limits.curfew,
+    };
+    let day = |d: jiff::civil::Date| nightscape_core::schedule::epoch_day(d);
+    let today = nightscape_core::schedule::local_date(now, &s.time_zone);
+    let to = match to {
+        Some(to) => to,
+        None => {
+            let almanac = Almanac::new(day(today) - 2, day(today) + 2);
+            let tonight = night::Night::of(today, place, &s.time_zone, &almanac, &rules);
+            if now >= tonight.from_ms {
+                today
+            } else {
+                today.yesterday().unwrap_or(today)
+            }
+        }
+    };
     let from = from.unwrap_or_else(|| to.checked_sub(jiff::Span::new().days(6)).unwrap_or(to));
     if from > to || to.since(from).map_or(true, |d| d.get_days() > 92) {
         return Err(Error::Range(
@@ -120,99 +204,72 @@ pub async fn report(
     let Some(gateway) = s.gateways.first().map(|g| g.id.to_string()) else {
         return Ok(Some(Vec::new()));
     };
-    let zones = library.zones.as_ref();
-    let after = zones.map_or(0, |z| z.applies_after_sunset.as_millis() as i64);
-    let before = zones.map_or(0, |z| z.applies_before_sunrise.as_millis() as i64);
-    let place = Place::new(s.location.lat, s.location.lon);
-    let noon = TimeOfDay::parse("12:00").unwrap_or(TimeOfDay::MIDNIGHT);
-    let first = local_instant(from, noon, &s.time_zone);
-    let last = local_instant(to.tomorrow().unwrap_or(to), noon, &s.time_zone);
-    let day0 = first.div_euclid(DAY_MS);
-    let almanac = Almanac::new(day0 - 2, last.div_euclid(DAY_MS) + 2);
-    // The cue in force at the start, then every change.
-    let mut timeline: Timeline = Vec::new();
-    let rows = sqlx::query(
-        "SELECT at_ms, json FROM events WHERE gateway = $1 AND kind = 'cue' AND at_ms < $2 ORDER BY at_ms DESC LIMIT 1",
-    )
-    .bind(&gateway)
-    .bind(first)
-    .fetch_all(state.store.pool())
-    .await?
-    .into_iter()
-    .chain(
-        sqlx::query("SELECT at_ms, json FROM events WHERE gateway = $1 AND kind = 'cue' AND at_ms >= $2 AND at_ms < $3 ORDER BY at_ms")
-            .bind(&gateway)
-            .bind(first)
-            .bind(last)
-            .fetch_all(state.store.pool())
-            .await?,
-    );
-    for r in rows {
-        let at: i64 = r.try_get("at_ms")?;
-        let json: String = r.try_get("json")?;
-        if let Ok(e) = wire::decode::<wire::Event>(json.as_bytes())
-            && let Some(c) = e.cue
-        {
-            let (on, pct) = lit(&c);
-            timeline.push((at, on, pct));
+    let almanac = Almanac::new(day(from) - 2, day(to) + 3);
+    let mut windows = Vec::new();
+    let mut date = from;
+    loop {
+        windows.push(night::Night::of(
+            date,
+            place,
+            &s.time_zone,
+            &almanac,
+            &rules,
+        ));
+        match date.tomorrow() {
+            Ok(next) if next <= to => date = next,
+            _ => break,
         }
     }
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return Ok(Some(Vec::new()));
+    };
+    let history = history(&state.store, &gateway, first.from_ms, last.to_ms).await?;
     let exceptions: Vec<overrides::Override> = overrides::recent(&state.store, 10_000)
         .await?
         .into_iter()
         .filter(|o| o.kind == Kind::CurfewException && o.scope.covers(site))
         .collect();
     let cap = s.limits.max_output.pct();
-    let mut nights = Vec::new();
-    let mut date = from;
-    while date <= to {
-        let start = local_instant(date, noon, &s.time_zone);
-        let next = date.tomorrow().unwrap_or(date);
-        let end = local_instant(next, noon, &s.time_zone);
-        let day = start.div_euclid(DAY_MS);
-        let sunset = almanac.event(place, day, Event::Sunset).unwrap_or(start);
-        let sunrise = almanac.event(place, day + 1, Event::Sunrise).unwrap_or(end);
-        let legal = (sunset + after, sunrise - before);
-        let curfew = match s.limits.curfew {
-            Curfew::At(t) if t.minutes() >= 12 * 60 => Some(local_instant(date, t, &s.time_zone)),
-            Curfew::At(t) => Some(local_instant(next, t, &s.time_zone)),
-            Curfew::None => None,
-        };
-        let (max_pct, lit_minutes, after_minutes) = measure(&timeline, start, end, legal, curfew);
-        nights.push(Night {
-            site: site.to_string(),
-            date: date.to_string(),
-            legal_from_ms: legal.0,
-            legal_to_ms: legal.1,
-            curfew_at_ms: curfew,
-            cap_pct: cap,
-            max_output_pct: max_pct.min(cap),
-            clamped: max_pct > cap + 1e-9,
-            lit_minutes: (lit_minutes * 10.0).round() / 10.0,
-            lit_after_curfew_minutes: (after_minutes * 10.0).round() / 10.0,
-            exceptions: exceptions
-                .iter()
-                .filter(|o| o.from_ms < end && o.until_ms.is_none_or(|u| u > start))
-                .map(|o| format!("{} by {}: {}", o.id, o.created_by, o.reason))
-                .collect(),
-            reported: timeline.first().is_some_and(|t| t.0 < end),
-        });
-        if next == date {
-            break;
-        }
-        date = next;
-    }
+    let nights = windows
+        .iter()
+        .map(|w| {
+            let m = night::measure(&history.cues, &history.reporting, w, now);
+            Night {
+                site: site.to_string(),
+                date: w.date.to_string(),
+                status: m.progress.into(),
+                night_from_ms: w.from_ms,
+                night_to_ms: w.to_ms,
+                legal_from_ms: w.legal.0,
+                legal_to_ms: w.legal.1,
+                curfew_at_ms: w.curfew_ms,
+                counted_to_ms: m.counted_to_ms,
+                cap_pct: cap,
+                max_output_pct: m.max_pct.min(cap),
+                clamped: m.max_pct > cap + 1e-9,
+                lit_minutes: minutes(m.lit_ms),
+                lit_after_curfew_minutes: minutes(m.lit_after_curfew_ms),
+                not_reported_minutes: minutes(m.not_reported_ms),
+                exceptions: exceptions
+                    .iter()
+                    .filter(|o| o.from_ms < w.to_ms && o.until_ms.is_none_or(|u| u > w.from_ms))
+                    .map(|o| format!("{} by {}: {}", o.id, o.created_by, o.reason))
+                    .collect(),
+                reported: m.reported_ms > 0,
+            }
+        })
+        .collect();
     Ok(Some(nights))
 }
 
 /// CSV with a byte-order mark, for spreadsheet programs.
 pub fn csv(nights: &[Night]) -> String {
     let mut out = String::from(
-        "\u{feff}site,date,max_output_pct,cap_pct,clamped,lit_minutes,lit_after_curfew_minutes,exceptions,reported\r\n",
+        "\u{feff}site,date,max_output_pct,cap_pct,clamped,lit_minutes,lit_after_curfew_minutes,exceptions,reported,status,not_reported_minutes\r\n",
     );
     for n in nights {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},\"{}\",{}\r\n",
+            "{},{},{},{},{},{},{},\"{}\",{},{},{}\r\n",
             n.site,
             n.date,
             n.max_output_pct,
@@ -221,45 +278,14 @@ pub fn csv(nights: &[Night]) -> String {
             n.lit_minutes,
             n.lit_after_curfew_minutes,
             n.exceptions.join("; ").replace('"', "\"\""),
-            n.reported
+            n.reported,
+            match n.status {
+                NightStatus::NotBegun => "not-begun",
+                NightStatus::InProgress => "in-progress",
+                NightStatus::Over => "over",
+            },
+            n.not_reported_minutes
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const M: i64 = 60_000;
-
-    #[test]
-    fn a_night_is_measured_from_its_cue_changes() {
-        // Lit at 100 % from 18:00 (before the night's noon-to-noon start: the cue in force),
-        // 50 % at 22:00, dark at 00:30; the curfew at 00:00; the legal window 19:00–06:00.
-        let (start, end) = (0, 24 * 60 * M);
-        let at = |h: i64, m: i64| ((h - 12) * 60 + m) * M;
-        let timeline = vec![
-            (at(11, 0), true, 100.0),
-            (at(22, 0), true, 50.0),
-            (at(24, 30), false, 0.0),
-        ];
-        let (max, lit, after) = measure(
-            &timeline,
-            start,
-            end,
-            (at(19, 0), at(30, 0)),
-            Some(at(24, 0)),
-        );
-        assert_eq!(max, 100.0);
-        assert_eq!(lit, (12 * 60 + 30) as f64);
-        assert_eq!(after, 30.0);
-        // Only the 50 % part is inside a window that starts at 22:30.
-        let (max, _, _) = measure(&timeline, start, end, (at(22, 30), at(30, 0)), None);
-        assert_eq!(max, 50.0);
-        assert_eq!(
-            measure(&Vec::new(), start, end, (0, 1), None),
-            (0.0, 0.0, 0.0)
-        );
-    }
 }

@@ -31,6 +31,10 @@ const MAX_STEP_MS: i64 = 60_000;
 pub const BATCH: usize = 1024;
 /// A gateway that comes back behind its plan gets it again at most this often.
 const REPUBLISH_EVERY_MS: i64 = 30_000;
+/// A gateway sends telemetry every 10 s and its state every 60 s; heard from again within
+/// this, it counts as reporting all along. The margin over the state's period lets a
+/// gateway whose telemetry (QoS 0) is lost still count, and a longer silence is a gap.
+pub const REPORTING_GAP: std::time::Duration = std::time::Duration::from_secs(90);
 
 type SiteMap = HashMap<GatewayId, (SiteId, jiff::tz::TimeZone, bool)>;
 
@@ -40,6 +44,9 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub topic_prefix: String,
+    /// Messages from a gateway further apart than this (on the intake's clock) leave a gap
+    /// in its reporting; [`REPORTING_GAP`] unless the clock runs scaled.
+    pub reporting_gap: std::time::Duration,
     /// Per gateway, its site, the site's time zone and whether it is the site's first
     /// gateway (which alone counts lit minutes), for the library they were read from.
     sites: (Option<Arc<crate::store::Library>>, SiteMap),
@@ -82,6 +89,7 @@ impl Intake {
             metrics,
             clock,
             topic_prefix,
+            reporting_gap: REPORTING_GAP,
             sites: (None, HashMap::new()),
         }
     }
@@ -114,8 +122,10 @@ impl Intake {
         }
     }
 
-    /// `messages` in one transaction; when it fails, each in its own.
-    async fn take_all(&mut self, messages: &[Inbound]) {
+    /// Takes `messages` into the store in one transaction; when it fails, each in its own.
+    /// [`run`](Self::run) calls it per batch; tests call it to take messages at chosen
+    /// instants of a virtual clock.
+    pub async fn take_all(&mut self, messages: &[Inbound]) {
         if messages.is_empty() {
             return;
         }
@@ -230,6 +240,9 @@ impl Intake {
         .bind(s.gateway.as_str())
         .fetch_optional(&mut *db)
         .await?;
+        if row.is_some() {
+            self.heard(db, &s.gateway, now, s.online).await?;
+        }
         // A gateway that comes back behind the plan it should play gets it again (a broker
         // may not resend retained messages to a resumed session).
         if let Some(row) = row
@@ -312,6 +325,59 @@ impl Intake {
         Ok(())
     }
 
+    /// Notes that `gateway` was heard at `now` (the intake's clock: when the message came,
+    /// not what the gateway's clock says). Its open reporting stretch is extended when the
+    /// last message came within the gap; after a longer silence that stretch stays closed
+    /// where the gateway was last heard and a new one begins. An offline state closes the
+    /// stretch without extending it: the broker sends a gateway's last will only once its
+    /// keep-alive has run out, and the gateway may have been gone that long.
+    ///
+    /// Replicas all receive every message: the extension only ever moves the end forward,
+    /// and the one open stretch per gateway (a unique index) makes a second replica's new
+    /// stretch a no-op.
+    async fn heard(
+        &self,
+        db: &mut AnyConnection,
+        gateway: &GatewayId,
+        now: i64,
+        online: bool,
+    ) -> Result<(), StoreError> {
+        if online {
+            let extended =
+                sqlx::query(
+                    "UPDATE reporting SET to_ms = CASE WHEN to_ms < $1 THEN $1 ELSE to_ms END \
+                 WHERE gateway = $2 AND open = 1 AND to_ms >= $3",
+                )
+                .bind(now)
+                .bind(gateway.as_str())
+                .bind(now.saturating_sub(
+                    i64::try_from(self.reporting_gap.as_millis()).unwrap_or(i64::MAX),
+                ))
+                .execute(&mut *db)
+                .await?
+                .rows_affected()
+                    > 0;
+            if extended {
+                return Ok(());
+            }
+        }
+        sqlx::query("UPDATE reporting SET open = 0 WHERE gateway = $1 AND open = 1")
+            .bind(gateway.as_str())
+            .execute(&mut *db)
+            .await?;
+        if online {
+            sqlx::query(
+                "INSERT INTO reporting (gateway, from_ms, to_ms, open) VALUES ($1, $2, $2, 1) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(gateway.as_str())
+            .bind(now)
+            .execute(&mut *db)
+            .await?;
+        }
+        Ok(())
+    }
+
     fn site_of(&self, gateway: &GatewayId) -> Option<(SiteId, jiff::tz::TimeZone, bool)> {
         self.sites.1.get(gateway).cloned()
     }
@@ -341,12 +407,20 @@ impl Intake {
         t: &Telemetry,
         raw: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE gateways SET telemetry_json = $1, seen_at_ms = $2 WHERE gateway = $3")
-            .bind(String::from_utf8_lossy(raw).into_owned())
-            .bind(self.clock.now_ms())
-            .bind(t.gateway.as_str())
-            .execute(&mut *db)
-            .await?;
+        let now = self.clock.now_ms();
+        let known = sqlx::query(
+            "UPDATE gateways SET telemetry_json = $1, seen_at_ms = $2 WHERE gateway = $3",
+        )
+        .bind(String::from_utf8_lossy(raw).into_owned())
+        .bind(now)
+        .bind(t.gateway.as_str())
+        .execute(&mut *db)
+        .await?
+        .rows_affected()
+            > 0;
+        if known {
+            self.heard(db, &t.gateway, now, true).await?;
+        }
         let Some((site, tz, first)) = self.site_of(&t.gateway) else {
             return Ok(());
         };

@@ -77,6 +77,10 @@ pub struct Config {
     pub publish_delay: Duration,
     /// Imported when the store has no library yet.
     pub seed_library: Option<Vec<SourceFile>>,
+    /// Messages from a gateway further apart than this on the server's clock leave a gap
+    /// in its reporting (the compliance report's "not reported"). The gateway's telemetry
+    /// and state are paced in real time, so a clock that runs scaled needs this scaled too.
+    pub reporting_gap: Duration,
 }
 
 impl Config {
@@ -93,6 +97,7 @@ impl Config {
             publish_every: Duration::from_secs(5),
             publish_delay: Duration::ZERO,
             seed_library: None,
+            reporting_gap: intake::REPORTING_GAP,
         }
     }
 
@@ -251,13 +256,14 @@ pub async fn start(
             .run(config.publish_every, shutdown.clone()),
     );
     if let Some(up) = up {
-        let intake = intake::Intake::new(
+        let mut intake = intake::Intake::new(
             store.clone(),
             publisher.clone(),
             metrics.clone(),
             clock.clone(),
             prefix,
         );
+        intake.reporting_gap = config.reporting_gap;
         let stop = shutdown.clone();
         tracker.spawn(async move {
             tokio::select! {

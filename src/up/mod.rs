@@ -302,6 +302,10 @@ async fn serve(parts: Parts<'_>) -> Result<()> {
             listen: options.http,
             admin_password: Some(password.clone()),
             seed_library: Some(sources),
+            // Gateways report in real time; on a scaled clock their messages are that much
+            // further apart, and would otherwise all look like gaps in the compliance report.
+            reporting_gap: nightscape_server::intake::REPORTING_GAP
+                .mul_f64(options.time_scale.max(1.0)),
             ..nightscape_server::Config::local(
                 data.join("server"),
                 Some(BrokerConfig {

@@ -145,6 +145,19 @@ impl Problems {
         });
     }
 
+    /// A warning at the start of a 1-based line (for files that are not TOML).
+    pub(crate) fn warning_at_line(&mut self, code: Code, line: usize, message: impl Into<String>) {
+        self.pending.push(Pending {
+            severity: Severity::Warning,
+            code,
+            path: FieldPath::root(),
+            at_key: false,
+            span: None,
+            line: Some(line),
+            message: message.into(),
+        });
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         self.pending.iter().any(|p| p.severity == Severity::Error)
     }

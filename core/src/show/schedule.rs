@@ -7,7 +7,7 @@ use jiff::civil::Date;
 
 use super::Problems;
 use super::file::{CalendarFile, ScheduleFile};
-use crate::calendar::{Calendar, CalendarId, parse_ics};
+use crate::calendar::{self, Calendar, CalendarId, parse_ics};
 use crate::diag::{Code, FieldPath};
 use crate::model::{Curfew, Level, Site};
 use crate::scene::SceneId;
@@ -53,6 +53,23 @@ pub(crate) fn calendar(id: CalendarId, file: CalendarFile, p: &mut Problems) -> 
         let (Some(first), Some(last)) = (first, last) else {
             continue;
         };
+        let ends = if entry.date.is_some() {
+            vec![(first, "date")]
+        } else {
+            vec![(first, "from"), (last, "to")]
+        };
+        let mut outside = false;
+        for (d, key) in ends.iter().filter(|(d, _)| !calendar::in_range(*d)) {
+            p.error(
+                Code::CalendarDateRange,
+                &path.key(*key),
+                calendar::out_of_range_message(*d),
+            );
+            outside = true;
+        }
+        if outside {
+            continue;
+        }
         if last < first || first.until(last).map_or(true, |s| s.get_days() > 366) {
             p.error(
                 Code::OutOfRange,
@@ -101,8 +118,27 @@ pub(crate) fn calendar_ics(id: CalendarId, text: &str, p: &mut Problems) -> Opti
     let mut dates = BTreeSet::new();
     let mut names = Vec::new();
     for event in events {
-        let mut d = event.first;
-        while d <= event.last {
+        // An imported feed may carry history or repeat far ahead (a yearly event from 1988,
+        // COUNT=100): those dates are left out with a warning rather than refusing the
+        // calendar, since nobody typed them wrong here.
+        if !calendar::in_range(event.first) || !calendar::in_range(event.last) {
+            let d = if calendar::in_range(event.first) {
+                event.last
+            } else {
+                event.first
+            };
+            p.warning_at_line(
+                Code::CalendarDateRange,
+                event.line,
+                format!(
+                    "`{}`: {}; the dates outside are left out",
+                    event.summary,
+                    calendar::out_of_range_message(d)
+                ),
+            );
+        }
+        let mut d = event.first.max(calendar::FIRST_DATE);
+        while d <= event.last.min(calendar::LAST_DATE) {
             dates.insert(d);
             names.push((d, event.summary.clone()));
             d = match d.tomorrow() {

@@ -119,3 +119,112 @@ fn next_years_holidays_are_added_to_the_calendar_file_and_the_shipped_one_agrees
     assert_eq!(cal.name_of(date(2027, 7, 19)), Some("대체공휴일"));
     assert!(year.iter().all(|(d, _)| cal.contains(*d)));
 }
+
+/// The checker's verdict on a calendar with `entries` (TOML inline tables) beside the
+/// shipped library: each `calendar-date-range` diagnostic as (severity, line, field path),
+/// and whether the calendar joined the library.
+fn dates_check(entries: &[&str]) -> (Vec<(String, u32, String)>, bool) {
+    let mut sources = shipped_library();
+    let text = format!(
+        "name = {{ ko = \"시험\", en = \"Test\" }}\ndates = [\n{}]\n",
+        entries
+            .iter()
+            .map(|e| format!("  {e},\n"))
+            .collect::<String>()
+    );
+    sources.push(nightscape_core::SourceFile {
+        path: "calendars/test-days.toml".into(),
+        text,
+    });
+    let checked = check(&sources);
+    let found = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.code.as_str() == "calendar-date-range")
+        .map(|d| {
+            assert_eq!(d.location.file, "calendars/test-days.toml");
+            assert!(d.message.contains("check the year"), "{}", d.message);
+            (
+                d.severity.as_str().to_owned(),
+                d.location.line_col.map_or(0, |lc| lc.line),
+                d.path.to_string(),
+            )
+        })
+        .collect();
+    let joined = checked
+        .library
+        .calendars
+        .contains_key(&"test-days".parse().unwrap());
+    (found, joined)
+}
+
+/// Regression: 0001-01-01 and 9999-12-31 were accepted as calendar dates; a 9999 date also
+/// silenced the warning that the calendar runs out. This century is the window (fixed, so
+/// the server and every gateway, which checks its plan again, always agree).
+#[test]
+fn calendar_dates_outside_this_century_are_refused_with_what_to_fix() {
+    for (dates, outside) in [
+        (vec!["0001-01-01"], vec!["dates[0].date"]),
+        (vec!["9999-12-31"], vec!["dates[0].date"]),
+        (vec!["1999-12-31"], vec!["dates[0].date"]),
+        (vec!["2100-01-01"], vec!["dates[0].date"]),
+        (vec!["2000-01-01", "2099-12-31"], vec![]),
+    ] {
+        let entries: Vec<String> = dates
+            .iter()
+            .map(|d| format!("{{ date = \"{d}\", name = \"x\" }}"))
+            .collect();
+        let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+        let (found, joined) = dates_check(&entries);
+        let paths: Vec<&str> = found.iter().map(|(_, _, p)| p.as_str()).collect();
+        assert_eq!(paths, outside, "{dates:?}");
+        assert!(found.iter().all(|(s, line, _)| s == "error" && *line == 3));
+        assert_eq!(joined, outside.is_empty(), "{dates:?}");
+    }
+    // A range names its wrong end.
+    let (found, _) = dates_check(&[r#"{ from = "2026-12-30", to = "9999-12-31", name = "x" }"#]);
+    assert_eq!(
+        found,
+        [("error".to_owned(), 3, "dates[0].to".to_owned())],
+        "a range's wrong end"
+    );
+    let (found, _) = dates_check(&[r#"{ from = "1999-12-31", to = "2000-01-01", name = "x" }"#]);
+    assert_eq!(found, [("error".to_owned(), 3, "dates[0].from".to_owned())]);
+}
+
+/// An imported iCalendar feed may carry history: its dates outside the window are left
+/// out with a warning at the event's line, and the rest of the calendar still works.
+#[test]
+fn an_ics_feed_keeps_its_dates_in_the_window_and_warns_of_the_rest() {
+    let mut sources = shipped_library();
+    sources.push(nightscape_core::SourceFile {
+        path: "calendars/old-feed.ics".into(),
+        text: "BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:Founding day\nDTSTART;VALUE=DATE:19980505\nRRULE:FREQ=YEARLY;COUNT=30\nEND:VEVENT\nEND:VCALENDAR\n".into(),
+    });
+    let checked = check(&sources);
+    let warnings: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.code.as_str() == "calendar-date-range")
+        .map(|d| {
+            (
+                d.severity.as_str(),
+                d.location.file.as_str(),
+                d.location.line_col.map(|lc| lc.line),
+            )
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            ("warning", "calendars/old-feed.ics", Some(2)),
+            ("warning", "calendars/old-feed.ics", Some(2))
+        ],
+        "1998 and 1999"
+    );
+    let cal = &checked.library.calendars[&"old-feed".parse().unwrap()];
+    assert_eq!(
+        (cal.dates.first().copied(), cal.dates.last().copied()),
+        (Some(date(2000, 5, 5)), Some(date(2027, 5, 5)))
+    );
+}

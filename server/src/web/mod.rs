@@ -1065,29 +1065,54 @@ pub async fn site(
         esc(&curfew)
     );
     if let Ok(Some(nights)) = crate::compliance::report(&state, &id, None, None).await {
+        use crate::compliance::NightStatus;
         let _ = write!(
             main,
-            "<section aria-labelledby=\"comp-h\"><h2 id=\"comp-h\">{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+            "<section aria-labelledby=\"comp-h\"><h2 id=\"comp-h\">{}</h2><p class=\"muted\">{}</p><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
             esc(t(l, "site-compliance")),
+            esc(t(l, "site-compliance-note")),
             esc(t(l, "col-date")),
-            esc(t(l, "col-max")),
+            esc(t(l, "col-lit")),
             esc(t(l, "col-after-curfew")),
+            esc(t(l, "col-not-reported")),
+            esc(t(l, "col-max")),
             esc(t(l, "col-exceptions"))
         );
         for n in nights.iter().rev() {
+            // A night still going says so beside its date, and up to when it is counted:
+            // its figures will grow, and staff must not read them as the night's total.
+            let date = match n.status {
+                NightStatus::InProgress => format!(
+                    "{}<br><small class=\"in-progress\">{}</small>",
+                    esc(&n.date),
+                    esc(&t(l, "night-in-progress")
+                        .replace("{time}", &site_time(&s.time_zone, n.counted_to_ms, false)))
+                ),
+                NightStatus::NotBegun => format!(
+                    "{}<br><small>{}</small>",
+                    esc(&n.date),
+                    esc(t(l, "night-not-begun"))
+                ),
+                NightStatus::Over => esc(&n.date),
+            };
             if !n.reported {
                 let _ = write!(
                     main,
-                    "<tr><td>{}</td><td colspan=\"3\" class=\"muted\">{}</td></tr>",
-                    esc(&n.date),
+                    "<tr><td>{date}</td><td colspan=\"5\" class=\"muted\">{}</td></tr>",
                     esc(t(l, "site-not-reported"))
                 );
                 continue;
             }
             let _ = write!(
                 main,
-                "<tr><td>{}</td><td>{:.0} / {:.0} %{}</td><td>{:.0}</td><td>{}</td></tr>",
-                esc(&n.date),
+                "<tr><td>{date}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{:.0} / {:.0} %{}</td><td>{}</td></tr>",
+                n.lit_minutes,
+                n.lit_after_curfew_minutes,
+                if n.not_reported_minutes >= 0.5 {
+                    format!("{:.0}", n.not_reported_minutes)
+                } else {
+                    "0".to_owned()
+                },
                 n.max_output_pct,
                 n.cap_pct,
                 if n.clamped {
@@ -1095,7 +1120,6 @@ pub async fn site(
                 } else {
                     String::new()
                 },
-                n.lit_after_curfew_minutes,
                 esc(&n.exceptions.join("; "))
             );
         }

@@ -111,6 +111,9 @@ pub async fn schedule(
     // Adding a date: admins, to the calendars kept as show files with a list of dates.
     if who.role == Role::Admin {
         let index = state.store.library_index().await?;
+        // The browser's picker offers only the dates the API takes, so a year typed wrong
+        // is caught while typing; the API says what to fix if it comes anyway.
+        let addable = nightscape_core::calendar::addable(today);
         let _ = write!(
             main,
             "<form id=\"add-date\" class=\"form\" data-already=\"{}\"><h3>{}</h3><label for=\"calendar\">{}</label><select id=\"calendar\" name=\"calendar\">",
@@ -131,8 +134,10 @@ pub async fn schedule(
         }
         let _ = write!(
             main,
-            "</select><label for=\"date\">{}</label><input id=\"date\" name=\"date\" type=\"date\" required><label for=\"date-name\">{}</label><input id=\"date-name\" name=\"name\" maxlength=\"200\" required placeholder=\"{}\"><button type=\"submit\">{}</button></form>{}",
+            "</select><label for=\"date\">{}</label><input id=\"date\" name=\"date\" type=\"date\" min=\"{}\" max=\"{}\" required><label for=\"date-name\">{}</label><input id=\"date-name\" name=\"name\" maxlength=\"200\" required placeholder=\"{}\"><button type=\"submit\">{}</button></form>{}",
             esc(t(l, "col-date")),
+            addable.start(),
+            addable.end(),
             esc(t(l, "schedule-date-name")),
             esc(t(l, "schedule-date-example")),
             esc(t(l, "schedule-add")),

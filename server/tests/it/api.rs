@@ -923,6 +923,112 @@ async fn a_temporary_holiday_is_one_request_and_next_years_holidays_one_import()
     db.drop_now().await;
 }
 
+/// Regression: 0001-01-01 and 9999-12-31 were taken as calendar dates. By hand (the API
+/// and the dashboard's form) a date may be at most ten years from this year (2026 here:
+/// 2016-01-01 to 2036-12-31); the refusal says what to fix in the caller's language, and
+/// nothing is written. A file with such a date is refused by the checker's own window.
+#[tokio::test]
+async fn a_calendar_date_far_from_this_year_is_refused_with_what_to_fix() {
+    let db = Db::sqlite("calendar-window").await;
+    let (state, _) = app_state(&db.url).await;
+    let admin = user(&state, "ada", Role::Admin, &[]).await;
+    let add = |date: &str, lang: &str| {
+        request(
+            "POST",
+            &format!("/api/calendars/kr-holidays/dates?lang={lang}"),
+            &admin,
+            Some(json!({"dates": [{"date": date, "name": "임시공휴일"}]})),
+        )
+    };
+    let rows = state.store.audit_log(1000).await.unwrap().len();
+    for date in ["0001-01-01", "2015-12-31", "2037-01-01", "9999-12-31"] {
+        let ko = call(&state, add(date, "ko")).await;
+        assert_eq!(
+            ko.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{date}: {}",
+            ko.text
+        );
+        let message = ko.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(date)
+                && message.contains("연도를 확인하세요")
+                && message.contains("2016-01-01부터 2036-12-31까지"),
+            "{message}"
+        );
+        let en = call(&state, add(date, "en")).await;
+        let message = en.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("more than 10 years from this year (2026); check the year")
+                && message.contains("dates from 2016-01-01 to 2036-12-31 can be added"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        state.store.audit_log(1000).await.unwrap().len(),
+        rows,
+        "nothing written"
+    );
+    for date in ["2016-01-01", "2036-12-31"] {
+        let r = call(&state, add(date, "ko")).await;
+        assert_eq!(r.status, StatusCode::OK, "{date}: {}", r.text);
+    }
+    let file = call(
+        &state,
+        request(
+            "GET",
+            "/api/library/files/calendars/kr-holidays.toml",
+            &admin,
+            None,
+        ),
+    )
+    .await;
+    let text = file.json["text"].as_str().unwrap().to_owned();
+    assert!(text.contains(r#"date = "2016-01-01""#) && text.contains(r#"date = "2036-12-31""#));
+
+    // The form offers the same window.
+    let session = login(&state, "admin", ADMIN_PASSWORD).await;
+    let page = call(&state, request("GET", "/schedule", &session, None)).await;
+    assert!(
+        page.text
+            .contains(r#"type="date" min="2016-01-01" max="2036-12-31" required"#),
+        "{}",
+        page.text
+    );
+
+    // A file written with 9999-12-31: the checker's diagnostic, at the field, Korean first.
+    let bad = text.replace(r#"date = "2036-12-31""#, r#"date = "9999-12-31""#);
+    let r = call(
+        &state,
+        request(
+            "PUT",
+            "/api/library/files/calendars/kr-holidays.toml",
+            &admin,
+            Some(json!({"text": bad})),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let d = &r.json["error"]["diagnostics"][0];
+    assert_eq!(
+        (&d["code"], &d["title"]),
+        (
+            &json!("calendar-date-range"),
+            &json!("달력에 쓸 수 없는 연도의 날짜입니다")
+        ),
+        "{}",
+        r.text
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("9999-12-31 is outside the years a calendar may name (2000-01-01 to 2099-12-31); check the year"),
+        "{d}"
+    );
+    db.drop_now().await;
+}
+
 #[tokio::test]
 async fn a_site_preview_is_a_png_labelled_as_computed() {
     let db = Db::sqlite("preview").await;
@@ -1036,6 +1142,13 @@ async fn the_compliance_report_measures_a_night_from_the_cues_the_gateway_report
                 .await
                 .unwrap();
         }
+        // The server heard the gateway all that day and night, as the intake records it.
+        sqlx::query("INSERT INTO reporting (gateway, from_ms, to_ms, open) VALUES ('cityhall-gw', $1, $2, 0)")
+            .bind("2026-11-25T12:00:00+09:00".parse::<jiff::Timestamp>().unwrap().as_millisecond())
+            .bind("2026-11-26T12:00:00+09:00".parse::<jiff::Timestamp>().unwrap().as_millisecond())
+            .execute(state.store.pool())
+            .await
+            .unwrap();
         let exception = Override {
             id: "ov-late-concert".into(),
             scope: Scope::City,

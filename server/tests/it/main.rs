@@ -4,6 +4,7 @@
 
 mod api;
 mod common;
+mod compliance;
 mod pages;
 mod publish;
 mod store;
