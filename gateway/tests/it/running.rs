@@ -753,6 +753,98 @@ async fn a_modbus_controller_offline_or_rebooted_gets_its_output_back() {
     sim_stop.cancel();
 }
 
+/// The public holidays of 2027's first quarter as the government publishes them (관공서의
+/// 공휴일에 관한 규정, with the lunar dates of KASI's 월력요항 for 2027), written here
+/// independently of the library's calendar file.
+const KR_PUBLIC_HOLIDAYS_2027_Q1: [&str; 6] = [
+    "2027-01-01", // 신정
+    "2027-02-06", // 설날 연휴
+    "2027-02-07", // 설날
+    "2027-02-08", // 설날 연휴
+    "2027-02-09", // 대체공휴일 (설날 on a Sunday)
+    "2027-03-01", // 삼일절
+];
+
+/// The month's transitions checked against references outside the core, so the proof is
+/// not only self-consistent (the transitions come from the core's evaluator and the
+/// expected output from the gateway's executor). For sites whose evening starts at sunset
+/// (or sunset + 10 min): the first transition after local noon each day is within a
+/// minute of NREL's SPA sunset (the `solar-positioning` crate) at the site's place; and
+/// City Hall plays its holiday scene from sunset exactly on the government's holidays.
+fn check_against_references(lib: &ShowLibrary, from: i64, to: i64) {
+    use solar_positioning::{Horizon, Location, SolarEvents};
+    const DELTA_T: f64 = 69.0;
+    let jd = |ms: i64| ms as f64 / 86_400_000.0 + 2_440_587.5;
+    let ms = |jd: f64| ((jd - 2_440_587.5) * 86_400_000.0).round() as i64;
+    let mut nights = 0;
+    for (site, offset_min) in [
+        ("nonsan-city-hall", 0),
+        ("gyebaek-bridge", 0),
+        ("nonsan-arts-center", 0),
+        ("donam-seowon", 10),
+    ] {
+        let site = &lib.sites[&site.parse::<SiteId>().unwrap()];
+        let days = epoch_day(nightscape_core::schedule::local_date(from, &site.time_zone));
+        let evaluator = lib
+            .evaluator(&site.id, Arc::new(Almanac::new(days - 2, days + 40)))
+            .unwrap();
+        let mut seen_dates = std::collections::BTreeSet::new();
+        for t in evaluator.transitions(from, to).0 {
+            let local = site
+                .time_zone
+                .to_datetime(jiff::Timestamp::from_millisecond(t.at_ms).unwrap());
+            if local.hour() < 12 || !seen_dates.insert(local.date()) {
+                continue;
+            }
+            let spa = SolarEvents::new()
+                .next_set_from_julian(
+                    jd(t.at_ms - 43_200_000),
+                    jd(t.at_ms + 43_200_000),
+                    Location {
+                        latitude: site.location.lat,
+                        longitude: site.location.lon,
+                    },
+                    DELTA_T,
+                    Horizon::SunriseSunset,
+                )
+                .unwrap()
+                .map(ms)
+                .unwrap();
+            let off = t.at_ms - (spa + offset_min * 60_000);
+            assert!(
+                off.abs() <= 60_000,
+                "{} on {}: the evening starts at {local}, {} s from SPA's sunset{}",
+                site.id,
+                local.date(),
+                off / 1000,
+                if offset_min > 0 { " + 10 min" } else { "" }
+            );
+            if site.id.as_str() == "nonsan-city-hall" {
+                let holiday =
+                    KR_PUBLIC_HOLIDAYS_2027_Q1.contains(&local.date().to_string().as_str());
+                let scene = t.cue.scene.as_ref().map(|s| s.as_str());
+                assert_eq!(
+                    scene == Some("cityhall-blue-hour"),
+                    holiday,
+                    "City Hall on {} ({}): {scene:?} from sunset",
+                    local.date(),
+                    if holiday {
+                        "a public holiday"
+                    } else {
+                        "not a holiday"
+                    }
+                );
+            }
+            nights += 1;
+        }
+    }
+    assert!(
+        nights >= 4,
+        "{nights} nights checked against the references"
+    );
+    println!("{nights} site-nights checked against SPA's sunset and the government's holidays");
+}
+
 /// How many nights the city plays offline: `NIGHTSCAPE_MONTH_DAYS` (the documented run is
 /// 30; the test suite's default is 4).
 fn month_days() -> i64 {
@@ -904,6 +996,7 @@ async fn a_month_without_broker_plays_every_transition_of_the_city_on_time() {
         city.push(start_offline(&sources, &lib, site, &sim, &clock, dead_port, &shutdown).await);
     }
     transitions.sort_by_key(|(at, i, _)| (*at, *i));
+    check_against_references(&lib, from, to);
     two_frames(&mut city).await;
     let longest_fade = lib
         .scenes
