@@ -22,6 +22,7 @@ use sqlx::Row;
 
 use crate::auth::{self, Principal, Role, Via};
 use crate::commands;
+use crate::edge::ClientAddr;
 use crate::overrides::{self, Kind, Override, Scope};
 use crate::store::{Audit, Library, StoreError};
 use crate::{AppState, read};
@@ -145,6 +146,8 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/login", Public, "Log in; sets the session cookie", login, LoginRequest, Me),
         route!(POST "/api/logout", Viewer, "End this session", logout, (), ()),
         route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
+        route!(GET "/static/app.css", Public, "The dashboard's style sheet (?v= its version: kept for a year)", crate::web::app_css, (), ()).query::<crate::web::AssetQuery>().produces(&["text/css"]),
+        route!(GET "/static/app.js", Public, "The dashboard's script (?v= its version: kept for a year)", crate::web::app_js, (), ()).query::<crate::web::AssetQuery>().produces(&["text/javascript"]),
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Span>(),
@@ -180,7 +183,10 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The router: every route behind its access check, JSON errors, a body limit.
+/// The router: every route behind its access check, JSON errors, a body limit, and the
+/// edge (`crate::edge`) around all of it. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, so the login limit knows each
+/// client's address.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for r in routes() {
@@ -204,6 +210,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::edge::edge,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -259,6 +269,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The error's code, as the JSON body names it.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     fn bad(message: impl Into<String>) -> ApiError {
@@ -782,10 +797,11 @@ const SESSION_MS: i64 = 12 * 3600 * 1000;
 
 async fn login(
     State(state): State<Arc<AppState>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
-    let (who, cookie) = log_in(&state, &headers, &req.name, &req.password).await?;
+    let (who, cookie) = log_in(&state, &headers, client, &req.name, &req.password).await?;
     let mut response = Json(Me::from(&who)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -793,26 +809,25 @@ async fn login(
     Ok(response)
 }
 
-/// Checks a login against the limit and the password: the user and the session cookie to
-/// set (for the API's login and the login page alike).
+/// Checks a login against where it came from, the limit and the password: the user and
+/// the session cookie to set (for the API's login and the login page alike).
 pub async fn log_in(
     state: &AppState,
     headers: &HeaderMap,
+    client: ClientAddr,
     name: &str,
     password: &str,
 ) -> ApiResult<(Principal, String)> {
+    crate::edge::same_origin(headers)?;
     let now = state.clock.now_ms();
-    let client = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("direct")
-        .to_owned();
-    let keys = [format!("user:{name}"), format!("client:{client}")];
-    let mut waits = Vec::new();
-    for k in &keys {
-        waits.extend(auth::locked(&state.store, k, now).await?);
-    }
-    if let Some(wait) = waits.into_iter().max() {
+    let address_key = auth::address_key(&client.to_string());
+    let name_key = auth::name_key(name);
+    let wait = auth::login_wait(
+        auth::failures(&state.store, &address_key, now).await?,
+        auth::failures(&state.store, &name_key, now).await?,
+        now,
+    );
+    if let Some(wait) = wait {
         state.metrics.login_failed();
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -824,9 +839,10 @@ pub async fn log_in(
     }
     match auth::login(&state.store, name, password, now, SESSION_MS).await? {
         Some((who, session)) => {
-            for k in &keys {
-                auth::succeeded(&state.store, k).await?;
-            }
+            // The name's guesses no longer matter once its password was given; the
+            // address's stay until their window passes, so a login to one's own account
+            // does not wipe the count of guesses made at another's.
+            auth::succeeded(&state.store, &name_key).await?;
             let secure = if state.secure_cookies { "; Secure" } else { "" };
             let cookie = format!(
                 "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
@@ -835,9 +851,7 @@ pub async fn log_in(
             Ok((who, cookie))
         }
         None => {
-            for k in &keys {
-                auth::failed(&state.store, k, now).await?;
-            }
+            auth::failed(&state.store, &[address_key, name_key], now).await?;
             state.metrics.login_failed();
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

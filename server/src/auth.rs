@@ -432,40 +432,88 @@ pub async fn issue_token(
     Ok(token)
 }
 
-/// More than this many failed logins for one name or client in [`WINDOW_MS`] lock it out
-/// until the window has passed. Kept in the store, so every replica counts the same.
+/// Failed logins are counted twice, per client address and per name, kept in the store so
+/// every replica counts the same.
+///
+/// - An address with [`MAX_FAILURES`] failures in [`WINDOW_MS`] is refused until its window
+///   has passed, whatever name it tries: guessing from one place stops there, and only
+///   there.
+/// - A name with [`MAX_FAILURES`] failures in the window is slowed, not locked: an address
+///   that has itself failed in the window waits [`NAME_PAUSE_MS`] after the name's latest
+///   failure. An address that has not failed goes through, so guesses from elsewhere can
+///   never keep the name's owner out; guesses spread over many addresses still meet the
+///   pause from each address's second try on.
 pub const MAX_FAILURES: i64 = 5;
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
+pub const NAME_PAUSE_MS: i64 = 30 * 1000;
 
-/// Milliseconds until `key` may try again, if it is locked out.
-pub async fn locked(store: &Store, key: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+/// The bucket of a client address (`unknown` when the server could not tell).
+pub fn address_key(client: &str) -> String {
+    format!("addr:{client}")
+}
+
+/// The bucket of a user name.
+pub fn name_key(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// A bucket's failures in the window ending at `now_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: i64,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+}
+
+pub async fn failures(store: &Store, key: &str, now_ms: i64) -> Result<Failures, StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM login_failures WHERE key = $1 AND at_ms > $2",
+        "SELECT COUNT(*) AS n, MIN(at_ms) AS first, MAX(at_ms) AS last FROM login_failures WHERE key = $1 AND at_ms > $2",
     )
     .bind(key)
     .bind(now_ms - WINDOW_MS)
     .fetch_one(store.pool())
     .await?;
-    let n: i64 = row.try_get("n")?;
-    let first: Option<i64> = row.try_get("first")?;
-    Ok((n >= MAX_FAILURES).then(|| WINDOW_MS - (now_ms - first.unwrap_or(now_ms))))
+    Ok(Failures {
+        count: row.try_get("n")?,
+        first_ms: row.try_get("first")?,
+        last_ms: row.try_get("last")?,
+    })
 }
 
-pub async fn failed(store: &Store, key: &str, now_ms: i64) -> Result<(), StoreError> {
+/// Milliseconds a login from an address with `address`'s failures, for a name with
+/// `name`'s, must wait, if it must (see [`MAX_FAILURES`]).
+pub fn login_wait(address: Failures, name: Failures, now_ms: i64) -> Option<i64> {
+    if address.count >= MAX_FAILURES {
+        let first = address.first_ms.unwrap_or(now_ms);
+        return Some((WINDOW_MS - (now_ms - first)).max(1));
+    }
+    if name.count >= MAX_FAILURES && address.count > 0 {
+        let last = name.last_ms.unwrap_or(now_ms);
+        let wait = NAME_PAUSE_MS - (now_ms - last);
+        return (wait > 0).then_some(wait);
+    }
+    None
+}
+
+/// Records a failed login in each of `keys`.
+pub async fn failed(store: &Store, keys: &[String], now_ms: i64) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     sqlx::query("DELETE FROM login_failures WHERE at_ms <= $1")
         .bind(now_ms - WINDOW_MS)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
-        .bind(key)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    for key in keys {
+        sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
+/// Forgets a bucket's failures (a name's, once its password was given).
 pub async fn succeeded(store: &Store, key: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM login_failures WHERE key = $1")
         .bind(key)
@@ -477,6 +525,34 @@ pub async fn succeeded(store: &Store, key: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_failed_is_locked_and_a_name_only_slowed_for_addresses_that_failed() {
+        let now = 1_000_000_000;
+        let f = |count, first: i64, last: i64| Failures {
+            count,
+            first_ms: Some(now - first),
+            last_ms: Some(now - last),
+        };
+        let clean = Failures::default();
+        // Five failures from an address: locked until its window has passed.
+        assert_eq!(
+            login_wait(f(5, 60_000, 1_000), clean, now),
+            Some(WINDOW_MS - 60_000)
+        );
+        assert_eq!(login_wait(f(4, 60_000, 1_000), clean, now), None);
+        // Five failures for a name: an address that has not failed goes through ...
+        assert_eq!(login_wait(clean, f(5, 60_000, 1_000), now), None);
+        // ... one that has waits a short pause after the name's latest failure, no longer.
+        assert_eq!(
+            login_wait(f(1, 10_000, 10_000), f(5, 60_000, 1_000), now),
+            Some(NAME_PAUSE_MS - 1_000)
+        );
+        assert_eq!(
+            login_wait(f(1, 40_000, 40_000), f(5, 60_000, NAME_PAUSE_MS), now),
+            None
+        );
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

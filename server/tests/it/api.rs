@@ -31,6 +31,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/energy"), (Viewer, false)),
         (("GET", "/city"), (Admin, false)),
         (("GET", "/audit"), (Admin, false)),
+        (("GET", "/static/app.css"), (Public, false)),
+        (("GET", "/static/app.js"), (Public, false)),
         (("GET", "/healthz"), (Public, false)),
         (("GET", "/metrics"), (Public, false)),
         (("GET", "/api/openapi.json"), (Public, false)),

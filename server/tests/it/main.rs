@@ -4,6 +4,7 @@
 
 mod api;
 mod common;
+mod edge;
 mod pages;
 mod publish;
 mod store;

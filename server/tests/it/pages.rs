@@ -1,7 +1,8 @@
-//! Every main page of the dashboard in headless Chromium: axe-core (vendored) finds no serious
-//! or critical problem, the page reads at 1280×800 and at phone width without sideways
-//! scrolling, the editor puts the core's problems beside their lines in Korean, and an
-//! operator can make an override with the keyboard alone.
+//! Every main page of the dashboard in headless Chromium: no Content-Security-Policy
+//! violation, axe-core (vendored) finds no serious or critical problem, the page reads at
+//! 1280×800 and at phone width without sideways scrolling, the editor puts the core's
+//! problems beside their lines in Korean, and an operator can make an override with the
+//! keyboard alone.
 //!
 //! Screenshots of each page at both widths go to `$NIGHTSCAPE_SCREENSHOTS` when it is set
 //! (the docs' are made that way), else to the target directory.
@@ -47,6 +48,37 @@ async fn axe(browser: &Browser) -> Vec<String> {
     found
         .as_array()
         .unwrap_or_else(|| panic!("axe answered {found}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Makes the browser note every Content-Security-Policy violation of every page it opens
+/// from now on in `window.__csp` (through the DevTools protocol, which the policy does not
+/// govern, so the recorder is there before the page's first byte).
+async fn record_csp_violations(browser: &Browser) {
+    let answer = crate::webdriver::call(
+        &browser.addr,
+        "POST",
+        &format!("{}/goog/cdp/execute", browser.session),
+        Some(json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": {"source": "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));"}
+        })),
+    )
+    .await;
+    assert!(
+        answer["value"]["identifier"].is_string(),
+        "the recorder was not installed: {answer}"
+    );
+}
+
+/// The violations noted on the page shown (see [`record_csp_violations`]).
+async fn csp_violations(browser: &Browser, path: &str) -> Vec<String> {
+    let found = browser.run("return window.__csp;").await;
+    found
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: no recorder in the page: {found}"))
         .iter()
         .map(|v| v.as_str().unwrap_or_default().to_owned())
         .collect()
@@ -117,6 +149,7 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
     let mut problems = Vec::new();
     for (width, height) in [(1280, 800), (390, 844)] {
         let browser = Browser::start(width, height).await;
+        record_csp_violations(&browser).await;
         browser.go(&format!("{base}/login")).await;
         browser
             .wait_for(
@@ -124,9 +157,33 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
                 "return document.readyState === 'complete';",
             )
             .await;
+        for p in csp_violations(&browser, "/login").await {
+            problems.push(format!("/login at {width}: CSP violation: {p}"));
+        }
         for p in axe(&browser).await {
             problems.push(format!("/login at {width}: {p}"));
         }
+        // The policy is in force and the recorder hears it: an inline script is refused.
+        browser
+            .run("const s = document.createElement('script'); s.textContent = 'window.__ran = true;'; document.body.append(s); return true;")
+            .await;
+        let refused = browser
+            .wait_for(
+                "the refusal of an inline script",
+                "return window.__csp.length > 0 ? window.__csp : null;",
+            )
+            .await;
+        assert!(
+            refused[0]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("script-src"),
+            "{refused}"
+        );
+        assert_eq!(
+            browser.run("return window.__ran === true;").await,
+            json!(false)
+        );
         browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
         for (name, path) in PAGES {
             browser.go(&format!("{base}{path}")).await;
@@ -135,6 +192,10 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
                 "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
             )
             .await;
+            // Before axe, whose own script runs outside the page's policy.
+            for p in csp_violations(&browser, path).await {
+                problems.push(format!("{path} at {width}: CSP violation: {p}"));
+            }
             for p in axe(&browser).await {
                 problems.push(format!("{path} at {width}: {p}"));
             }
