@@ -146,9 +146,12 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/login", Public, "Log in; sets the session cookie", login, LoginRequest, Me),
         route!(POST "/api/logout", Viewer, "End this session", logout, (), ()),
         route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
+        route!(GET "/tokens", Viewer, "The API tokens page: your bearer tokens (admins: everyone's), each to revoke", crate::web::tokens, (), ()).page().produces(&["text/html"]),
         route!(GET "/static/app.css", Public, "The dashboard's style sheet (?v= its version: kept for a year)", crate::web::app_css, (), ()).query::<crate::web::AssetQuery>().produces(&["text/css"]),
         route!(GET "/static/app.js", Public, "The dashboard's script (?v= its version: kept for a year)", crate::web::app_js, (), ()).query::<crate::web::AssetQuery>().produces(&["text/javascript"]),
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
+        route!(GET "/api/tokens", Viewer, "Your bearer tokens: label, created, last used, expiry (never the secret)", my_tokens, (), Vec<auth::TokenView>),
+        route!(DELETE "/api/tokens/{token}", Viewer, "Revoke one of your bearer tokens", revoke_my_token, (), ()),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Span>(),
         route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>().produces(&["text/csv"]),
@@ -177,8 +180,10 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/overrides", Admin, "Override, blackout or curfew exception for many sites or the city", city_override, CityOverride, Created),
         route!(DELETE "/api/overrides/{id}", Operator, "Release an override or blackout", release_override, (), ()),
         route!(GET "/api/users", Admin, "Users", list_users, (), Vec<auth::UserView>),
-        route!(PUT "/api/users/{name}", Admin, "Create or change a user", put_user, UserRequest, ()),
-        route!(DELETE "/api/users/{name}", Admin, "Delete a user", delete_user, (), ()),
+        route!(PUT "/api/users/{name}", Admin, "Create or change a user (a new password or role revokes their tokens)", put_user, UserRequest, ()),
+        route!(DELETE "/api/users/{name}", Admin, "Delete a user (and revoke their tokens)", delete_user, (), ()),
+        route!(GET "/api/users/{name}/tokens", Admin, "A user's bearer tokens: label, created, last used, expiry (never the secret)", user_tokens, (), Vec<auth::TokenView>),
+        route!(DELETE "/api/users/{name}/tokens/{token}", Admin, "Revoke one of a user's bearer tokens", revoke_user_token, (), ()),
         route!(GET "/api/audit", Admin, "The audit log, recent first", audit_log, (), Vec<crate::store::AuditEntry>),
     ]
 }
@@ -891,6 +896,8 @@ pub struct TokenRequest {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TokenIssued {
     pub token: String,
+    /// What the token is listed and revoked by (`/api/tokens/{token}`).
+    pub id: String,
     pub expires_at_ms: i64,
 }
 
@@ -910,9 +917,57 @@ async fn issue_token(
     let expires_at_ms = now + i64::from(req.days) * 86_400_000;
     let token = auth::issue_token(&state.store, &who.name, &req.label, now, expires_at_ms).await?;
     Ok(Json(TokenIssued {
+        id: auth::token_id(&token),
         token,
         expires_at_ms,
     }))
+}
+
+async fn my_tokens(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Vec<auth::TokenView>>> {
+    Ok(Json(auth::tokens(&state.store, &who.name).await?))
+}
+
+async fn revoke_my_token(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(token): Path<String>,
+) -> ApiResult<StatusCode> {
+    revoke(&state, &who, &who.name, &token).await
+}
+
+async fn user_tokens(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<auth::TokenView>>> {
+    if !auth::users(&state.store)
+        .await?
+        .iter()
+        .any(|u| u.name == name)
+    {
+        return Err(ApiError::not_found(format!("no user `{name}`")));
+    }
+    Ok(Json(auth::tokens(&state.store, &name).await?))
+}
+
+async fn revoke_user_token(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path((name, token)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    revoke(&state, &who, &name, &token).await
+}
+
+async fn revoke(state: &AppState, who: &Principal, owner: &str, id: &str) -> ApiResult<StatusCode> {
+    if auth::revoke_token(&state.store, owner, id, &who.name, state.clock.now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "`{owner}` has no token `{id}`; GET the list for the ids"
+        )))
+    }
 }
 
 // ---- read side ----

@@ -199,6 +199,7 @@ pub async fn put_user(
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let mut tokens_revoked = 0;
     let mut tx = store.begin().await?;
     match (&before, password) {
         (None, None) => {
@@ -219,7 +220,7 @@ pub async fn put_user(
             .execute(&mut *tx)
             .await?;
         }
-        (Some(_), p) => {
+        (Some(b), p) => {
             sqlx::query("UPDATE users SET role = $1, sites = $2 WHERE name = $3")
                 .bind(role.as_str())
                 .bind(&sites_text)
@@ -238,9 +239,18 @@ pub async fn put_user(
                     .execute(&mut *tx)
                     .await?;
             }
+            // A new password is given because the old one may be known, and a token made
+            // with it is as known; a token made for one role is not meant for another.
+            if p.is_some() || b.role != role {
+                tokens_revoked = sqlx::query("DELETE FROM tokens WHERE username = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
         }
     }
-    let after = serde_json::json!({"name": name, "role": role, "sites": sites, "password_changed": password.is_some()});
+    let after = serde_json::json!({"name": name, "role": role, "sites": sites, "password_changed": password.is_some(), "tokens_revoked": tokens_revoked});
     store::audit(
         &mut tx,
         &Audit {
@@ -265,6 +275,14 @@ pub async fn delete_user(
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
+    // Said, not left to `ON DELETE CASCADE`, which SQLite applies only with its foreign
+    // keys switched on: a deleted user's token must stop working whatever the store.
+    for table in ["tokens", "sessions"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE username = $1"))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
     let done = sqlx::query("DELETE FROM users WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)
@@ -379,21 +397,122 @@ pub async fn from_session(
     .transpose()
 }
 
+/// The user a bearer token stands for, if it is known and not expired; marks it used (at
+/// most once a minute, so a busy client does not write on every request).
 pub async fn from_token(
     store: &Store,
     token: &str,
     now_ms: i64,
 ) -> Result<Option<Principal>, StoreError> {
+    let hash = digest(token);
     let row = sqlx::query(
-        "SELECT u.name, u.role, u.sites, u.created_at_ms FROM tokens t \
+        "SELECT u.name, u.role, u.sites, u.created_at_ms, t.last_used_at_ms FROM tokens t \
          JOIN users u ON u.name = t.username WHERE t.hash = $1 AND t.expires_at_ms > $2",
     )
-    .bind(digest(token))
+    .bind(&hash)
     .bind(now_ms)
     .fetch_optional(store.pool())
     .await?;
-    row.map(|r| Ok(user_from_row(&r)?.principal(Via::Bearer)))
-        .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let last_used: Option<i64> = row.try_get("last_used_at_ms")?;
+    if last_used.is_none_or(|t| now_ms - t >= LAST_USED_EVERY_MS) {
+        sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE hash = $2")
+            .bind(now_ms)
+            .bind(&hash)
+            .execute(store.pool())
+            .await?;
+    }
+    Ok(Some(user_from_row(&row)?.principal(Via::Bearer)))
+}
+
+/// How stale a token's `last_used_at_ms` may be.
+pub const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// A token as it is listed: never its secret. Its `id` is the first 16 hex digits of the
+/// secret's stored SHA-256: enough to name it, of no use to prove it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub label: String,
+    pub created_at_ms: i64,
+    /// To the minute; none when it was never used.
+    pub last_used_at_ms: Option<i64>,
+    pub expires_at_ms: i64,
+}
+
+/// The id a token is listed and revoked by.
+pub fn token_id(token: &str) -> String {
+    digest(token)[..TOKEN_ID_LEN].to_owned()
+}
+
+const TOKEN_ID_LEN: usize = 16;
+
+/// A user's tokens, newest first, expired ones included until they are revoked.
+pub async fn tokens(store: &Store, user: &str) -> Result<Vec<TokenView>, StoreError> {
+    sqlx::query(
+        "SELECT hash, label, created_at_ms, last_used_at_ms, expires_at_ms FROM tokens \
+         WHERE username = $1 ORDER BY created_at_ms DESC, hash",
+    )
+    .bind(user)
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| {
+        let hash: String = r.try_get("hash")?;
+        Ok(TokenView {
+            id: hash.chars().take(TOKEN_ID_LEN).collect(),
+            label: r.try_get("label")?,
+            created_at_ms: r.try_get("created_at_ms")?,
+            last_used_at_ms: r.try_get("last_used_at_ms")?,
+            expires_at_ms: r.try_get("expires_at_ms")?,
+        })
+    })
+    .collect()
+}
+
+/// Revokes `user`'s token `id`, audited; false when the user has no such token.
+pub async fn revoke_token(
+    store: &Store,
+    user: &str,
+    id: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    // An id is hex of a fixed length; anything else names no token (and must not reach a
+    // prefix match).
+    if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let id = id.to_ascii_lowercase();
+    let mut tx = store.begin().await?;
+    let label: Option<String> = sqlx::query(
+        "DELETE FROM tokens WHERE username = $1 AND substr(hash, 1, 16) = $2 RETURNING label",
+    )
+    .bind(user)
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get("label"))
+    .transpose()?;
+    let Some(label) = label else {
+        return Ok(false);
+    };
+    store::audit(
+        &mut tx,
+        &Audit {
+            actor,
+            action: "token.revoke",
+            target: format!("user:{user}"),
+            before: Some(serde_json::json!({"id": id, "label": label})),
+            after: None,
+        },
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// A new API token for `user`; the secret is returned once and stored only as its hash.

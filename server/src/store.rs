@@ -135,6 +135,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "plans compiled",
         include_str!("../migrations/sqlite/0006_plans_compiled.sql"),
     ),
+    (
+        7,
+        "token last used",
+        include_str!("../migrations/sqlite/0007_token_last_used.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -166,6 +171,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "plans compiled",
         include_str!("../migrations/postgres/0006_plans_compiled.sql"),
+    ),
+    (
+        7,
+        "token last used",
+        include_str!("../migrations/postgres/0007_token_last_used.sql"),
     ),
 ];
 

@@ -24,12 +24,14 @@ mod city;
 mod faults;
 mod library;
 mod schedule;
+mod tokens;
 
 pub use audit::audit;
 pub use city::city;
 pub use faults::{energy, faults};
 pub use library::{library, library_file};
 pub use schedule::schedule;
+pub use tokens::tokens;
 
 pub const LANG_COOKIE: &str = "nightscape_lang";
 
@@ -207,6 +209,7 @@ const NAV: &[(&str, &str)] = &[
     ("/schedule", "nav-schedule"),
     ("/faults", "nav-faults"),
     ("/energy", "nav-energy"),
+    ("/tokens", "nav-tokens"),
     ("/city", "nav-city"),
     ("/audit", "nav-audit"),
 ];
@@ -1207,6 +1210,7 @@ mod tests {
             include_str!("faults.rs"),
             include_str!("city.rs"),
             include_str!("audit.rs"),
+            include_str!("tokens.rs"),
         ];
         let mut asked = 0;
         for source in sources {

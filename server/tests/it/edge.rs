@@ -205,6 +205,9 @@ async fn no_page_carries_inline_script_style_or_handlers() {
     let db = Db::sqlite("inline").await;
     let (state, _) = app_state(&db.url).await;
     let session = login(&state, "admin", ADMIN_PASSWORD).await;
+    nightscape_server::auth::issue_token(&state.store, "admin", "cron", NOW_MS, NOW_MS + 1)
+        .await
+        .unwrap();
     let pages = [
         "/login",
         "/overview",
@@ -216,6 +219,7 @@ async fn no_page_carries_inline_script_style_or_handlers() {
         "/energy?month=2026-11",
         "/city",
         "/audit",
+        "/tokens",
         // An error page.
         "/sites/nowhere",
     ];

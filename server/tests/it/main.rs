@@ -8,6 +8,7 @@ mod edge;
 mod pages;
 mod publish;
 mod store;
+mod tokens;
 mod web;
 #[path = "../../../firmware-sim/tests/it/webdriver.rs"]
 mod webdriver;

@@ -1,8 +1,8 @@
 //! Every main page of the dashboard in headless Chromium: no Content-Security-Policy
 //! violation, axe-core (vendored) finds no serious or critical problem, the page reads at
 //! 1280×800 and at phone width without sideways scrolling, the editor puts the core's
-//! problems beside their lines in Korean, and an operator can make an override with the
-//! keyboard alone.
+//! problems beside their lines in Korean, an operator can make an override with the
+//! keyboard alone, and a token is revoked from its page.
 //!
 //! Screenshots of each page at both widths go to `$NIGHTSCAPE_SCREENSHOTS` when it is set
 //! (the docs' are made that way), else to the target directory.
@@ -29,6 +29,7 @@ const PAGES: &[(&str, &str)] = &[
     ("energy", "/energy?month=2026-11"),
     ("city", "/city"),
     ("audit", "/audit"),
+    ("tokens", "/tokens"),
 ];
 
 fn shots() -> PathBuf {
@@ -453,6 +454,86 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
         )
         .await;
     assert_eq!(at, json!("?next=%2Fsites%2Fnonsan-city-hall"));
+    drop(browser);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
+async fn a_token_is_revoked_from_the_tokens_page() {
+    let (server, shutdown, tracker) = running("token-page", None).await;
+    let store = &server.state.store;
+    let keep = nightscape_server::auth::issue_token(
+        store,
+        "admin",
+        "계속 쓰는 토큰",
+        NOW_MS,
+        NOW_MS + 86_400_000,
+    )
+    .await
+    .unwrap();
+    let leaked = nightscape_server::auth::issue_token(
+        store,
+        "admin",
+        "새어 나간 토큰",
+        NOW_MS,
+        NOW_MS + 86_400_000,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let browser = Browser::start(1280, 800).await;
+    record_csp_violations(&browser).await;
+    browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
+    browser.go(&format!("{base}/tokens")).await;
+    browser
+        .wait_for(
+            "the tokens page",
+            "return document.querySelectorAll('button.revoke-token').length === 2;",
+        )
+        .await;
+    // The confirmation is answered yes; the button of the leaked one is pressed.
+    browser
+        .run("window.confirm = () => true; [...document.querySelectorAll('tr[data-token]')].find((r) => r.textContent.includes('새어 나간')).querySelector('button.revoke-token').click(); return true;")
+        .await;
+    let said = browser
+        .wait_for(
+            "the answer",
+            "const r = document.getElementById('action-result'); return r && r.textContent.length > 0 ? r.textContent : null;",
+        )
+        .await;
+    assert_eq!(said, json!("토큰을 폐기했습니다."));
+    browser
+        .wait_for(
+            "the page again, with one token",
+            "return document.readyState === 'complete' && document.querySelectorAll('button.revoke-token').length === 1;",
+        )
+        .await;
+    let left: Vec<String> = nightscape_server::auth::tokens(store, "admin")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.label)
+        .collect();
+    assert_eq!(left, ["계속 쓰는 토큰"]);
+    let now = NOW_MS + 1;
+    assert!(
+        nightscape_server::auth::from_token(store, &leaked, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        nightscape_server::auth::from_token(store, &keep, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        csp_violations(&browser, "/tokens").await,
+        Vec::<String>::new()
+    );
     drop(browser);
     shutdown.cancel();
     tracker.close();
