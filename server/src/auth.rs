@@ -268,6 +268,8 @@ pub async fn put_user(
     Ok(())
 }
 
+/// Deletes a user; its sessions and tokens go with it (`ON DELETE CASCADE`, on both
+/// stores: sqlx switches SQLite's foreign keys on).
 pub async fn delete_user(
     store: &Store,
     name: &str,
@@ -275,14 +277,6 @@ pub async fn delete_user(
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = store.begin().await?;
-    // Said, not left to `ON DELETE CASCADE`, which SQLite applies only with its foreign
-    // keys switched on: a deleted user's token must stop working whatever the store.
-    for table in ["tokens", "sessions"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE username = $1"))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-    }
     let done = sqlx::query("DELETE FROM users WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)
