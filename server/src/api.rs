@@ -825,7 +825,7 @@ pub async fn log_in(
 ) -> ApiResult<(Principal, String)> {
     crate::edge::same_origin(headers)?;
     let now = state.clock.now_ms();
-    let address_key = auth::address_key(&client.to_string());
+    let address_key = auth::address_key(&client.bucket());
     let name_key = auth::name_key(name);
     let wait = auth::login_wait(
         auth::failures(&state.store, &address_key, now).await?,

@@ -412,11 +412,21 @@ pub async fn from_token(
     };
     let last_used: Option<i64> = row.try_get("last_used_at_ms")?;
     if last_used.is_none_or(|t| now_ms - t >= LAST_USED_EVERY_MS) {
-        sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE hash = $2")
-            .bind(now_ms)
-            .bind(&hash)
-            .execute(store.pool())
-            .await?;
+        // Through the write gate like every other write; a note that could not be written
+        // is logged, and the request it came with still goes on.
+        let marked = async {
+            let mut tx = store.begin().await?;
+            sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE hash = $2")
+                .bind(now_ms)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        if let Err(e) = marked.await {
+            tracing::warn!(error = %e, "marking a token used");
+        }
     }
     Ok(Some(user_from_row(&row)?.principal(Via::Bearer)))
 }

@@ -165,11 +165,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
-impl std::fmt::Display for ClientAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ClientAddr {
+    /// The name the login limit counts this client under: its IPv4 address, or the /64 its
+    /// IPv6 address is in (one subscriber's network; counting single IPv6 addresses would
+    /// give anyone with a /64 a fresh count for every guess).
+    pub fn bucket(&self) -> String {
         match self.0 {
-            Some(ip) => write!(f, "{ip}"),
-            None => f.write_str("unknown"),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            Some(IpAddr::V6(ip)) => {
+                let net = u128::from(ip) & !(u128::MAX >> 64);
+                format!("{}/64", std::net::Ipv6Addr::from(net))
+            }
+            None => "unknown".to_owned(),
         }
     }
 }
@@ -445,6 +452,17 @@ mod tests {
             ip("10.0.0.3")
         );
         assert_eq!(p.client(None, &xff("1.2.3.4")), None);
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_and_by_ipv6_network() {
+        let bucket = |s: &str| ClientAddr(Some(s.parse().unwrap())).bucket();
+        assert_eq!(bucket("198.51.100.9"), "198.51.100.9");
+        assert_ne!(bucket("198.51.100.9"), bucket("198.51.100.10"));
+        assert_eq!(bucket("2001:db8:1:2::7"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("2001:db8:1:2:ffff::1"), bucket("2001:db8:1:2::7"));
+        assert_ne!(bucket("2001:db8:1:3::7"), bucket("2001:db8:1:2::7"));
+        assert_eq!(ClientAddr(None).bucket(), "unknown");
     }
 
     #[test]
