@@ -95,9 +95,25 @@ const SAYS: &[(&str, &str)] = &[
 
 /// Data for the pages to show: City Hall's gateway connected with an open fault (its
 /// controller does not answer) and a closed one, energy for some nights, a city-wide dim
-/// in force.
+/// in force, an API token used and one not.
 async fn seed(server: &nightscape_server::Server) {
     let pool = server.state.store.pool();
+    for label in ["야간 백업 스크립트", "에너지 보고서"] {
+        nightscape_server::auth::issue_token(
+            &server.state.store,
+            "admin",
+            label,
+            NOW_MS - 86_400_000,
+            NOW_MS + 30 * 86_400_000,
+        )
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE label = '야간 백업 스크립트'")
+        .bind(NOW_MS - 3_600_000)
+        .execute(pool)
+        .await
+        .unwrap();
     server.state.publisher.round().await.unwrap();
     sqlx::query("UPDATE gateways SET online = 1 WHERE gateway = 'cityhall-gw'")
         .execute(pool)
