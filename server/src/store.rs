@@ -135,10 +135,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "plans compiled",
         include_str!("../migrations/sqlite/0006_plans_compiled.sql"),
     ),
+    // 7 is main's `reporting` (the compliance work), merged after this branch began.
     (
-        7,
+        8,
         "token last used",
-        include_str!("../migrations/sqlite/0007_token_last_used.sql"),
+        include_str!("../migrations/sqlite/0008_token_last_used.sql"),
     ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -172,10 +173,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "plans compiled",
         include_str!("../migrations/postgres/0006_plans_compiled.sql"),
     ),
+    // 7 is main's `reporting` (the compliance work), merged after this branch began.
     (
-        7,
+        8,
         "token last used",
-        include_str!("../migrations/postgres/0007_token_last_used.sql"),
+        include_str!("../migrations/postgres/0008_token_last_used.sql"),
     ),
 ];
 
