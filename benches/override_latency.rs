@@ -38,6 +38,8 @@ struct Http {
     reader: BufReader<tokio::io::ReadHalf<tokio::net::TcpStream>>,
     writer: tokio::io::WriteHalf<tokio::net::TcpStream>,
     token: String,
+    /// The server's address, sent as `Host`: the server answers only to its own names.
+    host: String,
 }
 
 impl Http {
@@ -49,12 +51,14 @@ impl Http {
             reader: BufReader::new(r),
             writer: w,
             token,
+            host: addr.to_string(),
         }
     }
 
     async fn call(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.host,
             self.token,
             body.len()
         );

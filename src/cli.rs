@@ -49,7 +49,9 @@ pub enum Command {
     /// The server alone (production): the API, the store, and publishing, against an MQTT
     /// broker. Replicas run it against one PostgreSQL. `server mqtt-acl` writes the broker's
     /// access control.
-    Server(ServerCommand),
+    // Boxed: the server's options (its repeatable --allowed-host and --trusted-proxy among
+    // them) make it the largest command by far.
+    Server(Box<ServerCommand>),
     /// Work with the show library (sites, fixtures, profiles, scenes).
     #[command(subcommand)]
     Scene(SceneCommand),
@@ -359,20 +361,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::up::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Server(ServerCommand {
-            action: Some(ServerAction::MqttAcl(options)),
-            ..
-        }) => {
-            println!("{}", crate::mqtt_acl::run(&options)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Server(ServerCommand {
-            action: None,
-            options,
-        }) => {
-            crate::server::run(options)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Server(server) => match *server {
+            ServerCommand {
+                action: Some(ServerAction::MqttAcl(options)),
+                ..
+            } => {
+                println!("{}", crate::mqtt_acl::run(&options)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            ServerCommand {
+                action: None,
+                options,
+            } => {
+                crate::server::run(options)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Keygen { out } => {
             eprintln!("{}", plan::keygen(&out)?);
             Ok(ExitCode::SUCCESS)

@@ -52,6 +52,17 @@ pub struct Options {
     /// Mark the session cookie Secure (serve behind HTTPS).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// A name (or address) browsers reach the server by, at any port; repeat for more.
+    /// Loopback and the --listen address are always answered; a request naming any other
+    /// host gets 421, so a page on another site cannot reach the server by pointing its own
+    /// name at this address (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// The address of a reverse proxy in front of the server, whose X-Forwarded-For then
+    /// names the client for the login limit; repeat for more. Without it the header is
+    /// ignored.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// For tests of replicas: wait this long between storing new documents and sending them.
     #[arg(long, default_value_t = 0, hide = true)]
     pub publish_delay_ms: u64,
@@ -129,6 +140,8 @@ pub fn run(options: Options) -> Result<()> {
                 broker: Some(broker),
                 admin_password: options.admin_password.clone(),
                 secure_cookies: options.secure_cookies,
+                allowed_hosts: options.allowed_hosts.clone(),
+                trusted_proxies: options.trusted_proxies.clone(),
                 publish_every: Duration::from_secs(5),
                 publish_delay: Duration::from_millis(options.publish_delay_ms),
                 seed_library: seed,

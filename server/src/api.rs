@@ -22,6 +22,7 @@ use sqlx::Row;
 
 use crate::auth::{self, Principal, Role, Via};
 use crate::commands;
+use crate::edge::ClientAddr;
 use crate::overrides::{self, Kind, Override, Scope};
 use crate::store::{Audit, Library, StoreError};
 use crate::{AppState, read};
@@ -145,7 +146,12 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/login", Public, "Log in; sets the session cookie", login, LoginRequest, Me),
         route!(POST "/api/logout", Viewer, "End this session", logout, (), ()),
         route!(GET "/api/me", Viewer, "Who is logged in", me, (), Me),
+        route!(GET "/tokens", Viewer, "The API tokens page: your bearer tokens (admins: everyone's), each to revoke", crate::web::tokens, (), ()).page().produces(&["text/html"]),
+        route!(GET "/static/app.css", Public, "The dashboard's style sheet (?v= its version: kept for a year)", crate::web::app_css, (), ()).query::<crate::web::AssetQuery>().produces(&["text/css"]),
+        route!(GET "/static/app.js", Public, "The dashboard's script (?v= its version: kept for a year)", crate::web::app_js, (), ()).query::<crate::web::AssetQuery>().produces(&["text/javascript"]),
         route!(POST "/api/tokens", Viewer, "A bearer token for the API (shown once)", issue_token, TokenRequest, TokenIssued),
+        route!(GET "/api/tokens", Viewer, "Your bearer tokens: label, created, last used, expiry (never the secret)", my_tokens, (), Vec<auth::TokenView>),
+        route!(DELETE "/api/tokens/{token}", Viewer, "Revoke one of your bearer tokens", revoke_my_token, (), ()),
         route!(GET "/api/sites", Viewer, "City overview: every site's state tonight", sites, (), Vec<read::SiteOverview>),
         route!(GET "/api/sites/{site}/transitions", Viewer, "What will happen at a site in a range", transitions, (), Vec<read::TransitionView>).query::<Span>(),
         route!(GET "/api/sites/{site}/compliance", Viewer, "Per night: output against the cap in the legal window, minutes lit after curfew, exceptions (?from=&to= dates; ?format=csv)", site_compliance, (), Vec<crate::compliance::Night>).query::<Range>().produces(&["text/csv"]),
@@ -174,13 +180,18 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/overrides", Admin, "Override, blackout or curfew exception for many sites or the city", city_override, CityOverride, Created),
         route!(DELETE "/api/overrides/{id}", Operator, "Release an override or blackout", release_override, (), ()),
         route!(GET "/api/users", Admin, "Users", list_users, (), Vec<auth::UserView>),
-        route!(PUT "/api/users/{name}", Admin, "Create or change a user", put_user, UserRequest, ()),
-        route!(DELETE "/api/users/{name}", Admin, "Delete a user", delete_user, (), ()),
+        route!(PUT "/api/users/{name}", Admin, "Create or change a user (a new password or role revokes their tokens)", put_user, UserRequest, ()),
+        route!(DELETE "/api/users/{name}", Admin, "Delete a user (and revoke their tokens)", delete_user, (), ()),
+        route!(GET "/api/users/{name}/tokens", Admin, "A user's bearer tokens: label, created, last used, expiry (never the secret)", user_tokens, (), Vec<auth::TokenView>),
+        route!(DELETE "/api/users/{name}/tokens/{token}", Admin, "Revoke one of a user's bearer tokens", revoke_user_token, (), ()),
         route!(GET "/api/audit", Admin, "The audit log, recent first", audit_log, (), Vec<crate::store::AuditEntry>),
     ]
 }
 
-/// The router: every route behind its access check, JSON errors, a body limit.
+/// The router: every route behind its access check, JSON errors, a body limit, and the
+/// edge (`crate::edge`) around all of it. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, so the login limit knows each
+/// client's address.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for r in routes() {
@@ -204,6 +215,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::edge::edge,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -259,6 +274,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The error's code, as the JSON body names it.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     fn bad(message: impl Into<String>) -> ApiError {
@@ -782,10 +802,11 @@ const SESSION_MS: i64 = 12 * 3600 * 1000;
 
 async fn login(
     State(state): State<Arc<AppState>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
-    let (who, cookie) = log_in(&state, &headers, &req.name, &req.password).await?;
+    let (who, cookie) = log_in(&state, &headers, client, &req.name, &req.password).await?;
     let mut response = Json(Me::from(&who)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -793,26 +814,25 @@ async fn login(
     Ok(response)
 }
 
-/// Checks a login against the limit and the password: the user and the session cookie to
-/// set (for the API's login and the login page alike).
+/// Checks a login against where it came from, the limit and the password: the user and
+/// the session cookie to set (for the API's login and the login page alike).
 pub async fn log_in(
     state: &AppState,
     headers: &HeaderMap,
+    client: ClientAddr,
     name: &str,
     password: &str,
 ) -> ApiResult<(Principal, String)> {
+    crate::edge::same_origin(headers)?;
     let now = state.clock.now_ms();
-    let client = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("direct")
-        .to_owned();
-    let keys = [format!("user:{name}"), format!("client:{client}")];
-    let mut waits = Vec::new();
-    for k in &keys {
-        waits.extend(auth::locked(&state.store, k, now).await?);
-    }
-    if let Some(wait) = waits.into_iter().max() {
+    let address_key = auth::address_key(&client.bucket());
+    let name_key = auth::name_key(name);
+    let wait = auth::login_wait(
+        auth::failures(&state.store, &address_key, now).await?,
+        auth::failures(&state.store, &name_key, now).await?,
+        now,
+    );
+    if let Some(wait) = wait {
         state.metrics.login_failed();
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -824,9 +844,10 @@ pub async fn log_in(
     }
     match auth::login(&state.store, name, password, now, SESSION_MS).await? {
         Some((who, session)) => {
-            for k in &keys {
-                auth::succeeded(&state.store, k).await?;
-            }
+            // The name's guesses no longer matter once its password was given; the
+            // address's stay until their window passes, so a login to one's own account
+            // does not wipe the count of guesses made at another's.
+            auth::succeeded(&state.store, &name_key).await?;
             let secure = if state.secure_cookies { "; Secure" } else { "" };
             let cookie = format!(
                 "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
@@ -835,9 +856,7 @@ pub async fn log_in(
             Ok((who, cookie))
         }
         None => {
-            for k in &keys {
-                auth::failed(&state.store, k, now).await?;
-            }
+            auth::failed(&state.store, &[address_key, name_key], now).await?;
             state.metrics.login_failed();
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -877,6 +896,8 @@ pub struct TokenRequest {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TokenIssued {
     pub token: String,
+    /// What the token is listed and revoked by (`/api/tokens/{token}`).
+    pub id: String,
     pub expires_at_ms: i64,
 }
 
@@ -896,9 +917,57 @@ async fn issue_token(
     let expires_at_ms = now + i64::from(req.days) * 86_400_000;
     let token = auth::issue_token(&state.store, &who.name, &req.label, now, expires_at_ms).await?;
     Ok(Json(TokenIssued {
+        id: auth::token_id(&token),
         token,
         expires_at_ms,
     }))
+}
+
+async fn my_tokens(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Vec<auth::TokenView>>> {
+    Ok(Json(auth::tokens(&state.store, &who.name).await?))
+}
+
+async fn revoke_my_token(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(token): Path<String>,
+) -> ApiResult<StatusCode> {
+    revoke(&state, &who, &who.name, &token).await
+}
+
+async fn user_tokens(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<auth::TokenView>>> {
+    if !auth::users(&state.store)
+        .await?
+        .iter()
+        .any(|u| u.name == name)
+    {
+        return Err(ApiError::not_found(format!("no user `{name}`")));
+    }
+    Ok(Json(auth::tokens(&state.store, &name).await?))
+}
+
+async fn revoke_user_token(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path((name, token)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    revoke(&state, &who, &name, &token).await
+}
+
+async fn revoke(state: &AppState, who: &Principal, owner: &str, id: &str) -> ApiResult<StatusCode> {
+    if auth::revoke_token(&state.store, owner, id, &who.name, state.clock.now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "`{owner}` has no token `{id}`; GET the list for the ids"
+        )))
+    }
 }
 
 // ---- read side ----

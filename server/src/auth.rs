@@ -199,6 +199,7 @@ pub async fn put_user(
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let mut tokens_revoked = 0;
     let mut tx = store.begin().await?;
     match (&before, password) {
         (None, None) => {
@@ -219,7 +220,7 @@ pub async fn put_user(
             .execute(&mut *tx)
             .await?;
         }
-        (Some(_), p) => {
+        (Some(b), p) => {
             sqlx::query("UPDATE users SET role = $1, sites = $2 WHERE name = $3")
                 .bind(role.as_str())
                 .bind(&sites_text)
@@ -238,9 +239,18 @@ pub async fn put_user(
                     .execute(&mut *tx)
                     .await?;
             }
+            // A new password is given because the old one may be known, and a token made
+            // with it is as known; a token made for one role is not meant for another.
+            if p.is_some() || b.role != role {
+                tokens_revoked = sqlx::query("DELETE FROM tokens WHERE username = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
         }
     }
-    let after = serde_json::json!({"name": name, "role": role, "sites": sites, "password_changed": password.is_some()});
+    let after = serde_json::json!({"name": name, "role": role, "sites": sites, "password_changed": password.is_some(), "tokens_revoked": tokens_revoked});
     store::audit(
         &mut tx,
         &Audit {
@@ -258,6 +268,8 @@ pub async fn put_user(
     Ok(())
 }
 
+/// Deletes a user; its sessions and tokens go with it (`ON DELETE CASCADE`, on both
+/// stores: sqlx switches SQLite's foreign keys on).
 pub async fn delete_user(
     store: &Store,
     name: &str,
@@ -379,21 +391,132 @@ pub async fn from_session(
     .transpose()
 }
 
+/// The user a bearer token stands for, if it is known and not expired; marks it used (at
+/// most once a minute, so a busy client does not write on every request).
 pub async fn from_token(
     store: &Store,
     token: &str,
     now_ms: i64,
 ) -> Result<Option<Principal>, StoreError> {
+    let hash = digest(token);
     let row = sqlx::query(
-        "SELECT u.name, u.role, u.sites, u.created_at_ms FROM tokens t \
+        "SELECT u.name, u.role, u.sites, u.created_at_ms, t.last_used_at_ms FROM tokens t \
          JOIN users u ON u.name = t.username WHERE t.hash = $1 AND t.expires_at_ms > $2",
     )
-    .bind(digest(token))
+    .bind(&hash)
     .bind(now_ms)
     .fetch_optional(store.pool())
     .await?;
-    row.map(|r| Ok(user_from_row(&r)?.principal(Via::Bearer)))
-        .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let last_used: Option<i64> = row.try_get("last_used_at_ms")?;
+    if last_used.is_none_or(|t| now_ms - t >= LAST_USED_EVERY_MS) {
+        // Through the write gate like every other write; a note that could not be written
+        // is logged, and the request it came with still goes on.
+        let marked = async {
+            let mut tx = store.begin().await?;
+            sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE hash = $2")
+                .bind(now_ms)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        if let Err(e) = marked.await {
+            tracing::warn!(error = %e, "marking a token used");
+        }
+    }
+    Ok(Some(user_from_row(&row)?.principal(Via::Bearer)))
+}
+
+/// How stale a token's `last_used_at_ms` may be.
+pub const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// A token as it is listed: never its secret. Its `id` is the first 16 hex digits of the
+/// secret's stored SHA-256: enough to name it, of no use to prove it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub label: String,
+    pub created_at_ms: i64,
+    /// To the minute; none when it was never used.
+    pub last_used_at_ms: Option<i64>,
+    pub expires_at_ms: i64,
+}
+
+/// The id a token is listed and revoked by.
+pub fn token_id(token: &str) -> String {
+    digest(token)[..TOKEN_ID_LEN].to_owned()
+}
+
+const TOKEN_ID_LEN: usize = 16;
+
+/// A user's tokens, newest first, expired ones included until they are revoked.
+pub async fn tokens(store: &Store, user: &str) -> Result<Vec<TokenView>, StoreError> {
+    sqlx::query(
+        "SELECT hash, label, created_at_ms, last_used_at_ms, expires_at_ms FROM tokens \
+         WHERE username = $1 ORDER BY created_at_ms DESC, hash",
+    )
+    .bind(user)
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| {
+        let hash: String = r.try_get("hash")?;
+        Ok(TokenView {
+            id: hash.chars().take(TOKEN_ID_LEN).collect(),
+            label: r.try_get("label")?,
+            created_at_ms: r.try_get("created_at_ms")?,
+            last_used_at_ms: r.try_get("last_used_at_ms")?,
+            expires_at_ms: r.try_get("expires_at_ms")?,
+        })
+    })
+    .collect()
+}
+
+/// Revokes `user`'s token `id`, audited; false when the user has no such token.
+pub async fn revoke_token(
+    store: &Store,
+    user: &str,
+    id: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    // An id is hex of a fixed length; anything else names no token (and must not reach a
+    // prefix match).
+    if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let id = id.to_ascii_lowercase();
+    let mut tx = store.begin().await?;
+    let label: Option<String> = sqlx::query(
+        "DELETE FROM tokens WHERE username = $1 AND substr(hash, 1, 16) = $2 RETURNING label",
+    )
+    .bind(user)
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get("label"))
+    .transpose()?;
+    let Some(label) = label else {
+        return Ok(false);
+    };
+    store::audit(
+        &mut tx,
+        &Audit {
+            actor,
+            action: "token.revoke",
+            target: format!("user:{user}"),
+            before: Some(serde_json::json!({"id": id, "label": label})),
+            after: None,
+        },
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// A new API token for `user`; the secret is returned once and stored only as its hash.
@@ -432,40 +555,88 @@ pub async fn issue_token(
     Ok(token)
 }
 
-/// More than this many failed logins for one name or client in [`WINDOW_MS`] lock it out
-/// until the window has passed. Kept in the store, so every replica counts the same.
+/// Failed logins are counted twice, per client address and per name, kept in the store so
+/// every replica counts the same.
+///
+/// - An address with [`MAX_FAILURES`] failures in [`WINDOW_MS`] is refused until its window
+///   has passed, whatever name it tries: guessing from one place stops there, and only
+///   there.
+/// - A name with [`MAX_FAILURES`] failures in the window is slowed, not locked: an address
+///   that has itself failed in the window waits [`NAME_PAUSE_MS`] after the name's latest
+///   failure. An address that has not failed goes through, so guesses from elsewhere can
+///   never keep the name's owner out; guesses spread over many addresses still meet the
+///   pause from each address's second try on.
 pub const MAX_FAILURES: i64 = 5;
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
+pub const NAME_PAUSE_MS: i64 = 30 * 1000;
 
-/// Milliseconds until `key` may try again, if it is locked out.
-pub async fn locked(store: &Store, key: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+/// The bucket of a client address (`unknown` when the server could not tell).
+pub fn address_key(client: &str) -> String {
+    format!("addr:{client}")
+}
+
+/// The bucket of a user name.
+pub fn name_key(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// A bucket's failures in the window ending at `now_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: i64,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+}
+
+pub async fn failures(store: &Store, key: &str, now_ms: i64) -> Result<Failures, StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM login_failures WHERE key = $1 AND at_ms > $2",
+        "SELECT COUNT(*) AS n, MIN(at_ms) AS first, MAX(at_ms) AS last FROM login_failures WHERE key = $1 AND at_ms > $2",
     )
     .bind(key)
     .bind(now_ms - WINDOW_MS)
     .fetch_one(store.pool())
     .await?;
-    let n: i64 = row.try_get("n")?;
-    let first: Option<i64> = row.try_get("first")?;
-    Ok((n >= MAX_FAILURES).then(|| WINDOW_MS - (now_ms - first.unwrap_or(now_ms))))
+    Ok(Failures {
+        count: row.try_get("n")?,
+        first_ms: row.try_get("first")?,
+        last_ms: row.try_get("last")?,
+    })
 }
 
-pub async fn failed(store: &Store, key: &str, now_ms: i64) -> Result<(), StoreError> {
+/// Milliseconds a login from an address with `address`'s failures, for a name with
+/// `name`'s, must wait, if it must (see [`MAX_FAILURES`]).
+pub fn login_wait(address: Failures, name: Failures, now_ms: i64) -> Option<i64> {
+    if address.count >= MAX_FAILURES {
+        let first = address.first_ms.unwrap_or(now_ms);
+        return Some((WINDOW_MS - (now_ms - first)).max(1));
+    }
+    if name.count >= MAX_FAILURES && address.count > 0 {
+        let last = name.last_ms.unwrap_or(now_ms);
+        let wait = NAME_PAUSE_MS - (now_ms - last);
+        return (wait > 0).then_some(wait);
+    }
+    None
+}
+
+/// Records a failed login in each of `keys`.
+pub async fn failed(store: &Store, keys: &[String], now_ms: i64) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     sqlx::query("DELETE FROM login_failures WHERE at_ms <= $1")
         .bind(now_ms - WINDOW_MS)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
-        .bind(key)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    for key in keys {
+        sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
+/// Forgets a bucket's failures (a name's, once its password was given).
 pub async fn succeeded(store: &Store, key: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM login_failures WHERE key = $1")
         .bind(key)
@@ -477,6 +648,34 @@ pub async fn succeeded(store: &Store, key: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_failed_is_locked_and_a_name_only_slowed_for_addresses_that_failed() {
+        let now = 1_000_000_000;
+        let f = |count, first: i64, last: i64| Failures {
+            count,
+            first_ms: Some(now - first),
+            last_ms: Some(now - last),
+        };
+        let clean = Failures::default();
+        // Five failures from an address: locked until its window has passed.
+        assert_eq!(
+            login_wait(f(5, 60_000, 1_000), clean, now),
+            Some(WINDOW_MS - 60_000)
+        );
+        assert_eq!(login_wait(f(4, 60_000, 1_000), clean, now), None);
+        // Five failures for a name: an address that has not failed goes through ...
+        assert_eq!(login_wait(clean, f(5, 60_000, 1_000), now), None);
+        // ... one that has waits a short pause after the name's latest failure, no longer.
+        assert_eq!(
+            login_wait(f(1, 10_000, 10_000), f(5, 60_000, 1_000), now),
+            Some(NAME_PAUSE_MS - 1_000)
+        );
+        assert_eq!(
+            login_wait(f(1, 40_000, 40_000), f(5, 60_000, NAME_PAUSE_MS), now),
+            None
+        );
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

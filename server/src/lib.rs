@@ -3,7 +3,9 @@
 //! - `store` — sqlx on SQLite (default) or PostgreSQL, embedded migrations, the audit log;
 //! - `auth` — users, roles, argon2id, sessions with CSRF, bearer tokens, the login limit;
 //! - `api` — the route table (access, types) from which the router, the access check and
-//!   the OpenAPI document (`openapi`) are built; `read` is the read side;
+//!   the OpenAPI document (`openapi`) are built; `read` is the read side; `edge` is what
+//!   every request and answer passes (the Host check, the client's address, the security
+//!   headers);
 //! - `overrides` — overrides and blackouts by site, group or city;
 //! - `publish` — compiles, signs and publishes each gateway's plan and overrides document,
 //!   once per change across replicas; `mqtt` owns the broker connection; `intake` stores
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod broker_acl;
 pub mod commands;
 pub mod compliance;
+pub mod edge;
 pub mod files;
 pub mod intake;
 pub mod metrics;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<metrics::Metrics>,
     pub secure_cookies: bool,
+    /// The names the server answers to and the proxies it believes.
+    pub edge: edge::Policy,
     /// Scene animations made for the library, kept until it changes.
     pub animations: preview::Animations,
 }
@@ -70,6 +75,11 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Mark the session cookie Secure (behind HTTPS).
     pub secure_cookies: bool,
+    /// Names (or addresses) browsers reach the server by, besides loopback and the listen
+    /// address: a request naming any other host is refused.
+    pub allowed_hosts: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often publishers look for changes they were not told about.
     pub publish_every: Duration,
     /// For tests of replicas: how long a round waits between storing new documents and
@@ -94,6 +104,8 @@ impl Config {
             broker,
             admin_password: None,
             secure_cookies: false,
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             publish_every: Duration::from_secs(5),
             publish_delay: Duration::ZERO,
             seed_library: None,
@@ -281,6 +293,11 @@ pub async fn start(
         publisher,
         metrics,
         secure_cookies: config.secure_cookies,
+        edge: edge::Policy::new(
+            &config.allowed_hosts,
+            &config.trusted_proxies,
+            config.listen,
+        ),
         animations: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -290,9 +307,12 @@ pub async fn start(
     let app = api::router(state.clone());
     let stop = shutdown.clone();
     tracker.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!("the HTTP server stopped: {e}");
         }

@@ -140,6 +140,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "reporting",
         include_str!("../migrations/sqlite/0007_reporting.sql"),
     ),
+    (
+        8,
+        "token last used",
+        include_str!("../migrations/sqlite/0008_token_last_used.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -176,6 +181,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "reporting",
         include_str!("../migrations/postgres/0007_reporting.sql"),
+    ),
+    (
+        8,
+        "token last used",
+        include_str!("../migrations/postgres/0008_token_last_used.sql"),
     ),
 ];
 

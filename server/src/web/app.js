@@ -124,6 +124,12 @@ if (fixtureList) { showFixtures(); setInterval(showFixtures, 2000); }
 document.querySelectorAll("button.ack").forEach((b) =>
   b.addEventListener("click", () => act("POST", `/api/faults/${b.dataset.fault}/acknowledge`)));
 
+// API tokens: revoke one, after a confirmation.
+document.querySelectorAll("button.revoke-token").forEach((b) =>
+  b.addEventListener("click", () => {
+    if (confirm(b.dataset.confirm)) act("DELETE", b.dataset.url);
+  }));
+
 // Schedules: add a date to a calendar.
 document.getElementById("add-date")?.addEventListener("submit", (e) => {
   e.preventDefault();

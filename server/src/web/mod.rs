@@ -24,12 +24,14 @@ mod city;
 mod faults;
 mod library;
 mod schedule;
+mod tokens;
 
 pub use audit::audit;
 pub use city::city;
 pub use faults::{energy, faults};
 pub use library::{library, library_file};
 pub use schedule::schedule;
+pub use tokens::tokens;
 
 pub const LANG_COOKIE: &str = "nightscape_lang";
 
@@ -123,11 +125,11 @@ pub(crate) fn page(
     let mut html = String::new();
     let _ = write!(
         html,
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title><link rel=\"icon\" href=\"data:,\"><style>{}</style></head><body>",
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/app.css?v={}\"></head><body>",
         code(l),
         esc(title),
         esc(t(l, "app-name")),
-        CSS
+        assets().css_version
     );
     let _ = write!(
         html,
@@ -178,7 +180,8 @@ pub(crate) fn page(
     }
     let _ = write!(
         html,
-        "</header><main id=\"main\">{main}</main><script>{JS}</script></body></html>"
+        "</header><main id=\"main\">{main}</main><script src=\"/static/app.js?v={}\"></script></body></html>",
+        assets().js_version
     );
     let mut response = (
         [
@@ -206,6 +209,7 @@ const NAV: &[(&str, &str)] = &[
     ("/schedule", "nav-schedule"),
     ("/faults", "nav-faults"),
     ("/energy", "nav-energy"),
+    ("/tokens", "nav-tokens"),
     ("/city", "nav-city"),
     ("/audit", "nav-audit"),
 ];
@@ -316,8 +320,81 @@ pub fn month_title(l: Lang, month: jiff::civil::Date) -> String {
     }
 }
 
+// ---- the style sheet and the script ----
+
 const CSS: &str = include_str!("app.css");
 const JS: &str = include_str!("app.js");
+
+/// The versions the pages name the style sheet and the script by: the start of each one's
+/// SHA-256, so a new build's pages ask for a new address and a browser may keep the old
+/// one for a year.
+struct Assets {
+    css_version: String,
+    js_version: String,
+}
+
+fn assets() -> &'static Assets {
+    static ASSETS: OnceLock<Assets> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let version = |text: &str| {
+            use sha2::Digest;
+            nightscape_core::plan::hex(&sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
+        };
+        Assets {
+            css_version: version(CSS),
+            js_version: version(JS),
+        }
+    })
+}
+
+/// The query of `/static/…`: the version the page asked for.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct AssetQuery {
+    /// The file's version as the pages name it; any value is accepted, and only the
+    /// current one may be kept.
+    pub v: Option<String>,
+}
+
+fn asset(
+    content_type: &'static str,
+    body: &'static str,
+    version: &str,
+    query: Result<Query<AssetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let asked = query.ok().and_then(|Query(q)| q.v);
+    // An address with an old version is answered with today's file, which must then not
+    // be kept under it.
+    let cache = if asked.as_deref() == Some(version) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn app_css(
+    query: Result<Query<AssetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    asset("text/css; charset=utf-8", CSS, &assets().css_version, query)
+}
+
+pub async fn app_js(
+    query: Result<Query<AssetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        JS,
+        &assets().js_version,
+        query,
+    )
+}
 
 // ---- login ----
 
@@ -415,6 +492,7 @@ pub struct LoginForm {
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     lang: PageLang,
+    client: crate::edge::ClientAddr,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -430,7 +508,7 @@ pub async fn login_submit(
         );
     };
     let next = form.next.as_deref().and_then(dashboard_page);
-    match crate::api::log_in(&state, &headers, &form.name, &form.password).await {
+    match crate::api::log_in(&state, &headers, client, &form.name, &form.password).await {
         Ok((_, cookie)) => {
             let mut r = Redirect::to(next.unwrap_or("/overview")).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -439,10 +517,12 @@ pub async fn login_submit(
             r
         }
         Err(e) => {
-            let (status, key) = if e.status() == StatusCode::TOO_MANY_REQUESTS {
-                (StatusCode::TOO_MANY_REQUESTS, "login-locked")
-            } else {
-                (StatusCode::UNAUTHORIZED, "login-failed")
+            let (status, key) = match (e.status(), e.code()) {
+                (StatusCode::TOO_MANY_REQUESTS, _) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "login-locked")
+                }
+                (_, "cross-origin-login") => (StatusCode::FORBIDDEN, "login-cross-origin"),
+                _ => (StatusCode::UNAUTHORIZED, "login-failed"),
             };
             let l = lang.lang;
             login_form(lang, Some(t(l, key)), next, status)
@@ -1154,6 +1234,7 @@ mod tests {
             include_str!("faults.rs"),
             include_str!("city.rs"),
             include_str!("audit.rs"),
+            include_str!("tokens.rs"),
         ];
         let mut asked = 0;
         for source in sources {

@@ -31,6 +31,9 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/energy"), (Viewer, false)),
         (("GET", "/city"), (Admin, false)),
         (("GET", "/audit"), (Admin, false)),
+        (("GET", "/tokens"), (Viewer, false)),
+        (("GET", "/static/app.css"), (Public, false)),
+        (("GET", "/static/app.js"), (Public, false)),
         (("GET", "/healthz"), (Public, false)),
         (("GET", "/metrics"), (Public, false)),
         (("GET", "/api/openapi.json"), (Public, false)),
@@ -38,6 +41,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("POST", "/api/logout"), (Viewer, false)),
         (("GET", "/api/me"), (Viewer, false)),
         (("POST", "/api/tokens"), (Viewer, false)),
+        (("GET", "/api/tokens"), (Viewer, false)),
+        (("DELETE", "/api/tokens/{token}"), (Viewer, false)),
         (("GET", "/api/sites"), (Viewer, false)),
         (("GET", "/api/sites/{site}/transitions"), (Viewer, false)),
         (("GET", "/api/sites/{site}/preview.png"), (Viewer, false)),
@@ -74,6 +79,11 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (Access, bool)> {
         (("GET", "/api/users"), (Admin, false)),
         (("PUT", "/api/users/{name}"), (Admin, false)),
         (("DELETE", "/api/users/{name}"), (Admin, false)),
+        (("GET", "/api/users/{name}/tokens"), (Admin, false)),
+        (
+            ("DELETE", "/api/users/{name}/tokens/{token}"),
+            (Admin, false),
+        ),
         (("GET", "/api/audit"), (Admin, false)),
     ])
 }
@@ -90,6 +100,7 @@ fn concrete(path: &str, fault: i64, override_id: &str) -> (String, Option<serde_
         )
         .replace("{*path}", &format!("sites/{SITE}/scenes/not-there.toml"))
         .replace("{name}", "nobody-here")
+        .replace("{token}", "0123456789abcdef")
         .replace("{gateway}", "cityhall-gw")
         .replace("{calendar}", "kr-holidays")
         .replace("{scene}", "cityhall-blue-hour");

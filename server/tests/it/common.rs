@@ -143,6 +143,7 @@ pub async fn app_state(url: &str) -> (Arc<AppState>, Arc<VirtualClock>) {
         publisher,
         metrics,
         secure_cookies: false,
+        edge: Default::default(),
         animations: Default::default(),
     });
     (state, clock)

@@ -5,9 +5,11 @@
 mod api;
 mod common;
 mod compliance;
+mod edge;
 mod pages;
 mod publish;
 mod store;
+mod tokens;
 mod web;
 #[path = "../../../firmware-sim/tests/it/webdriver.rs"]
 mod webdriver;

@@ -1,7 +1,8 @@
-//! Every main page of the dashboard in headless Chromium: axe-core (vendored) finds no serious
-//! or critical problem, the page reads at 1280×800 and at phone width without sideways
-//! scrolling, the editor puts the core's problems beside their lines in Korean, and an
-//! operator can make an override with the keyboard alone.
+//! Every main page of the dashboard in headless Chromium: no Content-Security-Policy
+//! violation, axe-core (vendored) finds no serious or critical problem, the page reads at
+//! 1280×800 and at phone width without sideways scrolling, the editor puts the core's
+//! problems beside their lines in Korean, an operator can make an override with the
+//! keyboard alone, and a token is revoked from its page.
 //!
 //! Screenshots of each page at both widths go to `$NIGHTSCAPE_SCREENSHOTS` when it is set
 //! (the docs' are made that way), else to the target directory.
@@ -28,6 +29,7 @@ const PAGES: &[(&str, &str)] = &[
     ("energy", "/energy?month=2026-11"),
     ("city", "/city"),
     ("audit", "/audit"),
+    ("tokens", "/tokens"),
 ];
 
 fn shots() -> PathBuf {
@@ -52,6 +54,37 @@ async fn axe(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
+/// Makes the browser note every Content-Security-Policy violation of every page it opens
+/// from now on in `window.__csp` (through the DevTools protocol, which the policy does not
+/// govern, so the recorder is there before the page's first byte).
+async fn record_csp_violations(browser: &Browser) {
+    let answer = crate::webdriver::call(
+        &browser.addr,
+        "POST",
+        &format!("{}/goog/cdp/execute", browser.session),
+        Some(json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": {"source": "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));"}
+        })),
+    )
+    .await;
+    assert!(
+        answer["value"]["identifier"].is_string(),
+        "the recorder was not installed: {answer}"
+    );
+}
+
+/// The violations noted on the page shown (see [`record_csp_violations`]).
+async fn csp_violations(browser: &Browser, path: &str) -> Vec<String> {
+    let found = browser.run("return window.__csp;").await;
+    found
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: no recorder in the page: {found}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// What a page must say (in Korean, the default) about the seeded data.
 const SAYS: &[(&str, &str)] = &[
     // City Hall's gateway is connected and its controller does not answer.
@@ -62,9 +95,25 @@ const SAYS: &[(&str, &str)] = &[
 
 /// Data for the pages to show: City Hall's gateway connected with an open fault (its
 /// controller does not answer) and a closed one, energy for some nights, a city-wide dim
-/// in force.
+/// in force, an API token used and one not.
 async fn seed(server: &nightscape_server::Server) {
     let pool = server.state.store.pool();
+    for label in ["야간 백업 스크립트", "에너지 보고서"] {
+        nightscape_server::auth::issue_token(
+            &server.state.store,
+            "admin",
+            label,
+            NOW_MS - 86_400_000,
+            NOW_MS + 30 * 86_400_000,
+        )
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE label = '야간 백업 스크립트'")
+        .bind(NOW_MS - 3_600_000)
+        .execute(pool)
+        .await
+        .unwrap();
     server.state.publisher.round().await.unwrap();
     sqlx::query("UPDATE gateways SET online = 1 WHERE gateway = 'cityhall-gw'")
         .execute(pool)
@@ -117,6 +166,7 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
     let mut problems = Vec::new();
     for (width, height) in [(1280, 800), (390, 844)] {
         let browser = Browser::start(width, height).await;
+        record_csp_violations(&browser).await;
         browser.go(&format!("{base}/login")).await;
         browser
             .wait_for(
@@ -124,9 +174,26 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
                 "return document.readyState === 'complete';",
             )
             .await;
+        for p in csp_violations(&browser, "/login").await {
+            problems.push(format!("/login at {width}: CSP violation: {p}"));
+        }
         for p in axe(&browser).await {
             problems.push(format!("/login at {width}: {p}"));
         }
+        // The policy is in force and the recorder hears it: an inline script is refused.
+        browser
+            .run("const s = document.createElement('script'); s.textContent = 'window.__ran = true;'; document.body.append(s); return true;")
+            .await;
+        browser
+            .wait_for(
+                "the refusal of an inline script",
+                "return window.__csp.some((v) => v.startsWith('script-src'));",
+            )
+            .await;
+        assert_eq!(
+            browser.run("return window.__ran === true;").await,
+            json!(false)
+        );
         browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
         for (name, path) in PAGES {
             browser.go(&format!("{base}{path}")).await;
@@ -135,6 +202,10 @@ async fn every_main_page_passes_axe_and_reads_at_desk_and_phone_width() {
                 "return document.readyState === 'complete' && (document.images.length === 0 || document.images[0].complete);",
             )
             .await;
+            // Before axe, whose own script runs outside the page's policy.
+            for p in csp_violations(&browser, path).await {
+                problems.push(format!("{path} at {width}: CSP violation: {p}"));
+            }
             for p in axe(&browser).await {
                 problems.push(format!("{path} at {width}: {p}"));
             }
@@ -392,6 +463,86 @@ async fn an_operator_makes_an_override_with_the_keyboard_alone() {
         )
         .await;
     assert_eq!(at, json!("?next=%2Fsites%2Fnonsan-city-hall"));
+    drop(browser);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
+async fn a_token_is_revoked_from_the_tokens_page() {
+    let (server, shutdown, tracker) = running("token-page", None).await;
+    let store = &server.state.store;
+    let keep = nightscape_server::auth::issue_token(
+        store,
+        "admin",
+        "계속 쓰는 토큰",
+        NOW_MS,
+        NOW_MS + 86_400_000,
+    )
+    .await
+    .unwrap();
+    let leaked = nightscape_server::auth::issue_token(
+        store,
+        "admin",
+        "새어 나간 토큰",
+        NOW_MS,
+        NOW_MS + 86_400_000,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let browser = Browser::start(1280, 800).await;
+    record_csp_violations(&browser).await;
+    browser.log_in(&base, "admin", ADMIN_PASSWORD).await;
+    browser.go(&format!("{base}/tokens")).await;
+    browser
+        .wait_for(
+            "the tokens page",
+            "return document.querySelectorAll('button.revoke-token').length === 2;",
+        )
+        .await;
+    // The confirmation is answered yes; the button of the leaked one is pressed.
+    browser
+        .run("window.confirm = () => true; [...document.querySelectorAll('tr[data-token]')].find((r) => r.textContent.includes('새어 나간')).querySelector('button.revoke-token').click(); return true;")
+        .await;
+    let said = browser
+        .wait_for(
+            "the answer",
+            "const r = document.getElementById('action-result'); return r && r.textContent.length > 0 ? r.textContent : null;",
+        )
+        .await;
+    assert_eq!(said, json!("토큰을 폐기했습니다."));
+    browser
+        .wait_for(
+            "the page again, with one token",
+            "return document.readyState === 'complete' && document.querySelectorAll('button.revoke-token').length === 1;",
+        )
+        .await;
+    let left: Vec<String> = nightscape_server::auth::tokens(store, "admin")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.label)
+        .collect();
+    assert_eq!(left, ["계속 쓰는 토큰"]);
+    let now = NOW_MS + 1;
+    assert!(
+        nightscape_server::auth::from_token(store, &leaked, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        nightscape_server::auth::from_token(store, &keep, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        csp_violations(&browser, "/tokens").await,
+        Vec::<String>::new()
+    );
     drop(browser);
     shutdown.cancel();
     tracker.close();

@@ -104,30 +104,35 @@ async fn failed_logins_are_counted_in_the_store_so_every_replica_sees_them() {
             Store::open(&db.url).await.unwrap(),
             Store::open(&db.url).await.unwrap(),
         );
+        let key = auth::address_key("192.0.2.7");
+        let clean = auth::Failures::default();
+        let wait = async |s: &Store, key: &str, now: i64| {
+            auth::login_wait(auth::failures(s, key, now).await.unwrap(), clean, now)
+        };
         for i in 0..auth::MAX_FAILURES {
-            assert_eq!(
-                auth::locked(&a, "user:admin", 1_000 + i).await.unwrap(),
-                None,
-                "{}",
-                db.label
-            );
+            assert_eq!(wait(&a, &key, 1_000 + i).await, None, "{}", db.label);
             // Alternate replicas.
             let s = if i % 2 == 0 { &a } else { &b };
-            auth::failed(s, "user:admin", 1_000 + i).await.unwrap();
-        }
-        let wait = auth::locked(&b, "user:admin", 2_000).await.unwrap();
-        assert_eq!(wait, Some(auth::WINDOW_MS - 1_000), "{}", db.label);
-        assert_eq!(auth::locked(&b, "user:other", 2_000).await.unwrap(), None);
-        assert_eq!(
-            auth::locked(&a, "user:admin", 1_000 + auth::WINDOW_MS + 10)
+            auth::failed(s, std::slice::from_ref(&key), 1_000 + i)
                 .await
-                .unwrap(),
+                .unwrap();
+        }
+        assert_eq!(
+            wait(&b, &key, 2_000).await,
+            Some(auth::WINDOW_MS - 1_000),
+            "{}",
+            db.label
+        );
+        let other = auth::address_key("192.0.2.8");
+        assert_eq!(wait(&b, &other, 2_000).await, None);
+        assert_eq!(
+            wait(&a, &key, 1_000 + auth::WINDOW_MS + 10).await,
             None,
             "{}: the window passes",
             db.label
         );
-        auth::succeeded(&a, "user:admin").await.unwrap();
-        assert_eq!(auth::locked(&b, "user:admin", 2_000).await.unwrap(), None);
+        auth::succeeded(&a, &key).await.unwrap();
+        assert_eq!(wait(&b, &key, 2_000).await, None);
         a.close().await;
         b.close().await;
         db.drop_now().await;
