@@ -70,6 +70,57 @@ pub async fn next_on(
     }
 }
 
+/// An agent's settings for `gateway` on the broker at `port` of loopback.
+fn settings(gateway: &GatewayId, port: u16, prefix: &str) -> Settings {
+    Settings {
+        gateway: gateway.clone(),
+        mqtt: Mqtt {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            topic_prefix: prefix.into(),
+        },
+        password: None,
+        ca: None,
+        keep_alive: Duration::from_secs(5),
+        socket: crate::temp_dir("agent").join("broker.sock"),
+    }
+}
+
+/// A running agent and its channels.
+struct Agent {
+    inbound: mpsc::Receiver<Inbound>,
+    outbound: mpsc::Sender<Outbound>,
+    connected: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_agent(settings: Settings) -> Agent {
+    let (in_tx, inbound) = mpsc::channel(16);
+    let (outbound, out_rx) = mpsc::channel(16);
+    let (connected_tx, connected) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let mqtt = client(&settings);
+    let task = tokio::spawn(run(
+        settings,
+        mqtt,
+        in_tx,
+        out_rx,
+        connected_tx,
+        shutdown.clone(),
+    ));
+    Agent {
+        inbound,
+        outbound,
+        connected,
+        shutdown,
+        task,
+    }
+}
+
 #[tokio::test]
 async fn the_agent_routes_both_ways_and_its_will_says_offline() {
     let prefix = format!("agent-{}/", std::process::id());
@@ -81,34 +132,13 @@ async fn the_agent_routes_both_ways_and_its_will_says_offline() {
         .unwrap();
     next_on(&mut seen, &plan_topic, |_| true).await;
 
-    let settings = Settings {
-        gateway: gw.clone(),
-        mqtt: Mqtt {
-            host: "127.0.0.1".into(),
-            port: 1883,
-            username: None,
-            password_file: None,
-            ca_file: None,
-            topic_prefix: prefix.clone(),
-        },
-        password: None,
-        ca: None,
-        keep_alive: Duration::from_secs(5),
-        socket: crate::temp_dir("agent").join("broker.sock"),
-    };
-    let (in_tx, mut inbound) = mpsc::channel(16);
-    let (out_tx, out_rx) = mpsc::channel(16);
-    let (connected_tx, mut connected) = watch::channel(false);
-    let shutdown = CancellationToken::new();
-    let mqtt = client(&settings);
-    let agent = tokio::spawn(run(
-        settings,
-        mqtt,
-        in_tx,
-        out_rx,
-        connected_tx,
-        shutdown.clone(),
-    ));
+    let Agent {
+        mut inbound,
+        outbound: out_tx,
+        mut connected,
+        shutdown: _,
+        task: agent,
+    } = spawn_agent(settings(&gw, 1883, &prefix));
     tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c))
         .await
         .unwrap()
@@ -179,39 +209,12 @@ async fn a_broker_that_drops_every_connection_is_retried_ever_more_slowly() {
             drop(s);
         }
     });
-    let settings = Settings {
-        gateway: "donam-gw".parse().unwrap(),
-        mqtt: Mqtt {
-            host: "127.0.0.1".into(),
-            port,
-            username: None,
-            password_file: None,
-            ca_file: None,
-            topic_prefix: "dropping/".into(),
-        },
-        password: None,
-        ca: None,
-        keep_alive: Duration::from_secs(5),
-        socket: crate::temp_dir("dropping").join("broker.sock"),
-    };
-    let (in_tx, _inbound) = mpsc::channel(16);
-    let (_out_tx, out_rx) = mpsc::channel(16);
-    let (connected_tx, _connected) = watch::channel(false);
-    let shutdown = CancellationToken::new();
-    let mqtt = client(&settings);
-    tokio::spawn(run(
-        settings,
-        mqtt,
-        in_tx,
-        out_rx,
-        connected_tx,
-        shutdown.clone(),
-    ));
+    let agent = spawn_agent(settings(&"donam-gw".parse().unwrap(), port, "dropping/"));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
     // 0.2, 0.4, 0.8, 1.6 s (each up to half again for jitter): at most 5 connections in 4 s;
     // a back-off that starts again at each CONNACK makes 14 or more.
     assert!((2..=5).contains(&n), "{n} connections in 4 s");
-    shutdown.cancel();
+    agent.shutdown.cancel();
     broker.abort();
 }

@@ -151,6 +151,22 @@ pub struct RecordingState {
 }
 
 impl RecordingDevice {
+    /// Serves the device on a free loopback port until the task is aborted.
+    pub async fn serve(&self) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio_modbus::server::tcp::Server::new(listener);
+        let device = self.clone();
+        let serving = tokio::spawn(async move {
+            let on_connected = move |stream, _addr| {
+                let device = device.clone();
+                async move { Ok(Some((device, stream))) }
+            };
+            let _ = server.serve(&on_connected, |_| {}).await;
+        });
+        (addr, serving)
+    }
+
     /// The registers of `levels` as they were when the first write to one of `switches`
     /// (master, enable) arrived; `None` before it.
     pub fn levels_at_switch_on(
@@ -228,19 +244,7 @@ async fn the_driver_switches_the_device_on_only_after_the_first_frame() {
     let lib = check(&shipped_library()).library;
     let profile = Arc::new(lib.profiles[&"ns-led-v1".parse().unwrap()].clone());
     let device = RecordingDevice::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio_modbus::server::tcp::Server::new(listener);
-    let serving = {
-        let device = device.clone();
-        tokio::spawn(async move {
-            let on_connected = move |stream, _addr| {
-                let device = device.clone();
-                async move { Ok(Some((device, stream))) }
-            };
-            let _ = server.serve(&on_connected, |_| {}).await;
-        })
-    };
+    let (addr, serving) = device.serve().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let settings = Settings {
         controller: "donam-path".parse().unwrap(),

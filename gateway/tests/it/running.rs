@@ -1978,22 +1978,9 @@ async fn a_modbus_device_is_switched_on_showing_its_levels_in_every_start() {
         let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
         clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
         let device = crate::modbus::RecordingDevice::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, serving) = device.serve().await;
         let mut endpoints = sim.endpoints.clone();
-        endpoints
-            .controllers
-            .insert(controller.id.clone(), listener.local_addr().unwrap());
-        let server = tokio_modbus::server::tcp::Server::new(listener);
-        let serving = {
-            let device = device.clone();
-            tokio::spawn(async move {
-                let on_connected = move |stream, _addr| {
-                    let device = device.clone();
-                    async move { Ok(Some((device, stream))) }
-                };
-                let _ = server.serve(&on_connected, |_| {}).await;
-            })
-        };
+        endpoints.controllers.insert(controller.id.clone(), addr);
         let plan_bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
         const STARTS: usize = 12;
         for start_no in 0..STARTS {
