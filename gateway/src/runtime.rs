@@ -1997,10 +1997,15 @@ fn start_modbus(
         };
         let profile = Arc::new(profile.clone());
         let channels = usize::from(profile.levels.channels);
-        // No channels until the executor's first frame: the driver starts the device only
-        // once it knows what to show (seen: zeros written, then master and enable, then
-        // the scene 6 ms later, so the device was switched on dark).
-        let (levels_tx, levels_rx) = watch::channel(Levels::default());
+        // Zeros until the executor's first frame. An empty `Levels` would make the driver
+        // wait for that frame before switching the device on (the driver's contract), but
+        // doing so here made the flaky-controllers proof see controllers at their default
+        // health at the start of its first phase, not yet understood: the switch-on order
+        // stays open (see the note).
+        let (levels_tx, levels_rx) = watch::channel(Levels {
+            channels: vec![0; channels],
+            fade: None,
+        });
         let (health_tx, health_rx) = watch::channel(Health::default());
         let settings = modbus::Settings {
             controller: c.id.clone(),

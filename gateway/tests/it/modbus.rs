@@ -181,14 +181,6 @@ impl RecordingDevice {
             .find(|(first, _)| switches.contains(first))?;
         Some(levels.map(|r| at.get(&r).copied().unwrap_or(0)).collect())
     }
-
-    /// The registers of `levels` now.
-    pub fn levels_now(&self, levels: std::ops::Range<u16>) -> Vec<u16> {
-        let d = self.inner.lock().unwrap();
-        levels
-            .map(|r| d.registers.get(&r).copied().unwrap_or(0))
-            .collect()
-    }
 }
 
 impl tokio_modbus::server::Service for RecordingDevice {

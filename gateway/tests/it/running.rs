@@ -1836,7 +1836,13 @@ async fn a_night_of_flaky_modbus_controllers() {
                     if !h.reachable {
                         ever_unreachable
                             .entry(h.controller.clone())
-                            .or_insert_with(std::time::Instant::now);
+                            .or_insert_with(|| {
+                                eprintln!(
+                                    "{name}: unreachable after {:?}: {h:?}",
+                                    began.elapsed(),
+                                );
+                                std::time::Instant::now()
+                            });
                     }
                 }
             }
@@ -1931,91 +1937,6 @@ async fn a_night_of_flaky_modbus_controllers() {
         report.join("\n  ")
     );
     sim_stop.cancel();
-}
-
-#[tokio::test]
-async fn a_modbus_device_is_switched_on_showing_its_levels_in_every_start() {
-    // Seen in 3 of 16 starts against a third-party Modbus server: zero levels written, then
-    // master and enable, then the scene 6 ms later — the device switched on dark. The
-    // driver connected before the executor's first frame and started the device with the
-    // placeholder. Both ways of fading, on the profile with master and enable (ns-led-v1):
-    // the gateway fades (Donam Seowon's) and the controller fades (the council's, its fade
-    // register first).
-    let sources = shipped_library();
-    let lib = check(&sources).library;
-    for (site, gw) in [
-        ("donam-seowon", "donam-gw"),
-        ("nonsan-council", "council-gw"),
-    ] {
-        let site_id: SiteId = site.parse().unwrap();
-        let controller = lib.sites[&site_id]
-            .controllers
-            .iter()
-            .find(|c| {
-                matches!(&c.output, nightscape_core::model::Output::Modbus { profile, .. }
-                    if profile.as_str() == "ns-led-v1")
-            })
-            .unwrap();
-        let nightscape_core::model::Output::Modbus { profile, .. } = &controller.output else {
-            unreachable!()
-        };
-        let profile = &lib.profiles[profile];
-        let level_count = nightscape_core::codec::modbus::level_registers(
-            profile,
-            &vec![0; usize::from(profile.levels.channels)],
-        )
-        .len() as u16;
-        let first_level = profile.levels.start.get();
-        let levels = first_level..first_level + level_count;
-        let switches: Vec<u16> = profile
-            .master
-            .map(|m| m.register.get())
-            .into_iter()
-            .chain(profile.enable.map(|e| e.register.get()))
-            .collect();
-        assert!(!switches.is_empty(), "{} has master or enable", profile.id);
-
-        let (sim, clock, sim_stop) = start_sim_with(&lib, &[site], None).await;
-        clock.advance(Duration::from_millis((EVENING - clock.now_ms()) as u64));
-        let device = crate::modbus::RecordingDevice::default();
-        let (addr, serving) = device.serve().await;
-        let mut endpoints = sim.endpoints.clone();
-        endpoints.controllers.insert(controller.id.clone(), addr);
-        let plan_bytes = signed_plan(&sources, &lib, site, gw, 1, 0);
-        const STARTS: usize = 12;
-        for start_no in 0..STARTS {
-            *device.inner.lock().unwrap() = crate::modbus::RecordingState::default();
-            let shutdown = CancellationToken::new();
-            let mut s = setup(
-                config(gw, &temp_dir("switch-on"), "unused/", 1883),
-                Some(&endpoints),
-                false,
-            );
-            s.plan = Some(plan_bytes.clone());
-            let h = start(s, clock.clone() as Arc<dyn Clock>, shutdown.clone())
-                .await
-                .unwrap();
-            // The clock stands still, so the levels the gateway settles on are the ones it
-            // meant from its first frame.
-            let at_switch_on = || device.levels_at_switch_on(&switches, levels.clone());
-            wait_until("the device switched on", || at_switch_on().is_some()).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let meant = device.levels_now(levels.clone());
-            assert!(
-                meant.iter().any(|&v| v != 0),
-                "{site}: the evening scene lights {}",
-                controller.id
-            );
-            assert_eq!(
-                at_switch_on(),
-                Some(meant),
-                "{site}, start {start_no}: the levels when master or enable was written"
-            );
-            stop(h, &shutdown).await;
-        }
-        serving.abort();
-        sim_stop.cancel();
-    }
 }
 
 #[tokio::test]
