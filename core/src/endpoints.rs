@@ -79,6 +79,60 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
+/// Whether a `Host` header's value (`name`, `name:port`, `[v6]:port`) names a service on
+/// this machine: `localhost`, a loopback address, or one of `names` (names or addresses,
+/// at any port). The server and the simulator both refuse any other, so a web page whose
+/// name was rebound to 127.0.0.1 (DNS rebinding) cannot reach them.
+pub fn host_allowed(value: &str, names: &[String]) -> bool {
+    let Some((host, _)) = split_authority(value) else {
+        return false;
+    };
+    let host = normal_host(host);
+    let as_ip = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    host == "localhost"
+        || as_ip.is_some_and(|ip| ip.is_loopback())
+        || names.iter().any(|name| {
+            let name = normal_host(name);
+            name == host
+                || as_ip
+                    .is_some_and(|ip| name.parse::<IpAddr>().is_ok_and(|n| n.to_canonical() == ip))
+        })
+}
+
+/// A host as compared: lowercase, without brackets around an IPv6 address, without the
+/// trailing dot of a fully qualified name.
+pub fn normal_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) => inner.to_owned(),
+        None => host,
+    }
+}
+
+/// `host[:port]` → (host, port); an IPv6 address keeps its brackets. `None` when it is not
+/// one (a port that is not a number, text after a bracket, a bare IPv6 address).
+pub fn split_authority(value: &str) -> Option<(&str, Option<u16>)> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if value.starts_with('[') {
+        let end = value.find(']')?;
+        let (host, rest) = value.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(port) => Some((host, Some(port.parse().ok()?))),
+            None if rest.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match value.rsplit_once(':') {
+        // A bare IPv6 address has colons but no port.
+        Some((host, _)) if host.contains(':') => None,
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((value, None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,26 +45,7 @@ impl Access {
     /// Whether `host` (a `Host` header's value: a name or address, maybe a port) is this
     /// simulator's.
     pub fn host_allowed(&self, host: &str) -> bool {
-        let host = host.trim().to_ascii_lowercase();
-        let name = if let Some(rest) = host.strip_prefix('[') {
-            // `[::1]:8090`: an IPv6 address is bracketed so its colons are not the port's.
-            match rest.split_once(']') {
-                Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
-                _ => return false,
-            }
-        } else {
-            match host.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-                Some(_) => return false,
-                None => host.as_str(),
-            }
-        };
-        let name = name.strip_suffix('.').unwrap_or(name);
-        name == "localhost"
-            || name
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+        nightscape_core::endpoints::host_allowed(host, &self.hosts)
     }
 
     /// Whether `header` (an `Authorization` value) carries the token; compared in constant

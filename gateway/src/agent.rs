@@ -87,8 +87,9 @@ pub fn offline_state(gateway: &GatewayId) -> wire::State {
 }
 
 /// How any Nightscape client reaches the gateway's broker: credentials when given, TLS
-/// with the pinned CA when given, packets up to [`MAX_PACKET`]. The agent and the
-/// command-line tools that talk to a running gateway both connect this way.
+/// with the pinned CA when given, packets up to [`MAX_PACKET`]: how the command-line tools
+/// that talk to a running gateway connect. (The agent itself goes through the sieve, which
+/// dials the broker with the same address and CA.)
 pub fn broker_options(
     client_id: String,
     mqtt: &Mqtt,

@@ -22,6 +22,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use nightscape_core::endpoints::{host_allowed, normal_host, split_authority};
+
 use crate::AppState;
 use crate::api::ApiError;
 
@@ -54,23 +56,7 @@ impl Policy {
 
     /// Whether a `Host` value (`name`, `name:port`, `[v6]:port`) names this server.
     pub fn allows_host(&self, value: &str) -> bool {
-        let Some((host, _)) = split_authority(value) else {
-            return false;
-        };
-        let host = normal_host(host);
-        if host == "localhost" {
-            return true;
-        }
-        if let Ok(ip) = host.parse::<IpAddr>()
-            && ip.to_canonical().is_loopback()
-        {
-            return true;
-        }
-        let as_ip = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
-        self.allowed_hosts.iter().any(|allowed| {
-            *allowed == host
-                || as_ip.is_some_and(|ip| allowed.parse::<IpAddr>().is_ok_and(|a| a == ip))
-        })
+        host_allowed(value, &self.allowed_hosts)
     }
 
     /// The client's address: the connection's peer, or, when the peer is a trusted proxy,
@@ -110,39 +96,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
         .map(|ip| ip.to_canonical())
-}
-
-/// A host as compared: lowercase, without brackets around an IPv6 address, without the
-/// trailing dot of a fully qualified name.
-fn normal_host(host: &str) -> String {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(inner) => inner.to_owned(),
-        None => host,
-    }
-}
-
-/// `host[:port]` → (host, port); an IPv6 address keeps its brackets.
-fn split_authority(value: &str) -> Option<(&str, Option<u16>)> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    if value.starts_with('[') {
-        let end = value.find(']')?;
-        let (host, rest) = value.split_at(end + 1);
-        return match rest.strip_prefix(':') {
-            Some(port) => Some((host, Some(port.parse().ok()?))),
-            None if rest.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match value.rsplit_once(':') {
-        // A bare IPv6 address has colons but no port.
-        Some((host, _)) if host.contains(':') => None,
-        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
-        None => Some((value, None)),
-    }
 }
 
 /// The client's address as the edge found it (see [`Policy::client`]); `None` when the

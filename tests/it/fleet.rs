@@ -335,11 +335,12 @@ async fn ten_thousand_gateways_on_one_server() {
     // status change of every gateway is watched through it, so one that lights and goes
     // dark again in between is seen, not only the state at the end.
     let watching = CancellationToken::new();
-    let lit_meanwhile = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut watchers = tokio::task::JoinSet::new();
     for status in &statuses {
         let mut status = status.clone();
-        let (watching, lit_meanwhile) = (watching.clone(), lit_meanwhile.clone());
-        tokio::spawn(async move {
+        let watching = watching.clone();
+        // Whether the gateway showed anything but the blackout while watched.
+        watchers.spawn(async move {
             let mut lit = !status.borrow_and_update().blackout;
             loop {
                 tokio::select! {
@@ -352,9 +353,7 @@ async fn ten_thousand_gateways_on_one_server() {
                     }
                 }
             }
-            if lit {
-                lit_meanwhile.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            lit
         });
     }
     let _ = server.0.kill();
@@ -373,9 +372,10 @@ async fn ten_thousand_gateways_on_one_server() {
     );
     let resynced = t.elapsed();
     watching.cancel();
-    // Each watcher counts itself once it has seen the cancel.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let lit_meanwhile = lit_meanwhile.load(std::sync::atomic::Ordering::Relaxed);
+    let mut lit_meanwhile = 0;
+    while let Some(lit) = watchers.join_next().await {
+        lit_meanwhile += usize::from(lit.unwrap());
+    }
     let still_dark = statuses.iter().filter(|s| s.borrow().blackout).count();
 
     // The blackout lifted the same way.
