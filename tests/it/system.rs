@@ -722,6 +722,24 @@ pub struct Up {
 /// `nightscape up` with a clock of its own (`--time-scale`, `--start`); its log goes to
 /// `DATA.log` beside the data directory.
 pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> Up {
+    // A free port found here can be taken by another test before `up` binds it; `up` then
+    // stops saying which flag to change, and it is started again on other ports.
+    for _ in 0..3 {
+        if let Some(up) = try_spawn_up(data, mqtt_port, clock) {
+            return up;
+        }
+        let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+        assert!(
+            log.contains("choose another port with --http")
+                || log.contains("choose another port with --sim-http"),
+            "up did not start: {log}"
+        );
+    }
+    panic!("up found no free ports in three tries");
+}
+
+/// `up` started once; `None` when it stopped before it was up.
+fn try_spawn_up(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> Option<Up> {
     use std::io::BufRead;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let http = format!("127.0.0.1:{}", free_port());
@@ -745,6 +763,7 @@ pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> 
     let mut password = None;
     let mut sim_token = None;
     let mut banner = String::new();
+    let mut up = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         banner.push_str(&line);
@@ -756,18 +775,23 @@ pub fn spawn_up_with(data: &std::path::Path, mqtt_port: u16, clock: &[&str]) -> 
             sim_token = t.split_whitespace().next().map(str::to_owned);
         }
         if line.starts_with("Stop with ctrl-c") {
+            up = true;
             break;
         }
     }
+    let process = Reaped(child);
+    if !up {
+        return None;
+    }
     std::thread::spawn(move || for _ in lines {});
-    Up {
-        process: Reaped(child),
+    Some(Up {
+        process,
         http,
         sim_http,
         sim_token: sim_token.expect("up printed the simulator's token"),
         password: password.expect("up printed the admin login"),
         banner,
-    }
+    })
 }
 
 /// Waits until every gateway has acknowledged its documents; returns their plan versions.
