@@ -211,7 +211,13 @@ fn a_thousand_power_cuts_leave_a_verified_document_and_a_dark_blackout() {
         while let Ok((t, body)) = seen.try_recv() {
             if t == topic(Topic::Ack) {
                 let ack: Ack = wire::decode(&body).unwrap();
-                assert_ne!(ack.result, AckResult::Rejected, "{ack:?}");
+                // A document whose PUBACK a cut lost comes again after the restart, behind a
+                // newer one already on disk: refusing it as not newer is right (seen in CI).
+                let stale = ack
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("not newer than"));
+                assert!(ack.result != AckResult::Rejected || stale, "{ack:?}");
                 let v: u64 = ack.id.parse().unwrap_or(0);
                 match ack.about {
                     wire::About::Plan => ledger.acked_plan = ledger.acked_plan.max(v),
